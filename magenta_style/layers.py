@@ -1,0 +1,286 @@
+"""Keras layers of the stylization network.
+
+- `ConditionalInstanceNorm`: instance norm whose scale/offset (gamma/beta) are
+  gathered or mixed, per example or per pixel, from per-style tables.
+- `ConvInstanceNorm`: reflect-padded, bias-free convolution, conditional
+  instance norm and activation (Magenta's `ops.conv2d` under its arg_scope).
+- `NearestUpsample`: integer-factor nearest-neighbour upsampling written as
+  `repeat`, which XLA can differentiate on every backend (tf.image.resize's
+  nearest mode has no XLA gradient kernel on CPU).
+
+Reference: Dumoulin, Shlens, Kudlur, "A Learned Representation for Artistic
+Style", ICLR 2017.
+"""
+import keras
+import tensorflow as tf
+
+# Magenta's variance epsilon for instance norm; kept for numerical parity.
+INSTANCE_NORM_EPSILON = 1e-5
+# Magenta initialises every conv kernel from N(0, 0.01).
+KERNEL_INIT_STDDEV = 0.01
+
+
+def _style_kind(style):
+    """Classifies a style argument as "ids", "weights" or "maps" from its rank."""
+    rank = style.shape.rank
+    if rank == 1:
+        return "ids"
+    if rank == 2:
+        return "weights"
+    if rank == 4:
+        return "maps"
+    raise ValueError(
+        "style must be int ids [B], float weights [B, num_styles] or per-pixel weight maps "
+        f"[B, H, W, num_styles]; got a tensor of shape {style.shape}")
+
+
+@keras.saving.register_keras_serializable(package="magenta_style")
+class ConditionalInstanceNorm(keras.layers.Layer):
+    """Instance normalisation with per-style scale and offset (conditional instance norm).
+
+    Each style s owns one row `gamma[s]`, `beta[s]` (shape `[num_styles, C]`, the
+    style embedding). Statistics are taken per example and channel over H and W,
+    always in float32 (also under mixed precision), with epsilon 1e-5 as Magenta.
+
+    Call arguments:
+      inputs: [B, H, W, C] features (float32, float16 or bfloat16).
+      style: one of
+        - int ids [B]: row `style[b]` is used for example b (Magenta's
+          `conditional_instance_norm`);
+        - float weights [B, num_styles]: example b uses `sum_s w[b, s] * table[s]`
+          (Magenta's `weighted_instance_norm`, generalised from one vector per
+          batch to one per example). Weights are not normalised;
+        - float per-pixel weight maps [B, Hm, Wm, num_styles]: the mix varies over
+          the image; maps are resized (bilinear) to the feature map's H x W.
+      strength: optional float [B] in [0, 1] (default 1). Blends the mixed
+        (gamma, beta) towards the content-preserving setting (1, 0).
+
+    The mix is an elementwise weighted sum, not a matmul: TF32 matmuls on recent
+    GPUs would round the tables, and a one-hot row must reproduce the gathered
+    row bit for bit.
+
+    Out-of-range ids fail with InvalidArgumentError (tf.gather on GPU would return
+    zeros silently); a style tensor whose last axis is not num_styles fails with
+    ValueError when traced.
+
+    Example:
+      cin = ConditionalInstanceNorm(num_styles=3)
+      y = cin(x, tf.constant([0, 2]))                  # styles 0 and 2
+      y = cin(x, tf.constant([[0.5, 0.0, 0.5]] * 2))   # a 50/50 mix
+    """
+
+    def __init__(self, num_styles, epsilon=INSTANCE_NORM_EPSILON, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_styles) < 1:
+            raise ValueError(f"num_styles must be >= 1, got {num_styles}")
+        self.num_styles = int(num_styles)
+        self.epsilon = float(epsilon)
+
+    def build(self, inputs_shape, style_shape=None, strength_shape=None):
+        channels = inputs_shape[-1]
+        if channels is None:
+            raise ValueError("ConditionalInstanceNorm needs a known channel count")
+        shape = (self.num_styles, int(channels))
+        # Names are the last component of Magenta's checkpoint keys (.../InstanceNorm/beta).
+        self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros")
+        self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones")
+
+    def _mixed_params(self, style, feature_shape):
+        """Returns (gamma, beta), float32, broadcastable to [B, H, W, C]."""
+        gamma = tf.convert_to_tensor(self.gamma, tf.float32)
+        beta = tf.convert_to_tensor(self.beta, tf.float32)
+        kind = _style_kind(style)
+        if kind == "ids":
+            ids = tf.cast(style, tf.int32)
+            with tf.control_dependencies([
+                    tf.debugging.assert_non_negative(ids, message="style id must be >= 0"),
+                    tf.debugging.assert_less(
+                        ids, self.num_styles,
+                        message=f"style id must be < num_styles ({self.num_styles})")]):
+                ids = tf.identity(ids)
+            return (tf.gather(gamma, ids)[:, None, None, :],
+                    tf.gather(beta, ids)[:, None, None, :])
+        if style.shape[-1] is not None and style.shape[-1] != self.num_styles:
+            raise ValueError(
+                f"style weights have {style.shape[-1]} entries in the last axis but the model "
+                f"has num_styles={self.num_styles}")
+        weights = tf.cast(style, tf.float32)
+        if kind == "weights":
+            # [B, S, 1] * [1, S, C] summed over S: exact for one-hot rows.
+            mix = lambda table: tf.reduce_sum(weights[:, :, None] * table[None], axis=1)
+            return mix(gamma)[:, None, None, :], mix(beta)[:, None, None, :]
+        weights = tf.image.resize(weights, feature_shape[1:3], method="bilinear")
+        # Accumulate style by style: bounded memory ([B, H, W, C], not [B, H, W, S, C]) and
+        # exact for one-hot pixels.
+        gamma_map = beta_map = 0.0
+        for s in range(self.num_styles):
+            w = weights[..., s:s + 1]
+            gamma_map += w * gamma[s]
+            beta_map += w * beta[s]
+        return gamma_map, beta_map
+
+    def call(self, inputs, style, strength=None):
+        x = tf.cast(inputs, tf.float32)
+        gamma, beta = self._mixed_params(style, tf.shape(x))
+        if strength is not None:
+            s = tf.reshape(tf.cast(strength, tf.float32), [-1, 1, 1, 1])
+            gamma = s * gamma + (1.0 - s)
+            beta = s * beta
+        mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+        # Same op as Magenta (tf.nn.batch_normalization) for last-bit parity.
+        y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+        return tf.cast(y, self.compute_dtype)
+
+    def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
+        return inputs_shape
+
+    def get_config(self):
+        return {**super().get_config(), "num_styles": self.num_styles, "epsilon": self.epsilon}
+
+
+@keras.saving.register_keras_serializable(package="magenta_style")
+class ConvInstanceNorm(keras.layers.Layer):
+    """Reflect-padded bias-free conv -> ConditionalInstanceNorm -> activation.
+
+    Magenta's `ops.conv2d` under its slim arg_scope: the input is reflect-padded by
+    kernel_size // 2, convolved with VALID padding and no bias, normalised with a
+    conditional instance norm (also before the final sigmoid) and activated.
+
+    Call: `inputs` [B, H, W, Cin] (H, W > kernel_size // 2), `style` and optional
+    `strength` as in ConditionalInstanceNorm. Output
+    [B, ceil(H / strides), ceil(W / strides), filters].
+
+    Weights: `weights` [k, k, Cin, filters] and the norm's `InstanceNorm/{beta,gamma}`,
+    the same relative names as Magenta's checkpoints.
+    """
+
+    def __init__(self, filters, kernel_size, num_styles, strides=1, activation="relu",
+                 **kwargs):
+        super().__init__(**kwargs)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.num_styles = int(num_styles)
+        self.strides = int(strides)
+        self.activation = activation
+        self._activation_fn = keras.activations.get(activation)
+        self.norm = ConditionalInstanceNorm(num_styles, name="InstanceNorm", dtype=self.dtype_policy)
+
+    def build(self, inputs_shape, style_shape=None, strength_shape=None):
+        shape = (self.kernel_size, self.kernel_size, int(inputs_shape[-1]), self.filters)
+        self.kernel = self.add_weight(
+            name="weights", shape=shape,
+            initializer=keras.initializers.RandomNormal(stddev=KERNEL_INIT_STDDEV))
+
+    def call(self, inputs, style, strength=None):
+        p = self.kernel_size // 2
+        padded = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+        kernel = tf.cast(self.kernel, padded.dtype)
+        h = tf.nn.conv2d(padded, kernel, strides=self.strides, padding="VALID")
+        return self._activation_fn(self.norm(h, style, strength))
+
+    def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
+        def out(d):
+            return None if d is None else (d - 1) // self.strides + 1
+        return (inputs_shape[0], out(inputs_shape[1]), out(inputs_shape[2]), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "num_styles": self.num_styles, "strides": self.strides,
+                "activation": self.activation}
+
+
+@keras.saving.register_keras_serializable(package="magenta_style")
+class NearestUpsample(keras.layers.Layer):
+    """Nearest-neighbour upsampling by an integer `factor`: [B, H, W, C] -> [B, fH, fW, C].
+
+    Equal to tf.image.resize(..., method="nearest") to an exact multiple, written with
+    `repeat` so that XLA can compile its gradient on CPU, GPU and TPU.
+    """
+
+    def __init__(self, factor=2, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, inputs):
+        if self.factor == 1:
+            return inputs
+        return tf.repeat(tf.repeat(inputs, self.factor, axis=1), self.factor, axis=2)
+
+    def compute_output_shape(self, inputs_shape):
+        def out(d):
+            return None if d is None else d * self.factor
+        return (inputs_shape[0], out(inputs_shape[1]), out(inputs_shape[2]), inputs_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
+@keras.saving.register_keras_serializable(package="magenta_style")
+class UpsampleConvInstanceNorm(keras.layers.Layer):
+    """Nearest upsampling by `factor`, then a stride-1 ConvInstanceNorm (Magenta's `ops.upsampling`).
+
+    Resize-then-convolve instead of a transposed conv avoids checkerboard artifacts.
+    Call: `inputs` [B, H, W, Cin], `style`, optional `strength` -> [B, fH, fW, filters].
+    Weights live under the inner block named `conv` (Magenta: `.../convK/conv/weights`).
+    """
+
+    def __init__(self, filters, kernel_size, num_styles, factor=2, activation="relu", **kwargs):
+        super().__init__(**kwargs)
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.num_styles = int(num_styles)
+        self.factor = int(factor)
+        self.activation = activation
+        self.upsample = NearestUpsample(factor, name="upsample", dtype=self.dtype_policy)
+        self.conv = ConvInstanceNorm(filters, kernel_size, num_styles, strides=1,
+                                     activation=activation, name="conv", dtype=self.dtype_policy)
+
+    def build(self, inputs_shape, style_shape=None, strength_shape=None):
+        pass  # Sublayers build on first call.
+
+    def call(self, inputs, style, strength=None):
+        return self.conv(self.upsample(inputs), style, strength)
+
+    def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
+        shape = self.upsample.compute_output_shape(inputs_shape)
+        return shape[:3] + (self.filters,)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
+                "num_styles": self.num_styles, "factor": self.factor,
+                "activation": self.activation}
+
+
+@keras.saving.register_keras_serializable(package="magenta_style")
+class ResidualBlock(keras.layers.Layer):
+    """x + conv2(relu(conv1(x))), both 3x3 ConvInstanceNorm with C = channels of x.
+
+    Magenta's `ops.residual_block`: ReLU after the first conv only, identity shortcut.
+    Call: `inputs` [B, H, W, C], `style`, optional `strength` -> [B, H, W, C].
+    """
+
+    def __init__(self, num_styles, kernel_size=3, **kwargs):
+        super().__init__(**kwargs)
+        self.num_styles = int(num_styles)
+        self.kernel_size = int(kernel_size)
+        self.conv1 = None
+        self.conv2 = None
+
+    def build(self, inputs_shape, style_shape=None, strength_shape=None):
+        channels = int(inputs_shape[-1])
+        self.conv1 = ConvInstanceNorm(channels, self.kernel_size, self.num_styles,
+                                      activation="relu", name="conv1", dtype=self.dtype_policy)
+        self.conv2 = ConvInstanceNorm(channels, self.kernel_size, self.num_styles,
+                                      activation=None, name="conv2", dtype=self.dtype_policy)
+
+    def call(self, inputs, style, strength=None):
+        return inputs + self.conv2(self.conv1(inputs, style, strength), style, strength)
+
+    def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
+        return inputs_shape
+
+    def get_config(self):
+        return {**super().get_config(), "num_styles": self.num_styles,
+                "kernel_size": self.kernel_size}

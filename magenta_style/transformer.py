@@ -1,0 +1,147 @@
+"""The multi-style transformer (image stylization) network, exactly Magenta's.
+
+    contract_conv1  9x9 / int(32a), stride 1    ┐
+    contract_conv2  3x3 / int(64a), stride 2    │ each: reflect pad, conv (no bias),
+    contract_conv3  3x3 / int(128a), stride 2   │ conditional instance norm, ReLU
+    residual1..5    two 3x3 / int(128a) convs, ReLU after the first, identity added
+    expand_conv1    nearest x2, 3x3 / int(64a)  │
+    expand_conv2    nearest x2, 3x3 / int(32a)  │
+    expand_conv3    9x9 / 3, instance norm, sigmoid
+
+All convolution weights are shared by the styles; a style is one row of every
+gamma/beta table. Layer and weight names mirror Magenta's checkpoint keys
+(`transformer/contract/conv1/weights` <-> `contract_conv1/weights`); see
+`checkpoints.py` for the exact map.
+"""
+import keras
+import tensorflow as tf
+
+from magenta_style import layers
+
+# The two stride-2 convolutions: H and W must be multiples of this for the output
+# to have the input's size.
+SIZE_MULTIPLE = 4
+# The smallest padded side for which every reflect padding in the network is valid
+# (the 9x9 convs pad by 4; the 3x3 convs at 1/4 resolution pad by 1).
+MIN_PADDED_SIZE = 8
+
+RESIDUAL_BLOCKS = 5
+
+
+def layer_widths(alpha):
+    """Channel widths (contract1, contract2, contract3) for width multiplier `alpha`."""
+    return int(alpha * 32), int(alpha * 64), int(alpha * 128)
+
+
+def _reflect_indices(size, before, after):
+    """Indices that reflect-pad an axis of length `size` by any amount (int32 [before+size+after]).
+
+    Unlike tf.pad(mode="REFLECT"), the pad may exceed size - 1 (the pattern repeats),
+    so 1-pixel images work too.
+    """
+    i = tf.range(-before, size + after)
+    period = tf.maximum(2 * (size - 1), 1)
+    j = tf.math.floormod(i, period)
+    return tf.minimum(j, period - j) * tf.cast(size > 1, tf.int32)
+
+
+def _padded_size(size):
+    size = tf.maximum(size, MIN_PADDED_SIZE)
+    return (size + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE
+
+
+@keras.saving.register_keras_serializable(package="magenta_style")
+class StyleTransferNetwork(keras.Model):
+    """Feed-forward stylization network conditioned on a style id, mix or map.
+
+    Call arguments:
+      images: float32 [B, H, W, 3] in [0, 1], any H, W >= 1.
+      style: int32 ids [B], float32 weights [B, num_styles] (one mix per example,
+        not normalised), or float32 per-pixel weight maps [B, H, W, num_styles]; see
+        `layers.ConditionalInstanceNorm`.
+      strength: optional float32 [B] in [0, 1]; 1 (default) is the full style,
+        0 makes every instance norm plain (gamma 1, beta 0).
+
+    Returns float32 [B, H, W, 3] in [0, 1]. By default the input is reflect-padded
+    at the bottom/right to a multiple of 4 (and at least 8) and the output cropped
+    back, so any size gives the same size out and sizes that are multiples of 4 are
+    computed exactly as Magenta does. With `magenta_compatible=True` nothing is
+    padded and the output size is Magenta's (e.g. 93x129 in -> 96x132 out).
+    """
+
+    def __init__(self, num_styles, alpha=1.0, magenta_compatible=False, **kwargs):
+        super().__init__(**kwargs)
+        self.num_styles = int(num_styles)
+        self.alpha = float(alpha)
+        self.magenta_compatible = bool(magenta_compatible)
+        w1, w2, w3 = layer_widths(self.alpha)
+        n, policy = self.num_styles, self.dtype_policy
+        self.contract_conv1 = layers.ConvInstanceNorm(w1, 9, n, 1, name="contract_conv1",
+                                                      dtype=policy)
+        self.contract_conv2 = layers.ConvInstanceNorm(w2, 3, n, 2, name="contract_conv2",
+                                                      dtype=policy)
+        self.contract_conv3 = layers.ConvInstanceNorm(w3, 3, n, 2, name="contract_conv3",
+                                                      dtype=policy)
+        # Named attributes (not a list) keep the object-based checkpoint keys readable:
+        # `transformer/residual3/conv1/...` rather than `.../residual_blocks/2/...`.
+        for i in range(1, RESIDUAL_BLOCKS + 1):
+            setattr(self, f"residual{i}", layers.ResidualBlock(n, 3, name=f"residual{i}",
+                                                               dtype=policy))
+        self.expand_conv1 = layers.UpsampleConvInstanceNorm(w2, 3, n, 2, name="expand_conv1",
+                                                            dtype=policy)
+        self.expand_conv2 = layers.UpsampleConvInstanceNorm(w1, 3, n, 2, name="expand_conv2",
+                                                            dtype=policy)
+        # Magenta routes the last conv through `upsampling` with stride 1 too, hence
+        # the `.../conv3/conv/...` names; it is normalised before the sigmoid.
+        self.expand_conv3 = layers.UpsampleConvInstanceNorm(3, 9, n, 1, activation="sigmoid",
+                                                            name="expand_conv3", dtype=policy)
+
+    def build(self, images_shape, style_shape=None, strength_shape=None):
+        pass  # Sublayers build on the first call (see `build_transformer`).
+
+    def call(self, images, style, strength=None):
+        x = tf.cast(images, self.compute_dtype)
+        if not self.magenta_compatible:
+            shape = tf.shape(x)
+            height, width = shape[1], shape[2]
+            rows = _reflect_indices(height, 0, _padded_size(height) - height)
+            cols = _reflect_indices(width, 0, _padded_size(width) - width)
+            x = tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
+        h = self.contract_conv1(x, style, strength)
+        h = self.contract_conv2(h, style, strength)
+        h = self.contract_conv3(h, style, strength)
+        for i in range(1, RESIDUAL_BLOCKS + 1):
+            h = getattr(self, f"residual{i}")(h, style, strength)
+        h = self.expand_conv1(h, style, strength)
+        h = self.expand_conv2(h, style, strength)
+        h = self.expand_conv3(h, style, strength)
+        if not self.magenta_compatible:
+            h = h[:, :height, :width, :]
+        return tf.cast(h, tf.float32)
+
+    def compute_output_shape(self, images_shape, style_shape=None, strength_shape=None):
+        return images_shape[:3] + (3,)
+
+    def get_config(self):
+        return {**super().get_config(), "num_styles": self.num_styles, "alpha": self.alpha,
+                "magenta_compatible": self.magenta_compatible}
+
+
+def build_transformer(model_config, magenta_compatible=False):
+    """Returns a StyleTransferNetwork for `model_config` with all weights created.
+
+    Args:
+      model_config: config.ModelConfig (num_styles, alpha).
+      magenta_compatible: reproduce Magenta's output size for sizes that are not
+        multiples of 4 instead of cropping to the input size.
+    """
+    model = StyleTransferNetwork(model_config.num_styles, model_config.alpha,
+                                 magenta_compatible=magenta_compatible)
+    model(tf.zeros([1, 16, 16, 3]), tf.zeros([1], tf.int32))
+    return model
+
+
+def weight_names(model):
+    """Sorted Keras paths of every weight, e.g. 'contract_conv1/InstanceNorm/beta'."""
+    return sorted(v.path.split("/", 1)[1] for v in model.weights)
+

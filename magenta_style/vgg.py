@@ -1,0 +1,407 @@
+"""Frozen VGG-16 feature extractor: the loss network of Magenta's image stylization.
+
+The network computes Magenta's end points under Magenta's names:
+
+- `vgg_16/conv1` .. `vgg_16/conv5`: the output of each block's last 3x3 convolution,
+  after its ReLU;
+- `vgg_16/pool1` .. `vgg_16/pool5`: the output of each block's 2x2, stride-2 pooling
+  with VALID padding (TF-slim's default, so odd sizes are floored: 93 -> 46).
+  Average pooling by default, as in Magenta; max pooling on request.
+
+Input is RGB float32 `[B, H, W, 3]` in [0, 1]; the network scales it to [0, 255] and
+subtracts the ImageNet RGB means `[123.68, 116.779, 103.939]` itself.
+
+Weights come from one of three sources, chosen by the `weights` string given to
+`build_vgg16`:
+
+1. a TF-slim checkpoint (the `vgg_16.ckpt` Magenta's README points to), by path
+   prefix or by the directory holding it. Only `vgg_16/convK/convK_J/{weights,biases}`
+   are read; fc6-fc8 and anything else in the file are ignored.
+2. `"imagenet"` or a path to a `.h5` file: Keras' ImageNet VGG-16 weights
+   (`keras.applications.VGG16(include_top=False)`). Those were converted from Caffe and
+   expect BGR input; the first convolution's kernel is flipped along its input-channel
+   axis so they act on the same RGB input as the slim weights (BGR and RGB means are
+   the same three numbers in opposite orders, so the mean subtraction needs no change).
+3. `"standin:SEED"`: seeded random He-normal weights for tests and dry runs. They
+   give meaningless losses; using them logs a loud warning. They are never used
+   unless asked for by name.
+
+The model is frozen (`trainable=False`, no trainable variables). Keep it out of
+anything that is checkpointed: the trainer must not attach it to the transformer or
+to its `tf.train.Checkpoint`. Build it once per process (`build_vgg16`, or
+`get_vgg16` for a cached instance) and reuse it for content, style and stylized
+images. When a `tf.distribute` strategy scope is active during `build_vgg16`, the
+variables are created under it.
+"""
+import math
+import os
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+# (block number, convolutions in the block, output channels).
+BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
+
+# Magenta's end point names, in network order.
+END_POINTS = tuple(
+    name for block, _, _ in BLOCKS for name in (f"vgg_16/conv{block}", f"vgg_16/pool{block}"))
+
+# Channels of every end point: the Gram matrix of end point `n` is [C, C].
+END_POINT_CHANNELS = {
+    name: channels for block, _, channels in BLOCKS
+    for name in (f"vgg_16/conv{block}", f"vgg_16/pool{block}")}
+
+RGB_MEANS = (123.68, 116.779, 103.939)
+
+POOLING_MODES = ("avg", "max")
+
+STANDIN_PREFIX = "standin:"
+
+# Keras layer names cannot contain "/", so each convolution has a Keras name (the one
+# keras.applications.VGG16 uses) and its TF-slim variable scope.
+KERAS_TO_SLIM = {
+    f"block{block}_conv{j}": f"vgg_16/conv{block}/conv{block}_{j}"
+    for block, reps, _ in BLOCKS for j in range(1, reps + 1)}
+
+# Full TF-slim variable names the loader needs, with their shapes.
+SLIM_VARIABLE_SHAPES = {}
+_cin = 3
+for _block, _reps, _cout in BLOCKS:
+    for _j in range(1, _reps + 1):
+        _scope = f"vgg_16/conv{_block}/conv{_block}_{_j}"
+        SLIM_VARIABLE_SHAPES[f"{_scope}/weights"] = (3, 3, _cin, _cout)
+        SLIM_VARIABLE_SHAPES[f"{_scope}/biases"] = (_cout,)
+        _cin = _cout
+del _cin, _block, _reps, _cout, _j, _scope
+
+_HOW_TO_GET_WEIGHTS = (
+    "Real weights: download TF-slim's ImageNet VGG-16 (vgg_16_2016_08_28.tar.gz, the "
+    "vgg_16.ckpt file Magenta's README names), extract it and pass the path of "
+    "vgg_16.ckpt; or pass 'imagenet' on a machine with internet access (Keras downloads "
+    "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 once), or the path of that .h5 "
+    "file copied from such a machine.")
+
+
+class VGGWeightsError(ValueError):
+    """VGG weights cannot be found or read or do not fit; the message names the source."""
+
+
+@keras.saving.register_keras_serializable(package="magenta_style")
+class VGG16Features(keras.Model):
+    """VGG-16 convolutional trunk returning Magenta's end points.
+
+    Call it on RGB float32 `[B, H, W, 3]` images in [0, 1]; it returns a dict
+    `{end_point_name: float32 [B, h, w, C]}` for every name in `END_POINTS`. H and W
+    should be at least 32 so that pool5 is not empty.
+
+    The weights are created at construction (for any input size) and are
+    non-trainable. A freshly constructed model has Keras' default initialisation;
+    use `build_vgg16` to get one holding real (or explicitly requested stand-in)
+    weights.
+
+    Args:
+      pooling: "avg" (Magenta's default) or "max".
+      **kwargs: passed to keras.Model (e.g. `name`).
+
+    Raises:
+      ValueError: unknown pooling mode.
+    """
+
+    def __init__(self, pooling="avg", **kwargs):
+        kwargs.setdefault("name", "vgg_16")
+        super().__init__(**kwargs)
+        if pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
+        self.pooling = pooling
+        pool_class = (keras.layers.AveragePooling2D if pooling == "avg"
+                      else keras.layers.MaxPooling2D)
+        # Flat lists (not nested structures) so Keras tracks every layer.
+        self.convs = []
+        self.pools = []
+        cin = 3
+        for block, reps, cout in BLOCKS:
+            for j in range(1, reps + 1):
+                conv = keras.layers.Conv2D(
+                    cout, 3, padding="same", activation="relu", dtype="float32",
+                    trainable=False, name=f"block{block}_conv{j}")
+                conv.build((None, None, None, cin))
+                self.convs.append(conv)
+                cin = cout
+            self.pools.append(pool_class(pool_size=2, strides=2, padding="valid",
+                                         dtype="float32", name=f"block{block}_pool"))
+        self.trainable = False
+        self.built = True
+
+    def call(self, images):
+        """Computes the end points.
+
+        Args:
+          images: RGB float32 [B, H, W, 3] in [0, 1] (other float dtypes are cast).
+
+        Returns:
+          dict {name: float32 [B, h, w, C]} for every name in END_POINTS.
+        """
+        net = tf.cast(images, tf.float32) * 255.0 - tf.constant(RGB_MEANS, tf.float32)
+        end_points = {}
+        convs = iter(self.convs)
+        for (block, reps, _), pool in zip(BLOCKS, self.pools):
+            for _ in range(reps):
+                net = next(convs)(net)
+            end_points[f"vgg_16/conv{block}"] = net
+            net = pool(net)
+            end_points[f"vgg_16/pool{block}"] = net
+        return end_points
+
+    def conv_layers(self):
+        """Returns {keras layer name: Conv2D} for the 13 convolutions."""
+        return {conv.name: conv for conv in self.convs}
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"pooling": self.pooling})
+        return config
+
+
+def set_slim_weights(model, arrays, source="weights"):
+    """Assigns TF-slim named arrays to the model's convolutions.
+
+    Args:
+      model: a VGG16Features.
+      arrays: dict {TF-slim name: np.ndarray}; must hold every name in
+        SLIM_VARIABLE_SHAPES with that shape (float). Other names are ignored.
+      source: how to name the arrays' origin in error messages.
+
+    Raises:
+      VGGWeightsError: a variable is missing or has the wrong shape.
+    """
+    check_slim_arrays(arrays, source)
+    for keras_name, conv in model.conv_layers().items():
+        scope = KERAS_TO_SLIM[keras_name]
+        conv.kernel.assign(np.asarray(arrays[f"{scope}/weights"], np.float32))
+        conv.bias.assign(np.asarray(arrays[f"{scope}/biases"], np.float32))
+
+
+def check_slim_arrays(arrays, source):
+    """Raises VGGWeightsError unless `arrays` holds every VGG-16 conv variable, right-shaped."""
+    missing = [name for name in SLIM_VARIABLE_SHAPES if name not in arrays]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4
+                                          else "")
+        raise VGGWeightsError(
+            f"{source} lacks {len(missing)} of the {len(SLIM_VARIABLE_SHAPES)} VGG-16 "
+            f"convolution variables: {shown} (is it TF-slim's vgg_16.ckpt?)")
+    for name, shape in SLIM_VARIABLE_SHAPES.items():
+        got = tuple(np.shape(arrays[name]))
+        if got != shape:
+            raise VGGWeightsError(
+                f"{source}: variable {name} has shape {list(got)}, VGG-16 needs {list(shape)}")
+
+
+def read_slim_checkpoint(path):
+    """Reads the VGG-16 convolution weights from a TF-slim checkpoint.
+
+    Args:
+      path: checkpoint prefix (e.g. `.../vgg_16.ckpt`, V1 single file or V2
+        `.index`/`.data-*` pair) or a directory with a `checkpoint` file.
+
+    Returns:
+      dict {TF-slim name: float32 np.ndarray} for every name in SLIM_VARIABLE_SHAPES.
+
+    Raises:
+      VGGWeightsError: the checkpoint is missing or unreadable, or lacks a variable,
+        or a variable has the wrong shape.
+    """
+    prefix = path
+    if os.path.isdir(path):
+        prefix = tf.train.latest_checkpoint(path)
+        if prefix is None:
+            raise VGGWeightsError(f"VGG checkpoint directory {path} holds no checkpoint")
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not (os.path.exists(prefix) or tf.io.gfile.glob(prefix + ".*")):
+            detail = "no such file"
+        raise VGGWeightsError(f"cannot read VGG checkpoint {path}: {detail}") from None
+    available = reader.get_variable_to_shape_map()
+    arrays = {name: reader.get_tensor(name) for name in SLIM_VARIABLE_SHAPES
+              if name in available}
+    check_slim_arrays(arrays, f"VGG checkpoint {path}")
+    return arrays
+
+
+def read_keras_vgg16(weights):
+    """Reads Keras' ImageNet VGG-16 weights and converts them to RGB-input slim arrays.
+
+    Keras' VGG-16 weights came from Caffe: the first convolution expects BGR,
+    mean-subtracted [0, 255] input. Reversing the input-channel axis of that kernel
+    makes it take RGB in the same range; the subtracted means are identical up to
+    channel order, so the converted weights work behind VGG16Features' RGB input.
+
+    Args:
+      weights: "imagenet" (downloaded by Keras once and cached under ~/.keras) or
+        the path of a Keras VGG-16 weights file (`.h5`, with or without the top).
+
+    Returns:
+      dict {TF-slim name: float32 np.ndarray}, as read_slim_checkpoint returns.
+
+    Raises:
+      VGGWeightsError: the download fails, or the file is missing or does not fit.
+    """
+    if weights != "imagenet" and not os.path.exists(weights):
+        raise VGGWeightsError(f"Keras VGG-16 weights file {weights} does not exist")
+    try:
+        net = keras.applications.VGG16(include_top=False, weights=weights,
+                                       input_shape=(None, None, 3))
+    except Exception as e:  # Keras raises bare Exception for failed downloads.
+        detail = " ".join(str(e).split())[:300]
+        if weights == "imagenet":
+            raise VGGWeightsError(
+                f"could not download Keras' ImageNet VGG-16 weights ({detail}). "
+                f"{_HOW_TO_GET_WEIGHTS}") from None
+        raise VGGWeightsError(
+            f"cannot load Keras VGG-16 weights from {weights}: {detail}") from None
+    arrays = {}
+    for keras_name, scope in KERAS_TO_SLIM.items():
+        kernel, bias = net.get_layer(keras_name).get_weights()
+        if keras_name == "block1_conv1":
+            kernel = kernel[:, :, ::-1, :]  # BGR -> RGB input channels.
+        arrays[f"{scope}/weights"] = np.ascontiguousarray(kernel, np.float32)
+        arrays[f"{scope}/biases"] = np.asarray(bias, np.float32)
+    check_slim_arrays(arrays, f"Keras VGG-16 weights {weights}")
+    return arrays
+
+
+def standin_arrays(seed):
+    """Seeded stand-in weights: the same numbers as the fixtures' slim_vgg16.py.
+
+    He-normal kernels (std sqrt(2 / (9 * C_in))) and N(0, 0.01^2) biases, drawn
+    layer by layer (kernel, then bias) from numpy's legacy RandomState(seed), which
+    is stable across numpy versions.
+
+    Args:
+      seed: int.
+
+    Returns:
+      dict {TF-slim name: float32 np.ndarray}.
+    """
+    rng = np.random.RandomState(seed)
+    arrays = {}
+    for name, shape in SLIM_VARIABLE_SHAPES.items():  # Insertion order: kernel, bias, ...
+        if name.endswith("/weights"):
+            std = math.sqrt(2.0 / (9 * shape[2]))
+            arrays[name] = (rng.standard_normal(shape) * std).astype(np.float32)
+        else:
+            arrays[name] = (rng.standard_normal(shape) * 0.01).astype(np.float32)
+    return arrays
+
+
+def parse_standin_seed(weights):
+    """Returns the seed of a "standin:SEED" source, or None for any other source.
+
+    Raises:
+      VGGWeightsError: "standin:" followed by something that is not an integer.
+    """
+    if not weights.startswith(STANDIN_PREFIX):
+        return None
+    text = weights[len(STANDIN_PREFIX):]
+    try:
+        return int(text)
+    except ValueError:
+        raise VGGWeightsError(
+            f"stand-in VGG source {weights!r} needs an integer seed, e.g. 'standin:7'") from None
+
+
+def warn_standin(seed):
+    """Logs, loudly, that random stand-in VGG weights are in use."""
+    bar = "!" * 78
+    for line in (
+            bar,
+            f"USING RANDOM STAND-IN VGG-16 WEIGHTS (standin:{seed}), NOT IMAGENET WEIGHTS.",
+            "Losses, Gram matrices and anything trained with them are meaningless for",
+            "real stylization; this source exists for tests and dry runs only.",
+            _HOW_TO_GET_WEIGHTS,
+            bar):
+        logging.warning(line)
+
+
+def read_weights(weights):
+    """Returns TF-slim named arrays for any supported weight source.
+
+    Args:
+      weights: a TF-slim checkpoint path, "imagenet", a `.h5`/`.hdf5` path, or
+        "standin:SEED".
+
+    Returns:
+      dict {TF-slim name: float32 np.ndarray} for every name in SLIM_VARIABLE_SHAPES.
+
+    Raises:
+      VGGWeightsError: the source is empty, unreadable or does not fit VGG-16.
+    """
+    if not weights:
+        raise VGGWeightsError(
+            "no VGG weights given: pass the path of TF-slim's vgg_16.ckpt, 'imagenet', a "
+            "Keras VGG-16 .h5 file, or 'standin:SEED' for random test weights")
+    seed = parse_standin_seed(weights)
+    if seed is not None:
+        warn_standin(seed)
+        return standin_arrays(seed)
+    if weights == "imagenet" or weights.lower().endswith((".h5", ".hdf5")):
+        return read_keras_vgg16(weights)
+    return read_slim_checkpoint(weights)
+
+
+def build_vgg16(weights, pooling="avg"):
+    """Builds a frozen VGG16Features holding the given weights.
+
+    The weights are read first, so a bad source fails before any variable is made.
+    Variables are created in the current tf.distribute strategy scope, if any.
+
+    Args:
+      weights: a TF-slim checkpoint path (prefix or directory), "imagenet", a Keras
+        `.h5` path, or "standin:SEED" (random weights; logged loudly).
+      pooling: "avg" (Magenta) or "max".
+
+    Returns:
+      VGG16Features; `model(images)` maps RGB float32 [B, H, W, 3] in [0, 1] to
+      {end point: float32 [B, h, w, C]}. `model.weights_source` is `weights`.
+
+    Raises:
+      VGGWeightsError: see read_weights.
+      ValueError: unknown pooling mode.
+    """
+    if pooling not in POOLING_MODES:
+        raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
+    arrays = read_weights(weights)
+    model = VGG16Features(pooling=pooling)
+    set_slim_weights(model, arrays, source=weights)
+    model.weights_source = weights
+    return model
+
+
+_CACHE = {}
+
+
+def get_vgg16(weights, pooling="avg"):
+    """Returns a process-wide VGG16Features for (weights, pooling, current strategy).
+
+    The first call builds it with build_vgg16; later calls with the same source,
+    pooling mode and active tf.distribute strategy return the same instance, so
+    the weights are read and held once.
+
+    Args:
+      weights: as for build_vgg16.
+      pooling: as for build_vgg16.
+
+    Returns:
+      VGG16Features.
+    """
+    strategy = tf.distribute.get_strategy()
+    key = (weights, pooling, id(strategy))
+    entry = _CACHE.get(key)
+    if entry is None or entry[0] is not strategy:
+        entry = (strategy, build_vgg16(weights, pooling))
+        _CACHE[key] = entry
+    return entry[1]

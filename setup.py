@@ -1,0 +1,39 @@
+"""Packaging for magenta_style.
+
+The pins are one set that installs and works together on Python 3.11 (checked
+with `pip check` and the test suite). TensorFlow 2.21 brings Keras 3 as
+`tf.keras`; this project is written against Keras 3 (see README, "Design").
+tensorflow-hub 0.16 imports `tf_keras` whenever Keras 3 is active, so `tf-keras`
+is pinned to TF's minor version alongside it.
+"""
+import setuptools
+
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.0",
+    "keras==3.15.1",
+    "tensorflow-hub==0.16.1",
+    "tf-keras==2.21.0",
+    "numpy==2.4.6",
+    "pillow==13.0.0",
+    "absl-py==2.5.1",
+]
+
+EXTRAS_REQUIRE = {
+    "test": ["pytest==9.2.0"],
+}
+
+setuptools.setup(
+    name="magenta_style",
+    version="0.1.0",
+    description=("Multi-style feed-forward image stylization (conditional "
+                 "instance norm), a TF2/Keras port of Magenta's image_stylization."),
+    python_requires=">=3.10,<3.13",
+    packages=setuptools.find_packages(include=["magenta_style", "magenta_style.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={
+        "console_scripts": [
+            "magenta-style-stylize=magenta_style.stylize:run_main",
+        ],
+    },
+)

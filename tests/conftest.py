@@ -1,0 +1,47 @@
+"""Shared pytest set-up for magenta_style.
+
+- Splits the CPU into two logical devices before TensorFlow initialises them, so
+  the 2-replica MirroredStrategy tests can run on a CPU-only machine.
+- `fixtures_dir`: the reference outputs of the original Magenta code. Missing
+  fixtures skip the parity tests with a reason, except when
+  MAGENTA_STYLE_REQUIRE_FIXTURES=1 (set by .ci/run), where they fail instead.
+"""
+import os
+import pathlib
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+NUM_LOGICAL_CPUS = 2
+
+
+def pytest_configure(config):
+    import tensorflow as tf
+
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * NUM_LOGICAL_CPUS)
+    except RuntimeError:
+        pass  # Devices were already initialised (e.g. by a plugin); tests that need 2 check.
+    # Unit tests never parse absl flags; CLI tests pass argv explicitly.
+    from absl import flags
+    flags.FLAGS.mark_as_parsed()
+
+
+def _fixtures_root():
+    env = os.environ.get("MAGENTA_STYLE_FIXTURES")
+    return pathlib.Path(env) if env else REPO_ROOT.parent / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir():
+    """pathlib.Path of the Magenta reference fixtures (skips or fails when absent)."""
+    root = _fixtures_root()
+    if (root / "magenta").is_dir():
+        return root
+    reason = (f"Magenta reference fixtures not found at {root} "
+              "(set MAGENTA_STYLE_FIXTURES to the fixtures directory)")
+    if os.environ.get("MAGENTA_STYLE_REQUIRE_FIXTURES") == "1":
+        pytest.fail(reason + "; MAGENTA_STYLE_REQUIRE_FIXTURES=1 forbids skipping parity tests")
+    pytest.skip(reason)
