@@ -158,7 +158,8 @@ def is_magenta_checkpoint(prefix):
     return _PROBE_KEY in shapes
 
 
-def _check_agrees(model_config, num_styles, alpha, source):
+def check_agrees(model_config, num_styles, alpha, source):
+    """Raises CheckpointError when a given num_styles/alpha disagrees with `model_config`."""
     if num_styles is not None and num_styles != model_config.num_styles:
         raise CheckpointError(f"--num_styles={num_styles} disagrees with {source}, which has "
                               f"{model_config.num_styles} styles")
@@ -202,12 +203,13 @@ def load_model(path, num_styles=None, alpha=None, magenta_compatible=False):
         mismatch, or num_styles/alpha disagreeing with the checkpoint.
     """
     prefix, directory = resolve_checkpoint(path)
-    if is_magenta_checkpoint(prefix):
+    _, shapes = _read_all(prefix)  # Fails clearly on files that are no checkpoint at all.
+    if _PROBE_KEY in shapes:
         model_config = infer_magenta_config(prefix)
         saved = config_lib.load_model_config(directory) if directory else None
         if saved is not None and saved.num_styles == model_config.num_styles:
             model_config = dataclasses.replace(model_config, style_names=saved.style_names)
-        _check_agrees(model_config, num_styles, alpha, prefix)
+        check_agrees(model_config, num_styles, alpha, prefix)
         model = transformer.build_transformer(model_config, magenta_compatible)
         report = load_magenta_weights(model, prefix)
         logging.info("Magenta checkpoint %s: %s", prefix, report.summary())
@@ -217,7 +219,7 @@ def load_model(path, num_styles=None, alpha=None, magenta_compatible=False):
         raise CheckpointError(
             f"{prefix!r} is neither a Magenta checkpoint nor a native one with a "
             f"{config_lib.CONFIG_FILENAME} beside it")
-    _check_agrees(model_config, num_styles, alpha, os.path.join(directory,
+    check_agrees(model_config, num_styles, alpha, os.path.join(directory,
                                                                 config_lib.CONFIG_FILENAME))
     model = transformer.build_transformer(model_config, magenta_compatible)
     restore_native(model, prefix)
@@ -226,8 +228,8 @@ def load_model(path, num_styles=None, alpha=None, magenta_compatible=False):
 
 def restore_native(model, prefix):
     """Restores `model` from the `transformer` entry of a native checkpoint (others ignored)."""
-    status = tf.train.Checkpoint(transformer=model).read(prefix)
     try:
+        status = tf.train.Checkpoint(transformer=model).read(prefix)
         status.expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
         raise CheckpointError(f"{prefix!r} does not fit a model of this config: {e}") from None

@@ -123,3 +123,244 @@ def load_model_config(directory):
     if "model" not in payload:
         raise ConfigError(f"{os.path.join(directory, CONFIG_FILENAME)} has no 'model' section")
     return ModelConfig.from_dict(payload["model"])
+
+
+# --------------------------------------------------------------------------------------
+# Training configuration (written by the trainer into `config.json`, "train" section).
+# --------------------------------------------------------------------------------------
+
+STRATEGIES = ("auto", "tpu", "mirrored", "multi_worker", "one_device")
+# Magenta's loss weights (image_stylization_train's DEFAULT_CONTENT/STYLE_WEIGHTS).
+MAGENTA_CONTENT_WEIGHTS = (("vgg_16/conv3", 1.0),)
+MAGENTA_STYLE_WEIGHTS = tuple((f"vgg_16/conv{i}", 1e-4) for i in range(1, 5))
+
+
+def _check(condition, message):
+    if not condition:
+        raise ConfigError(message)
+
+
+def _as_pairs(weights):
+    """Normalises {name: w} or ((name, w), ...) to a tuple of (str, float) pairs."""
+    items = weights.items() if isinstance(weights, dict) else weights
+    return tuple((str(name), float(value)) for name, value in items)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where training images come from and how they are cropped.
+
+    Attributes:
+      style_dataset_file: Magenta-layout style TFRecord (labels, JPEG, Gram matrices).
+      content_images: glob, folder or comma-separated list of JPEG/PNG files or of
+        TFRecord files (`*.tfrecord*`, `*.record*`) holding `image/encoded`.
+      imagenet_data_dir: folder of ImageNet TFRecords (`train-*`, `image/encoded`).
+      tfds_name: a tensorflow-datasets name with an `image` feature (e.g. "coco/2017").
+      tfds_split: the TFDS split to read.
+      tfds_data_dir: optional TFDS data directory.
+      image_size: side of the square training crops, pixels (>= 32: VGG's pool5).
+      random_crop: random crop of the resized image instead of Magenta's central crop.
+      random_flip: random horizontal flips.
+    """
+
+    style_dataset_file: str = ""
+    content_images: str = ""
+    imagenet_data_dir: str = ""
+    tfds_name: str = ""
+    tfds_split: str = "train"
+    tfds_data_dir: str = ""
+    image_size: int = 256
+    random_crop: bool = False
+    random_flip: bool = False
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        sources = [s for s in (self.content_images, self.imagenet_data_dir, self.tfds_name) if s]
+        _check(len(sources) <= 1, "give only one of --content_images, --imagenet_data_dir and "
+               "--tfds_name")
+        _check(isinstance(self.image_size, int) and 32 <= self.image_size <= 4096,
+               f"image_size must be an integer in [32, 4096], got {self.image_size!r}")
+
+    def has_content_source(self):
+        return bool(self.content_images or self.imagenet_data_dir or self.tfds_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Loss network and loss weights (Magenta's names and defaults).
+
+    Attributes:
+      vgg_checkpoint: VGG-16 weights: TF-slim vgg_16.ckpt path, "imagenet", a Keras
+        .h5 path, or "standin:SEED" (random; tests and dry runs only).
+      vgg_pooling: "avg" (Magenta) or "max".
+      content_weights: ((end point, weight), ...); default Magenta's conv3: 1.0.
+      style_weights: ((end point, weight), ...); default Magenta's conv1..4: 1e-4.
+      style_coefficients: per-style factors on the style weights (num_styles long), or
+        () for all ones.
+      total_variation_weight: >= 0 (Magenta's trainer: 0).
+      stability_weight: >= 0; weight of the mean squared change of the output under
+        input noise (Gupta et al. 2017), for video; 0 disables it.
+      stability_noise_stddev: > 0; stddev of that Gaussian input noise, [0, 1] pixel units.
+    """
+
+    vgg_checkpoint: str = ""
+    vgg_pooling: str = "avg"
+    content_weights: tuple = MAGENTA_CONTENT_WEIGHTS
+    style_weights: tuple = MAGENTA_STYLE_WEIGHTS
+    style_coefficients: tuple = ()
+    total_variation_weight: float = 0.0
+    stability_weight: float = 0.0
+    stability_noise_stddev: float = 0.02
+
+    def __post_init__(self):
+        object.__setattr__(self, "content_weights", _as_pairs(self.content_weights))
+        object.__setattr__(self, "style_weights", _as_pairs(self.style_weights))
+        object.__setattr__(self, "style_coefficients",
+                           tuple(float(c) for c in self.style_coefficients))
+        self.validate()
+
+    def validate(self):
+        _check(self.vgg_pooling in ("avg", "max"),
+               f"vgg_pooling must be 'avg' or 'max', got {self.vgg_pooling!r}")
+        for name, value in (("total_variation_weight", self.total_variation_weight),
+                            ("stability_weight", self.stability_weight)):
+            _check(value >= 0 and value == value and value != float("inf"),
+                   f"{name} must be finite and >= 0, got {value}")
+        _check(0 < self.stability_noise_stddev < 1,
+               f"stability_noise_stddev must be in (0, 1), got {self.stability_noise_stddev}")
+        _check(all(c >= 0 and c == c for c in self.style_coefficients),
+               f"style_coefficients must be >= 0, got {list(self.style_coefficients)}")
+        _check(bool(self.content_weights) or bool(self.style_weights),
+               "content_weights and style_weights are both empty: nothing to train on")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training run: optimisation, distribution, checkpoints and summaries.
+
+    Attributes:
+      train_dir: checkpoints, config.json and TensorBoard events go here.
+      batch_size: GLOBAL batch size, split evenly over the replicas.
+      learning_rate: Adam's learning rate (beta1 0.9, beta2 0.999, epsilon 1e-8 as
+        TF1's AdamOptimizer).
+      train_steps: total optimizer steps (a resumed run continues up to this).
+      clip_gradient_norm: > 0 clips each variable's (global-batch) gradient to this
+        norm, as Magenta's slim trainer does; 0 disables.
+      seed: fixes initial weights, data order, style choice, crops and noise.
+      steps_per_loop: optimizer steps per tf.function call (TPU: 100s).
+      save_interval_steps / save_interval_secs: checkpoint when either is reached
+        (0 disables that trigger); always at the end.
+      summary_interval_steps / save_summaries_secs: TensorBoard scalars and images,
+        same rule.
+      log_interval_secs: console progress line period.
+      max_to_keep: checkpoints kept in train_dir.
+      strategy: one of STRATEGIES.
+      tpu: TPU name or address for the TPU cluster resolver ("" = local).
+      num_cpu_devices: > 0 splits the CPU into this many logical devices first.
+      mixed_precision: bfloat16 compute on TPU/CPU, float16 with loss scaling on GPU.
+      jit_compile: compile the forward/backward pass with XLA.
+      finetune_from: checkpoint whose convolution weights are loaded and frozen; only
+        the instance-norm gamma/beta tables train.
+      add_styles: with finetune_from, append the style dataset's styles to the
+        checkpoint's instead of replacing them; old rows stay bit-identical.
+      image_summary_count: images per image summary.
+    """
+
+    train_dir: str = ""
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    train_steps: int = 40000
+    clip_gradient_norm: float = 0.0
+    seed: int = 0
+    steps_per_loop: int = 10
+    save_interval_steps: int = 0
+    save_interval_secs: float = 15.0
+    summary_interval_steps: int = 0
+    save_summaries_secs: float = 15.0
+    log_interval_secs: float = 10.0
+    max_to_keep: int = 3
+    strategy: str = "auto"
+    tpu: str = ""
+    num_cpu_devices: int = 0
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    finetune_from: str = ""
+    add_styles: bool = False
+    image_summary_count: int = 3
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        def positive_int(name):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                   f"{name} must be an integer >= 1, got {value!r}")
+
+        def non_negative(name):
+            value = getattr(self, name)
+            _check(value >= 0, f"{name} must be >= 0, got {value!r}")
+
+        _check(bool(self.train_dir), "train_dir is required")
+        for name in ("batch_size", "train_steps", "steps_per_loop", "max_to_keep"):
+            positive_int(name)
+        _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("clip_gradient_norm", "save_interval_steps", "save_interval_secs",
+                     "summary_interval_steps", "save_summaries_secs", "log_interval_secs",
+                     "num_cpu_devices", "image_summary_count"):
+            non_negative(name)
+        _check(self.strategy in STRATEGIES,
+               f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        _check(not self.add_styles or bool(self.finetune_from),
+               "add_styles needs finetune_from (the model to add styles to)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a training run needs; built once from flags, then passed around.
+
+    Attributes:
+      num_styles: styles to train; None infers it from the style dataset (plus the
+        base model's styles with add_styles).
+      alpha: width multiplier of the transformer.
+      data, loss, train: DataConfig, LossConfig, TrainConfig.
+    """
+
+    train: TrainConfig
+    data: DataConfig = DataConfig()
+    loss: LossConfig = LossConfig()
+    num_styles: object = None
+    alpha: float = 1.0
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        _check(self.num_styles is None or (isinstance(self.num_styles, int)
+                                           and self.num_styles >= 1),
+               f"num_styles must be an integer >= 1, got {self.num_styles!r}")
+        _check(isinstance(self.alpha, (int, float)) and 0 < self.alpha <= 8
+               and int(self.alpha * 32) >= 1, f"alpha must be in (0, 8], got {self.alpha!r}")
+        _check(bool(self.data.style_dataset_file), "style_dataset_file is required")
+        _check(bool(self.loss.vgg_checkpoint),
+               "vgg_checkpoint is required (TF-slim vgg_16.ckpt, 'imagenet', a Keras .h5 "
+               "file, or 'standin:SEED' for random test weights)")
+
+    def to_dict(self):
+        """JSON-ready dict (the "train" section of config.json)."""
+        return {"num_styles": self.num_styles, "alpha": float(self.alpha),
+                "data": dataclasses.asdict(self.data),
+                "loss": {**dataclasses.asdict(self.loss),
+                         "content_weights": dict(self.loss.content_weights),
+                         "style_weights": dict(self.loss.style_weights),
+                         "style_coefficients": list(self.loss.style_coefficients)},
+                "train": dataclasses.asdict(self.train)}
+
+    @classmethod
+    def from_dict(cls, d):
+        """Inverse of to_dict."""
+        return cls(num_styles=d.get("num_styles"), alpha=d.get("alpha", 1.0),
+                   data=DataConfig(**d.get("data", {})), loss=LossConfig(**d.get("loss", {})),
+                   train=TrainConfig(**d["train"]))

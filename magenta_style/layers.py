@@ -39,11 +39,12 @@ class ConditionalInstanceNorm(keras.layers.Layer):
     """Instance normalisation with per-style scale and offset (conditional instance norm).
 
     Each style s owns one row `gamma[s]`, `beta[s]` (shape `[num_styles, C]`, the
-    style embedding). Statistics are taken per example and channel over H and W,
-    always in float32 (also under mixed precision), with epsilon 1e-5 as Magenta.
+    style embedding). Statistics are taken per example and channel over H and W
+    with epsilon 1e-5 as Magenta. The layer always runs in float32 (its dtype policy
+    is forced to float32), also inside a mixed-precision model.
 
     Call arguments:
-      inputs: [B, H, W, C] features (float32, float16 or bfloat16).
+      inputs: [B, H, W, C] features (any float dtype; cast to float32). Output is float32.
       style: one of
         - int ids [B]: row `style[b]` is used for example b (Magenta's
           `conditional_instance_norm`);
@@ -70,6 +71,10 @@ class ConditionalInstanceNorm(keras.layers.Layer):
     """
 
     def __init__(self, num_styles, epsilon=INSTANCE_NORM_EPSILON, **kwargs):
+        # Always float32, whatever the global policy: instance-norm statistics and the
+        # style mix lose too much in float16/bfloat16. Callers under a mixed policy get
+        # float32 out; the next layer casts it to its compute dtype.
+        kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         if int(num_styles) < 1:
             raise ValueError(f"num_styles must be >= 1, got {num_styles}")
@@ -128,8 +133,7 @@ class ConditionalInstanceNorm(keras.layers.Layer):
             beta = s * beta
         mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
         # Same op as Magenta (tf.nn.batch_normalization) for last-bit parity.
-        y = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
-        return tf.cast(y, self.compute_dtype)
+        return tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
 
     def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
         return inputs_shape
@@ -165,7 +169,7 @@ class ConvInstanceNorm(keras.layers.Layer):
         self.strides = int(strides)
         self.activation = activation
         self._activation_fn = keras.activations.get(activation)
-        self.norm = ConditionalInstanceNorm(num_styles, name="InstanceNorm", dtype=self.dtype_policy)
+        self.norm = ConditionalInstanceNorm(num_styles, name="InstanceNorm")
 
     def build(self, inputs_shape, style_shape=None, strength_shape=None):
         shape = (self.kernel_size, self.kernel_size, int(inputs_shape[-1]), self.filters)
@@ -178,7 +182,8 @@ class ConvInstanceNorm(keras.layers.Layer):
         padded = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
         kernel = tf.cast(self.kernel, padded.dtype)
         h = tf.nn.conv2d(padded, kernel, strides=self.strides, padding="VALID")
-        return self._activation_fn(self.norm(h, style, strength))
+        # The norm runs in float32; hand the next layer this layer's compute dtype.
+        return tf.cast(self._activation_fn(self.norm(h, style, strength)), self.compute_dtype)
 
     def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
         def out(d):

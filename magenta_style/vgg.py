@@ -97,9 +97,8 @@ class VGG16Features(keras.Model):
     should be at least 32 so that pool5 is not empty.
 
     The weights are created at construction (for any input size) and are
-    non-trainable. A freshly constructed model has Keras' default initialisation;
-    use `build_vgg16` to get one holding real (or explicitly requested stand-in)
-    weights.
+    non-trainable. A freshly constructed model holds zeros; use `build_vgg16`
+    to get one holding real (or explicitly requested stand-in) weights.
 
     Args:
       pooling: "avg" (Magenta's default) or "max".
@@ -125,7 +124,9 @@ class VGG16Features(keras.Model):
             for j in range(1, reps + 1):
                 conv = keras.layers.Conv2D(
                     cout, 3, padding="same", activation="relu", dtype="float32",
-                    trainable=False, name=f"block{block}_conv{j}")
+                    # Zeros: cheap, and every weight is overwritten by build_vgg16.
+                    kernel_initializer="zeros", trainable=False,
+                    name=f"block{block}_conv{j}")
                 conv.build((None, None, None, cin))
                 self.convs.append(conv)
                 cin = cout

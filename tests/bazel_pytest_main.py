@@ -16,6 +16,20 @@ import pytest
 NO_TESTS_COLLECTED = 5
 
 
+def _drop_editable_install_finder():
+    """Imports magenta_style only from Bazel's runfiles, so a missing BUILD dep fails the test.
+
+    `pip install -e .` adds a meta-path finder that serves any magenta_style
+    submodule from the source tree, which would hide a py_library missing from
+    a target's deps.
+    """
+    sys.meta_path[:] = [
+        finder for finder in sys.meta_path
+        if not ("__editable__" in getattr(finder, "__module__", "")
+                and "magenta_style" in getattr(finder, "__module__", ""))
+    ]
+
+
 def main(argv):
     """Runs pytest on the test file in argv[1] and returns its exit code (0 on success)."""
     if len(argv) < 2 or not argv[1].endswith(".py"):
@@ -25,6 +39,7 @@ def main(argv):
     if not os.path.isfile(test_file):
         print(f"{argv[0]}: test file {test_file} not found in {os.getcwd()}", file=sys.stderr)
         return 2
+    _drop_editable_install_finder()
     # The runfiles tree is read-only for tests; pytest's cache would only warn there.
     args = [test_file, "-p", "no:cacheprovider", "-q", *argv[2:]]
     # Bazel asks for a JUnit report here so it can show per-test-case results.

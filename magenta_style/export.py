@@ -1,0 +1,108 @@
+"""Export a trained model as a SavedModel for TF Serving, TF Hub / Colab and TFLite.
+
+    python -m magenta_style.export --checkpoint=train_dir --export_dir=exports/magenta_style
+
+writes `exports/magenta_style/<N>/` where N is one more than the largest existing
+version (TF Serving serves the largest). `--checkpoint` is a training directory, a
+native checkpoint prefix or a Magenta TF1 checkpoint prefix. Existing versions are
+never overwritten; the export is written beside them and renamed into place when
+complete. Signatures: see magenta_style/export_lib.py or the README.
+"""
+import dataclasses
+import sys
+
+from absl import app
+from absl import flags
+
+from magenta_style import checkpoints
+from magenta_style import export_lib
+
+PROGRAM = "magenta_style.export"
+_HELP_ARGS = ("--help", "-h", "--helpfull", "-?")
+
+
+class UsageError(ValueError):
+    """A bad command line or input; printed as one line, exit status 2."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportArgs:
+    """Validated command-line settings."""
+
+    checkpoint: str
+    export_dir: str
+    version: int = None
+    warmup_size: int = export_lib.DEFAULT_WARMUP_SIZE
+    model_name: str = export_lib.DEFAULT_MODEL_NAME
+
+
+def _flag_values():
+    fv = flags.FlagValues()  # Private: importing this module defines no global flags.
+    flags.DEFINE_string("checkpoint", None, "Training directory, native checkpoint prefix or "
+                        "Magenta TF1 checkpoint prefix.", flag_values=fv)
+    flags.DEFINE_string("export_dir", None, "The model's base directory; the export goes to "
+                        "<export_dir>/<version>/.", flag_values=fv)
+    flags.DEFINE_integer("version", None, "Version number (default: largest existing + 1).",
+                         lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("warmup_size", export_lib.DEFAULT_WARMUP_SIZE,
+                         "Side of the TF Serving warmup image; 0 writes no warmup requests.",
+                         lower_bound=0, flag_values=fv)
+    flags.DEFINE_string("model_name", export_lib.DEFAULT_MODEL_NAME,
+                        "Model name put in the warmup requests.", flag_values=fv)
+    return fv
+
+
+def parse_args(argv):
+    """Parses argv (argv[0] is the program name) into ExportArgs; raises UsageError."""
+    fv = _flag_values()
+    try:
+        rest = fv(list(argv))
+    except flags.Error as e:
+        raise UsageError(str(e).replace("\n", " ")) from None
+    if len(rest) > 1:
+        raise UsageError(f"unexpected argument(s) {rest[1:]}; every setting is a --flag")
+    for name in ("checkpoint", "export_dir"):
+        if not fv[name].value:
+            raise UsageError(f"--{name} is required")
+    return ExportArgs(checkpoint=fv.checkpoint, export_dir=fv.export_dir, version=fv.version,
+                      warmup_size=fv.warmup_size, model_name=fv.model_name)
+
+
+def run(args, stderr=None):
+    """Exports; returns exit status 0. Raises UsageError for bad inputs."""
+    stderr = stderr or sys.stderr
+    stderr.write(f"{PROGRAM}: loading {args.checkpoint}\n")
+    try:
+        version_dir, model_config = export_lib.export_checkpoint(
+            args.checkpoint, args.export_dir, version=args.version,
+            warmup_size=args.warmup_size, model_name=args.model_name)
+    except checkpoints.CheckpointError as e:
+        raise UsageError(f"--checkpoint: {e}") from None
+    except export_lib.ExportError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"--export_dir={args.export_dir!r}: {e.strerror or e}") from None
+    stderr.write(f"{PROGRAM}: exported {model_config.num_styles} style(s) "
+                 f"(alpha {model_config.alpha}) to {version_dir}\n")
+    return 0
+
+
+def main(argv):
+    """The command; usage errors print one line on stderr and return 2."""
+    if any(arg in _HELP_ARGS for arg in argv[1:]):
+        sys.stdout.write(f"{__doc__}\nFlags:\n{_flag_values().get_help()}\n")
+        return 0
+    try:
+        return run(parse_args(argv))
+    except UsageError as e:
+        sys.stderr.write(f"{PROGRAM}: error: {e}\n")
+        return 2
+
+
+def run_main():
+    """Console-script entry point (`magenta-style-export`)."""
+    app.run(main, flags_parser=lambda argv: (flags.FLAGS(argv[:1]), argv)[1])
+
+
+if __name__ == "__main__":
+    run_main()

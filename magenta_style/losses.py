@@ -1,0 +1,326 @@
+"""Magenta's perceptual losses as pure TensorFlow functions on VGG feature dicts.
+
+The caller runs the VGG (see `magenta_style.vgg`) and passes its end point dicts in;
+this module never builds a network, so every function can be tested with random
+tensors.
+
+Reductions. Every loss here is returned PER EXAMPLE, as float32 `[B]`, so a
+trainer can average correctly over a global batch split across replicas. The
+values Magenta logs (and the fixtures hold) are batch means of these per-example
+values: Magenta reduces each content/style term with a mean over all of its
+elements, which equals the batch mean of per-example means, and weights the style
+term per example (`style_coefficients`) before the batch mean. `batch_means`
+turns a per-example term dict into those scalars.
+
+- content term of layer l, example i: mean over (h, w, c) of
+  (phi_l(stylized_i) - phi_l(content_i))^2
+- style term of layer l, example i: mean over (c, c') of
+  (G_l(stylized_i) - G_l(style_i))^2, with G the Gram matrix normalised by h * w
+- weighted style term: style_weight_l * style_coefficient_i * style term
+- total variation of example i: (sum(dy^2) / 2) / ((H - 1) W C) + (sum(dx^2) / 2) / (H (W - 1) C)
+  where dy, dx are differences of vertically / horizontally adjacent pixels.
+"""
+import ast
+import math
+
+import tensorflow as tf
+
+# Magenta's VGG-16 end point names (the same tuple as vgg.END_POINTS; kept here so
+# this module does not depend on the network module).
+END_POINTS = tuple(
+    f"vgg_16/{kind}{block}" for block in range(1, 6) for kind in ("conv", "pool"))
+
+DEFAULT_CONTENT_WEIGHTS = {"vgg_16/conv3": 1.0}
+DEFAULT_STYLE_WEIGHTS = {f"vgg_16/conv{block}": 1e-4 for block in range(1, 5)}
+DEFAULT_TOTAL_VARIATION_WEIGHT = 0.0
+
+
+class LossWeightsError(ValueError):
+    """A layer-weights specification is malformed or names an unknown end point."""
+
+
+def validate_layer_weights(weights, what="layer weights"):
+    """Checks and normalises a {end point: weight} mapping.
+
+    Args:
+      weights: mapping from end point name (one of END_POINTS) to a finite float >= 0.
+      what: how to name the mapping in error messages (e.g. "style weights").
+
+    Returns:
+      dict {name: float}, in END_POINTS order.
+
+    Raises:
+      LossWeightsError: an unknown end point name or a non-finite/negative/non-number
+        weight; the message names it.
+    """
+    if not isinstance(weights, dict):
+        raise LossWeightsError(f"{what} must be a mapping of end point to weight, got "
+                               f"{type(weights).__name__}")
+    for name, value in weights.items():
+        if name not in END_POINTS:
+            raise LossWeightsError(
+                f"{what}: unknown VGG end point {name!r}; known end points are "
+                f"{', '.join(END_POINTS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise LossWeightsError(f"{what}: weight of {name} must be a number, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise LossWeightsError(
+                f"{what}: weight of {name} must be finite and >= 0, got {value!r}")
+    return {name: float(weights[name]) for name in END_POINTS if name in weights}
+
+
+def parse_layer_weights(text, what="layer weights"):
+    """Parses a flag value into {end point: weight}.
+
+    Two forms are accepted:
+    - `"vgg_16/conv3:1.0,vgg_16/conv4:2e-4"` (easy to write in a flagfile);
+    - Magenta's Python dict literal, `'{"vgg_16/conv3": 1.0}'`.
+    An empty or blank string gives {} (no terms).
+
+    Args:
+      text: str.
+      what: how to name the value in error messages (e.g. "--style_weights").
+
+    Returns:
+      dict {name: float}, validated as in validate_layer_weights.
+
+    Raises:
+      LossWeightsError: malformed text, unknown end point, or bad weight.
+    """
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith("{"):
+        try:
+            weights = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise LossWeightsError(f"{what}: cannot parse {text!r} as a dict literal") from None
+        return validate_layer_weights(weights, what)
+    weights = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, value = item.rpartition(":")
+        if not sep or not name.strip():
+            raise LossWeightsError(
+                f"{what}: expected NAME:WEIGHT (e.g. vgg_16/conv3:1.0), got {item!r}")
+        name = name.strip()
+        try:
+            weight = float(value)
+        except ValueError:
+            raise LossWeightsError(f"{what}: weight of {name} is not a number: {value!r}") \
+                from None
+        if name in weights:
+            raise LossWeightsError(f"{what}: {name} is given twice")
+        weights[name] = weight
+    return validate_layer_weights(weights, what)
+
+
+def format_layer_weights(weights):
+    """The inverse of parse_layer_weights: {"vgg_16/conv3": 1.0} -> "vgg_16/conv3:1.0"."""
+    return ",".join(f"{name}:{weights[name]!r}" for name in END_POINTS if name in weights)
+
+
+def gram_matrix(features):
+    """Gram matrices normalised by the number of positions, as Magenta computes them.
+
+    Args:
+      features: float [B, H, W, C] (any H, W; C should be static).
+
+    Returns:
+      float32 [B, C, C]: G[b] = F[b]^T F[b] / (H * W), with F[b] the [H * W, C] reshape.
+    """
+    features = tf.cast(features, tf.float32)
+    shape = tf.shape(features)
+    channels = features.shape[-1] if features.shape[-1] is not None else shape[3]
+    positions = shape[1] * shape[2]
+    flat = tf.reshape(features, tf.stack([shape[0], positions, channels]))
+    gram = tf.matmul(flat, flat, transpose_a=True)
+    return gram / tf.cast(positions, tf.float32)
+
+
+def content_loss(content_features, stylized_features, content_weights=None):
+    """Per-example content loss.
+
+    Args:
+      content_features: dict {end point: float [B, h, w, C]} of the content images.
+      stylized_features: same structure, of the stylized images.
+      content_weights: {end point: float}; defaults to DEFAULT_CONTENT_WEIGHTS.
+
+    Returns:
+      (total float32 [B], terms) where terms maps `content_loss/<name>`,
+      `weighted_content_loss/<name>` and `total_content_loss` to float32 [B].
+    """
+    content_weights = validate_layer_weights(
+        DEFAULT_CONTENT_WEIGHTS if content_weights is None else content_weights,
+        "content weights")
+    terms = {}
+    total = None
+    for name, weight in content_weights.items():
+        diff = (tf.cast(stylized_features[name], tf.float32)
+                - tf.cast(content_features[name], tf.float32))
+        loss = tf.reduce_mean(tf.square(diff), axis=[1, 2, 3])
+        weighted = weight * loss
+        terms[f"content_loss/{name}"] = loss
+        terms[f"weighted_content_loss/{name}"] = weighted
+        total = weighted if total is None else total + weighted
+    if total is None:
+        total = _zeros_like_batch(stylized_features)
+    terms["total_content_loss"] = total
+    return total, terms
+
+
+def style_loss(style_grams, stylized_features, style_weights=None, style_coefficients=None):
+    """Per-example style loss.
+
+    Args:
+      style_grams: dict {end point: float [B, C, C]} target Gram matrix per example
+        (e.g. from gather_style_grams), or [C, C] / [1, C, C] for one shared style.
+      stylized_features: dict {end point: float [B, h, w, C]} of the stylized images.
+      style_weights: {end point: float}; defaults to DEFAULT_STYLE_WEIGHTS.
+      style_coefficients: optional float [B]: per-example factor on every style
+        weight (Magenta's per-style `style_coefficients`, gathered by each example's
+        style; see gather_style_coefficients). None means 1.
+
+    Returns:
+      (total float32 [B], terms) where terms maps `style_loss/<name>`,
+      `weighted_style_loss/<name>` and `total_style_loss` to float32 [B].
+    """
+    style_weights = validate_layer_weights(
+        DEFAULT_STYLE_WEIGHTS if style_weights is None else style_weights, "style weights")
+    coefficients = (None if style_coefficients is None
+                    else tf.cast(style_coefficients, tf.float32))
+    terms = {}
+    total = None
+    for name, weight in style_weights.items():
+        target = tf.cast(style_grams[name], tf.float32)
+        loss = tf.reduce_mean(tf.square(gram_matrix(stylized_features[name]) - target),
+                              axis=[1, 2])
+        weighted = weight * loss if coefficients is None else weight * coefficients * loss
+        terms[f"style_loss/{name}"] = loss
+        terms[f"weighted_style_loss/{name}"] = weighted
+        total = weighted if total is None else total + weighted
+    if total is None:
+        total = _zeros_like_batch(stylized_features)
+    terms["total_style_loss"] = total
+    return total, terms
+
+
+def total_variation_loss(images):
+    """Per-example total variation, Magenta's formula (unweighted).
+
+    Args:
+      images: float [B, H, W, C], H and W >= 2.
+
+    Returns:
+      float32 [B]: (sum(dy^2) / 2) / ((H-1) W C) + (sum(dx^2) / 2) / (H (W-1) C);
+      its batch mean is Magenta's `total_variation_loss`.
+    """
+    images = tf.cast(images, tf.float32)
+    shape = tf.shape(images)
+    height, width, channels = shape[1], shape[2], shape[3]
+    y_size = tf.cast((height - 1) * width * channels, tf.float32)
+    x_size = tf.cast(height * (width - 1) * channels, tf.float32)
+    dy = images[:, 1:, :, :] - images[:, :-1, :, :]
+    dx = images[:, :, 1:, :] - images[:, :, :-1, :]
+    y_loss = 0.5 * tf.reduce_sum(tf.square(dy), axis=[1, 2, 3]) / y_size
+    x_loss = 0.5 * tf.reduce_sum(tf.square(dx), axis=[1, 2, 3]) / x_size
+    return y_loss + x_loss
+
+
+def total_loss(content_features, stylized_features, style_grams, content_weights=None,
+               style_weights=None, style_coefficients=None, stylized_images=None,
+               total_variation_weight=DEFAULT_TOTAL_VARIATION_WEIGHT):
+    """Content + style (+ total variation) loss, per example, with Magenta's term names.
+
+    Args:
+      content_features: dict {end point: float [B, h, w, C]} of the content images
+        (needs the content weights' end points).
+      stylized_features: same, of the stylized images (needs content and style
+        weights' end points).
+      style_grams: dict {end point: float [B, C, C]} target Grams per example (or
+        [C, C] shared), for the style weights' end points.
+      content_weights: {end point: float}; default DEFAULT_CONTENT_WEIGHTS.
+      style_weights: {end point: float}; default DEFAULT_STYLE_WEIGHTS.
+      style_coefficients: optional float [B] per-example factor on the style weights.
+      stylized_images: float [B, H, W, 3] in [0, 1]; needed when
+        total_variation_weight != 0. When given, the total variation terms are
+        reported even with weight 0.
+      total_variation_weight: float >= 0 (Magenta's trainer uses none: 0).
+
+    Returns:
+      (total float32 [B], terms): every value in `terms` is float32 [B], one per
+      example: `content_loss/<l>`, `weighted_content_loss/<l>`, `style_loss/<l>`,
+      `weighted_style_loss/<l>`, `total_content_loss`, `total_style_loss`,
+      `total_variation_loss` and `weighted_total_variation_loss` (only when
+      stylized_images is given), `total_loss`. `batch_means(terms)` gives the
+      scalars Magenta logs.
+
+    Raises:
+      LossWeightsError: bad weights.
+      ValueError: total_variation_weight != 0 without stylized_images, or negative.
+    """
+    if not math.isfinite(total_variation_weight) or total_variation_weight < 0:
+        raise ValueError(
+            f"total_variation_weight must be finite and >= 0, got {total_variation_weight}")
+    if total_variation_weight and stylized_images is None:
+        raise ValueError("total_variation_weight != 0 needs stylized_images")
+    content_total, terms = content_loss(content_features, stylized_features, content_weights)
+    style_total, style_terms = style_loss(style_grams, stylized_features, style_weights,
+                                          style_coefficients)
+    terms.update(style_terms)
+    total = content_total + style_total
+    if stylized_images is not None:
+        tv = total_variation_loss(stylized_images)
+        weighted_tv = float(total_variation_weight) * tv
+        terms["total_variation_loss"] = tv
+        terms["weighted_total_variation_loss"] = weighted_tv
+        total = total + weighted_tv
+    terms["total_loss"] = total
+    return total, terms
+
+
+def batch_means(terms):
+    """Reduces per-example terms to the batch means Magenta logs.
+
+    Args:
+      terms: dict {name: float [B]}.
+
+    Returns:
+      dict {name: float32 scalar}.
+    """
+    return {name: tf.reduce_mean(value) for name, value in terms.items()}
+
+
+def gather_style_grams(style_gram_table, labels):
+    """Selects each example's target Grams from a per-style table.
+
+    Args:
+      style_gram_table: dict {end point: float [num_styles, C, C]}.
+      labels: int [B] style index of each example.
+
+    Returns:
+      dict {end point: float32 [B, C, C]}.
+    """
+    return {name: tf.gather(tf.cast(table, tf.float32), labels)
+            for name, table in style_gram_table.items()}
+
+
+def gather_style_coefficients(style_coefficients, labels):
+    """Per-example style coefficients from Magenta's per-style list.
+
+    Args:
+      style_coefficients: sequence or float [num_styles]; scales the style weights of
+        each style.
+      labels: int [B] style index of each example.
+
+    Returns:
+      float32 [B].
+    """
+    return tf.gather(tf.cast(style_coefficients, tf.float32), labels)
+
+
+def _zeros_like_batch(features):
+    any_features = next(iter(features.values()))
+    return tf.zeros(tf.shape(any_features)[:1], tf.float32)

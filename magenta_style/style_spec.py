@@ -1,0 +1,216 @@
+"""Strict parsing of `--which_styles`: which styles to apply, and how outputs are named.
+
+Two forms, as in Magenta's `image_stylization_transform`:
+
+- a list, `[0,1,2]` (the brackets are optional: `0,1,2`, `2`): one output per style,
+  named `{basename}_{style}`;
+- a dict, `{0:0.3,2:0.7}`: one output mixing the styles with those weights, named as
+  Magenta's `_describe_style` does: keys sorted, each written `{key}_{round(1000 * w):03d}`,
+  joined by `_`, e.g. `{basename}_0_300_2_700`.
+
+Weights are not normalized (Magenta): `{0:0.5}` is half of style 0's gamma/beta, not
+style 0. Any finite weight is allowed, including negative ones (extrapolating away
+from a style) and weights above 1; a negative weight keeps Magenta's name, e.g.
+`{0:-0.5}` gives `0_-500`. Styles absent from a dict get weight 0.
+
+The text is tokenized by a small hand-written grammar; nothing is evaluated. Standard
+library and numpy only, so the CLI can validate the flag before TensorFlow starts.
+"""
+import dataclasses
+import math
+import re
+
+import numpy as np
+
+# An unsigned integer style index and a decimal number in Python/JSON notation.
+_INDEX_RE = re.compile(r"[0-9]+")
+_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_NON_FINITE_RE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+
+
+class StyleSpecError(ValueError):
+    """`--which_styles` is malformed or does not fit the model; the message is one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleSpec:
+    """A parsed `--which_styles` value, not yet checked against a model.
+
+    Attributes:
+      kind: "list" (one output per style) or "mix" (one output mixing the styles).
+      styles: style indices in the order given (list form) or sorted (mix form).
+      weights: the weight per entry of `styles` for the mix form; () for the list form.
+      text: the original flag text, for error messages.
+    """
+
+    kind: str
+    styles: tuple
+    weights: tuple = ()
+    text: str = ""
+
+    def validate(self, num_styles):
+        """Checks every index against the model.
+
+        Args:
+          num_styles: int >= 1, the number of styles the model has.
+
+        Raises:
+          StyleSpecError: an index is >= num_styles.
+        """
+        for s in self.styles:
+            if s >= num_styles:
+                raise StyleSpecError(
+                    f"--which_styles={self.text}: style {s} does not exist; the model has "
+                    f"{num_styles} style(s), 0..{num_styles - 1}")
+
+    def weight_rows(self, num_styles):
+        """The style weight rows fed to the model, one per output.
+
+        Args:
+          num_styles: int >= 1, the number of styles the model has.
+
+        Returns:
+          float32 [num_outputs, num_styles]: one-hot rows for the list form, a single
+          (unnormalized) mixture row for the mix form.
+
+        Raises:
+          StyleSpecError: an index is >= num_styles.
+        """
+        self.validate(num_styles)
+        if self.kind == "list":
+            rows = np.zeros([len(self.styles), num_styles], np.float32)
+            rows[np.arange(len(self.styles)), list(self.styles)] = 1.0
+            return rows
+        row = np.zeros([1, num_styles], np.float32)
+        row[0, list(self.styles)] = self.weights
+        return row
+
+    def suffixes(self):
+        """The name suffix of each output (without the basename or extension).
+
+        Returns:
+          list of str, one per output, in the order of `weight_rows`: "2" for style 2 in
+          the list form; "0_300_2_700" for `{0:0.3, 2:0.7}`.
+        """
+        if self.kind == "list":
+            return [str(s) for s in self.styles]
+        return ["_".join(f"{s}_{round(w * 1000):03d}" for s, w in zip(self.styles, self.weights))]
+
+    def output_names(self, basename, extension="png"):
+        """Output file names for one input image.
+
+        Args:
+          basename: str, e.g. the input's file stem.
+          extension: str without the dot.
+
+        Returns:
+          list of str, one per output, e.g. ["photo_0.png", "photo_2.png"].
+        """
+        return [f"{basename}_{suffix}.{extension}" for suffix in self.suffixes()]
+
+
+def _fail(text, what):
+    raise StyleSpecError(f"--which_styles={text}: {what}")
+
+
+def _parse_index(text, token):
+    token = token.strip()
+    if not token:
+        _fail(text, "empty entry (a stray comma?)")
+    if token.startswith("-") and _INDEX_RE.fullmatch(token[1:]):
+        _fail(text, f"style index {token} is negative")
+    if not _INDEX_RE.fullmatch(token):
+        _fail(text, f"{token!r} is not a style index (a non-negative integer)")
+    return int(token)
+
+
+def _parse_weight(text, key, token):
+    token = token.strip()
+    if _NON_FINITE_RE.fullmatch(token):
+        _fail(text, f"the weight of style {key} is {token}; weights must be finite numbers")
+    if not _NUMBER_RE.fullmatch(token):
+        _fail(text, f"the weight of style {key}, {token!r}, is not a number")
+    value = float(token)
+    # The model computes in float32: a weight that overflows there is no weight at all.
+    if not math.isfinite(value) or abs(value) > float(np.finfo(np.float32).max):
+        _fail(text, f"the weight of style {key}, {token}, is too large (not finite in float32)")
+    return value
+
+
+def parse(text):
+    """Parses a `--which_styles` value.
+
+    Args:
+      text: str, e.g. "[0,1,2]", "0,1,2" or "{0:0.3,2:0.7}". Whitespace is ignored.
+
+    Returns:
+      A StyleSpec. Check it against a model with `validate(num_styles)`.
+
+    Raises:
+      StyleSpecError: malformed syntax, an empty list or dict, a negative or duplicate
+        index, or a weight that is not a finite number.
+    """
+    if not isinstance(text, str):
+        raise StyleSpecError(f"--which_styles must be text, got {type(text).__name__}")
+    stripped = text.strip()
+    if not stripped:
+        _fail(text, "empty; give a list like [0,1] or a mix like {0:0.3,2:0.7}")
+    if stripped.startswith("{"):
+        return _parse_mix(text, stripped)
+    return _parse_list(text, stripped)
+
+
+def _parse_list(text, stripped):
+    body = stripped
+    if body.startswith("["):
+        if not body.endswith("]"):
+            _fail(text, "a list must end with ']'")
+        body = body[1:-1]
+    elif body.endswith("]") or body.endswith("}"):
+        _fail(text, f"unbalanced '{body[-1]}'")
+    if not body.strip():
+        _fail(text, "the list is empty")
+    styles = []
+    for token in body.split(","):
+        if ":" in token:
+            _fail(text, "a list cannot hold 'style:weight' pairs; write a mix as "
+                  "'{0:0.3,2:0.7}' (quoted: an unquoted shell splits it)")
+        index = _parse_index(text, token)
+        if index in styles:
+            _fail(text, f"style {index} is listed twice")
+        styles.append(index)
+    return StyleSpec(kind="list", styles=tuple(styles), text=text)
+
+
+def _parse_mix(text, stripped):
+    if not stripped.endswith("}"):
+        _fail(text, "a mix must end with '}'")
+    body = stripped[1:-1]
+    if not body.strip():
+        _fail(text, "the mix is empty")
+    pairs = {}
+    for entry in body.split(","):
+        if entry.count(":") != 1:
+            what = "empty entry (a stray comma?)" if not entry.strip() else (
+                f"{entry.strip()!r} is not a 'style:weight' pair")
+            _fail(text, what)
+        key_text, weight_text = entry.split(":")
+        key = _parse_index(text, key_text)
+        if key in pairs:
+            _fail(text, f"style {key} appears twice")
+        pairs[key] = _parse_weight(text, key, weight_text)
+    keys = tuple(sorted(pairs))
+    return StyleSpec(kind="mix", styles=keys, weights=tuple(pairs[k] for k in keys), text=text)
+
+
+def all_styles(num_styles):
+    """The list form covering every style: one output per style.
+
+    Args:
+      num_styles: int >= 1.
+
+    Returns:
+      A StyleSpec equivalent to `[0,1,...,num_styles-1]`.
+    """
+    styles = tuple(range(num_styles))
+    return StyleSpec(kind="list", styles=styles, text="[" + ",".join(map(str, styles)) + "]")

@@ -1,0 +1,723 @@
+"""Training: one custom loop for every tf.distribute strategy (Magenta's trainer, in TF2).
+
+`run(experiment_config)` reads top to bottom:
+
+  1. devices and strategy   (--num_cpu_devices, --strategy, mixed precision policy)
+  2. style dataset          (num_styles, names, per-style Gram tables)
+  3. model, VGG, optimizer  (built inside strategy.scope(); the optimizer is built
+                             before the first step: a lazily built Keras 3 optimizer
+                             fails under MirroredStrategy)
+  4. restore, in order      (1) resume from train_dir, (2) --finetune_from
+                             [--add_styles], (3) from scratch (seeded)
+  5. input pipeline         (distribute_datasets_from_function, starting at the
+                             restored data position)
+  6. loop                   steps_per_loop steps per tf.function call; checkpoints,
+                             summaries and the progress line in Python in between.
+
+Numerics are Magenta's: content + style loss from VGG-16 features, one random style
+per example with that style's Gram matrices, style weights scaled per example by
+`style_coefficients`, Adam(1e-3, 0.9, 0.999, 1e-8), optional per-variable gradient
+clipping (slim's clip_gradient_norm). Per-example losses are averaged over the GLOBAL
+batch (tf.nn.compute_average_loss), because replicas' gradients are summed.
+
+The checkpoint holds the transformer, the optimizer, the step and the data position
+(never VGG, which always comes from its own weights). With a fixed seed a resumed run
+ends with the same weights as an uninterrupted one: see data.py.
+"""
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from magenta_style import checkpoints
+from magenta_style import config as config_lib
+from magenta_style import data
+from magenta_style import losses
+from magenta_style import style_dataset
+from magenta_style import transformer
+from magenta_style import vgg
+
+ADAM_BETA_1 = 0.9
+ADAM_BETA_2 = 0.999
+# TF1's AdamOptimizer default; Keras' default (1e-7) would change the numerics.
+ADAM_EPSILON = 1e-8
+# The variables finetuning trains: the conditional instance-norm tables.
+NORM_SCOPE = "InstanceNorm"
+
+
+class TrainError(RuntimeError):
+    """The run cannot start or continue; the message is one line for the user."""
+
+
+class NonFiniteLossError(TrainError):
+    """The loss became NaN or infinite; `step` is the first bad step (1-based)."""
+
+    def __init__(self, message, step):
+        super().__init__(message)
+        self.step = step
+
+
+@dataclasses.dataclass
+class RunResult:
+    """What run() did.
+
+    Attributes:
+      train_dir: where checkpoints, config.json and events are.
+      step: the step reached.
+      checkpoint: prefix of the last checkpoint written or restored.
+      losses: dict of the last logged batch-mean losses (Magenta names, floats).
+      model_config: config.ModelConfig of the trained model.
+      skipped_images: undecodable content images skipped so far.
+      resumed_from_step: the step restored from train_dir (0 when none).
+      wall_seconds: time spent in run().
+    """
+
+    train_dir: str
+    step: int
+    checkpoint: str
+    losses: dict
+    model_config: config_lib.ModelConfig
+    skipped_images: int = 0
+    resumed_from_step: int = 0
+    wall_seconds: float = 0.0
+
+
+# ----------------------------------------------------------------------------------
+# 1. Devices and strategy.
+# ----------------------------------------------------------------------------------
+
+def split_cpu(num_devices):
+    """Splits the first physical CPU into `num_devices` logical devices.
+
+    Must run before TensorFlow initialises its devices (before any op).
+
+    Raises:
+      TrainError: devices were already initialised with another layout.
+    """
+    if num_devices <= 1:
+        return
+    cpus = tf.config.list_physical_devices("CPU")
+    current = tf.config.get_logical_device_configuration(cpus[0])
+    if current is not None and len(current) == num_devices:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)])
+    except RuntimeError as e:
+        raise TrainError(f"--num_cpu_devices={num_devices}: TensorFlow devices are already "
+                         f"initialised ({e})") from None
+
+
+def make_strategy(train_config):
+    """Returns the tf.distribute.Strategy named by train_config.strategy.
+
+    "auto": multi_worker when TF_CONFIG names several workers, else mirrored over all
+    GPUs (or all logical CPUs when the CPU was split), else one_device.
+
+    Raises:
+      TrainError: TPU not reachable, or no devices for the strategy.
+    """
+    kind = train_config.strategy
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    if kind == "auto":
+        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+        if sum(len(v) for v in cluster.values()) > 1:
+            kind = "multi_worker"
+        elif len(gpus) > 1 or (not gpus and len(cpus) > 1):
+            kind = "mirrored"
+        else:
+            kind = "one_device"
+    if kind == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
+                tpu=train_config.tpu or "local")
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, tf.errors.OpError) as e:
+            detail = " ".join(str(e).split())[:200]
+            raise TrainError(f"--strategy=tpu: cannot reach TPU {train_config.tpu or 'local'!r}: "
+                             f"{detail}") from None
+        return tf.distribute.TPUStrategy(resolver)
+    if kind == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if kind == "mirrored":
+        devices = [d.name for d in (gpus or cpus)]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
+
+
+def device_kind(strategy):
+    """"tpu", "gpu" or "cpu": where the replicas compute."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "tpu"
+    devices = getattr(strategy.extended, "worker_devices", ()) or ()
+    return "gpu" if any("GPU" in d.upper() for d in devices) else "cpu"
+
+
+def mixed_precision_policy(strategy):
+    """The Keras dtype policy for --mixed_precision on this strategy's devices."""
+    return "mixed_float16" if device_kind(strategy) == "gpu" else "mixed_bfloat16"
+
+
+def _is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
+
+
+# ----------------------------------------------------------------------------------
+# 3. Model, loss network and the per-replica step.
+# ----------------------------------------------------------------------------------
+
+def loss_term_names(loss_config, with_stability=None):
+    """Names of the batch-mean terms a step reports (Magenta's names + ours)."""
+    names = []
+    for name, _ in loss_config.content_weights:
+        names += [f"content_loss/{name}", f"weighted_content_loss/{name}"]
+    names.append("total_content_loss")
+    for name, _ in loss_config.style_weights:
+        names += [f"style_loss/{name}", f"weighted_style_loss/{name}"]
+    names += ["total_style_loss", "total_variation_loss", "weighted_total_variation_loss"]
+    stability = loss_config.stability_weight > 0 if with_stability is None else with_stability
+    if stability:
+        names += ["stability_loss", "weighted_stability_loss"]
+    names.append("total_loss")
+    return sorted(names)
+
+
+class Trainer:
+    """The model, its frozen loss network, the optimizer and the compiled steps.
+
+    Build it inside `strategy.scope()`. Everything it runs per step is TensorFlow
+    only (no numpy), so the loop compiles for TPU.
+
+    Args:
+      model: transformer.StyleTransferNetwork (num_styles S).
+      vgg_net: vgg.VGG16Features.
+      style_grams: dict {end point: float32 [K, C, C]}, the style dataset's Grams.
+      loss_config: config.LossConfig.
+      global_batch_size: int.
+      learning_rate: float.
+      label_offset: first model style id the dataset's styles map to (add_styles).
+      train_scope: "all" or "norm" (only gamma/beta: finetuning).
+      frozen_style_rows: rows 0..frozen_style_rows-1 of every gamma/beta table get no
+        update (add_styles keeps the old styles bit-identical).
+      clip_gradient_norm: > 0 clips each variable's global-batch gradient to this norm.
+      loss_scale: wrap Adam in a LossScaleOptimizer (float16 training).
+      jit_compile: XLA-compile the forward/backward computation.
+      loss_hook: tests only: callable(per_example_total [B], step int64) -> [B].
+    """
+
+    def __init__(self, model, vgg_net, style_grams, loss_config, global_batch_size,
+                 learning_rate, label_offset=0, train_scope="all", frozen_style_rows=0,
+                 clip_gradient_norm=0.0, loss_scale=False, jit_compile=False, loss_hook=None):
+        self.model = model
+        self.vgg = vgg_net
+        self.loss_config = loss_config
+        self.global_batch_size = int(global_batch_size)
+        self.label_offset = int(label_offset)
+        self.frozen_style_rows = int(frozen_style_rows)
+        self.clip_gradient_norm = float(clip_gradient_norm)
+        self.loss_hook = loss_hook
+        self.content_weights = dict(loss_config.content_weights)
+        self.style_weights = dict(loss_config.style_weights)
+        num_dataset_styles = int(next(iter(style_grams.values())).shape[0])
+        # Frozen, replicated, never checkpointed: the targets of the style loss.
+        self.style_grams = {
+            name: tf.Variable(np.asarray(style_grams[name], np.float32), trainable=False,
+                              name=f"grams_{name.replace('/', '_')}")
+            for name in self.style_weights}
+        coefficients = loss_config.style_coefficients or (1.0,) * num_dataset_styles
+        self.style_coefficients = tf.constant(coefficients, tf.float32)
+        if train_scope == "norm":
+            self.train_vars = [v for v in model.trainable_variables if NORM_SCOPE in v.path]
+        else:
+            self.train_vars = list(model.trainable_variables)
+        optimizer = keras.optimizers.Adam(learning_rate, beta_1=ADAM_BETA_1,
+                                          beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON)
+        if loss_scale:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        self.optimizer = optimizer
+        # Built now, under the strategy scope: built lazily inside the first step it
+        # fails under MirroredStrategy.
+        self.optimizer.build(self.train_vars)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.next_index = tf.Variable(0, dtype=tf.int64, trainable=False, name="next_index")
+        self.skipped_images = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                          name="skipped_images")
+        self.term_names = loss_term_names(loss_config)
+        self._gradients = (tf.function(self.compute_gradients, jit_compile=True)
+                           if jit_compile else self.compute_gradients)
+        self._loop = None
+
+    def checkpoint(self):
+        """tf.train.Checkpoint of what a training run saves (never VGG)."""
+        return tf.train.Checkpoint(transformer=self.model, optimizer=self.optimizer,
+                                   step=self.step, next_index=self.next_index,
+                                   skipped_images=self.skipped_images)
+
+    def per_example_losses(self, images, labels, noise=None):
+        """Magenta's losses for a batch, per example.
+
+        Args:
+          images: float32 [B, H, W, 3] in [0, 1], content images.
+          labels: int32 [B], model style ids (dataset style + label_offset).
+          noise: float32 [B, H, W, 3] input noise for the stability term, or None.
+
+        Returns:
+          (total float32 [B], terms {name: float32 [B]}) with Magenta's names,
+          plus `stability_loss` / `weighted_stability_loss` when the weight is > 0.
+        """
+        stylized = self.model(images, labels)
+        batch = tf.shape(images)[0]
+        features = self.vgg(tf.concat([images, stylized], axis=0))
+        content_features = {k: v[:batch] for k, v in features.items()}
+        stylized_features = {k: v[batch:] for k, v in features.items()}
+        dataset_labels = labels - self.label_offset
+        grams = losses.gather_style_grams(self.style_grams, dataset_labels)
+        coefficients = losses.gather_style_coefficients(self.style_coefficients, dataset_labels)
+        total, terms = losses.total_loss(
+            content_features, stylized_features, grams, self.content_weights,
+            self.style_weights, coefficients, stylized_images=stylized,
+            total_variation_weight=self.loss_config.total_variation_weight)
+        if self.loss_config.stability_weight > 0:
+            if noise is None:
+                raise ValueError("stability_weight > 0 needs the batch's noise")
+            noisy = tf.clip_by_value(images + noise, 0.0, 1.0)
+            change = tf.reduce_mean(tf.square(self.model(noisy, labels) - stylized),
+                                    axis=[1, 2, 3])
+            weighted = self.loss_config.stability_weight * change
+            terms["stability_loss"] = change
+            terms["weighted_stability_loss"] = weighted
+            total = total + weighted
+            terms["total_loss"] = total
+        return total, terms
+
+    def compute_gradients(self, images, labels, noise=None, step=None):
+        """This replica's share of d(global mean loss)/d(train_vars).
+
+        Returns:
+          (gradients list aligned with train_vars, terms {name: float32 [b]},
+           per-example total [b]). With a LossScaleOptimizer the gradients are scaled.
+        """
+        with tf.GradientTape() as tape:
+            total, terms = self.per_example_losses(images, labels, noise)
+            if self.loss_hook is not None:
+                total = self.loss_hook(total, step)
+                terms["total_loss"] = total
+            loss = tf.nn.compute_average_loss(total, global_batch_size=self.global_batch_size)
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, self.train_vars)
+        return gradients, terms, total
+
+    def _postprocess(self, gradients):
+        """Clipping and row freezing, on the gradients of one replica."""
+        if self.clip_gradient_norm > 0:
+            context = tf.distribute.get_replica_context()
+            replicas = context.num_replicas_in_sync
+            # Magenta clips each variable's full-batch gradient, so sum over replicas
+            # first; the optimizer sums again, hence the division.
+            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+            threshold = self.clip_gradient_norm
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                threshold = threshold * tf.cast(self.optimizer.dynamic_scale, tf.float32)
+            gradients = [tf.clip_by_norm(g, threshold) / replicas for g in summed]
+        if self.frozen_style_rows:
+            out = []
+            for g, v in zip(gradients, self.train_vars):
+                if NORM_SCOPE in v.path:
+                    rows = tf.range(tf.shape(g)[0])[:, None]
+                    g = tf.where(rows < self.frozen_style_rows, tf.zeros_like(g), g)
+                out.append(g)
+            gradients = out
+        return gradients
+
+    def replica_step(self, batch):
+        """One optimizer step on this replica's batch; returns reported values."""
+        gradients, terms, _ = self._gradients(batch["image"], batch["label"],
+                                              batch.get("noise"), self.step)
+        gradients = self._postprocess(gradients)
+        self.optimizer.apply_gradients(zip(gradients, self.train_vars))
+        # Summed over replicas by the caller: contributions to global-batch means.
+        reported = {name: tf.reduce_sum(terms[name]) / self.global_batch_size
+                    for name in self.term_names}
+        return reported, tf.reduce_max(batch["index"])[None], tf.reduce_sum(batch["skipped"])
+
+    def make_loop(self, strategy):
+        """Returns loop(iterator, num_steps) -> (per-step total_loss [n], last terms,
+        last max index, skipped sum), one tf.function call for num_steps steps."""
+
+        def loop(iterator, num_steps):
+            totals = tf.TensorArray(tf.float32, size=num_steps)
+            terms = {name: tf.constant(0.0) for name in self.term_names}
+            max_index = tf.constant(-1, tf.int64)
+            skipped = tf.constant(0, tf.int64)
+            for i in tf.range(num_steps):
+                reported, index, gaps = strategy.run(self.replica_step, args=(next(iterator),))
+                terms = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, reported[name],
+                                               axis=None) for name in self.term_names}
+                # ReduceOp has no MAX: gather the per-replica maxima.
+                max_index = tf.reduce_max(strategy.gather(index, axis=0))
+                skipped += strategy.reduce(tf.distribute.ReduceOp.SUM, gaps, axis=None)
+                totals = totals.write(i, terms["total_loss"])
+                self.step.assign_add(1)
+            return totals.stack(), terms, max_index, skipped
+
+        return tf.function(loop)
+
+    def train_steps(self, strategy, iterator, num_steps):
+        """Runs num_steps steps; returns numpy (totals [n], terms dict, max index, skipped)."""
+        if self._loop is None:
+            self._loop = self.make_loop(strategy)
+        totals, terms, max_index, skipped = self._loop(iterator, tf.constant(num_steps))
+        return (totals.numpy(), {k: float(v) for k, v in terms.items()}, int(max_index),
+                int(skipped))
+
+
+# ----------------------------------------------------------------------------------
+# Helpers of run().
+# ----------------------------------------------------------------------------------
+
+def _base_model(finetune_from):
+    """Loads the finetuning base (outside any strategy); returns (model, ModelConfig)."""
+    try:
+        return checkpoints.load_model(finetune_from)
+    except checkpoints.CheckpointError as e:
+        raise TrainError(f"--finetune_from: {e}") from None
+
+
+def _init_from_base(model, base, add_styles):
+    """Copies the base's weights: convolutions always; with add_styles also the old
+    gamma/beta rows (new rows start at the mean of the old ones). Without add_styles
+    the tables keep their fresh init (gamma 1, beta 0), as Magenta's finetune does."""
+    base_weights = {v.path.split("/", 1)[1]: v for v in base.weights}
+    for variable in model.weights:
+        key = variable.path.split("/", 1)[1]
+        source = base_weights[key]
+        if NORM_SCOPE not in key:
+            variable.assign(source)
+        elif add_styles:
+            old = source.numpy()
+            new_rows = variable.shape[0] - old.shape[0]
+            mean = np.repeat(old.mean(axis=0, keepdims=True), new_rows, axis=0)
+            variable.assign(np.concatenate([old, mean], axis=0))
+
+
+def _read_style_dataset(path):
+    try:
+        info = style_dataset.read_style_dataset(path, with_images=True)
+    except style_dataset.StyleDatasetError as e:
+        raise TrainError(str(e)) from None
+    if info.grams is None:
+        raise TrainError(f"style dataset {path} has no Gram matrices (rebuild it with "
+                         "tools/create_style_dataset.py --compute_gram_matrices)")
+    return info
+
+
+def _check_resume_config(train_dir, model_config):
+    saved = config_lib.load_model_config(train_dir)
+    if saved is None:
+        return
+    if (saved.num_styles, transformer.layer_widths(saved.alpha)) != (
+            model_config.num_styles, transformer.layer_widths(model_config.alpha)):
+        raise TrainError(
+            f"--train_dir={train_dir} holds a model with num_styles={saved.num_styles}, "
+            f"alpha={saved.alpha}, but this run builds num_styles={model_config.num_styles}, "
+            f"alpha={model_config.alpha}; use a new --train_dir")
+
+
+def _format_eta(seconds):
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class _Every:
+    """A trigger that fires every `steps` steps or `secs` seconds (0 disables each)."""
+
+    def __init__(self, steps, secs, step):
+        self.steps, self.secs = int(steps), float(secs)
+        self.last_step, self.last_time = step, time.monotonic()
+
+    def steps_left(self, step):
+        return self.steps - (step - self.last_step) if self.steps else None
+
+    def due(self, step):
+        return bool((self.steps and step - self.last_step >= self.steps)
+                    or (self.secs and time.monotonic() - self.last_time >= self.secs))
+
+    def reset(self, step):
+        self.last_step, self.last_time = step, time.monotonic()
+
+
+def _agree(strategy, flag):
+    """True on every worker when the chief says so (time-based triggers differ per
+    worker, and checkpoints need every worker)."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return flag
+    value = strategy.run(lambda: tf.constant(1 if flag else 0, tf.int32))
+    return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) > 0)
+
+
+# ----------------------------------------------------------------------------------
+# run()
+# ----------------------------------------------------------------------------------
+
+def run(experiment, progress=None, loss_hook=None, strategy=None):
+    """Trains (or resumes training) as configured; see the module docstring.
+
+    Args:
+      experiment: config.ExperimentConfig.
+      progress: callable(str) for the console progress line (default logging.info).
+      loss_hook: tests only; see Trainer.
+      strategy: an existing tf.distribute.Strategy to use instead of building one from
+        experiment.train.strategy (tests).
+
+    Returns:
+      RunResult.
+
+    Raises:
+      TrainError: bad input (dataset, content images, checkpoint, train_dir mismatch).
+      NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
+    """
+    started = time.monotonic()
+    progress = progress or logging.info
+    cfg = experiment.train
+    train_dir = cfg.train_dir
+
+    # 1. Devices and strategy.
+    if strategy is None:
+        split_cpu(cfg.num_cpu_devices)
+        strategy = make_strategy(cfg)
+    replicas = strategy.num_replicas_in_sync
+    if cfg.batch_size % replicas:
+        raise TrainError(f"--batch_size={cfg.batch_size} does not split evenly over "
+                         f"{replicas} replicas")
+    is_chief = _is_chief(strategy)
+    previous_policy = keras.config.dtype_policy()
+    policy = mixed_precision_policy(strategy) if cfg.mixed_precision else "float32"
+
+    # 2. Style dataset and content images (fail fast, before any model is built).
+    info = _read_style_dataset(experiment.data.style_dataset_file)
+    if experiment.loss.style_coefficients and (
+            len(experiment.loss.style_coefficients) != info.num_styles):
+        raise TrainError(f"--style_coefficients has {len(experiment.loss.style_coefficients)} "
+                         f"values but the style dataset has {info.num_styles} styles")
+    try:
+        source = data.resolve_content_source(experiment.data)
+    except data.DataError as e:
+        raise TrainError(str(e)) from None
+    base, base_config, label_offset = None, None, 0
+    if cfg.finetune_from:
+        base, base_config = _base_model(cfg.finetune_from)
+        if not math.isclose(base_config.alpha, experiment.alpha) and (
+                transformer.layer_widths(base_config.alpha)
+                != transformer.layer_widths(experiment.alpha)):
+            raise TrainError(f"--alpha={experiment.alpha} disagrees with --finetune_from "
+                             f"(alpha={base_config.alpha})")
+    if cfg.add_styles:
+        label_offset = base_config.num_styles
+        names = tuple(base_config.style_names or
+                      [str(i) for i in range(base_config.num_styles)]) + tuple(info.names)
+    else:
+        names = tuple(info.names)
+    num_styles = label_offset + info.num_styles
+    if experiment.num_styles is not None and experiment.num_styles != num_styles:
+        raise TrainError(f"--num_styles={experiment.num_styles} disagrees with the style "
+                         f"dataset ({info.num_styles} styles"
+                         + (f" + {label_offset} of the base model)" if label_offset else ")"))
+    alpha = base_config.alpha if base_config is not None else experiment.alpha
+    model_config = config_lib.ModelConfig(num_styles=num_styles, alpha=alpha, style_names=names)
+    if is_chief:
+        os.makedirs(train_dir, exist_ok=True)
+    _check_resume_config(train_dir, model_config)
+
+    # 3. Model, loss network, optimizer: all inside the strategy scope.
+    keras.utils.set_random_seed(cfg.seed)
+    keras.config.set_dtype_policy(policy)
+    try:
+        with strategy.scope():
+            model = transformer.StyleTransferNetwork(num_styles, alpha)
+            model(tf.zeros([1, 16, 16, 3]), tf.zeros([1], tf.int32))
+            try:
+                vgg_net = vgg.build_vgg16(experiment.loss.vgg_checkpoint,
+                                          experiment.loss.vgg_pooling)
+            except vgg.VGGWeightsError as e:
+                raise TrainError(str(e)) from None
+            trainer = Trainer(
+                model, vgg_net, info.grams, experiment.loss, cfg.batch_size, cfg.learning_rate,
+                label_offset=label_offset, train_scope="norm" if base is not None else "all",
+                frozen_style_rows=label_offset, clip_gradient_norm=cfg.clip_gradient_norm,
+                loss_scale=policy == "mixed_float16",
+                jit_compile=cfg.jit_compile and device_kind(strategy) != "tpu",
+                loss_hook=loss_hook)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+    # 4. Restore: (1) resume from train_dir, (2) finetune base, (3) scratch.
+    checkpoint = trainer.checkpoint()
+    save_dir = train_dir if is_chief else os.path.join(
+        train_dir, f".worker_tmp_{strategy.cluster_resolver.task_id}")
+    manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=cfg.max_to_keep)
+    latest = tf.train.latest_checkpoint(train_dir)
+    if latest:
+        status = checkpoint.read(latest)
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError as e:
+            raise TrainError(f"cannot resume from {latest}: {e}") from None
+        progress(f"resuming from {latest} at step {int(trainer.step.numpy())}")
+    elif base is not None:
+        _init_from_base(model, base, cfg.add_styles)
+        what = (f"adding {info.num_styles} style(s) to the {label_offset} of"
+                if cfg.add_styles else "finetuning gamma/beta on top of")
+        progress(f"{what} {cfg.finetune_from}: convolutions frozen")
+    else:
+        progress(f"training from scratch (seed {cfg.seed})")
+    resumed_from = int(trainer.step.numpy())
+    preemption = None
+    if isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
+                             tf.distribute.TPUStrategy)):
+        try:
+            preemption = tf.distribute.experimental.PreemptionCheckpointHandler(
+                strategy.cluster_resolver, manager)
+        except (ValueError, NotImplementedError, TypeError) as e:
+            logging.warning("no preemption handling: %s", e)
+    if is_chief:
+        config_lib.save_model_config(train_dir, model_config, extra={
+            "train": experiment.to_dict(),
+            "finetune": {"from": cfg.finetune_from, "add_styles": cfg.add_styles,
+                         "base_num_styles": label_offset},
+            "vgg_checkpoint": experiment.loss.vgg_checkpoint})
+
+    # 5. Input pipeline, from the restored data position.
+    dataset_fn = data.make_dataset_fn(
+        source, experiment.data, cfg.batch_size, info.num_styles, seed=cfg.seed,
+        start_index=int(trainer.next_index.numpy()), label_offset=label_offset,
+        stability_stddev=(experiment.loss.stability_noise_stddev
+                          if experiment.loss.stability_weight > 0 else 0.0))
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    progress(f"{model_config.num_styles} styles, alpha {alpha}, content: {source.description}; "
+             f"{replicas} replica(s) ({type(strategy).__name__}, {device_kind(strategy)}), "
+             f"global batch {cfg.batch_size}, {experiment.data.image_size}px, policy {policy}")
+
+    # 6. The loop.
+    writer = (tf.summary.create_file_writer(train_dir) if is_chief
+              else tf.summary.create_noop_writer())
+    preview = _preview_batch(source, experiment, info, label_offset, cfg.image_summary_count)
+    step = resumed_from
+    save_trigger = _Every(cfg.save_interval_steps, cfg.save_interval_secs, step)
+    summary_trigger = _Every(cfg.summary_interval_steps, cfg.save_summaries_secs, step)
+    log_trigger = _Every(0, cfg.log_interval_secs, step)
+    last_checkpoint = latest or ""
+    last_terms = {}
+    rate_time, rate_step = time.monotonic(), step
+    steps_per_sec = float("nan")
+    first = True
+    try:
+        while step < cfg.train_steps:
+            limits = [cfg.steps_per_loop, cfg.train_steps - step]
+            limits += [t.steps_left(step) for t in (save_trigger, summary_trigger)
+                       if t.steps_left(step)]
+            num = max(1, min(limits))
+            if preemption is not None:
+                out = preemption.run(trainer.train_steps, strategy, iterator, num)
+            else:
+                out = trainer.train_steps(strategy, iterator, num)
+            totals, terms, max_index, skipped = out
+            bad = np.flatnonzero(~np.isfinite(totals))
+            if bad.size:
+                bad_step = step + int(bad[0]) + 1
+                kept = (f"last good checkpoint {last_checkpoint}" if last_checkpoint
+                        else "no checkpoint was written")
+                raise NonFiniteLossError(
+                    f"total_loss is {totals[bad[0]]} at step {bad_step}; stopped without "
+                    f"saving ({kept})", bad_step)
+            step += num
+            trainer.next_index.assign(max_index + 1)
+            trainer.skipped_images.assign_add(skipped)
+            if skipped:
+                logging.warning("skipped %d undecodable content image(s) (%d so far)", skipped,
+                                int(trainer.skipped_images.numpy()))
+            last_terms = terms
+            now = time.monotonic()
+            if now > rate_time and step > rate_step:
+                steps_per_sec = (step - rate_step) / (now - rate_time)
+            if first:  # The first call includes tracing; do not let it skew the rate.
+                rate_time, rate_step, first = now, step, False
+            done = step >= cfg.train_steps
+            if _agree(strategy, summary_trigger.due(step) or done):
+                _write_summaries(writer, step, terms, trainer, cfg, steps_per_sec,
+                                 preview, model)
+                summary_trigger.reset(step)
+            if _agree(strategy, save_trigger.due(step) or done):
+                last_checkpoint = manager.save(checkpoint_number=step)
+                save_trigger.reset(step)
+            if log_trigger.due(step) or done or step == resumed_from + num:
+                eta = (cfg.train_steps - step) / steps_per_sec if steps_per_sec > 0 else math.inf
+                progress(f"step {step}/{cfg.train_steps} | total_loss {terms['total_loss']:.4g} "
+                         f"(content {terms['total_content_loss']:.4g}, style "
+                         f"{terms['total_style_loss']:.4g}) | {steps_per_sec:.2f} steps/s, "
+                         f"{steps_per_sec * cfg.batch_size:.1f} img/s | ETA "
+                         f"{_format_eta(eta)}")
+                log_trigger.reset(step)
+    finally:
+        writer.flush()
+        if not is_chief:
+            shutil.rmtree(save_dir, ignore_errors=True)
+    if not last_checkpoint and step >= cfg.train_steps:
+        last_checkpoint = tf.train.latest_checkpoint(train_dir) or ""
+    return RunResult(train_dir=train_dir, step=step, checkpoint=last_checkpoint,
+                     losses=last_terms, model_config=model_config,
+                     skipped_images=int(trainer.skipped_images.numpy()),
+                     resumed_from_step=resumed_from,
+                     wall_seconds=time.monotonic() - started)
+
+
+def _preview_batch(source, experiment, info, label_offset, count):
+    """A fixed small batch for image summaries: (content [n,S,S,3], labels, styles)."""
+    if not count:
+        return None
+    fn = data.make_dataset_fn(source, experiment.data, count, info.num_styles,
+                              seed=experiment.train.seed, label_offset=label_offset)
+    batch = next(iter(fn(None)))
+    dataset_labels = batch["label"].numpy() - label_offset
+    size = experiment.data.image_size
+    styles = tf.stack([tf.image.resize(info.images[i], [size, size]) for i in dataset_labels])
+    return batch["image"], batch["label"], styles
+
+
+def _write_summaries(writer, step, terms, trainer, cfg, steps_per_sec, preview, model):
+    with writer.as_default(step=step):
+        for name, value in terms.items():
+            tf.summary.scalar(name, value)
+        tf.summary.scalar("learning_rate", float(cfg.learning_rate))
+        if math.isfinite(steps_per_sec):
+            tf.summary.scalar("throughput/steps_per_sec", steps_per_sec)
+            tf.summary.scalar("throughput/images_per_sec", steps_per_sec * cfg.batch_size)
+        tf.summary.scalar("skipped_images", float(trainer.skipped_images.numpy()))
+        if preview is not None:
+            content, labels, styles = preview
+            try:
+                stylized = model(content, labels)
+            except (ValueError, tf.errors.OpError) as e:  # e.g. TPU variables on the host.
+                logging.warning("image summaries skipped: %s", str(e).splitlines()[0])
+            else:
+                n = int(content.shape[0])
+                tf.summary.image("image/0_content", content, max_outputs=n)
+                tf.summary.image("image/1_style", styles, max_outputs=n)
+                tf.summary.image("image/2_stylized", stylized, max_outputs=n)
+    writer.flush()

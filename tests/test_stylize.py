@@ -1,0 +1,340 @@
+"""Tests for magenta_style.stylize: the library function and the command line end to end."""
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+import tensorflow as tf
+
+from magenta_style import checkpoints
+from magenta_style import config
+from magenta_style import images
+from magenta_style import stylize
+from magenta_style import transformer
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_STYLES = 3
+
+
+@pytest.fixture(scope="module")
+def native_checkpoint(tmp_path_factory):
+    """A tiny (alpha 0.25, 3 styles) native checkpoint dir whose styles really differ."""
+    model_config = config.ModelConfig(num_styles=NUM_STYLES, alpha=0.25)
+    model = transformer.build_transformer(model_config)
+    rng = np.random.default_rng(1)
+    for weight in model.weights:
+        name = weight.path
+        scale = 0.5 if ("gamma" in name or "beta" in name) else 0.1
+        value = rng.normal(0.0, scale, weight.shape)
+        if "gamma" in name:
+            value += 1.0
+        weight.assign(value.astype(np.float32))
+    directory = str(tmp_path_factory.mktemp("native_ckpt"))
+    checkpoints.save_model(model, model_config, directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def loaded(native_checkpoint):
+    return checkpoints.load_model(native_checkpoint)
+
+
+def _write_rgb(path, height=13, width=21, seed=0):
+    pixels = np.random.default_rng(seed).integers(0, 256, [height, width, 3], dtype=np.uint8)
+    Image.fromarray(pixels).save(path)
+    return pixels
+
+
+def _expected_uint8(model, rgb, weights):
+    """What the CLI should write: the model's output, clipped and rounded to 8 bits."""
+    out = model(tf.constant(rgb[None], tf.float32), tf.constant([weights], tf.float32))
+    return images.to_uint8(out.numpy()[0]).astype(int)
+
+
+def _run(argv, capsys):
+    code = stylize.main(["stylize"] + argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _error_lines(err):
+    return [line for line in err.splitlines() if line.startswith("stylize: error:")]
+
+
+# ---- parity with Magenta through the command line ----------------------------------
+
+
+def test_cli_parity_with_magenta(fixtures_dir, tmp_path, capsys):
+    case = fixtures_dir / "magenta" / "nstyle_a05_s3"
+    common = [f"--checkpoint={case / 'model.ckpt'}", f"--input_image={case / 'content.png'}",
+              f"--output_dir={tmp_path}"]
+    code, _, err = _run(common + ["--which_styles=[0,1,2]"], capsys)
+    assert code == 0, err
+    code, _, err = _run(common + ["--which_styles={0:0.2,2:0.8}"], capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path)) == [
+        "content_0.png", "content_0_200_2_800.png", "content_1.png", "content_2.png"]
+
+    expected_styles = np.load(case / "expected_styles.npy")
+    expected_mixture = np.load(case / "expected_mixture.npy")
+    pairs = [(f"content_{i}.png", expected_styles[i]) for i in range(3)]
+    pairs.append(("content_0_200_2_800.png", expected_mixture[0]))
+    for name, expected in pairs:
+        written = np.asarray(Image.open(tmp_path / name)).astype(int)
+        reference = np.round(np.clip(expected, 0, 1) * 255).astype(int)
+        assert written.shape == (96, 128, 3)
+        assert np.abs(written - reference).max() <= 1, name
+
+
+# ---- behaviour with a tiny native checkpoint ---------------------------------------
+
+
+def test_default_writes_every_style_at_input_size(native_checkpoint, loaded, tmp_path, capsys):
+    pixels = _write_rgb(tmp_path / "photo.png", height=13, width=21)
+    out = tmp_path / "out"
+    code, _, err = _run([f"--checkpoint={native_checkpoint}",
+                         f"--input_image={tmp_path / 'photo.png'}", f"--output_dir={out}"],
+                        capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(out)) == ["photo_0.png", "photo_1.png", "photo_2.png"]
+    model, _ = loaded
+    results = []
+    for style in range(NUM_STYLES):
+        written = Image.open(out / f"photo_{style}.png")
+        assert written.mode == "RGB" and written.size == (21, 13)
+        expected = _expected_uint8(model, pixels / 255.0, np.eye(NUM_STYLES)[style])
+        assert np.abs(np.asarray(written).astype(int) - expected).max() <= 1
+        results.append(np.asarray(written))
+    # The styles really differ, so a wrong weight row would be caught.
+    assert np.abs(results[0].astype(int) - results[1]).mean() > 2
+
+
+def test_mix_output_name_and_values(native_checkpoint, loaded, tmp_path, capsys):
+    pixels = _write_rgb(tmp_path / "c.png", 16, 24)
+    code, _, err = _run([f"--checkpoint={native_checkpoint}", f"--input_image={tmp_path}/c.png",
+                         f"--output_dir={tmp_path}/o", "--which_styles={2:0.7, 0:0.3}"], capsys)
+    assert code == 0, err
+    assert os.listdir(tmp_path / "o") == ["c_0_300_2_700.png"]
+    expected = _expected_uint8(loaded[0], pixels / 255.0, [0.3, 0.0, 0.7])
+    written = np.asarray(Image.open(tmp_path / "o" / "c_0_300_2_700.png")).astype(int)
+    assert np.abs(written - expected).max() <= 1
+
+
+def test_alpha_is_put_back(native_checkpoint, loaded, tmp_path, capsys):
+    rgba = np.random.default_rng(3).integers(0, 256, [15, 18, 4], dtype=np.uint8)
+    rgba[:5, :, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "logo.png")
+    code, _, err = _run([f"--checkpoint={native_checkpoint}",
+                         f"--input_image={tmp_path / 'logo.png'}", f"--output_dir={tmp_path}/o",
+                         "--which_styles=[1]"], capsys)
+    assert code == 0, err
+    written = Image.open(tmp_path / "o" / "logo_1.png")
+    assert written.mode == "RGBA" and written.size == (18, 15)
+    written = np.asarray(written).astype(int)
+    np.testing.assert_array_equal(written[..., 3], rgba[..., 3])
+    # The RGB is the stylized RGB of the input (alpha does not leak into the model).
+    expected = _expected_uint8(loaded[0], rgba[..., :3] / 255.0, [0, 1, 0])
+    assert np.abs(written[..., :3] - expected).max() <= 1
+
+
+def test_bad_file_among_many(native_checkpoint, tmp_path, capsys):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    _write_rgb(inputs / "a.png", seed=1)
+    (inputs / "b.png").write_text("not really a png")
+    _write_rgb(inputs / "c.jpg", seed=2)
+    out = tmp_path / "out"
+    code, _, err = _run([f"--checkpoint={native_checkpoint}", f"--input_image={inputs}",
+                         f"--output_dir={out}", "--which_styles=[0,2]"], capsys)
+    assert code == 1
+    errors = _error_lines(err)
+    assert errors == [f"stylize: error: {inputs / 'b.png'}: not an image "
+                      "(or a format Pillow cannot read)"]
+    assert "Traceback" not in err
+    assert "3/3 images" in err  # progress, one line per step when stderr is not a terminal
+    assert "1 of 3 input(s) failed" in err
+    assert sorted(os.listdir(out)) == ["a_0.png", "a_2.png", "c_0.png", "c_2.png"]
+
+
+def test_glob_and_output_basename(native_checkpoint, tmp_path, capsys):
+    for name in ("x1.png", "x2.png", "y.png"):
+        _write_rgb(tmp_path / name, 8, 8)
+    code, _, err = _run([f"--checkpoint={native_checkpoint}", f"--input_image={tmp_path}/x*",
+                         f"--output_dir={tmp_path}/o", "--which_styles=[0]",
+                         "--output_basename=night"], capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path / "o")) == ["night_x1_0.png", "night_x2_0.png"]
+    code, _, err = _run([f"--checkpoint={native_checkpoint}", f"--input_image={tmp_path}/y.png",
+                         f"--output_dir={tmp_path}/p", "--which_styles=[0]",
+                         "--output_basename=night"], capsys)
+    assert code == 0, err
+    assert os.listdir(tmp_path / "p") == ["night_0.png"]
+
+
+def test_output_format_jpg(native_checkpoint, tmp_path, capsys):
+    _write_rgb(tmp_path / "a.png", 8, 12)
+    code, _, err = _run([f"--checkpoint={native_checkpoint}", f"--input_image={tmp_path}/a.png",
+                         f"--output_dir={tmp_path}/o", "--which_styles=[0]",
+                         "--output_format=jpg"], capsys)
+    assert code == 0, err
+    with Image.open(tmp_path / "o" / "a_0.jpg") as written:
+        assert written.format == "JPEG" and written.size == (12, 8)
+
+
+def test_never_overwrites_an_input(native_checkpoint, tmp_path, capsys):
+    _write_rgb(tmp_path / "p.png", 8, 8, seed=1)
+    _write_rgb(tmp_path / "p_0.png", 8, 8, seed=2)
+    before = (tmp_path / "p_0.png").read_bytes()
+    code, _, err = _run([f"--checkpoint={native_checkpoint}", f"--input_image={tmp_path}",
+                         f"--output_dir={tmp_path}", "--which_styles=[0]"], capsys)
+    assert code == 1
+    assert "would overwrite an input" in _error_lines(err)[0]
+    assert (tmp_path / "p_0.png").read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["p.png", "p_0.png", "p_0_0.png"]
+
+
+def test_styles_split_into_batches(loaded, tmp_path):
+    model, model_config = loaded
+    pixels = _write_rgb(tmp_path / "a.png", 12, 16)
+    # 3 styles in batches of 2: one call with 2 weight rows, one with 1.
+    summary = stylize.stylize_files(model, model_config, [str(tmp_path / "a.png")], "[2,0,1]",
+                                    str(tmp_path / "o"), batch_size=2)
+    assert summary.failed == []
+    assert summary.written == [str(tmp_path / "o" / f"a_{s}.png") for s in (2, 0, 1)]
+    for style in range(NUM_STYLES):
+        written = np.asarray(Image.open(tmp_path / "o" / f"a_{style}.png")).astype(int)
+        expected = _expected_uint8(model, pixels / 255.0, np.eye(NUM_STYLES)[style])
+        assert np.abs(written - expected).max() <= 1
+
+
+# ---- usage errors: one line, exit 2, nothing written ---------------------------------
+
+
+def _usage_cases(ckpt, image, out):
+    base = [f"--checkpoint={ckpt}", f"--input_image={image}", f"--output_dir={out}"]
+    return {
+        "missing checkpoint": (base[1:], "--checkpoint is required"),
+        "missing input": ([base[0], base[2]], "--input_image is required"),
+        "unknown flag": (base + ["--wich_styles=[0]"], "wich_styles"),
+        "positional": (base + ["extra"], "unexpected argument"),
+        "malformed styles": (base + ["--which_styles=[0,"], "must end with ']'"),
+        "nan weight": (base + ["--which_styles={0:nan}"], "finite"),
+        "unknown style": (base + ["--which_styles=[0,3]"], "style 3 does not exist"),
+        "num_styles disagrees": (base + ["--num_styles=4"], "--num_styles=4 disagrees"),
+        "alpha disagrees": (base + ["--alpha=1.0"], "--alpha=1.0 disagrees"),
+        "bad batch size": (base + ["--batch_size=0"], "batch_size"),
+        "bad format": (base + ["--output_format=tiff"], "output_format"),
+        "basename with dir": (base + ["--output_basename=a/b"], "plain file name"),
+        "no input": ([base[0], f"--input_image={image}.missing", base[2]],
+                     "no such file or directory"),
+        "no checkpoint": ([f"--checkpoint={ckpt}/nothing"] + base[1:], "--checkpoint:"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_usage_cases("c", "i", "o")))
+def test_usage_errors(case, native_checkpoint, tmp_path, capsys):
+    image = tmp_path / "a.png"
+    _write_rgb(image, 8, 8)
+    out = tmp_path / "out"
+    argv, fragment = _usage_cases(native_checkpoint, image, out)[case]
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    errors = _error_lines(err)
+    assert len(errors) == 1 and fragment in errors[0], err
+    assert "Traceback" not in err
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_output_dir_is_a_file(native_checkpoint, tmp_path, capsys):
+    _write_rgb(tmp_path / "a.png", 8, 8)
+    (tmp_path / "out").write_text("")
+    code, _, err = _run([f"--checkpoint={native_checkpoint}", f"--input_image={tmp_path}/a.png",
+                         f"--output_dir={tmp_path}/out"], capsys)
+    assert code == 2 and "not a directory" in _error_lines(err)[0]
+
+
+def test_help(capsys):
+    code, out, _ = _run(["--help"], capsys)
+    assert code == 0
+    assert "--which_styles" in out and "Exit status" in out
+
+
+def test_subprocess_usage_error_has_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "magenta_style.stylize", "--checkpoint=x", "--input_image=y",
+         f"--output_dir={tmp_path}", "--which_styles={0:0.5"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "stylize: error: --which_styles={0:0.5: a mix must end with '}'")
+
+
+# ---- library pieces --------------------------------------------------------------------
+
+
+def test_no_retracing_for_new_sizes(loaded):
+    model, model_config = loaded
+    fn = stylize.make_stylize_fn(model, model_config.num_styles)
+    for height, width, batch in [(8, 8, 1), (13, 21, 2), (32, 20, 3)]:
+        out = fn(tf.zeros([batch, height, width, 3]), tf.ones([batch, NUM_STYLES]) / 3)
+        assert out.shape == (batch, height, width, 3)
+    assert fn.experimental_get_tracing_count() == 1
+
+
+def test_output_basenames():
+    assert stylize.output_basenames(["d/a.png", "d/b.jpg"]) == ["a", "b"]
+    assert stylize.output_basenames(["d/a.png"], "x") == ["x"]
+    assert stylize.output_basenames(["d/a.png", "d/b.jpg"], "x") == ["x_a", "x_b"]
+    assert stylize.output_basenames(["d/a.png", "d/a.jpg", "d/c.png"]) == ["a_png", "a_jpg", "c"]
+    assert stylize.output_basenames(["d/a.png", "e/a.png"]) == ["a_png", "a_png_2"]
+
+
+def test_library_reports_nan_output_and_continues(tmp_path):
+    _write_rgb(tmp_path / "a.png", 8, 8)
+    _write_rgb(tmp_path / "b.png", 8, 8)
+
+    def broken_model(images_batch, weights):
+        del weights
+        return images_batch * np.float32("nan")
+
+    errors, progress = [], []
+    summary = stylize.stylize_files(
+        broken_model, config.ModelConfig(num_styles=2), [str(tmp_path / "a.png"),
+                                                         str(tmp_path / "b.png")],
+        "[0,1]", str(tmp_path / "o"), on_error=lambda p, m: errors.append((p, m)),
+        on_progress=lambda done, total, path: progress.append((done, total)))
+    assert summary.written == [] and len(summary.failed) == 2
+    assert errors == summary.failed
+    assert "NaN" in errors[0][1] and errors[0][1].startswith(str(tmp_path / "a.png"))
+    assert progress == [(1, 2), (2, 2)]
+    assert os.listdir(tmp_path / "o") == []
+
+
+def test_library_rejects_unknown_style(loaded, tmp_path):
+    model, model_config = loaded
+    with pytest.raises(stylize.style_spec.StyleSpecError):
+        stylize.stylize_files(model, model_config, [], "[5]", str(tmp_path))
+
+
+def test_progress_bar_on_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    progress = stylize._Progress(4, stream)
+    progress.update(1, 4, "/x/a.png")
+    progress.message("stylize: error: /x/b.png: broken")
+    progress.update(4, 4, "/x/d.png")
+    progress.close()
+    text = stream.getvalue()
+    assert "\r[#######" in text and "1/4 a.png" in text and "4/4 d.png" in text
+    assert "\r\033[Kstylize: error: /x/b.png: broken\n" in text
+    assert text.endswith("\n")
+    quiet = Tty()
+    stylize._Progress(1, quiet).update(1, 1, "a.png")
+    assert quiet.getvalue() == ""

@@ -1,0 +1,58 @@
+"""Converts a Magenta TF1 stylization checkpoint into a native magenta_style checkpoint.
+
+    python tools/convert_magenta_checkpoint.py \
+        --magenta_checkpoint=multistyle-pastiche-generator-monet.ckpt \
+        --output_dir=models/monet [--style_names=a,b,...]
+
+Writes `output_dir/ckpt-0.*`, `output_dir/checkpoint` and `output_dir/config.json`
+(num_styles and alpha inferred from the checkpoint's shapes), which every other
+command reads: `--checkpoint=models/monet`. Prints what was loaded, what was
+ignored (global_step, optimizer slots, vgg_16/*) and anything not mapped.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from magenta_style import checkpoints
+from magenta_style import config as config_lib
+from magenta_style import transformer
+
+_MAGENTA_CHECKPOINT = flags.DEFINE_string(
+    "magenta_checkpoint", None, "Magenta TF1 checkpoint prefix (V1 or V2 format).", required=True)
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Directory for the native checkpoint.",
+                                  required=True)
+_STYLE_NAMES = flags.DEFINE_list("style_names", [], "Optional name per style, in order.")
+_NUM_STYLES = flags.DEFINE_integer("num_styles", None, "Optional check of the style count.")
+_ALPHA = flags.DEFINE_float("alpha", None, "Optional check of the width multiplier.")
+
+
+def main(argv):
+    del argv
+    output_dir = _OUTPUT_DIR.value
+    if os.path.exists(os.path.join(output_dir, config_lib.CONFIG_FILENAME)):
+        raise app.UsageError(f"--output_dir={output_dir} already holds a converted model")
+    try:
+        prefix, _ = checkpoints.resolve_checkpoint(_MAGENTA_CHECKPOINT.value)
+        if not checkpoints.is_magenta_checkpoint(prefix):
+            raise checkpoints.CheckpointError(f"{prefix!r} is not a Magenta stylization checkpoint")
+        model_config = checkpoints.infer_magenta_config(prefix)
+        if _STYLE_NAMES.value:
+            model_config = config_lib.ModelConfig(model_config.num_styles, model_config.alpha,
+                                                  tuple(_STYLE_NAMES.value))
+        checkpoints.check_agrees(model_config, _NUM_STYLES.value, _ALPHA.value, prefix)
+        model = transformer.build_transformer(model_config)
+        report = checkpoints.load_magenta_weights(model, prefix)
+    except (checkpoints.CheckpointError, config_lib.ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    saved = checkpoints.save_model(model, model_config, output_dir)
+    print(f"num_styles={model_config.num_styles} alpha={model_config.alpha}")
+    print(report.summary())
+    print(f"wrote {saved} and {os.path.join(output_dir, config_lib.CONFIG_FILENAME)}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

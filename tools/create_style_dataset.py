@@ -1,0 +1,96 @@
+"""Creates a style dataset (Magenta's `image_stylization_create_dataset`).
+
+Writes one record per style image in Magenta's TFRecord layout (label, JPEG image,
+Gram matrices of VGG-16's end points) plus each style's name. Old Magenta tools
+read the result, and the trainer reads it with `magenta_style.style_dataset`.
+
+    python tools/create_style_dataset.py --vgg_checkpoint=/path/vgg_16.ckpt \
+        --style_files='/path/styles/*.jpg' --output_file=/tmp/styles.tfrecord
+
+Labels follow the order of the matched files (sorted per pattern, patterns in the
+order given). `--vgg_checkpoint=standin:SEED` uses random stand-in weights (tests
+only; logged loudly).
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from magenta_style import style_dataset  # noqa: E402
+from magenta_style import vgg  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("vgg_checkpoint", None,
+                    "VGG-16 weights: TF-slim vgg_16.ckpt path, 'imagenet', a Keras VGG-16 .h5 "
+                    "path, or 'standin:SEED' (random; tests only).")
+flags.DEFINE_string("style_files", None,
+                    "Glob of style images; several globs may be separated by commas.")
+flags.DEFINE_string("output_file", None, "TFRecord file to write.")
+flags.DEFINE_boolean("compute_gram_matrices", True,
+                     "Compute the Gram matrices (needed for training).")
+flags.DEFINE_integer("style_size", None,
+                     "Resize each style image so its shorter side has this many pixels first "
+                     "(sets the scale of the learned strokes). Default: keep the file's size.")
+flags.DEFINE_list("style_names", None,
+                  "Style names by label, comma-separated (default: file names without "
+                  "extension).")
+
+PROG = "create_style_dataset"
+
+
+def _fail(message):
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _expand(patterns):
+    files = []
+    for pattern in (p.strip() for p in patterns.split(",")):
+        if not pattern:
+            continue
+        matches = sorted(tf.io.gfile.glob(os.path.expanduser(pattern)))
+        if not matches:
+            _fail(f"--style_files pattern {pattern!r} matches no file")
+        files.extend(matches)
+    return files
+
+
+def _progress(done, total, path):
+    width = 30
+    filled = width * done // total
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+                     f"{os.path.basename(path)[:40]:<40}")
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def main(argv):
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    for name in ("style_files", "output_file"):
+        if not FLAGS[name].value:
+            _fail(f"--{name} is required")
+    if FLAGS.compute_gram_matrices and not FLAGS.vgg_checkpoint:
+        _fail("--vgg_checkpoint is required to compute Gram matrices (pass the path of "
+              "vgg_16.ckpt, 'imagenet', a Keras .h5, or --nocompute_gram_matrices)")
+    if FLAGS.style_size is not None and FLAGS.style_size < 1:
+        _fail(f"--style_size must be a positive number of pixels, got {FLAGS.style_size}")
+    files = _expand(FLAGS.style_files)
+    try:
+        vgg_model = vgg.build_vgg16(FLAGS.vgg_checkpoint) if FLAGS.compute_gram_matrices else None
+        names = style_dataset.write_style_dataset(
+            FLAGS.output_file, files, vgg_model=vgg_model, style_size=FLAGS.style_size,
+            names=FLAGS.style_names, progress=_progress)
+    except (style_dataset.StyleDatasetError, vgg.VGGWeightsError) as e:
+        _fail(str(e))
+    print(f"wrote {len(names)} styles to {FLAGS.output_file}: {', '.join(names)}")
+
+
+if __name__ == "__main__":
+    app.run(main)
