@@ -12,8 +12,8 @@ version folders) holding a SavedModel with these signatures (all images float32 
                             preserve_colors bool [B] -> stylized_image
     stylize_bytes_advanced  image_bytes, style_weights, strength, preserve_colors
                             -> stylized_image_bytes
-    stylize_map             image, style_map [B, Hm, Wm, N] (per-pixel weights, resized
-                            bilinearly to each layer), strength -> stylized_image
+    stylize_map             image, style_map [B, H, W, N] (per-pixel weights, the
+                            image's size), strength -> stylized_image
 
 N is the model's number of styles. Each row of `style_weights` is that example's
 own mix (not normalised, as in Magenta); 1 in column s and 0 elsewhere is style s.
@@ -83,8 +83,8 @@ SIGNATURES = {
     "stylize_bytes_advanced": (
         "image_bytes, style_weights, strength, preserve_colors -> stylized_image_bytes"),
     "stylize_map": (
-        "image, style_map float32 [B,Hm,Wm,num_styles] (per-pixel weights, any Hm, Wm), "
-        "strength float32 [B] in [0,1] -> stylized_image"),
+        "image, style_map float32 [B,H,W,num_styles] (per-pixel weights, same H, W as the "
+        "image), strength float32 [B] in [0,1] -> stylized_image"),
 }
 
 _VERSION_RE = re.compile(r"^[0-9]+$")
@@ -273,6 +273,11 @@ class StylizerModule(tf.__internal__.tracking.AutoTrackable):
             image = _checked_image(image)
             batch = _batch_size(image)
             style_map = _checked_weights(style_map, batch, num_styles, name="style_map")
+            with tf.control_dependencies([_check(
+                    tf.reduce_all(tf.equal(tf.shape(style_map)[1:3], tf.shape(image)[1:3])),
+                    "style_map must have the same height and width as the image, [B, H, W, "
+                    "num_styles]")]):
+                style_map = tf.identity(style_map)
             return {"stylized_image": run(image, style_map, _checked_strength(strength, batch))}
 
         @tf.function
@@ -572,7 +577,7 @@ def load_stylizer(path, num_styles=None, alpha=None):
     Returns:
       (stylize, config.ModelConfig) where `stylize(images, style, strength=None)`
       takes images float32 [B, H, W, 3] in [0, 1] and style as int ids [B], float32
-      weights [B, num_styles] or per-pixel maps [B, Hm, Wm, num_styles], strength
+      weights [B, num_styles] or per-pixel maps [B, H, W, num_styles], strength
       float32 [B] in [0, 1] or None (full style), and returns float32 [B, H, W, 3]
       in [0, 1]. It works eagerly and inside tf.function.
 
@@ -585,9 +590,9 @@ def load_stylizer(path, num_styles=None, alpha=None):
     try:
         model_config = config_lib.ModelConfig.from_dict(metadata["model"])
     except (KeyError, TypeError, config_lib.ConfigError) as e:
-        raise checkpoints.CheckpointError(f"{saved_dir!r}: unreadable model metadata: {e}") from None
-    checkpoints._check_agrees(model_config, num_styles, alpha,  # pylint: disable=protected-access
-                              saved_dir)
+        raise checkpoints.CheckpointError(
+            f"{saved_dir!r}: unreadable model metadata: {e}") from None
+    checkpoints.check_agrees(model_config, num_styles, alpha, saved_dir)
     loaded = tf.saved_model.load(saved_dir)
     n = model_config.num_styles
 

@@ -93,7 +93,8 @@ def encode_jpeg(image):
     """JPEG bytes of a float [H, W, 3] image in [0, 1]."""
     pixels = np.clip(np.round(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
-    Image.fromarray(pixels, "RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    Image.fromarray(pixels, "RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY,
+                                              subsampling=0)  # 4:4:4: keep colour detail.
     return buffer.getvalue()
 
 
@@ -149,8 +150,17 @@ def default_style_names(style_files):
     return names
 
 
+def load_style_images(style_files, style_size=None):
+    """Reads every style image (see load_style_image); fails on the first bad file.
+
+    Returns:
+      list of np.float32 [H, W, 3] in [0, 1].
+    """
+    return [load_style_image(path, style_size) for path in style_files]
+
+
 def write_style_dataset(output_file, style_files, vgg_model=None, style_size=None,
-                        names=None, progress=None):
+                        names=None, progress=None, images=None):
     """Writes a style dataset in Magenta's layout, atomically.
 
     Every image is read (and checked) before anything is written; the records go to
@@ -165,6 +175,8 @@ def write_style_dataset(output_file, style_files, vgg_model=None, style_size=Non
       style_size: optional int: resize each image's shorter side to this first.
       names: optional list of style names (default: file stems).
       progress: optional callable(done, total, path) called after each image.
+      images: optional list of the already loaded images (load_style_images with the
+        same style_size), e.g. to check every file before building the VGG.
 
     Returns:
       list of the style names written, by label.
@@ -180,7 +192,10 @@ def write_style_dataset(output_file, style_files, vgg_model=None, style_size=Non
     if len(names) != len(style_files):
         raise StyleDatasetError(
             f"{len(names)} style names given for {len(style_files)} style images")
-    images = [load_style_image(path, style_size) for path in style_files]
+    if images is None:
+        images = load_style_images(style_files, style_size)
+    if len(images) != len(style_files):
+        raise ValueError(f"{len(images)} images given for {len(style_files)} style files")
     if vgg_model is not None:
         for path, image in zip(style_files, images):
             if min(image.shape[:2]) < MIN_STYLE_SIDE:

@@ -446,7 +446,12 @@ def run(args, stderr=None):
 def main(argv):
     """The command: parses `argv` (argv[0] is the program name), runs, returns the status.
 
-    Usage errors print one line on stderr and return 2; no traceback.
+    Args:
+      argv: list of str, e.g. sys.argv.
+
+    Returns:
+      int exit status: 0 success, 1 some inputs failed, 2 usage error (one line on
+      stderr, no traceback), 130 interrupted.
     """
     if any(arg in _HELP_ARGS for arg in argv[1:]):
         sys.stdout.write(usage_text())
@@ -456,6 +461,10 @@ def main(argv):
     except UsageError as e:
         sys.stderr.write(f"{PROGRAM}: error: {e}\n")
         return 2
+    except KeyboardInterrupt:
+        # Every output is written atomically, so stopping leaves no partial file.
+        sys.stderr.write(f"\n{PROGRAM}: interrupted\n")
+        return 130
 
 
 def _keep_argv(argv):

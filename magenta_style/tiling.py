@@ -75,6 +75,15 @@ def _program(model):
     return program
 
 
+def _norm_factors(program):
+    """The resolution divisor (1, 2 or 4) of each norm's input, in program order."""
+    factors, factor = [], 1
+    for conv in program:
+        factor = factor // conv.upsample * conv.layer.strides
+        factors.append(factor)
+    return factors
+
+
 def receptive_radius(model):
     """How far (in input pixels) an error at a window edge can travel inward: int.
 
@@ -168,32 +177,39 @@ class _Style:
         self.is_map = style.ndim == 3
         self.padded_shape = padded_shape
 
-    def params(self, conv, strength, factor, rows, cols):
-        """(gamma, beta) float32 tensors for `conv` on a window at 1/factor resolution."""
-        norm = conv.layer.norm
-        gamma = tf.convert_to_tensor(norm.gamma, tf.float32)
-        beta = tf.convert_to_tensor(norm.beta, tf.float32)
+    def inputs(self, rows, cols):
+        """The style tensors for a window: ([1, N] row, ()) or ((), maps at 1/1, 1/2, 1/4)."""
         if not self.is_map:
-            # The same elementwise sum as ConditionalInstanceNorm (exact for one-hot rows).
-            w = tf.constant(self.weights[None, :, None])
-            g = tf.reduce_sum(w * gamma[None], axis=1)[:, None, None, :]
-            b = tf.reduce_sum(w * beta[None], axis=1)[:, None, None, :]
-        else:
+            return tf.constant(self.weights[None]), ()
+        maps = []
+        for factor in (1, 2, 4):
             height, width = (d // factor for d in self.padded_shape)
             window = resize_window(self.weights, height, width,
                                    (rows[0] // factor, rows[1] // factor),
                                    (cols[0] // factor, cols[1] // factor))
-            window = tf.constant(window[None])
-            g = b = 0.0
-            for s in range(norm.num_styles):
-                w = window[..., s:s + 1]
-                g += w * gamma[s]
-                b += w * beta[s]
-        if strength is not None:
-            s = tf.constant(np.float32(strength))
-            g = s * g + (1.0 - s)
-            b = s * b
-        return g, b
+            maps.append(tf.constant(window[None]))
+        return tf.zeros([1, self.weights.shape[-1]]), tuple(maps)
+
+
+def _params(norm, row, maps, factor, strength):
+    """(gamma, beta) float32 for `norm`, mixed as ConditionalInstanceNorm mixes them."""
+    gamma = tf.convert_to_tensor(norm.gamma, tf.float32)
+    beta = tf.convert_to_tensor(norm.beta, tf.float32)
+    if not maps:
+        # The same elementwise sum as the layer (exact for one-hot rows).
+        g = tf.reduce_sum(row[:, :, None] * gamma[None], axis=1)[:, None, None, :]
+        b = tf.reduce_sum(row[:, :, None] * beta[None], axis=1)[:, None, None, :]
+    else:
+        window = maps[{1: 0, 2: 1, 4: 2}[factor]]
+        g = b = 0.0
+        for s in range(norm.num_styles):
+            w = window[..., s:s + 1]
+            g += w * gamma[s]
+            b += w * beta[s]
+    if strength is not None:
+        g = strength * g + (1.0 - strength)
+        b = strength * b
+    return g, b
 
 
 class _Moments:
@@ -225,27 +241,27 @@ class _Moments:
                 tf.constant(np.reshape(self.m2 / self.count, shape), tf.float32))
 
 
-def _run(program, x, style, strength, stats, stop_at, rows, cols):
+def _run(program, x, params, stats, stop_at):
     """Runs the network on one window.
 
     Args:
       program: list of _Conv.
       x: float32 [1, h, w, 3], the window of the padded image.
-      style: _Style.
-      strength: float or None.
-      stats: list of (mean, variance) for the norms computed so far; norm i uses
-        stats[i] when i < len(stats), otherwise its own window's moments (which is the
-        untiled network when the window is the whole padded image).
+      params: callable(index, norm, factor) -> (gamma, beta) of norm `index` for
+        this window (see `_params`).
+      stats: tuple of (mean, variance) for the first len(stats) norms; the other norms
+        use their own window's moments (so with no stats and the whole padded image as
+        the window, this is the untiled network).
       stop_at: int or None; return the input of norm `stop_at` (pre-norm) instead of
         the output.
-      rows, cols: (start, stop) of the window in the padded image (full resolution).
 
     Returns:
-      (tensor, factor): the result and its resolution divisor (1, 2 or 4).
-      With stop_at=None, also appends any statistics it computed to `stats`.
+      (result, new_stats): with stop_at, the pre-norm tensor at 1/f resolution;
+      otherwise the output [1, h, w, 3]. new_stats: the moments this run computed.
     """
     factor = 1
     residual_input = None
+    new_stats = []
     for index, conv in enumerate(program):
         layer = conv.layer
         if conv.upsample > 1:
@@ -254,23 +270,43 @@ def _run(program, x, style, strength, stats, stop_at, rows, cols):
         if conv.residual == "begin":
             residual_input = x
         p = layer.kernel_size // 2
-        padded = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+        padded = tf.pad(x, tf.constant([[0, 0], [p, p], [p, p], [0, 0]]), mode="REFLECT")
         h = tf.nn.conv2d(padded, tf.cast(layer.kernel, tf.float32), strides=layer.strides,
                          padding="VALID")
         factor *= layer.strides
         if index == stop_at:
-            return h, factor
+            return h, ()
         if index < len(stats):
             mean, variance = stats[index]
         else:
             mean, variance = tf.nn.moments(h, axes=[1, 2], keepdims=True)
-            stats.append((mean, variance))
-        gamma, beta = style.params(conv, strength, factor, rows, cols)
+            new_stats.append((mean, variance))
+        gamma, beta = params(index, layer.norm, factor)
         h = tf.nn.batch_normalization(h, mean, variance, beta, gamma, layer.norm.epsilon)
         x = keras.activations.get(layer.activation)(h)
         if conv.residual == "end":
             x = residual_input + x
-    return x, factor
+    return x, tuple(new_stats)
+
+
+class _Runner:
+    """Runs `_run` eagerly (windows are large, so per-op overhead is small and no shape
+    retraces), caching the mixed (gamma, beta) of a fixed style across windows."""
+
+    def __init__(self, program, strength):
+        self._program = program
+        self._strength = None if strength is None else tf.constant(strength, tf.float32)
+        self._cache = {}
+
+    def __call__(self, x, row, maps, stats, stop_at):
+        if maps:
+            params = lambda index, norm, factor: _params(norm, row, maps, factor, self._strength)
+        else:
+            def params(index, norm, factor):
+                if index not in self._cache:
+                    self._cache[index] = _params(norm, row, maps, factor, self._strength)
+                return self._cache[index]
+        return _run(self._program, x, params, stats, stop_at)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,10 +381,12 @@ def _downscaled_stats(model, program, image, style, strength, max_tile_pixels):
     padded = (_padded_size(size[0]), _padded_size(size[1]))
     x = tf.constant(small[_reflect_indices(size[0], padded[0])[:, None],
                           _reflect_indices(size[1], padded[1])[None, :]][None])
-    stats = []
-    _run(program, x, _Style(small_style, model.num_styles, padded), strength, stats, None,
-         (0, padded[0]), (0, padded[1]))
-    return stats
+    small = _Style(small_style, model.num_styles, padded)
+    row, maps = small.inputs((0, padded[0]), (0, padded[1]))
+    strength = None if strength is None else tf.constant(strength, tf.float32)
+    _, stats = _run(program, x, lambda i, norm, f: _params(norm, row, maps, f, strength), (),
+                    None)
+    return list(stats)
 
 
 def stylize_tiled(model, image, style, strength=None, max_tile_pixels=DEFAULT_MAX_TILE_PIXELS,
@@ -411,20 +449,21 @@ def stylize_tiled(model, image, style, strength=None, max_tile_pixels=DEFAULT_MA
         if progress is not None:
             progress(done, total)
 
+    runner = _Runner(program, strength)
+    factors = _norm_factors(program)
     while len(stats) < len(program):
         moments = _Moments()
         for tile in tiles:
             x = _window(image, row_index, col_index, tile)
-            h, factor = _run(program, x, style, strength, stats, len(stats), tile.rows,
-                             tile.cols)
-            moments.add(_core(h, tile, factor))
+            h, _ = runner(x, *style.inputs(tile.rows, tile.cols), stats, len(stats))
+            moments.add(_core(h, tile, factors[len(stats)]))
             tick()
         stats.append(moments.result())
 
     output = np.empty([height, width, 3], np.float32)
     for tile in tiles:
         x = _window(image, row_index, col_index, tile)
-        y, _ = _run(program, x, style, strength, stats, None, tile.rows, tile.cols)
+        y, _ = runner(x, *style.inputs(tile.rows, tile.cols), stats, None)
         y = _core(y, tile, 1).numpy()[0]
         r0, r1 = tile.core_rows
         c0, c1 = tile.core_cols

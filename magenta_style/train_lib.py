@@ -35,6 +35,7 @@ from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
 
 from magenta_style import checkpoints
 from magenta_style import config as config_lib
@@ -318,7 +319,9 @@ class Trainer:
             loss = tf.nn.compute_average_loss(total, global_batch_size=self.global_batch_size)
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)
-        gradients = tape.gradient(loss, self.train_vars)
+        # tf.gather of the gamma/beta tables gives IndexedSlices; the tables are small,
+        # and clipping and row masking want dense tensors.
+        gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, self.train_vars)]
         return gradients, terms, total
 
     def _postprocess(self, gradients):
@@ -700,15 +703,37 @@ def _preview_batch(source, experiment, info, label_offset, count):
     return batch["image"], batch["label"], styles
 
 
+def write_scalar(name, value, step):
+    """Writes a TensorBoard scalar to the default writer (no tensorboard import needed)."""
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
+        data_class=summary_pb2.DATA_CLASS_SCALAR)
+    tf.summary.write(name, tf.constant(value, tf.float32), step=step, metadata=metadata)
+
+
+def write_images(name, images, step):
+    """Writes TensorBoard images (float [N, H, W, 3] in [0, 1]) to the default writer."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    pngs = tf.map_fn(lambda x: tf.io.encode_png(tf.image.convert_image_dtype(
+        tf.clip_by_value(x, 0.0, 1.0), tf.uint8, saturate=True)),
+        images, fn_output_signature=tf.string)
+    shape = tf.shape(images)
+    tensor = tf.concat([tf.strings.as_string([shape[2], shape[1]]), pngs], axis=0)
+    metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="images"),
+        data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+    tf.summary.write(name, tensor, step=step, metadata=metadata)
+
+
 def _write_summaries(writer, step, terms, trainer, cfg, steps_per_sec, preview, model):
     with writer.as_default(step=step):
         for name, value in terms.items():
-            tf.summary.scalar(name, value)
-        tf.summary.scalar("learning_rate", float(cfg.learning_rate))
+            write_scalar(name, value, step)
+        write_scalar("learning_rate", float(cfg.learning_rate), step)
         if math.isfinite(steps_per_sec):
-            tf.summary.scalar("throughput/steps_per_sec", steps_per_sec)
-            tf.summary.scalar("throughput/images_per_sec", steps_per_sec * cfg.batch_size)
-        tf.summary.scalar("skipped_images", float(trainer.skipped_images.numpy()))
+            write_scalar("throughput/steps_per_sec", steps_per_sec, step)
+            write_scalar("throughput/images_per_sec", steps_per_sec * cfg.batch_size, step)
+        write_scalar("skipped_images", float(trainer.skipped_images.numpy()), step)
         if preview is not None:
             content, labels, styles = preview
             try:
@@ -716,8 +741,7 @@ def _write_summaries(writer, step, terms, trainer, cfg, steps_per_sec, preview, 
             except (ValueError, tf.errors.OpError) as e:  # e.g. TPU variables on the host.
                 logging.warning("image summaries skipped: %s", str(e).splitlines()[0])
             else:
-                n = int(content.shape[0])
-                tf.summary.image("image/0_content", content, max_outputs=n)
-                tf.summary.image("image/1_style", styles, max_outputs=n)
-                tf.summary.image("image/2_stylized", stylized, max_outputs=n)
+                write_images("image/0_content", content, step)
+                write_images("image/1_style", styles, step)
+                write_images("image/2_stylized", stylized, step)
     writer.flush()

@@ -101,12 +101,17 @@ class StyleTransferNetwork(keras.Model):
 
     def call(self, images, style, strength=None):
         x = tf.cast(images, self.compute_dtype)
+        style = tf.convert_to_tensor(style)
         if not self.magenta_compatible:
             shape = tf.shape(x)
             height, width = shape[1], shape[2]
             rows = _reflect_indices(height, 0, _padded_size(height) - height)
             cols = _reflect_indices(width, 0, _padded_size(width) - width)
             x = tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
+            if style.shape.rank == 4:
+                # Per-pixel style maps are padded like the image so that they stay aligned
+                # with it when each layer resizes them to its resolution.
+                style = tf.gather(tf.gather(style, rows, axis=1), cols, axis=2)
         h = self.contract_conv1(x, style, strength)
         h = self.contract_conv2(h, style, strength)
         h = self.contract_conv3(h, style, strength)

@@ -65,16 +65,21 @@ KERAS_TO_SLIM = {
     f"block{block}_conv{j}": f"vgg_16/conv{block}/conv{block}_{j}"
     for block, reps, _ in BLOCKS for j in range(1, reps + 1)}
 
-# Full TF-slim variable names the loader needs, with their shapes.
-SLIM_VARIABLE_SHAPES = {}
-_cin = 3
-for _block, _reps, _cout in BLOCKS:
-    for _j in range(1, _reps + 1):
-        _scope = f"vgg_16/conv{_block}/conv{_block}_{_j}"
-        SLIM_VARIABLE_SHAPES[f"{_scope}/weights"] = (3, 3, _cin, _cout)
-        SLIM_VARIABLE_SHAPES[f"{_scope}/biases"] = (_cout,)
-        _cin = _cout
-del _cin, _block, _reps, _cout, _j, _scope
+
+def _slim_variable_shapes():
+    shapes, cin = {}, 3
+    for block, reps, cout in BLOCKS:
+        for j in range(1, reps + 1):
+            scope = f"vgg_16/conv{block}/conv{block}_{j}"
+            shapes[f"{scope}/weights"] = (3, 3, cin, cout)
+            shapes[f"{scope}/biases"] = (cout,)
+            cin = cout
+    return shapes
+
+
+# Full TF-slim variable names the loader needs, with their shapes, in network order
+# (conv1_1 weights, conv1_1 biases, conv1_2 weights, ...).
+SLIM_VARIABLE_SHAPES = _slim_variable_shapes()
 
 _HOW_TO_GET_WEIGHTS = (
     "Real weights: download TF-slim's ImageNet VGG-16 (vgg_16_2016_08_28.tar.gz, the "

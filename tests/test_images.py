@@ -1,5 +1,7 @@
 """Tests for magenta_style.images: every input mode/format, size cap, bad files, atomic writes."""
 import os
+import struct
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -398,3 +400,35 @@ def test_expand_nothing(tmp_path):
     _touch_images(tmp_path / "empty", ["readme.txt"])
     with pytest.raises(images.ImageError, match="holds no images"):
         images.expand_inputs(str(tmp_path / "empty"))
+
+
+def _write_png16(path, pixels, color_type):
+    """Writes uint16 [H, W, C] as a 16-bit PNG by hand (Pillow cannot write 16-bit RGB)."""
+    height, width = pixels.shape[:2]
+    raw = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_sixteen_bit_rgb_and_rgba_png(tmp_path):
+    pixels = np.zeros([4, 5, 4], np.uint16)
+    pixels[..., 0] = 65535
+    pixels[..., 1] = 32896
+    pixels[..., 2] = 3000
+    pixels[..., 3] = 16384
+    _write_png16(tmp_path / "rgb16.png", pixels[..., :3], color_type=2)
+    _write_png16(tmp_path / "rgba16.png", pixels, color_type=6)
+    rgb, alpha = images.load_image(tmp_path / "rgb16.png")
+    _assert_rgb(rgb, alpha, (4, 5))
+    # Pillow reduces 16-bit colour to 8 bits; the scale must still be right.
+    np.testing.assert_allclose(rgb[2, 3], pixels[2, 3, :3] / 65535.0, atol=1 / 255)
+    rgb, alpha = images.load_image(tmp_path / "rgba16.png")
+    _assert_rgb(rgb, alpha, (4, 5), has_alpha=True)
+    np.testing.assert_allclose(rgb[1, 1], pixels[1, 1, :3] / 65535.0, atol=1 / 255)
+    np.testing.assert_allclose(alpha, 0.25, atol=1 / 255)

@@ -266,7 +266,9 @@ def test_subprocess_usage_error_has_no_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "magenta_style.stylize", "--checkpoint=x", "--input_image=y",
          f"--output_dir={tmp_path}", "--which_styles={0:0.5"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            [REPO_ROOT] + [p for p in [os.environ.get("PYTHONPATH")] if p])})
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1] == (

@@ -112,3 +112,16 @@ def test_mixed_precision_forward_is_float32_and_close():
         keras.mixed_precision.set_global_policy("float32")
     assert out.dtype == tf.float32
     np.testing.assert_allclose(out.numpy(), ref, atol=0.05)
+
+
+def test_style_map_selects_styles_by_region_at_odd_sizes():
+    model = _model(2)
+    for layer in model._flatten_layers():
+        if hasattr(layer, "gamma"):
+            layer.gamma.assign(tf.random.stateless_normal(layer.gamma.shape, seed=[7, 1]))
+    images = tf.random.stateless_uniform([1, 18, 30, 3], seed=[8, 8])
+    uniform = np.zeros([1, 18, 30, 2], np.float32)
+    uniform[..., 1] = 1.0
+    # A map that is one style everywhere is exactly that style (after padding to 20x32).
+    np.testing.assert_array_equal(model(images, uniform).numpy(),
+                                  model(images, tf.constant([1])).numpy())

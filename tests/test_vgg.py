@@ -362,3 +362,24 @@ def test_get_vgg16_builds_once_per_source_and_pooling():
     first = vgg.get_vgg16("standin:9")
     assert vgg.get_vgg16("standin:9") is first
     assert vgg.get_vgg16("standin:9", pooling="max") is not first
+
+
+def test_training_through_the_vgg_keeps_it_out_of_checkpoints(seed7_vgg, tmp_path):
+    """A model trained with a VGG loss saves no VGG variable and no optimizer slot for one."""
+    model = keras.Sequential([keras.Input((32, 32, 3)),
+                              keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid")])
+    optimizer = keras.optimizers.Adam(1e-3)
+    images = _images(batch=1, height=32, width=32)
+    before = seed7_vgg.get_layer("block1_conv1").kernel.numpy()
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(seed7_vgg(model(images))["vgg_16/conv2"]))
+    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                  model.trainable_variables))
+    prefix = tf.train.Checkpoint(transformer=model, optimizer=optimizer).save(
+        str(tmp_path / "ckpt"))
+    saved = dict(tf.train.list_variables(prefix))
+    assert [3, 3, 3, 3] in saved.values()  # The small model's kernel (and its Adam slots).
+    # The VGG holds 14.7M values; the checkpoint holds only the small model's and Adam's.
+    assert sum(int(np.prod(shape)) for shape in saved.values()) < 1000, saved
+    assert not any("block" in name or "vgg" in name for name in saved), sorted(saved)
+    np.testing.assert_array_equal(seed7_vgg.get_layer("block1_conv1").kernel.numpy(), before)

@@ -81,14 +81,20 @@ def main(argv):
               "vgg_16.ckpt, 'imagenet', a Keras .h5, or --nocompute_gram_matrices)")
     if FLAGS.style_size is not None and FLAGS.style_size < 1:
         _fail(f"--style_size must be a positive number of pixels, got {FLAGS.style_size}")
+    if os.path.isdir(FLAGS.output_file):
+        _fail(f"--output_file {FLAGS.output_file} is a directory")
     files = _expand(FLAGS.style_files)
     try:
+        # Every image is checked before the (slow) VGG is built.
+        images = style_dataset.load_style_images(files, FLAGS.style_size)
         vgg_model = vgg.build_vgg16(FLAGS.vgg_checkpoint) if FLAGS.compute_gram_matrices else None
         names = style_dataset.write_style_dataset(
             FLAGS.output_file, files, vgg_model=vgg_model, style_size=FLAGS.style_size,
-            names=FLAGS.style_names, progress=_progress)
+            names=FLAGS.style_names, progress=_progress, images=images)
     except (style_dataset.StyleDatasetError, vgg.VGGWeightsError) as e:
         _fail(str(e))
+    except OSError as e:
+        _fail(f"cannot write {FLAGS.output_file}: {e.strerror or e}")
     print(f"wrote {len(names)} styles to {FLAGS.output_file}: {', '.join(names)}")
 
 

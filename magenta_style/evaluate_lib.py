@@ -1,0 +1,270 @@
+"""Evaluation (Magenta's image_stylization_evaluate): per-style losses and style grids.
+
+- `per_style_losses`: every evaluation image stylized in every style; the batch-mean
+  losses (Magenta's names) per style, against that style's Gram matrices.
+- `style_grid`: a picture of the model. First row: an empty cell, then each style
+  image; then one row per evaluation image: the image, then the image in every
+  style. With crossover, the style images themselves are stylized too (one row per
+  style image). Written as PNG and to TensorBoard.
+"""
+import json
+import os
+import time
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from magenta_style import checkpoints
+from magenta_style import config as config_lib
+from magenta_style import data
+from magenta_style import images as images_lib
+from magenta_style import losses
+from magenta_style import style_dataset
+from magenta_style import train_lib
+from magenta_style import vgg
+
+GRID_PADDING = 2
+
+
+class EvalError(ValueError):
+    """Evaluation cannot run; the message is one line for the user."""
+
+
+def stylize_all(model, images, num_styles, batch_size=8):
+    """Every image in every style.
+
+    Args:
+      model: a StyleTransferNetwork.
+      images: float32 [N, H, W, 3] in [0, 1].
+      num_styles: styles to render (0 .. num_styles - 1).
+      batch_size: images per model call.
+
+    Returns:
+      np.float32 [num_styles, N, H, W, 3] in [0, 1].
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    out = []
+    for style in range(num_styles):
+        rows = []
+        for start in range(0, int(images.shape[0]), batch_size):
+            chunk = images[start:start + batch_size]
+            labels = tf.fill([tf.shape(chunk)[0]], style)
+            rows.append(model(chunk, labels).numpy())
+        out.append(np.concatenate(rows))
+    return np.stack(out)
+
+
+def _fit(image, size):
+    """Resizes (bilinear, aspect kept, centred on white) into a size x size cell."""
+    image = tf.convert_to_tensor(image, tf.float32)
+    resized = tf.image.resize_with_pad(image, size, size)
+    pad_mask = tf.image.resize_with_pad(tf.ones_like(image), size, size)
+    return (resized + (1.0 - pad_mask)).numpy()
+
+
+def style_grid(stylized, content, style_images=None, crossover=None):
+    """Assembles a style grid image.
+
+    Args:
+      stylized: float [S, N, H, W, 3], stylize_all(content).
+      content: float [N, H, W, 3], the evaluation images.
+      style_images: optional list of S float [h, w, 3] style images (header row).
+      crossover: optional float [S, S, H, W, 3]: stylize_all(style images); adds one
+        row per style image.
+
+    Returns:
+      np.float32 [rows * (H + p), (S + 1) * (W + p), 3] in [0, 1] (white padding).
+    """
+    num_styles, num_images, height, width, _ = stylized.shape
+    cell = max(height, width)
+    rows = []
+    blank = np.ones([cell, cell, 3], np.float32)
+    if style_images is not None:
+        rows.append([blank] + [_fit(s, cell) for s in style_images])
+    for i in range(num_images):
+        rows.append([_fit(content[i], cell)] + [_fit(stylized[s, i], cell)
+                                                 for s in range(num_styles)])
+    if crossover is not None:
+        for j in range(crossover.shape[1]):
+            rows.append([_fit(style_images[j], cell)] + [_fit(crossover[s, j], cell)
+                                                         for s in range(num_styles)])
+    p = GRID_PADDING
+    grid = np.ones([len(rows) * (cell + p) + p, (num_styles + 1) * (cell + p) + p, 3],
+                   np.float32)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            y, x = p + r * (cell + p), p + c * (cell + p)
+            grid[y:y + cell, x:x + cell] = np.clip(image, 0.0, 1.0)
+    return grid
+
+
+def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, label_offset=0):
+    """Batch-mean losses of every style on the evaluation images.
+
+    Args:
+      model: StyleTransferNetwork with S styles.
+      vgg_net: vgg.VGG16Features.
+      grams: dict {end point: float32 [S, C, C]}, the style dataset's Grams.
+      images: float32 [N, H, W, 3] in [0, 1].
+      loss_config: config.LossConfig (weights, coefficients, total variation).
+      batch_size: images per step.
+      label_offset: model style id of the dataset's style 0.
+
+    Returns:
+      list (by dataset style) of dicts {Magenta loss name: float}.
+    """
+    trainer = train_lib.Trainer(model, vgg_net, grams, loss_config,
+                                global_batch_size=batch_size, learning_rate=1e-3,
+                                label_offset=label_offset)
+    num_styles = int(next(iter(grams.values())).shape[0])
+    images = tf.convert_to_tensor(images, tf.float32)
+    count = int(images.shape[0])
+    results = []
+    for style in range(num_styles):
+        sums = {}
+        for start in range(0, count, batch_size):
+            chunk = images[start:start + batch_size]
+            labels = tf.fill([tf.shape(chunk)[0]], style + label_offset)
+            _, terms = trainer.per_example_losses(chunk, labels)
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(tf.reduce_sum(value))
+        results.append({name: value / count for name, value in sums.items()})
+    return results
+
+
+def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file=None,
+                        vgg_checkpoint=None, loss_config=None, image_size=256,
+                        max_images=16, batch_size=8, grid=True, crossover=False, log=print):
+    """Evaluates one checkpoint: per-style losses (JSON + TensorBoard) and a style grid.
+
+    Args:
+      checkpoint: training dir, native or Magenta checkpoint.
+      eval_dir: output folder (events, losses_<step>.json, style_grid_<step>.png).
+      content_images: glob/folder/list of evaluation images.
+      style_dataset_file: default: the one in the training config.json.
+      vgg_checkpoint: default: the one in the training config.json.
+      loss_config: config.LossConfig; default: the training run's.
+      image_size: evaluation crop size.
+      max_images: at most this many evaluation images.
+      batch_size: images per model call.
+      grid: write the style grid.
+      crossover: add the style images, stylized, to the grid.
+      log: callable(str).
+
+    Returns:
+      dict with "step", "losses" (per style), "grid" (path or None).
+
+    Raises:
+      EvalError: missing inputs or unreadable checkpoint/dataset.
+    """
+    try:
+        model, model_config = checkpoints.load_model(checkpoint)
+        prefix, directory = checkpoints.resolve_checkpoint(checkpoint)
+    except checkpoints.CheckpointError as e:
+        raise EvalError(str(e)) from None
+    saved = config_lib.read_config_json(directory) or {}
+    train = saved.get("train", {})
+    style_dataset_file = style_dataset_file or train.get("data", {}).get("style_dataset_file")
+    vgg_checkpoint = vgg_checkpoint or train.get("loss", {}).get("vgg_checkpoint")
+    if loss_config is None:
+        loss_config = config_lib.LossConfig(**{**train.get("loss", {}),
+                                               "vgg_checkpoint": vgg_checkpoint or ""})
+    if not style_dataset_file:
+        raise EvalError("no style dataset: pass --style_dataset_file")
+    try:
+        info = style_dataset.read_style_dataset(style_dataset_file, with_images=True)
+        content, paths = data.load_eval_images(content_images, image_size, max_images)
+    except (style_dataset.StyleDatasetError, data.DataError) as e:
+        raise EvalError(str(e)) from None
+    step = _checkpoint_step(prefix)
+    offset = model_config.num_styles - info.num_styles
+    if offset < 0:
+        raise EvalError(f"the style dataset has {info.num_styles} styles, the model only "
+                        f"{model_config.num_styles}")
+    log(f"evaluating {prefix} (step {step}) on {len(paths)} image(s), "
+        f"{model_config.num_styles} style(s)")
+    result = {"step": step, "checkpoint": prefix, "images": paths, "losses": []}
+    writer = tf.summary.create_file_writer(eval_dir)
+    os.makedirs(eval_dir, exist_ok=True)
+    if info.grams is not None and vgg_checkpoint:
+        try:
+            vgg_net = vgg.get_vgg16(vgg_checkpoint, loss_config.vgg_pooling)
+        except vgg.VGGWeightsError as e:
+            raise EvalError(str(e)) from None
+        # The dataset's styles are the model's last ones (add_styles puts them there).
+        per_style = per_style_losses(model, vgg_net, info.grams, content, loss_config,
+                                     batch_size, label_offset=offset)
+        result["losses"] = [{"style": offset + s, "name": model_config.style_name(offset + s),
+                             **terms} for s, terms in enumerate(per_style)]
+        with writer.as_default(step=step):
+            for entry in result["losses"]:
+                for name, value in entry.items():
+                    if isinstance(value, float):
+                        train_lib.write_scalar(f"style_{entry['style']}/{name}", value, step)
+        config_lib.write_json_atomic(os.path.join(eval_dir, f"losses_{step}.json"), result)
+    result["grid"] = None
+    if grid:
+        stylized = stylize_all(model, content, model_config.num_styles, batch_size)
+        headers = None
+        cross = None
+        if offset == 0:
+            headers = list(info.images)
+            if crossover:
+                style_batch = tf.stack([tf.image.resize(s, [image_size, image_size])
+                                        for s in info.images])
+                cross = stylize_all(model, style_batch, model_config.num_styles, batch_size)
+        picture = style_grid(stylized, content.numpy(), headers, cross)
+        path = os.path.join(eval_dir, f"style_grid_{step}.png")
+        images_lib.save_image_atomic(path, picture)
+        with writer.as_default(step=step):
+            train_lib.write_images("style_grid", picture[None], step)
+        result["grid"] = path
+        log(f"style grid: {path}")
+    writer.flush()
+    return result
+
+
+def _checkpoint_step(prefix):
+    tail = prefix.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def style_grid_from_training(experiment, train_dir, max_images=4):
+    """The quickstart's final picture: train_dir/style_grid.png from the latest checkpoint.
+
+    Uses the first content images of the run at the training size, and the style
+    dataset's images as the header row.
+
+    Returns:
+      The path written.
+    """
+    model, model_config = checkpoints.load_model(train_dir)
+    info = style_dataset.read_style_dataset(experiment.data.style_dataset_file,
+                                            with_images=True)
+    size = max(experiment.data.image_size, 64)
+    content, _ = data.load_eval_images(experiment.data.content_images, size, max_images)
+    stylized = stylize_all(model, content, model_config.num_styles)
+    headers = list(info.images) if model_config.num_styles == info.num_styles else None
+    path = os.path.join(train_dir, "style_grid.png")
+    images_lib.save_image_atomic(path, style_grid(stylized, content.numpy(), headers))
+    return path
+
+
+def watch(checkpoint_dir, interval_secs, evaluate_fn, timeout_secs=None):
+    """Evaluates each new checkpoint of a training dir as it appears (Magenta's loop).
+
+    Args:
+      checkpoint_dir: the training directory.
+      interval_secs: minimum seconds between evaluations.
+      evaluate_fn: callable(checkpoint_prefix).
+      timeout_secs: stop after this long without a new checkpoint (None: never).
+    """
+    for prefix in tf.train.checkpoints_iterator(checkpoint_dir, min_interval_secs=interval_secs,
+                                                timeout=timeout_secs):
+        started = time.monotonic()
+        try:
+            evaluate_fn(prefix)
+        except EvalError as e:
+            logging.warning("evaluation of %s failed: %s", prefix, e)
+        logging.info("evaluated %s in %.1f s", prefix, time.monotonic() - started)

@@ -1,0 +1,189 @@
+"""Trains a multi-style stylization network (Magenta's image_stylization_train, TF2).
+
+    python -m magenta_style.train --flagfile=configs/quickstart.cfg
+    python -m magenta_style.train --flagfile=configs/magenta_monet_10.cfg \
+        --train_dir=/tmp/monet --style_dataset_file=... --content_images=...
+
+Run from the repository root: nested --flagfile paths resolve against the working
+directory. Flags after --flagfile override it. See configs/ and README.md.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from magenta_style import config as config_lib
+from magenta_style import losses
+
+_D = flags.DEFINE_string
+_I = flags.DEFINE_integer
+_F = flags.DEFINE_float
+_B = flags.DEFINE_boolean
+# Magenta's flags (names and defaults).
+_TRAIN_DIR = _D("train_dir", None, "Checkpoints, config.json and TensorBoard events.")
+_STYLE_DATASET = _D("style_dataset_file", None, "Style TFRecord (tools/create_style_dataset.py).")
+_NUM_STYLES = _I("num_styles", None, "Styles to train; default: inferred from the dataset.")
+_ALPHA = _F("alpha", 1.0, "Width multiplier of the network.")
+_BATCH = _I("batch_size", 16, "GLOBAL batch size (split over replicas).")
+_IMAGE_SIZE = _I("image_size", 256, "Training crop size, pixels.")
+_LR = _F("learning_rate", 1e-3, "Adam learning rate.")
+_STEPS = _I("train_steps", 40000, "Total training steps.")
+_CONTENT_W = _D("content_weights", "vgg_16/conv3:1.0",
+                "Content loss weights: 'vgg_16/conv3:1.0,...' or Magenta's dict literal.")
+_STYLE_W = _D("style_weights", ",".join(f"vgg_16/conv{i}:1e-4" for i in range(1, 5)),
+              "Style loss weights, same forms as --content_weights.")
+_COEFFS = _D("style_coefficients", None, "Per-style factors on the style weights, "
+             "comma-separated (one per style of the dataset).")
+_TV = _F("total_variation_weight", 0.0, "Total variation weight (Magenta's trainer: 0).")
+_CLIP = _F("clip_gradient_norm", 0.0, "Clip each variable's gradient to this norm (0: off).")
+_VGG = _D("vgg_checkpoint", None, "VGG-16 weights: TF-slim vgg_16.ckpt, 'imagenet', a Keras "
+          ".h5 file, or 'standin:SEED' (random; tests and dry runs only).")
+_VGG_POOL = flags.DEFINE_enum("vgg_pooling", "avg", ["avg", "max"], "VGG pooling (Magenta: avg).")
+_SUM_SECS = _F("save_summaries_secs", 15, "Summaries every N seconds (0: off).")
+_SAVE_SECS = _F("save_interval_secs", 15, "Checkpoint every N seconds (0: off).")
+# Ours.
+_SAVE_STEPS = _I("save_interval_steps", 0, "Checkpoint every N steps (0: off).")
+_SUM_STEPS = _I("summary_interval_steps", 0, "Summaries every N steps (0: off).")
+_LOG_SECS = _F("log_interval_secs", 10, "Progress line every N seconds.")
+_KEEP = _I("max_to_keep", 3, "Checkpoints to keep.")
+_SEED = _I("seed", 0, "Seed of init, data order, styles, crops and noise.")
+_CONTENT = _D("content_images", None, "Glob, folder or comma-list of JPEG/PNG files or of "
+              "TFRecord files with image/encoded.")
+_IMAGENET = _D("imagenet_data_dir", None, "Folder of ImageNet train-* TFRecords.")
+_TFDS = _D("tfds_name", None, "tensorflow-datasets name with an 'image' feature.")
+_TFDS_SPLIT = _D("tfds_split", "train", "TFDS split.")
+_TFDS_DIR = _D("tfds_data_dir", None, "TFDS data directory.")
+_RANDOM_CROP = _B("random_crop", False, "Random crops instead of Magenta's central crop.")
+_RANDOM_FLIP = _B("random_flip", False, "Random horizontal flips.")
+_STRATEGY = flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES),
+                              "tf.distribute strategy.")
+_TPU = _D("tpu", "", "TPU name/address ('' = local TPU VM).")
+_NUM_CPU = _I("num_cpu_devices", 0, "Split the CPU into N logical devices (try distribution).")
+_MIXED = _B("mixed_precision", False, "bfloat16 on TPU/CPU, float16 + loss scaling on GPU.")
+_JIT = _B("jit_compile", False, "XLA-compile the forward/backward pass.")
+_STEPS_PER_LOOP = _I("steps_per_loop", 10, "Steps per tf.function call.")
+_FINETUNE = _D("finetune_from", None, "Checkpoint to finetune: convolutions frozen, only "
+               "instance-norm gamma/beta train (new style set).")
+_ADD_STYLES = _B("add_styles", False, "With --finetune_from: append the dataset's styles to the "
+                 "checkpoint's (old styles stay bit-identical).")
+_STAB_W = _F("stability_weight", 0.0, "Weight of the output change under input noise (video).")
+_STAB_STD = _F("stability_noise_stddev", 0.02, "Stddev of that input noise ([0, 1] units).")
+_IMG_SUM = _I("image_summary_count", 3, "Images per TensorBoard image summary.")
+_DEMO_DIR = _D("demo_data_dir", None, "Quickstart: draw demo content/style images and build "
+               "their style dataset here (with --vgg_checkpoint), then train on them.")
+_GRID = _B("style_grid_after_training", False, "Write <train_dir>/style_grid.png at the end.")
+
+PROG = "magenta_style.train"
+
+
+def _fail(message, code=2):
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _coefficients(text):
+    text = (text or "").strip().strip("[]")
+    try:
+        return tuple(float(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise config_lib.ConfigError(f"--style_coefficients={text!r} is not a list of "
+                                     "numbers") from None
+
+
+def _experiment():
+    """Flags -> a frozen, validated ExperimentConfig."""
+    data = config_lib.DataConfig(
+        style_dataset_file=_STYLE_DATASET.value or "", content_images=_CONTENT.value or "",
+        imagenet_data_dir=_IMAGENET.value or "", tfds_name=_TFDS.value or "",
+        tfds_split=_TFDS_SPLIT.value, tfds_data_dir=_TFDS_DIR.value or "",
+        image_size=_IMAGE_SIZE.value, random_crop=_RANDOM_CROP.value,
+        random_flip=_RANDOM_FLIP.value)
+    loss = config_lib.LossConfig(
+        vgg_checkpoint=_VGG.value or "", vgg_pooling=_VGG_POOL.value,
+        content_weights=losses.parse_layer_weights(_CONTENT_W.value, "--content_weights"),
+        style_weights=losses.parse_layer_weights(_STYLE_W.value, "--style_weights"),
+        style_coefficients=_coefficients(_COEFFS.value),
+        total_variation_weight=_TV.value, stability_weight=_STAB_W.value,
+        stability_noise_stddev=_STAB_STD.value)
+    train = config_lib.TrainConfig(
+        train_dir=_TRAIN_DIR.value or "", batch_size=_BATCH.value, learning_rate=_LR.value,
+        train_steps=_STEPS.value, clip_gradient_norm=_CLIP.value, seed=_SEED.value,
+        steps_per_loop=_STEPS_PER_LOOP.value, save_interval_steps=_SAVE_STEPS.value,
+        save_interval_secs=_SAVE_SECS.value, summary_interval_steps=_SUM_STEPS.value,
+        save_summaries_secs=_SUM_SECS.value, log_interval_secs=_LOG_SECS.value,
+        max_to_keep=_KEEP.value, strategy=_STRATEGY.value, tpu=_TPU.value,
+        num_cpu_devices=_NUM_CPU.value, mixed_precision=_MIXED.value, jit_compile=_JIT.value,
+        finetune_from=_FINETUNE.value or "", add_styles=_ADD_STYLES.value,
+        image_summary_count=_IMG_SUM.value)
+    return config_lib.ExperimentConfig(train=train, data=data, loss=loss,
+                                       num_styles=_NUM_STYLES.value, alpha=_ALPHA.value)
+
+
+def main(argv):
+    if len(argv) > 1:
+        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    if _DEMO_DIR.value and not _VGG.value:
+        _fail("--demo_data_dir needs --vgg_checkpoint (the quickstart uses standin:0)")
+    if _DEMO_DIR.value:  # Placeholders, replaced once the demo data exists.
+        placeholders = {"style_dataset_file": "demo", "content_images": "demo"}
+        for name, value in placeholders.items():
+            if not flags.FLAGS[name].value:
+                flags.FLAGS[name].value = value
+    try:
+        experiment = _experiment()
+    except (config_lib.ConfigError, losses.LossWeightsError) as e:
+        _fail(str(e))
+    # Imported late: TensorFlow starts in 2-4 s and flag errors should not wait for it.
+    import dataclasses  # pylint: disable=import-outside-toplevel
+    from magenta_style import train_lib  # pylint: disable=import-outside-toplevel
+    try:
+        train_lib.split_cpu(experiment.train.num_cpu_devices)
+        if _DEMO_DIR.value:
+            from magenta_style import demo_images  # pylint: disable=import-outside-toplevel
+            content_dir, dataset = demo_images.prepare_demo_data(_DEMO_DIR.value, _VGG.value)
+            experiment = dataclasses.replace(experiment, data=dataclasses.replace(
+                experiment.data, content_images=content_dir, style_dataset_file=dataset))
+        result = train_lib.run(experiment, progress=lambda line: print(line, flush=True))
+        grid = None
+        if _GRID.value:
+            from magenta_style import evaluate_lib  # pylint: disable=import-outside-toplevel
+            grid = evaluate_lib.style_grid_from_training(experiment, result.train_dir)
+    except train_lib.NonFiniteLossError as e:
+        _fail(str(e), code=1)
+    except train_lib.TrainError as e:
+        _fail(str(e))
+    print(f"\nDone: step {result.step}, checkpoint {result.checkpoint}"
+          + (f", {result.skipped_images} undecodable image(s) skipped"
+             if result.skipped_images else "")
+          + f" ({result.wall_seconds / 60:.1f} min).")
+    if grid:
+        print(f"Style grid: {grid}")
+    print("\nWhat next:\n"
+          f"  stylize:     python -m magenta_style.stylize --checkpoint={result.train_dir} "
+          "--input_image=<photo.jpg> --output_dir=/tmp/stylized --which_styles=0,1\n"
+          f"  export:      python -m magenta_style.export --checkpoint={result.train_dir} "
+          "--export_dir=/tmp/exported\n"
+          f"  evaluate:    python -m magenta_style.evaluate --checkpoint={result.train_dir} "
+          "--content_images=<folder> --style_grid\n"
+          f"  TensorBoard: tensorboard --logdir={result.train_dir}")
+    if "standin:" in experiment.loss.vgg_checkpoint:
+        print("  Real styles need real VGG-16 weights: --vgg_checkpoint=/path/to/vgg_16.ckpt "
+              "(TF-slim's vgg_16_2016_08_28.tar.gz) and a style dataset built with it.")
+
+
+def _parse_flags(argv):
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        _fail(" ".join(str(e).split()))
+
+
+def run_main():
+    """Console entry point."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+    run_main()

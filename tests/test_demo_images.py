@@ -1,0 +1,43 @@
+"""Procedural demo images: deterministic, in range, distinct, written atomically."""
+import numpy as np
+from PIL import Image
+
+from magenta_style import demo_images
+
+
+def test_deterministic_and_in_range():
+    for index in range(len(demo_images.CONTENT_NAMES)):
+        a = demo_images.content_image(index, 40, seed=1)
+        np.testing.assert_array_equal(a, demo_images.content_image(index, 40, seed=1))
+        assert a.shape == (40, 40, 3) and a.dtype == np.float32
+        assert 0.0 <= a.min() and a.max() <= 1.0
+    for index in range(len(demo_images.STYLE_NAMES)):
+        s = demo_images.style_image(index, 36, seed=1)
+        np.testing.assert_array_equal(s, demo_images.style_image(index, 36, seed=1))
+        assert s.shape == (36, 36, 3) and 0.0 <= s.min() and s.max() <= 1.0
+    assert not np.array_equal(demo_images.content_image(1, 40, seed=1),
+                              demo_images.content_image(1, 40, seed=2))
+
+
+def test_images_differ_from_each_other():
+    contents = [demo_images.content_image(i, 32) for i in range(len(demo_images.CONTENT_NAMES))]
+    styles = [demo_images.style_image(i, 32) for i in range(len(demo_images.STYLE_NAMES))]
+    for group in (contents, styles):
+        for i in range(len(group)):
+            for j in range(i + 1, len(group)):
+                assert np.abs(group[i] - group[j]).mean() > 0.05, (i, j)
+    # Styles are textures: strong local contrast (the stripes, dots, ... are visible).
+    for style in styles:
+        assert np.abs(np.diff(style, axis=1)).mean() > 0.02
+
+
+def test_write_demo_images(tmp_path):
+    contents, styles = demo_images.write_demo_images(tmp_path, num_content=2, num_styles=3,
+                                                     content_size=24, style_size=32, seed=4)
+    assert [p.rsplit("/", 1)[1] for p in contents] == ["00_sunset.png", "01_blocks.png"]
+    assert len(styles) == 3
+    with Image.open(styles[2]) as image:
+        assert image.size == (32, 32) and image.mode == "RGB"
+        pixels = np.asarray(image, np.float32) / 255.0
+    np.testing.assert_allclose(pixels, demo_images.style_image(2, 32, seed=4), atol=0.5 / 255 + 1e-6)
+    assert not [p for p in tmp_path.rglob(".tmp-*")]

@@ -1,0 +1,81 @@
+"""Evaluation: per-style losses, style grid layout, JSON/PNG/TensorBoard outputs, CLI errors."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+import pytest
+
+from magenta_style import checkpoints
+from magenta_style import config as config_lib
+from magenta_style import demo_images
+from magenta_style import evaluate_lib
+from magenta_style import style_dataset
+from magenta_style import transformer
+from magenta_style import vgg
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_style_grid_layout():
+    stylized = np.full([3, 2, 8, 8, 3], 0.5, np.float32)
+    content = np.zeros([2, 8, 8, 3], np.float32)
+    styles = [np.ones([10, 12, 3], np.float32) * 0.25] * 3
+    p = evaluate_lib.GRID_PADDING
+    grid = evaluate_lib.style_grid(stylized, content, styles)
+    assert grid.shape == (3 * (8 + p) + p, 4 * (8 + p) + p, 3)
+    np.testing.assert_array_equal(grid[p:p + 8, p:p + 8], 1.0)  # Empty corner.
+    np.testing.assert_array_equal(grid[2 * p + 8 + 3, p + 3], 0.0)  # Content cell.
+    np.testing.assert_allclose(grid[2 * p + 8 + 3, 2 * p + 8 + 3], 0.5)  # Stylized.
+    crossed = evaluate_lib.style_grid(stylized, content, styles, crossover=stylized)
+    assert crossed.shape[0] == 6 * (8 + p) + p
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    contents, styles = demo_images.write_demo_images(root, num_content=3, num_styles=2,
+                                                     content_size=40, style_size=32)
+    dataset = str(root / "styles.tfrecord")
+    style_dataset.write_style_dataset(dataset, styles, vgg_model=vgg.build_vgg16("standin:0"))
+    model_config = config_lib.ModelConfig(num_styles=2, alpha=0.25, style_names=("a", "b"))
+    model = transformer.build_transformer(model_config)
+    train_dir = root / "train"
+    checkpoints.save_model(model, model_config, str(train_dir), step=7)
+    return root, train_dir, dataset
+
+
+def test_evaluate_checkpoint(trained, tmp_path):
+    root, train_dir, dataset = trained
+    result = evaluate_lib.evaluate_checkpoint(
+        str(train_dir), str(tmp_path), str(root / "content"), style_dataset_file=dataset,
+        vgg_checkpoint="standin:0", image_size=32, grid=True, crossover=True, log=lambda _: 0)
+    assert result["step"] == 7 and len(result["images"]) == 3
+    assert [e["style"] for e in result["losses"]] == [0, 1]
+    assert [e["name"] for e in result["losses"]] == ["a", "b"]
+    for entry in result["losses"]:
+        assert entry["total_loss"] == pytest.approx(
+            entry["total_content_loss"] + entry["total_style_loss"], rel=1e-5)
+    # Different target Grams per style: different style losses.
+    assert result["losses"][0]["total_style_loss"] != result["losses"][1]["total_style_loss"]
+    saved = json.loads((tmp_path / "losses_7.json").read_text())
+    assert saved["losses"][1]["name"] == "b"
+    with Image.open(result["grid"]) as grid:
+        # Header row + 3 images + 2 crossover rows; 1 + 2 columns.
+        p = evaluate_lib.GRID_PADDING
+        assert grid.size == (3 * (32 + p) + p, 6 * (32 + p) + p)
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-m", "magenta_style.evaluate",
+                           f"--checkpoint={tmp_path}", f"--content_images={tmp_path}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("magenta_style.evaluate: error:"), proc.stderr
+    assert "without a checkpoint" in lines[0]

@@ -1,0 +1,235 @@
+"""End-to-end tests of the trainer on tiny runs (32 px, alpha 0.25, batch 2, stand-in VGG).
+
+The 2-replica run uses MirroredStrategy over the two logical CPU devices that
+tests/conftest.py creates at pytest start.
+"""
+import dataclasses
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from magenta_style import checkpoints
+from magenta_style import config as config_lib
+from magenta_style import demo_images
+from magenta_style import style_dataset
+from magenta_style import train_lib
+from magenta_style import vgg
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    contents, styles = demo_images.write_demo_images(root, num_content=4, num_styles=3,
+                                                     content_size=48, style_size=32)
+    standin = vgg.build_vgg16("standin:0")
+    dataset = str(root / "styles.tfrecord")
+    style_dataset.write_style_dataset(dataset, styles, vgg_model=standin)
+    extra = str(root / "extra.tfrecord")
+    extra_styles = [str(root / "extra_a.png"), str(root / "extra_b.png")]
+    for i, path in enumerate(extra_styles):
+        demo_images.images_lib.save_image_atomic(path, demo_images.style_image(3 + i, 32))
+    style_dataset.write_style_dataset(extra, extra_styles, vgg_model=standin)
+    return {"content": str(root / demo_images.CONTENT_DIR), "styles": dataset, "extra": extra,
+            "root": root}
+
+
+def _experiment(demo, train_dir, **train):
+    defaults = dict(train_dir=str(train_dir), batch_size=2, train_steps=4, steps_per_loop=2,
+                    save_interval_secs=0, save_interval_steps=2, save_summaries_secs=0,
+                    summary_interval_steps=2, log_interval_secs=0, image_summary_count=2,
+                    seed=3)
+    defaults.update(train)
+    loss = defaults.pop("loss", {})
+    return config_lib.ExperimentConfig(
+        train=config_lib.TrainConfig(**defaults),
+        data=config_lib.DataConfig(style_dataset_file=demo["styles"],
+                                   content_images=demo["content"], image_size=32),
+        loss=config_lib.LossConfig(vgg_checkpoint="standin:0", **loss), alpha=0.25)
+
+
+def _one_device():
+    return tf.distribute.OneDeviceStrategy("/cpu:0")
+
+
+def _weights(train_dir):
+    model, _ = checkpoints.load_model(str(train_dir))
+    return {v.path: v.numpy() for v in model.weights}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(demo, tmp_path_factory):
+    train_dir = tmp_path_factory.mktemp("uninterrupted")
+    result = train_lib.run(_experiment(demo, train_dir), strategy=_one_device())
+    return train_dir, result
+
+
+def test_run_writes_checkpoint_config_and_events(uninterrupted):
+    train_dir, result = uninterrupted
+    assert result.step == 4 and result.resumed_from_step == 0
+    assert result.checkpoint.endswith("ckpt-4")
+    assert sorted(p.name for p in train_dir.glob("ckpt-*.index")) == ["ckpt-2.index",
+                                                                      "ckpt-4.index"]
+    saved = config_lib.read_config_json(str(train_dir))
+    assert saved["model"] == {"num_styles": 3, "alpha": 0.25,
+                              "style_names": ["00_stripes", "01_waves", "02_dots"]}
+    assert saved["train"]["loss"]["style_weights"]["vgg_16/conv4"] == 1e-4
+    assert saved["train"]["train"]["batch_size"] == 2
+    assert list(train_dir.glob("events.out.tfevents.*"))
+    # Only the transformer, optimizer and counters: no VGG variable in the checkpoint.
+    names = [name for name, _ in tf.train.list_variables(result.checkpoint)]
+    assert not any("vgg" in n.lower() or "block1_conv1" in n for n in names)
+    assert any(n.startswith("transformer/") for n in names)
+    assert any(n.startswith("optimizer/") for n in names)
+    assert all(np.isfinite(v) for v in result.losses.values())
+    assert "style_loss/vgg_16/conv4" in result.losses
+
+
+def test_resumed_run_equals_uninterrupted(demo, uninterrupted, tmp_path):
+    train_dir, _ = uninterrupted
+    first = train_lib.run(_experiment(demo, tmp_path, train_steps=2), strategy=_one_device())
+    assert first.step == 2
+    second = train_lib.run(_experiment(demo, tmp_path), strategy=_one_device())
+    assert (second.resumed_from_step, second.step) == (2, 4)
+    expected, got = _weights(train_dir), _weights(tmp_path)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(got[name], value, err_msg=name)
+
+
+def test_two_replicas_agree_with_one(demo, uninterrupted, tmp_path):
+    cpus = tf.config.list_logical_devices("CPU")
+    assert len(cpus) >= 2, "tests/conftest.py should split the CPU into 2 logical devices"
+    train_dir, result = uninterrupted
+    strategy = tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
+    mirrored = train_lib.run(_experiment(demo, tmp_path), strategy=strategy)
+    assert mirrored.step == 4
+    for name, value in result.losses.items():
+        assert mirrored.losses[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+    expected, got = _weights(train_dir), _weights(tmp_path)
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-3, atol=2e-5, err_msg=name)
+
+
+def test_finetune_trains_only_norm_tables(demo, uninterrupted, tmp_path):
+    train_dir, _ = uninterrupted
+    before = _weights(train_dir)
+    experiment = _experiment(demo, tmp_path, train_steps=2, finetune_from=str(train_dir),
+                             loss={"stability_weight": 1.0})
+    result = train_lib.run(experiment, strategy=_one_device())
+    assert result.losses["stability_loss"] > 0
+    after = _weights(tmp_path)
+    assert set(after) == set(before)
+    for name, value in before.items():
+        if "InstanceNorm" in name:
+            continue
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+    # Magenta's finetune gives the new style set fresh tables, which then train.
+    gamma = next(n for n in after if n.endswith("contract_conv1/InstanceNorm/gamma"))
+    assert not np.allclose(after[gamma], 1.0)
+
+
+def test_add_styles_keeps_old_rows_bit_identical(demo, uninterrupted, tmp_path):
+    train_dir, _ = uninterrupted
+    before = _weights(train_dir)
+    experiment = _experiment(demo, tmp_path, train_steps=2, finetune_from=str(train_dir),
+                             add_styles=True)
+    experiment = dataclasses.replace(experiment, data=dataclasses.replace(
+        experiment.data, style_dataset_file=demo["extra"]))
+    result = train_lib.run(experiment, strategy=_one_device())
+    assert result.model_config.num_styles == 5
+    assert result.model_config.style_names[3:] == ("extra_a", "extra_b")
+    after = _weights(tmp_path)
+    changed_rows = 0
+    for name, value in before.items():
+        if "InstanceNorm" in name:
+            assert after[name].shape == (5,) + value.shape[1:]
+            np.testing.assert_array_equal(after[name][:3], value, err_msg=name)
+            changed_rows += not np.array_equal(after[name][3:],
+                                               np.repeat(value.mean(0, keepdims=True), 2, 0))
+        else:
+            np.testing.assert_array_equal(after[name], value, err_msg=name)
+    assert changed_rows > 0, "the new styles' rows did not train"
+
+
+def test_nonfinite_loss_stops_with_step_and_keeps_last_checkpoint(demo, tmp_path):
+    def poison(total, step):
+        # `step` counts completed steps, so step 2 is the third step.
+        return tf.where(step >= 2, total * np.nan, total)
+
+    with pytest.raises(train_lib.NonFiniteLossError) as info:
+        train_lib.run(_experiment(demo, tmp_path, train_steps=6), strategy=_one_device(),
+                      loss_hook=poison)
+    assert info.value.step == 3
+    assert "step 3" in str(info.value)
+    assert tf.train.latest_checkpoint(str(tmp_path)).endswith("ckpt-2")
+
+
+def test_train_errors_are_one_line(demo, tmp_path):
+    with pytest.raises(train_lib.TrainError, match="--num_styles=7 disagrees"):
+        train_lib.run(dataclasses.replace(_experiment(demo, tmp_path), num_styles=7),
+                      strategy=_one_device())
+    bad = _experiment(demo, tmp_path)
+    bad = dataclasses.replace(bad, data=dataclasses.replace(
+        bad.data, content_images=str(tmp_path / "nothing*.jpg")))
+    with pytest.raises(train_lib.TrainError, match="no image files"):
+        train_lib.run(bad, strategy=_one_device())
+
+
+def _cli(*args, timeout=120):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run([sys.executable, "-m", "magenta_style.train", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch_size=0"], "batch_size must be an integer >= 1"),
+    (["--bogus_flag=1"], "Unknown command line flag 'bogus_flag'"),
+    (["--style_weights=vgg_16/conv9:1"], "unknown VGG end point 'vgg_16/conv9'"),
+    (["--strategy=gpu"], "value should be one of"),
+])
+def test_bad_flags_are_one_line_errors(tmp_path, args, message):
+    proc = _cli("--flagfile=configs/tiny.cfg", f"--train_dir={tmp_path}",
+                "--style_dataset_file=x", "--content_images=y", *args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("magenta_style.train: error:"), proc.stderr
+    assert message in lines[0]
+
+
+def test_kill_9_mid_run_then_resume(demo, tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "magenta_style.train", "--flagfile=configs/tiny.cfg",
+         f"--train_dir={tmp_path}", f"--style_dataset_file={demo['styles']}",
+         f"--content_images={demo['content']}", "--train_steps=100000", "--seed=3",
+         "--steps_per_loop=1", "--save_interval_steps=1", "--summary_interval_steps=0",
+         "--max_to_keep=2"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            latest = tf.train.latest_checkpoint(str(tmp_path))
+            if latest and int(latest.rsplit("-", 1)[1]) >= 3:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the training subprocess wrote no checkpoint in time")
+        proc.send_signal(signal.SIGKILL)  # Mid-run, probably mid-save.
+    finally:
+        proc.kill()
+        proc.wait()
+    killed_at = int(tf.train.latest_checkpoint(str(tmp_path)).rsplit("-", 1)[1])
+    experiment = _experiment(demo, tmp_path, train_steps=killed_at + 2, steps_per_loop=1,
+                             save_interval_steps=1, max_to_keep=2)
+    result = train_lib.run(experiment, strategy=_one_device())
+    assert result.resumed_from_step >= killed_at
+    assert result.step == killed_at + 2
+    checkpoints.load_model(str(tmp_path))  # Loads cleanly.

@@ -1,0 +1,179 @@
+"""Tests for magenta_style.video and the stylize_video CLI on clips made here with PyAV."""
+import fractions
+import os
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from magenta_style import checkpoints
+from magenta_style import config
+from magenta_style import transformer
+from magenta_style import video
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_clip(path, frames=8, size=(32, 32), fps=12, audio=True):
+    """Writes a small H.264 clip of a moving gradient, with a 440 Hz AAC track."""
+    height, width = size
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        if audio:
+            sound = out.add_stream("aac", rate=8000)
+        y, x = np.mgrid[:height, :width]
+        for i in range(frames):
+            rgb = np.stack([(x * 8 + i * 16) % 256, y * 8 % 256, np.full_like(x, 128)], -1)
+            frame = av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if audio:
+            t = np.arange(8000 * frames // fps) / 8000
+            samples = np.repeat((0.3 * np.sin(2 * np.pi * 440 * t))[None], 2, 0)
+            for start in range(0, samples.shape[1], 1024):
+                chunk = np.ascontiguousarray(samples[:, start:start + 1024], np.float32)
+                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+                frame.sample_rate, frame.pts = 8000, start
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode():
+                out.mux(packet)
+    return path
+
+
+def _audio_packets(path):
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
+
+
+def _frames(path):
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+def test_identity_transcode_keeps_frames_rate_and_audio(clip, tmp_path):
+    out = tmp_path / "out.mp4"
+    seen = []
+    written = video.stylize_video(clip, out, lambda f: f, batch_size=3, crf=0,
+                                  progress=lambda d, t, fps: seen.append((d, t)))
+    assert written == 8
+    assert seen[-1] == (8, 8) and [d for d, _ in seen] == [3, 6, 8]
+    info, source = video.probe(out), video.probe(clip)
+    assert (info.width, info.height, info.frames) == (32, 32, 8)
+    assert info.frame_rate == source.frame_rate == fractions.Fraction(12)
+    assert info.audio_streams == 1
+    assert _audio_packets(out) == _audio_packets(clip)
+    # Nearly lossless (crf 0, but two yuv420p <-> RGB conversions).
+    for a, b in zip(_frames(out), _frames(clip)):
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 3
+
+
+def test_frames_reach_the_stylizer_in_order(clip, tmp_path):
+    batches = []
+
+    def invert(frames):
+        batches.append(frames.shape)
+        assert frames.dtype == np.float32 and 0 <= frames.min() and frames.max() <= 1
+        return 1.0 - frames
+
+    video.stylize_video(clip, tmp_path / "inv.mkv", invert, batch_size=5, crf=0)
+    assert batches == [(5, 32, 32, 3), (3, 32, 32, 3)]
+    inverted = _frames(tmp_path / "inv.mkv")
+    original = _frames(clip)
+    assert len(inverted) == 8
+    for a, b in zip(inverted, original):
+        assert np.abs(a.astype(int) - (255 - b.astype(int))).mean() < 3
+
+
+def test_odd_sizes_and_no_audio(tmp_path):
+    clip = make_clip(tmp_path / "odd.mp4", frames=3, size=(18, 22), audio=False)
+    # libx264 only makes even sizes, so shrink through the stylizer instead.
+    out = tmp_path / "out.mp4"
+    video.stylize_video(clip, out, lambda f: f[:, :17, :21], batch_size=2)
+    info = video.probe(out)
+    assert (info.width, info.height, info.frames, info.audio_streams) == (22, 18, 3, 0)
+
+
+def test_max_frames(clip, tmp_path):
+    assert video.stylize_video(clip, tmp_path / "short.mp4", lambda f: f, max_frames=5) == 5
+    assert video.probe(tmp_path / "short.mp4").frames == 5
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "not a video FFmpeg can read"),
+    (b"\x00\x01garbage" * 100, "not a video FFmpeg can read"),
+])
+def test_broken_input_is_a_one_line_error_and_writes_nothing(tmp_path, content, message):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(video.VideoError, match=message) as info:
+        video.stylize_video(bad, out, lambda f: f)
+    assert "\n" not in str(info.value)
+    assert sorted(os.listdir(tmp_path)) == ["bad.mp4"]
+
+
+def test_failure_midway_leaves_no_output(clip, tmp_path):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"previous")
+
+    def fail(frames):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        video.stylize_video(clip, out, fail)
+    assert out.read_bytes() == b"previous"
+    assert sorted(os.listdir(tmp_path)) == ["out.mp4"]
+
+
+def test_unknown_suffix_and_missing_file(clip, tmp_path):
+    with pytest.raises(video.VideoError, match="unknown output format '.avi'"):
+        video.stylize_video(clip, tmp_path / "out.avi", lambda f: f)
+    with pytest.raises(video.VideoError, match="no such file"):
+        video.stylize_video(tmp_path / "missing.mp4", tmp_path / "out.mp4", lambda f: f)
+
+
+def test_frame_stylizer_matches_the_network():
+    model = transformer.build_transformer(config.ModelConfig(2, 0.25))
+    frames = tf.random.stateless_uniform([3, 16, 20, 3], seed=[3, 4]).numpy()
+    row = np.array([0.0, 1.0], np.float32)
+    stylizer = video.make_frame_stylizer(model, row, strength=0.5)
+    expected = model(frames, tf.constant([1, 1, 1]), tf.constant([0.5] * 3)).numpy()
+    np.testing.assert_allclose(stylizer(frames), expected, atol=1e-6)
+    colors = video.make_frame_stylizer(model, row, preserve_colors=True)(frames)
+    chroma = lambda x: tf.image.rgb_to_yuv(x).numpy()[..., 1:]
+    # Chroma follows the input except where clipping to [0, 1] bites.
+    assert np.median(np.abs(chroma(colors) - chroma(frames))) < 1e-3
+
+
+def test_cli_end_to_end(clip, tmp_path):
+    model = transformer.build_transformer(config.ModelConfig(2, 0.25))
+    checkpoints.save_model(model, config.ModelConfig(2, 0.25), str(tmp_path / "model"))
+    out = tmp_path / "styled.mp4"
+    command = [sys.executable, "-m", "magenta_style.stylize_video",
+               f"--checkpoint={tmp_path / 'model'}", f"--input={clip}", f"--output={out}",
+               "--which_styles={0:0.5,1:0.5}", "--strength=0.8", "--preserve_colors",
+               "--batch_size=4"]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "frames/s" in result.stderr
+    assert video.probe(out).frames == 8
+    assert _audio_packets(out) == _audio_packets(clip)
+
+    bad = subprocess.run(command[:4] + [f"--input={tmp_path / 'missing.mp4'}",
+                                        f"--output={tmp_path / 'x.mp4'}", "--which_styles=0"],
+                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert "missing.mp4: no such file" in bad.stderr
+    assert "Traceback" not in bad.stderr
