@@ -99,9 +99,15 @@ def main(argv):
         return 2
 
 
+def _keep_argv(argv):
+    # absl.app.run needs its global flags parsed; ours go to a private FlagValues in `main`.
+    flags.FLAGS(argv[:1])
+    return argv
+
+
 def run_main():
     """Console-script entry point (`magenta-style-export`)."""
-    app.run(main, flags_parser=lambda argv: (flags.FLAGS(argv[:1]), argv)[1])
+    app.run(main, flags_parser=_keep_argv)
 
 
 if __name__ == "__main__":

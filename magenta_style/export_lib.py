@@ -108,7 +108,7 @@ def _batch_size(tensor):
 
 
 def _checked_image(image):
-    """Checks image float32 [B, H, W, C] has C == 3 and H, W >= 1; returns it shaped [., ., ., 3]."""
+    """Checks image float32 [B, H, W, C] has C == 3 and H, W >= 1; returns it as [B, H, W, 3]."""
     shape = tf.shape(image)
     with tf.control_dependencies([
             _check(tf.equal(shape[3], 3),

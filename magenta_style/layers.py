@@ -90,8 +90,26 @@ class ConditionalInstanceNorm(keras.layers.Layer):
         self.beta = self.add_weight(name="beta", shape=shape, initializer="zeros")
         self.gamma = self.add_weight(name="gamma", shape=shape, initializer="ones")
 
-    def _mixed_params(self, style, feature_shape):
-        """Returns (gamma, beta), float32, broadcastable to [B, H, W, C]."""
+    def mixed_params(self, style, feature_shape, strength=None):
+        """The per-example (or per-pixel) gamma and beta this layer applies.
+
+        Args:
+          style: ids, weights or maps as in the class docstring.
+          feature_shape: int32 [4], the shape of the features being normalised (maps
+            are resized to its H x W).
+          strength: optional float32 [B] in [0, 1]; blends (gamma, beta) toward (1, 0).
+
+        Returns:
+          (gamma, beta), float32, broadcastable to [B, H, W, C].
+        """
+        gamma, beta = self._style_params(style, feature_shape)
+        if strength is not None:
+            s = tf.reshape(tf.cast(strength, tf.float32), [-1, 1, 1, 1])
+            gamma = s * gamma + (1.0 - s)
+            beta = s * beta
+        return gamma, beta
+
+    def _style_params(self, style, feature_shape):
         gamma = tf.convert_to_tensor(self.gamma, tf.float32)
         beta = tf.convert_to_tensor(self.beta, tf.float32)
         kind = _style_kind(style)
@@ -126,11 +144,7 @@ class ConditionalInstanceNorm(keras.layers.Layer):
 
     def call(self, inputs, style, strength=None):
         x = tf.cast(inputs, tf.float32)
-        gamma, beta = self._mixed_params(style, tf.shape(x))
-        if strength is not None:
-            s = tf.reshape(tf.cast(strength, tf.float32), [-1, 1, 1, 1])
-            gamma = s * gamma + (1.0 - s)
-            beta = s * beta
+        gamma, beta = self.mixed_params(style, tf.shape(x), strength)
         mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
         # Same op as Magenta (tf.nn.batch_normalization) for last-bit parity.
         return tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)

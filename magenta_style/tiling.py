@@ -192,24 +192,14 @@ class _Style:
 
 
 def _params(norm, row, maps, factor, strength):
-    """(gamma, beta) float32 for `norm`, mixed as ConditionalInstanceNorm mixes them."""
-    gamma = tf.convert_to_tensor(norm.gamma, tf.float32)
-    beta = tf.convert_to_tensor(norm.beta, tf.float32)
-    if not maps:
-        # The same elementwise sum as the layer (exact for one-hot rows).
-        g = tf.reduce_sum(row[:, :, None] * gamma[None], axis=1)[:, None, None, :]
-        b = tf.reduce_sum(row[:, :, None] * beta[None], axis=1)[:, None, None, :]
-    else:
-        window = maps[{1: 0, 2: 1, 4: 2}[factor]]
-        g = b = 0.0
-        for s in range(norm.num_styles):
-            w = window[..., s:s + 1]
-            g += w * gamma[s]
-            b += w * beta[s]
-    if strength is not None:
-        g = strength * g + (1.0 - strength)
-        b = strength * b
-    return g, b
+    """(gamma, beta) float32 for `norm`, mixed by the layer itself.
+
+    Maps are already windowed at the feature map's resolution, so the layer's resize
+    to `feature_shape` is the identity.
+    """
+    style = maps[{1: 0, 2: 1, 4: 2}[factor]] if maps else row
+    strength = None if strength is None else tf.reshape(strength, [1])
+    return norm.mixed_params(style, tf.shape(style), strength)
 
 
 class _Moments:
@@ -471,6 +461,9 @@ def stylize_tiled(model, image, style, strength=None, max_tile_pixels=DEFAULT_MA
         output[r0:min(r1, height), c0:min(c1, width)] = y[:max(0, min(r1, height) - r0),
                                                          :max(0, min(c1, width) - c0)]
         tick()
+    if strength is not None:
+        # As the network does: the content is mixed back in by (1 - strength).
+        output = strength * output + (1.0 - strength) * image
     return output
 
 

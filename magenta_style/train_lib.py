@@ -78,6 +78,7 @@ class RunResult:
       skipped_images: undecodable content images skipped so far.
       resumed_from_step: the step restored from train_dir (0 when none).
       wall_seconds: time spent in run().
+      total_losses: {step: batch-mean total_loss} of every step run here.
     """
 
     train_dir: str
@@ -88,6 +89,7 @@ class RunResult:
     skipped_images: int = 0
     resumed_from_step: int = 0
     wall_seconds: float = 0.0
+    total_losses: dict = dataclasses.field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------
@@ -627,6 +629,7 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
     log_trigger = _Every(0, cfg.log_interval_secs, step)
     last_checkpoint = latest or ""
     last_terms = {}
+    history = {}
     rate_time, rate_step = time.monotonic(), step
     steps_per_sec = float("nan")
     first = True
@@ -649,6 +652,7 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
                 raise NonFiniteLossError(
                     f"total_loss is {totals[bad[0]]} at step {bad_step}; stopped without "
                     f"saving ({kept})", bad_step)
+            history.update({step + i + 1: float(t) for i, t in enumerate(totals)})
             step += num
             trainer.next_index.assign(max_index + 1)
             trainer.skipped_images.assign_add(skipped)
@@ -687,7 +691,7 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
                      losses=last_terms, model_config=model_config,
                      skipped_images=int(trainer.skipped_images.numpy()),
                      resumed_from_step=resumed_from,
-                     wall_seconds=time.monotonic() - started)
+                     wall_seconds=time.monotonic() - started, total_losses=history)
 
 
 def _preview_batch(source, experiment, info, label_offset, count):

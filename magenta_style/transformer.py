@@ -59,8 +59,10 @@ class StyleTransferNetwork(keras.Model):
       style: int32 ids [B], float32 weights [B, num_styles] (one mix per example,
         not normalised), or float32 per-pixel weight maps [B, H, W, num_styles]; see
         `layers.ConditionalInstanceNorm`.
-      strength: optional float32 [B] in [0, 1]; 1 (default) is the full style,
-        0 makes every instance norm plain (gamma 1, beta 0).
+      strength: optional float32 [B] in [0, 1]; 1 (default) is the full style and
+        0 returns the input. In between, every instance norm's (gamma, beta) is
+        blended toward the plain (1, 0) by `strength` and the result is mixed with
+        the input by the same amount. Not available with magenta_compatible=True.
 
     Returns float32 [B, H, W, 3] in [0, 1]. By default the input is reflect-padded
     at the bottom/right to a multiple of 4 (and at least 8) and the output cropped
@@ -100,6 +102,8 @@ class StyleTransferNetwork(keras.Model):
         pass  # Sublayers build on the first call (see `build_transformer`).
 
     def call(self, images, style, strength=None):
+        if strength is not None and self.magenta_compatible:
+            raise ValueError("strength needs magenta_compatible=False (output size = input size)")
         x = tf.cast(images, self.compute_dtype)
         style = tf.convert_to_tensor(style)
         if not self.magenta_compatible:
@@ -122,7 +126,14 @@ class StyleTransferNetwork(keras.Model):
         h = self.expand_conv3(h, style, strength)
         if not self.magenta_compatible:
             h = h[:, :height, :width, :]
-        return tf.cast(h, tf.float32)
+        out = tf.cast(h, tf.float32)
+        if strength is not None:
+            # The network's style-specific scale/shift alone cannot reach the photo at
+            # strength 0 (a plain instance norm before the sigmoid fixes each channel's
+            # mean and contrast), so the content is also mixed back in by (1 - strength).
+            s = tf.reshape(tf.cast(strength, tf.float32), [-1, 1, 1, 1])
+            out = s * out + (1.0 - s) * tf.cast(images, tf.float32)
+        return out
 
     def compute_output_shape(self, images_shape, style_shape=None, strength_shape=None):
         return images_shape[:3] + (3,)

@@ -226,7 +226,8 @@ def test_bytes_signatures(tiny, loaded):
                      "strength": np.array([1.0], np.float32)}, "style_map must have num_styles"),
     ("stylize_map", {"image": np.zeros((1, 8, 8, 3), np.float32),
                      "style_map": np.ones((1, 4, 4, 2), np.float32),
-                     "strength": np.array([1.0], np.float32)}, "same height and width as the image"),
+                     "strength": np.array([1.0], np.float32)},
+     "same height and width as the image"),
 ])
 def test_bad_inputs_are_invalid_argument_naming_the_problem(loaded, signature, inputs, message):
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):

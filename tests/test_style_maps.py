@@ -57,7 +57,8 @@ def test_colour_mask_takes_the_nearest_key():
     mask[0, 1] = [0.9, 0.1, 0.05]  # JPEG-ish red.
     mask[0, 2] = [0.0, 0.0, 1.0]
     mask[1, :] = [0.1, 0.1, 0.8]
-    weights = style_maps.mask_weights(mask, style_maps.parse_mapping("#f00:0,#00f:{1:0.5,2:0.5}"), 3)
+    mapping = style_maps.parse_mapping("#f00:0,#00f:{1:0.5,2:0.5}")
+    weights = style_maps.mask_weights(mask, mapping, 3)
     assert weights.shape == (2, 3, 3)
     np.testing.assert_array_equal(weights[0, 0], [1, 0, 0])
     np.testing.assert_array_equal(weights[0, 1], [1, 0, 0])
@@ -125,8 +126,8 @@ def test_network_uses_each_regions_style():
     weights = style_maps.style_map_weights(mask, "0:0,255:1", 2, (32, 256))
     mapped = model(image, tf.constant(weights[None])).numpy()[0]
     alone = [model(image, tf.constant([s])).numpy()[0] for s in (0, 1)]
-    # Farther from the boundary than the receptive field (55 px), each side is close to its own style:
-    # instance-norm statistics are shared by the whole image, so "closer", not equal.
+    # Farther from the boundary than the receptive field (55 px), each side is closer to its
+    # own style; instance-norm statistics are shared by the whole image, so not equal.
     left_own = np.abs(mapped[:, :16] - alone[0][:, :16]).mean()
     left_other = np.abs(mapped[:, :16] - alone[1][:, :16]).mean()
     right_own = np.abs(mapped[:, -16:] - alone[1][:, -16:]).mean()

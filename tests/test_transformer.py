@@ -125,3 +125,22 @@ def test_style_map_selects_styles_by_region_at_odd_sizes():
     # A map that is one style everywhere is exactly that style (after padding to 20x32).
     np.testing.assert_array_equal(model(images, uniform).numpy(),
                                   model(images, tf.constant([1])).numpy())
+
+
+def test_strength_endpoints_are_the_photo_and_the_full_style():
+    model = _model(2)
+    for layer in model._flatten_layers():
+        if hasattr(layer, "gamma"):
+            layer.gamma.assign(tf.random.stateless_normal(layer.gamma.shape, seed=[9, 1]))
+    images = tf.random.stateless_uniform([2, 20, 12, 3], seed=[9, 9])
+    ids = tf.constant([0, 1])
+    full = model(images, ids).numpy()
+    np.testing.assert_array_equal(model(images, ids, tf.constant([1.0, 1.0])).numpy(), full)
+    np.testing.assert_allclose(model(images, ids, tf.constant([0.0, 0.0])).numpy(),
+                               images.numpy(), atol=1e-6)
+    half = model(images, ids, tf.constant([0.5, 0.5])).numpy()
+    d_full, d_photo = np.abs(half - full).mean(), np.abs(half - images.numpy()).mean()
+    assert d_full > 1e-3 and d_photo > 1e-3
+    with pytest.raises(ValueError, match="magenta_compatible"):
+        transformer.StyleTransferNetwork(2, 0.25, magenta_compatible=True)(
+            images, ids, tf.constant([0.5, 0.5]))

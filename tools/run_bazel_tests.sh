@@ -40,7 +40,8 @@ install_bazel() {
 cd "${REPO_ROOT}"
 [[ -x "${VENV}/bin/python3" ]] \
   || die "no Python venv at ${VENV}; create it first (see README), or set MAGENTA_STYLE_VENV"
-"${VENV}/bin/python3" -c "import pytest, tensorflow" 2>/dev/null \
+"${VENV}/bin/python3" -c "import importlib.util as u, sys
+sys.exit(not all(u.find_spec(m) for m in ('pytest', 'tensorflow')))" 2>/dev/null \
   || die "the venv ${VENV} lacks pytest or tensorflow; install the project with its test extra"
 command -v bazel >/dev/null || install_bazel
 

@@ -1,0 +1,172 @@
+"""Convert an export (see magenta_style.export) to a TensorFlow Lite model.
+
+    python tools/export_tflite.py --saved_model=exports/magenta_style/1 \\
+        --output=magenta_style.tflite [--quantize=float16] [--input_size=384x384]
+
+`--quantize`: float32 (default) or float16 (weights stored as float16, half the
+size; computed in float32 on CPU, float16 on GPU delegates that support it).
+`--input_size=HxW` fixes the image size (and the batch to `--batch_size`, default 1),
+which mobile GPU delegates prefer; without it, batch, height and width stay dynamic
+and the interpreter resizes its tensors for each input.
+
+`--signature`: serving_default (image, style_weights), stylize_advanced (+ strength,
+preserve_colors) or stylize_map (image, style_map, strength). The encoded-bytes
+signatures use ops TFLite lacks and are not offered. The TFLite model has one
+signature, always named `serving_default` (the converter's name for a single
+function), whose inputs and output are named as in the chosen SavedModel signature.
+Run it with `tf.lite.Interpreter(...).get_signature_runner()` or ai_edge_litert's
+Interpreter (the same API).
+"""
+import os
+import re
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+import tensorflow as tf
+
+from magenta_style import checkpoints
+from magenta_style import export_lib
+
+SIGNATURES = ("serving_default", "stylize_advanced", "stylize_map")
+QUANTIZE = ("float32", "float16")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("saved_model", None, "Export version directory, or the export base (its "
+                    "largest version is used).")
+flags.DEFINE_string("output", None, "The .tflite file to write.")
+flags.DEFINE_enum("quantize", "float32", QUANTIZE, "Weight precision.")
+flags.DEFINE_string("input_size", None, "HxW, e.g. 384x384, for a fixed-size model; default: "
+                    "dynamic size.")
+flags.DEFINE_integer("batch_size", None, "Fixed batch size; default 1 with --input_size, "
+                     "dynamic otherwise.", lower_bound=1)
+flags.DEFINE_enum("signature", "serving_default", SIGNATURES, "Which signature to convert.")
+
+
+class UsageError(ValueError):
+    """A bad flag or input; printed as one line, exit status 2."""
+
+
+def parse_size(text):
+    """'384x512' -> (384, 512) (height, width); raises UsageError."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*[xX]\s*([0-9]+)\s*", text or "")
+    if not match or min(int(match.group(1)), int(match.group(2))) < 1:
+        raise UsageError(f"--input_size={text!r} must be HEIGHTxWIDTH, e.g. 384x384")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _concrete_function(loaded, signature, num_styles, batch_size, input_size):
+    """A concrete function of the chosen signature with the requested static shapes."""
+    height, width = input_size or (None, None)
+    image = tf.TensorSpec([batch_size, height, width, 3], tf.float32, name="image")
+    weights = tf.TensorSpec([batch_size, num_styles], tf.float32, name="style_weights")
+    strength = tf.TensorSpec([batch_size], tf.float32, name="strength")
+    if signature == "serving_default":
+        @tf.function(input_signature=[image, weights])
+        def serving_default(image, style_weights):
+            return loaded.stylize(image, style_weights)
+        return serving_default.get_concrete_function()
+    if signature == "stylize_advanced":
+        preserve = tf.TensorSpec([batch_size], tf.bool, name="preserve_colors")
+
+        @tf.function(input_signature=[image, weights, strength, preserve])
+        def stylize_advanced(image, style_weights, strength, preserve_colors):
+            return loaded.stylize_advanced(image, style_weights, strength, preserve_colors)
+        return stylize_advanced.get_concrete_function()
+    style_map = tf.TensorSpec([batch_size, height, width, num_styles], tf.float32,
+                              name="style_map")
+
+    @tf.function(input_signature=[image, style_map, strength])
+    def stylize_map(image, style_map, strength):
+        return loaded.stylize_map(image, style_map, strength)
+    return stylize_map.get_concrete_function()
+
+
+def convert(saved_model, signature="serving_default", quantize="float32", input_size=None,
+            batch_size=None, loaded=None):
+    """Converts an export to TFLite flatbuffer bytes.
+
+    Args:
+      saved_model: str, a version directory or an export base.
+      signature: one of SIGNATURES.
+      quantize: "float32" or "float16" (weights).
+      input_size: optional (height, width) for a fixed-size model.
+      batch_size: optional int; default 1 when input_size is given, else dynamic.
+      loaded: optional, the export already loaded with tf.saved_model.load (saves
+        loading it again).
+
+    Returns:
+      bytes, the .tflite model.
+
+    Raises:
+      UsageError: not an export, or the converter failed (its first line is given).
+    """
+    if signature not in SIGNATURES:
+        raise UsageError(f"signature must be one of {SIGNATURES}, got {signature!r}")
+    if quantize not in QUANTIZE:
+        raise UsageError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
+    try:
+        saved_dir = export_lib.resolve_saved_model(saved_model)
+        metadata = export_lib.read_metadata(saved_dir)
+    except checkpoints.CheckpointError as e:
+        raise UsageError(f"--saved_model: {e}") from None
+    if batch_size is None and input_size is not None:
+        batch_size = 1
+    if loaded is None:
+        loaded = tf.saved_model.load(saved_dir)
+    function = _concrete_function(loaded, signature, metadata["model"]["num_styles"],
+                                  batch_size, input_size)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
+    if quantize == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    try:
+        return converter.convert()
+    except Exception as e:  # The converter raises several unrelated types.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = "" if input_size else "; a fixed --input_size may convert where dynamic fails"
+        raise UsageError(f"TFLite conversion failed: {first[:300]}{hint}") from None
+
+
+def write_atomic(path, data):
+    """Writes bytes to `path` through a temporary file in the same directory."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".tflite")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.stderr.write(f"export_tflite: error: unexpected argument(s) {argv[1:]}\n")
+        return 2
+    try:
+        for name in ("saved_model", "output"):
+            if not FLAGS[name].value:
+                raise UsageError(f"--{name} is required")
+        size = parse_size(FLAGS.input_size) if FLAGS.input_size else None
+        data = convert(FLAGS.saved_model, FLAGS.signature, FLAGS.quantize, size,
+                       FLAGS.batch_size)
+        write_atomic(FLAGS.output, data)
+    except UsageError as e:
+        sys.stderr.write(f"export_tflite: error: {e}\n")
+        return 2
+    except OSError as e:
+        sys.stderr.write(f"export_tflite: error: --output={FLAGS.output}: {e.strerror or e}\n")
+        return 2
+    shape = "dynamic size" if size is None else f"{size[0]}x{size[1]}"
+    sys.stderr.write(f"export_tflite: wrote {FLAGS.output} ({len(data) / 1e6:.2f} MB, "
+                     f"{FLAGS.signature}, {FLAGS.quantize}, {shape})\n")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,247 @@
+"""Stylize an image with a model served by TF Serving, and write the PNG.
+
+    python tools/serving_client.py --image=photo.jpg --style_weights=0,1,0 \\
+        --output=stylized.png [--server=http://localhost:8501] [--model=magenta_style]
+
+    # Half strength, keeping the photo's colours, over gRPC:
+    python tools/serving_client.py --image=photo.jpg --style_weights=0.5,0.5,0 \\
+        --strength=0.5 --preserve_colors --protocol=grpc --server=localhost:8500 \\
+        --output=stylized.png
+
+`--style_weights` lists one weight per style of the model (as many as it has; the
+server names the expected count if it differs). The image is read with its EXIF
+orientation applied, sent as PNG bytes and returned as PNG bytes (signatures
+`serving_bytes`, or `stylize_bytes_advanced` when --strength or --preserve_colors
+is given), so requests stay small: REST base64-encodes them in JSON. REST needs only
+the standard library and Pillow; gRPC needs the optional `tensorflow-serving-api`
+package (and TensorFlow, which it depends on).
+"""
+import base64
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+
+from absl import app
+from absl import flags
+from PIL import Image
+
+from magenta_style import images
+
+DEFAULT_REST_SERVER = "http://localhost:8501"
+DEFAULT_GRPC_SERVER = "localhost:8500"
+OUTPUT_KEY = "stylized_image_bytes"
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("image", None, "The image to stylize (JPEG, PNG, ...).")
+flags.DEFINE_string("style_weights", None, "Comma-separated weight per style, e.g. 0,1,0 "
+                    "(style 1) or 0.3,0,0.7 (a mix).")
+flags.DEFINE_string("output", None, "Where to write the stylized PNG.")
+flags.DEFINE_float("strength", None, "Style strength in [0, 1] (default: full).")
+flags.DEFINE_bool("preserve_colors", False, "Keep the image's colours.")
+flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "REST (JSON) or gRPC.")
+flags.DEFINE_string("server", None, f"REST: base URL (default {DEFAULT_REST_SERVER}); "
+                    f"gRPC: host:port (default {DEFAULT_GRPC_SERVER}).")
+flags.DEFINE_string("model", "magenta_style", "The served model's name.")
+flags.DEFINE_integer("model_version", None, "A specific version (default: the latest).",
+                     lower_bound=1)
+flags.DEFINE_float("timeout", 60.0, "Seconds to wait for the answer.", lower_bound=0.1)
+flags.DEFINE_integer("max_message_mb", 64, "gRPC message size limit in MiB (gRPC's default "
+                     "of 4 MiB is too small for large images).", lower_bound=1)
+
+
+class ClientError(Exception):
+    """The request could not be made or the server refused it; the message is one line."""
+
+
+def parse_weights(text):
+    """'0,1,0.5' -> [0.0, 1.0, 0.5]; raises ClientError for empty or non-finite values."""
+    try:
+        weights = [float(part) for part in (text or "").split(",")]
+    except ValueError:
+        raise ClientError(f"--style_weights={text!r} must be comma-separated numbers, "
+                          "e.g. 0,1,0") from None
+    if not all(math.isfinite(w) for w in weights):
+        raise ClientError(f"--style_weights={text!r} must be finite")
+    return weights
+
+
+def read_image_png(path):
+    """The image at `path` as PNG bytes of its RGB pixels (EXIF orientation applied)."""
+    try:
+        rgb, _ = images.load_image(path)
+    except images.ImageError as e:
+        raise ClientError(f"--image: {e}") from None
+    buffer = io.BytesIO()
+    Image.fromarray(images.to_uint8(rgb)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def build_request(png, weights, strength=None, preserve_colors=False):
+    """(signature_name, inputs) for one image: inputs maps names to Python values.
+
+    image_bytes stays raw bytes here; each protocol encodes it its own way.
+    """
+    inputs = {"image_bytes": [png], "style_weights": [list(weights)]}
+    if strength is None and not preserve_colors:
+        return "serving_bytes", inputs
+    inputs["strength"] = [1.0 if strength is None else float(strength)]
+    inputs["preserve_colors"] = [bool(preserve_colors)]
+    return "stylize_bytes_advanced", inputs
+
+
+def _first_line(text, limit=500):
+    text = " ".join(str(text).split())
+    return text[:limit]
+
+
+def predict_rest(server, model, signature, inputs, version=None, timeout=60.0):
+    """POSTs a columnar predict request; returns the first output's PNG bytes."""
+    url = f"{server.rstrip('/')}/v1/models/{model}"
+    if version is not None:
+        url += f"/versions/{version}"
+    url += ":predict"
+    body = dict(inputs)
+    body["image_bytes"] = [{"b64": base64.b64encode(b).decode("ascii")}
+                           for b in inputs["image_bytes"]]
+    data = json.dumps({"signature_name": signature, "inputs": body}).encode()
+    request = urllib.request.Request(url, data=data,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = response.read()
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode("utf-8", "replace")
+        try:
+            detail = json.loads(detail).get("error", detail)
+        except (ValueError, AttributeError):
+            pass
+        raise ClientError(f"{url}: HTTP {e.code}: {_first_line(detail)}") from None
+    except urllib.error.URLError as e:
+        raise ClientError(f"cannot reach {url}: {_first_line(e.reason)}") from None
+    except TimeoutError:
+        raise ClientError(f"{url}: no answer within {timeout} s (--timeout)") from None
+    try:
+        outputs = json.loads(payload)["outputs"]
+        if isinstance(outputs, dict):  # Several outputs: keyed by name.
+            outputs = outputs[OUTPUT_KEY]
+        return base64.b64decode(outputs[0]["b64"])
+    except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise ClientError(f"{url}: unexpected answer ({type(e).__name__}: "
+                          f"{_first_line(payload[:200])})") from None
+
+
+def predict_grpc(server, model, signature, inputs, version=None, timeout=60.0,
+                 max_message_mb=64):
+    """Sends a gRPC PredictRequest; returns the first output's PNG bytes."""
+    try:
+        import grpc
+        import numpy as np
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+        from tensorflow_serving.apis import prediction_service_pb2_grpc
+    except ImportError as e:
+        raise ClientError(f"gRPC needs tensorflow-serving-api (pip install "
+                          f"tensorflow-serving-api): {e}") from None
+    limit = max_message_mb * 1024 * 1024
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    if version is not None:
+        request.model_spec.version.value = version
+    for key, value in inputs.items():
+        array = (np.array(value, dtype=object) if key == "image_bytes"
+                 else np.array(value, dtype=bool if key == "preserve_colors" else np.float32))
+        request.inputs[key].CopyFrom(tf.make_tensor_proto(array))
+    options = [("grpc.max_send_message_length", limit),
+               ("grpc.max_receive_message_length", limit)]
+    with grpc.insecure_channel(server, options=options) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        try:
+            result = stub.Predict(request, timeout)
+        except grpc.RpcError as e:
+            raise ClientError(f"{server}: gRPC {e.code().name}: {_first_line(e.details())}") \
+                from None
+    if OUTPUT_KEY not in result.outputs:
+        raise ClientError(f"{server}: the answer has no {OUTPUT_KEY!r} output")
+    return result.outputs[OUTPUT_KEY].string_val[0]
+
+
+def write_atomic(path, data):
+    """Writes bytes to `path` through a temporary file in the same directory."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def stylize_remote(image_path, weights, output, protocol="rest", server=None,
+                   model="magenta_style", version=None, strength=None, preserve_colors=False,
+                   timeout=60.0, max_message_mb=64):
+    """Reads the image, asks the server, checks the answer is an image, writes it.
+
+    Returns:
+      (width, height) of the stylized image.
+
+    Raises:
+      ClientError: unreadable image, bad settings, unreachable server, refused request.
+    """
+    if strength is not None and not 0.0 <= strength <= 1.0:
+        raise ClientError(f"--strength={strength} must be in [0, 1]")
+    signature, inputs = build_request(read_image_png(image_path), weights, strength,
+                                      preserve_colors)
+    if protocol == "rest":
+        png = predict_rest(server or DEFAULT_REST_SERVER, model, signature, inputs, version,
+                           timeout)
+    elif protocol == "grpc":
+        png = predict_grpc(server or DEFAULT_GRPC_SERVER, model, signature, inputs, version,
+                           timeout, max_message_mb)
+    else:
+        raise ClientError(f"protocol must be rest or grpc, got {protocol!r}")
+    try:
+        with Image.open(io.BytesIO(png)) as answer:
+            answer.load()
+            size = answer.size
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ClientError(f"the server's answer is not an image: {e}") from None
+    try:
+        write_atomic(output, png)
+    except OSError as e:
+        raise ClientError(f"--output={output}: {e.strerror or e}") from None
+    return size
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.stderr.write(f"serving_client: error: unexpected argument(s) {argv[1:]}\n")
+        return 2
+    try:
+        for name in ("image", "style_weights", "output"):
+            if not FLAGS[name].value:
+                raise ClientError(f"--{name} is required")
+        size = stylize_remote(
+            FLAGS.image, parse_weights(FLAGS.style_weights), FLAGS.output,
+            protocol=FLAGS.protocol, server=FLAGS.server, model=FLAGS.model,
+            version=FLAGS.model_version, strength=FLAGS.strength,
+            preserve_colors=FLAGS.preserve_colors, timeout=FLAGS.timeout,
+            max_message_mb=FLAGS.max_message_mb)
+    except ClientError as e:
+        sys.stderr.write(f"serving_client: error: {e}\n")
+        return 2
+    sys.stderr.write(f"serving_client: wrote {FLAGS.output} ({size[0]}x{size[1]})\n")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
