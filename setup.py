@@ -18,8 +18,15 @@ INSTALL_REQUIRES = [
     "absl-py==2.5.1",
 ]
 
+VIDEO_REQUIRES = ["av==18.1.0"]  # PyAV: its wheels bundle FFmpeg, no system install.
+# TF Serving's request protos, for the gRPC client and for checking warmup records.
+SERVING_REQUIRES = ["tensorflow-serving-api==2.21.0"]
+
 EXTRAS_REQUIRE = {
-    "test": ["pytest==9.2.0"],
+    "video": VIDEO_REQUIRES,
+    "serving": SERVING_REQUIRES,
+    # The tests cover video and serving too.
+    "test": ["pytest==9.2.0"] + VIDEO_REQUIRES + SERVING_REQUIRES,
 }
 
 setuptools.setup(
@@ -34,6 +41,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "magenta-style-stylize=magenta_style.stylize:run_main",
+            "magenta-style-export=magenta_style.export:run_main",
         ],
     },
 )

@@ -5,8 +5,8 @@
 - `ConvInstanceNorm`: reflect-padded, bias-free convolution, conditional
   instance norm and activation (Magenta's `ops.conv2d` under its arg_scope).
 - `NearestUpsample`: integer-factor nearest-neighbour upsampling written as
-  `repeat`, which XLA can differentiate on every backend (tf.image.resize's
-  nearest mode has no XLA gradient kernel on CPU).
+  broadcast + reshape, which XLA can differentiate on every backend
+  (tf.image.resize's nearest mode has no XLA gradient kernel on CPU).
 
 Reference: Dumoulin, Shlens, Kudlur, "A Learned Representation for Artistic
 Style", ICLR 2017.
@@ -215,7 +215,7 @@ class NearestUpsample(keras.layers.Layer):
     """Nearest-neighbour upsampling by an integer `factor`: [B, H, W, C] -> [B, fH, fW, C].
 
     Equal to tf.image.resize(..., method="nearest") to an exact multiple, written with
-    `repeat` so that XLA can compile its gradient on CPU, GPU and TPU.
+    broadcast + reshape so that XLA can compile its gradient on CPU, GPU and TPU.
     """
 
     def __init__(self, factor=2, **kwargs):
@@ -225,7 +225,18 @@ class NearestUpsample(keras.layers.Layer):
     def call(self, inputs):
         if self.factor == 1:
             return inputs
-        return tf.repeat(tf.repeat(inputs, self.factor, axis=1), self.factor, axis=2)
+        # broadcast_to + reshape rather than tf.repeat: same values, but the channel count
+        # stays static, which dynamic-size TFLite conversion needs. At most 4-D, so no
+        # Flex ops; XLA differentiates it on every backend.
+        f = self.factor
+        shape = tf.shape(inputs)
+        batch, height, width = shape[0], shape[1], shape[2]
+        channels = inputs.shape[-1]
+        x = tf.reshape(inputs, [batch * height, width, 1, channels])
+        x = tf.broadcast_to(x, [batch * height, width, f, channels])
+        x = tf.reshape(x, [batch, height, 1, width * f * channels])
+        x = tf.broadcast_to(x, [batch, height, f, width * f * channels])
+        return tf.reshape(x, [batch, height * f, width * f, channels])
 
     def compute_output_shape(self, inputs_shape):
         def out(d):

@@ -10,9 +10,13 @@ import pytest
 import tensorflow as tf
 
 from magenta_style import checkpoints
+from magenta_style import color
 from magenta_style import config
+from magenta_style import export_lib
 from magenta_style import images
+from magenta_style import style_maps
 from magenta_style import stylize
+from magenta_style import tiling
 from magenta_style import transformer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -231,6 +235,30 @@ def _usage_cases(ckpt, image, out):
         "no input": ([base[0], f"--input_image={image}.missing", base[2]],
                      "no such file or directory"),
         "no checkpoint": ([f"--checkpoint={ckpt}/nothing"] + base[1:], "--checkpoint:"),
+        "strength above 1": (base + ["--strength=1.5"], "--strength=1.5: must be a number in"),
+        "strength negative": (base + ["--strength=-0.1"], "--strength=-0.1: must be"),
+        "strength nan": (base + ["--strength=nan"], "--strength=nan: must be"),
+        "strength inf": (base + ["--strength=inf"], "--strength=inf: must be"),
+        "strength text": (base + ["--strength=half"], "strength"),
+        "map without colors": (base + [f"--style_map={image}"], "needs --style_map_colors"),
+        "colors without map": (base + ["--style_map_colors=#000:0"], "needs --style_map"),
+        "blur without map": (base + ["--style_map_blur=2"], "--style_map_blur needs --style_map"),
+        "map and which_styles": (base + [f"--style_map={image}", "--style_map_colors=#000:0",
+                                         "--which_styles=[0]"], "cannot be combined"),
+        "bad mapping": (base + [f"--style_map={image}", "--style_map_colors=#00:0"],
+                        "is not a colour"),
+        "mapping unknown style": (base + [f"--style_map={image}", "--style_map_colors=#000:0,"
+                                          "#fff:{1:0.5,5:0.5}"], "style 5 does not exist"),
+        "missing mask": (base + [f"--style_map={image}.missing", "--style_map_colors=#000:0"],
+                         "--style_map:"),
+        "negative blur": (base + [f"--style_map={image}", "--style_map_colors=#000:0",
+                                  "--style_map_blur=-1"], "--style_map_blur=-1.0: must be"),
+        "nan blur": (base + [f"--style_map={image}", "--style_map_colors=#000:0",
+                             "--style_map_blur=nan"], "--style_map_blur=nan: must be"),
+        "negative tile pixels": (base + ["--max_tile_pixels=-1"], "max_tile_pixels"),
+        "tiny tiles": (base + ["--max_tile_pixels=1000"],
+                       "--max_tile_pixels=1000 is too small for this model"),
+        "bad tile statistics": (base + ["--tile_statistics=mean"], "tile_statistics"),
     }
 
 
@@ -340,3 +368,248 @@ def test_progress_bar_on_a_terminal():
     quiet = Tty()
     stylize._Progress(1, quiet).update(1, 1, "a.png")
     assert quiet.getvalue() == ""
+
+
+# ---- strength, colour preservation, style maps, tiling ---------------------------------
+
+
+def _stylize_one(native_checkpoint, tmp_path, capsys, image_name, *flags):
+    """Runs the CLI on one input; returns (code, stderr, {output name: int array})."""
+    out = tmp_path / "out"
+    code, _, err = _run([f"--checkpoint={native_checkpoint}",
+                         f"--input_image={tmp_path / image_name}", f"--output_dir={out}",
+                         *flags], capsys)
+    written = {}
+    if out.exists():
+        written = {name: np.asarray(Image.open(out / name)).astype(int)
+                   for name in os.listdir(out)}
+    return code, err, written
+
+
+def test_strength_zero_is_the_photo_and_half_is_in_between(native_checkpoint, tmp_path, capsys):
+    pixels = _write_rgb(tmp_path / "p.png", 20, 28, seed=4).astype(int)
+    runs = {}
+    for strength, name in (("0", "p_1_s000.png"), ("0.5", "p_1_s500.png"), ("1", "p_1.png")):
+        code, err, written = _stylize_one(native_checkpoint, tmp_path, capsys, "p.png",
+                                          "--which_styles=[1]", f"--strength={strength}")
+        assert code == 0, err
+        runs[strength] = written[name]
+    assert sorted(written) == ["p_1.png", "p_1_s000.png", "p_1_s500.png"]  # Nothing overwritten.
+    assert np.abs(runs["0"] - pixels).max() <= 1
+    full, half = runs["1"], runs["0.5"]
+    assert np.abs(full - pixels).mean() > 20  # The style really changes the photo...
+    # ...and half strength is clearly neither end.
+    assert np.abs(half - pixels).mean() > 5 and np.abs(half - full).mean() > 5
+
+
+def test_strength_matches_the_network(native_checkpoint, loaded, tmp_path, capsys):
+    pixels = _write_rgb(tmp_path / "p.png", 16, 20, seed=5)
+    code, err, written = _stylize_one(native_checkpoint, tmp_path, capsys, "p.png",
+                                      "--which_styles={0:0.4,2:0.6}", "--strength=0.25")
+    assert code == 0, err
+    out = loaded[0](tf.constant(pixels[None] / 255.0, tf.float32), tf.constant([[0.4, 0, 0.6]]),
+                    tf.constant([0.25]))
+    expected = images.to_uint8(out.numpy()[0]).astype(int)
+    assert np.abs(written["p_0_400_2_600_s250.png"] - expected).max() <= 1
+
+
+def _yuv(rgb_uint8):
+    return tf.image.rgb_to_yuv(np.asarray(rgb_uint8, np.float32) / 255.0).numpy()
+
+
+def test_preserve_colors_keeps_the_content_chroma(native_checkpoint, tmp_path, capsys):
+    # Mid-range colours, so that recolouring rarely needs clipping.
+    rng = np.random.default_rng(6)
+    pixels = rng.integers(60, 196, [18, 26, 3], dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "c.png")
+    code, err, plain = _stylize_one(native_checkpoint, tmp_path, capsys, "c.png",
+                                    "--which_styles=[2]")
+    assert code == 0, err
+    code, err, written = _stylize_one(native_checkpoint, tmp_path, capsys, "c.png",
+                                      "--which_styles=[2]", "--preserve_colors")
+    assert code == 0, err
+    assert sorted(written) == ["c_2.png", "c_2_pc.png"]
+    kept, styled, content = _yuv(written["c_2_pc.png"]), _yuv(plain["c_2.png"]), _yuv(pixels)
+    unclipped = np.all((written["c_2_pc.png"] > 0) & (written["c_2_pc.png"] < 255), axis=-1)
+    assert unclipped.mean() > 0.5
+    chroma_error = np.abs(kept[..., 1:] - content[..., 1:])[unclipped]
+    assert chroma_error.max() < 3 / 255
+    # The plain stylization has other colours, so the check above can fail.
+    assert np.abs(styled[..., 1:] - content[..., 1:]).mean() > 10 * chroma_error.mean()
+    # The luminance is the stylized one.
+    assert np.abs(kept[..., 0] - styled[..., 0])[unclipped].max() < 3 / 255
+
+
+def test_style_map_with_two_regions(native_checkpoint, loaded, tmp_path, capsys):
+    height, width = 24, 96
+    pixels = _write_rgb(tmp_path / "p.png", height, width, seed=7)
+    mask = np.zeros([6, 24, 3], np.uint8)  # Any size: stretched to the photo.
+    mask[:, 12:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    code, err, written = _stylize_one(native_checkpoint, tmp_path, capsys, "p.png",
+                                      f"--style_map={tmp_path / 'mask.png'}",
+                                      "--style_map_colors=#000:0,#fff:{1:1}")
+    assert code == 0, err
+    assert sorted(written) == ["p_map.png"]
+    mapped = written["p_map.png"]
+
+    model = loaded[0]
+    weights = style_maps.style_map_weights(mask / 255.0, "#000:0,#fff:1", NUM_STYLES,
+                                           (height, width))
+    # Stretching the mask 4x (bilinear) leaves a short ramp at the seam.
+    assert weights[:, :44, 0].min() == 1 and weights[:, 52:, 1].min() == 1
+    expected = model(tf.constant(pixels[None] / 255.0, tf.float32), tf.constant(weights[None]))
+    assert np.abs(mapped - images.to_uint8(expected.numpy()[0])).max() <= 1
+    # Away from the seam each half is closer to its own style than to the other one (not
+    # equal to it: the instance-norm statistics are the whole image's; measured ~0.6x).
+    alone = [_expected_uint8(model, pixels / 255.0, np.eye(NUM_STYLES)[s]) for s in (0, 1)]
+    for region, own, other in ((np.s_[:, :32], 0, 1), (np.s_[:, 64:], 1, 0)):
+        distance_own = np.abs(mapped[region] - alone[own][region]).mean()
+        distance_other = np.abs(mapped[region] - alone[other][region]).mean()
+        assert distance_own < 0.8 * distance_other
+
+
+def test_style_map_blur_strength_and_colors(native_checkpoint, loaded, tmp_path, capsys):
+    pixels = _write_rgb(tmp_path / "p.png", 16, 24, seed=8)
+    mask = np.zeros([16, 24], np.uint8)  # A grey-level mask.
+    mask[:, 12:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    outputs = {}
+    for blur in ("0", "4"):
+        code, err, written = _stylize_one(
+            native_checkpoint, tmp_path, capsys, "p.png", f"--style_map={tmp_path / 'mask.png'}",
+            "--style_map_colors=0:0,255:2", f"--style_map_blur={blur}", "--strength=0.8",
+            "--preserve_colors", f"--output_basename=b{blur}")
+        assert code == 0, err
+        outputs[blur] = written[f"b{blur}_map_s800_pc.png"]
+    assert np.abs(outputs["0"] - outputs["4"]).mean() > 2  # The blur is used.
+    rgb = tf.constant(pixels[None] / 255.0, tf.float32)
+    weights = style_maps.style_map_weights(np.repeat(mask[..., None], 3, -1) / 255.0,
+                                           "0:0,255:2", NUM_STYLES, (16, 24), blur=4.0)
+    expected = color.preserve_colors(rgb, loaded[0](rgb, tf.constant(weights[None]),
+                                                    tf.constant([0.8])))
+    assert np.abs(outputs["4"] - images.to_uint8(expected.numpy()[0])).max() <= 1
+
+
+def _tiled_run(native_checkpoint, tmp_path, capsys, *flags):
+    tmp_path.mkdir()
+    pixels = np.random.default_rng(9).integers(0, 256, [128, 280, 3], dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "big.png")
+    return _stylize_one(native_checkpoint, tmp_path, capsys, "big.png", "--which_styles=[1]",
+                        "--strength=0.7", "--preserve_colors", *flags)
+
+
+def test_tiled_output_equals_untiled(native_checkpoint, loaded, tmp_path, capsys):
+    model = loaded[0]
+    # The smallest cores are 32 px; 64 px cores keep the test quick (10 tiles).
+    tile_pixels = (64 + 2 * tiling.default_halo(model)) ** 2
+    assert 128 * 280 > tile_pixels
+    code, err, tiled = _tiled_run(native_checkpoint, tmp_path / "a", capsys,
+                                  f"--max_tile_pixels={tile_pixels}")
+    assert code == 0, err
+    assert "tiled" in err and "tile steps" in err  # The tiled path really ran.
+    code, err, untiled = _tiled_run(native_checkpoint, tmp_path / "b", capsys,
+                                    "--max_tile_pixels=0")
+    assert code == 0, err
+    assert "tile steps" not in err
+    name = "big_1_s700_pc.png"
+    assert np.abs(tiled[name] - untiled[name]).max() <= 2
+
+
+def test_per_file_tiling_error_keeps_going(loaded, tmp_path, monkeypatch):
+    model, model_config = loaded
+    _write_rgb(tmp_path / "a.png", 8, 8)
+    Image.fromarray(np.zeros([160, 160, 3], np.uint8)).save(tmp_path / "big.png")
+
+    def broken_tiling(*args, **kwargs):
+        raise tiling.TilingError("no tiles today")
+
+    monkeypatch.setattr(tiling, "stylize_tiled", broken_tiling)
+    errors = []
+    # 160x160 is above the smallest tile size and is tiled; 8x8 is not.
+    summary = stylize.stylize_files(
+        model, model_config, [str(tmp_path / "big.png"), str(tmp_path / "a.png")], "[0]",
+        str(tmp_path / "o2"), max_tile_pixels=stylize.min_tile_pixels(model),
+        on_error=lambda p, m: errors.append(m))
+    assert errors == [f"{tmp_path / 'big.png'}: no tiles today"]
+    assert summary.written == [str(tmp_path / "o2" / "a_0.png")]
+
+
+def test_output_suffixes():
+    spec = stylize.style_spec.parse("{2:0.7,0:0.3}")
+    assert stylize.output_suffixes(spec) == ["0_300_2_700"]
+    assert stylize.output_suffixes(stylize.style_spec.parse("[1,0]"), strength=0.25,
+                                   preserve_colors=True) == ["1_s250_pc", "0_s250_pc"]
+    assert stylize.output_suffixes(style_map=True, strength=0.0) == ["map_s000"]
+    assert stylize.output_suffixes(style_map=True, preserve_colors=True) == ["map_pc"]
+
+
+def test_no_retracing_with_maps_strength_and_colors(loaded):
+    model, model_config = loaded
+    fn = stylize.make_stylize_fn(model, NUM_STYLES, style_map=True, strength=0.5,
+                                 preserve_colors=True)
+    for height, width, batch in [(8, 8, 1), (13, 21, 2)]:
+        maps = tf.ones([batch, height, width, NUM_STYLES]) / 3
+        images_batch = tf.random.uniform([batch, height, width, 3], seed=1)
+        out = fn(images_batch, maps)
+        expected = color.preserve_colors(
+            images_batch, model(images_batch, maps, tf.fill([batch], 0.5)))
+        np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-5)
+    assert fn.experimental_get_tracing_count() == 1
+
+
+# ---- SavedModel exports -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def export_base(native_checkpoint, tmp_path_factory):
+    """An export base dir holding version 1 of the tiny checkpoint's SavedModel."""
+    base = str(tmp_path_factory.mktemp("exports"))
+    export_lib.export_checkpoint(native_checkpoint, base, warmup_size=0)
+    return base
+
+
+def test_saved_model_matches_the_checkpoint(native_checkpoint, export_base, tmp_path, capsys):
+    _write_rgb(tmp_path / "p.png", 14, 22, seed=10)
+    mask = np.zeros([14, 22], np.uint8)
+    mask[7:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    runs = [["--which_styles=[0,2]"], ["--which_styles={0:0.3,1:0.7}"],
+            ["--which_styles=[1]", "--strength=0.5", "--preserve_colors"],
+            [f"--style_map={tmp_path / 'mask.png'}", "--style_map_colors=0:0,255:{1:0.5,2:0.5}",
+             "--style_map_blur=2", "--strength=0.75"]]
+    outputs = {}
+    for source, path in (("ckpt", native_checkpoint), ("base", export_base),
+                         ("version", os.path.join(export_base, "1"))):
+        for i, flags in enumerate(runs):
+            code, _, err = _run([f"--checkpoint={path}", f"--input_image={tmp_path / 'p.png'}",
+                                 f"--output_dir={tmp_path / source}", f"--output_basename=r{i}"]
+                                + flags, capsys)
+            assert code == 0, err
+        outputs[source] = {name: np.asarray(Image.open(tmp_path / source / name)).astype(int)
+                           for name in os.listdir(tmp_path / source)}
+    assert sorted(outputs["ckpt"]) == ["r0_0.png", "r0_2.png", "r1_0_300_1_700.png",
+                                       "r2_1_s500_pc.png", "r3_map_s750.png"]
+    for source in ("base", "version"):
+        assert sorted(outputs[source]) == sorted(outputs["ckpt"])
+        for name, expected in outputs["ckpt"].items():
+            assert np.abs(outputs[source][name] - expected).max() <= 1, (source, name)
+
+
+def test_saved_model_refuses_tiling_flags(export_base, tmp_path, capsys):
+    _write_rgb(tmp_path / "p.png", 8, 8)
+    code, _, err = _run([f"--checkpoint={export_base}", f"--input_image={tmp_path / 'p.png'}",
+                         f"--output_dir={tmp_path / 'o'}", "--max_tile_pixels=40000"], capsys)
+    assert code == 2
+    errors = _error_lines(err)
+    assert len(errors) == 1 and "--max_tile_pixels need a checkpoint" in errors[0], err
+    assert not (tmp_path / "o").exists()
+
+
+def test_load_stylizer_dispatch(native_checkpoint, export_base):
+    model, _ = stylize.load_stylizer(native_checkpoint)
+    assert stylize.can_tile(model)
+    fn, model_config = stylize.load_stylizer(export_base, num_styles=NUM_STYLES, alpha=0.25)
+    assert not stylize.can_tile(fn) and model_config.num_styles == NUM_STYLES
+    with pytest.raises(checkpoints.CheckpointError, match="disagrees"):
+        stylize.load_stylizer(export_base, num_styles=4)

@@ -33,15 +33,19 @@ SIGNATURES = ("serving_default", "stylize_advanced", "stylize_map")
 QUANTIZE = ("float32", "float16")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("saved_model", None, "Export version directory, or the export base (its "
-                    "largest version is used).")
-flags.DEFINE_string("output", None, "The .tflite file to write.")
-flags.DEFINE_enum("quantize", "float32", QUANTIZE, "Weight precision.")
-flags.DEFINE_string("input_size", None, "HxW, e.g. 384x384, for a fixed-size model; default: "
-                    "dynamic size.")
-flags.DEFINE_integer("batch_size", None, "Fixed batch size; default 1 with --input_size, "
-                     "dynamic otherwise.", lower_bound=1)
-flags.DEFINE_enum("signature", "serving_default", SIGNATURES, "Which signature to convert.")
+
+
+def _define_flags():
+    # Only when run as a program: importing the module (tests) defines no flags.
+    flags.DEFINE_string("saved_model", None, "Export version directory, or the export base (its "
+                        "largest version is used).")
+    flags.DEFINE_string("output", None, "The .tflite file to write.")
+    flags.DEFINE_enum("quantize", "float32", QUANTIZE, "Weight precision.")
+    flags.DEFINE_string("input_size", None, "HxW, e.g. 384x384, for a fixed-size model; default: "
+                        "dynamic size.")
+    flags.DEFINE_integer("batch_size", None, "Fixed batch size; default 1 with --input_size, "
+                         "dynamic otherwise.", lower_bound=1)
+    flags.DEFINE_enum("signature", "serving_default", SIGNATURES, "Which signature to convert.")
 
 
 class UsageError(ValueError):
@@ -169,4 +173,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -37,21 +37,25 @@ DEFAULT_GRPC_SERVER = "localhost:8500"
 OUTPUT_KEY = "stylized_image_bytes"
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("image", None, "The image to stylize (JPEG, PNG, ...).")
-flags.DEFINE_string("style_weights", None, "Comma-separated weight per style, e.g. 0,1,0 "
-                    "(style 1) or 0.3,0,0.7 (a mix).")
-flags.DEFINE_string("output", None, "Where to write the stylized PNG.")
-flags.DEFINE_float("strength", None, "Style strength in [0, 1] (default: full).")
-flags.DEFINE_bool("preserve_colors", False, "Keep the image's colours.")
-flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "REST (JSON) or gRPC.")
-flags.DEFINE_string("server", None, f"REST: base URL (default {DEFAULT_REST_SERVER}); "
-                    f"gRPC: host:port (default {DEFAULT_GRPC_SERVER}).")
-flags.DEFINE_string("model", "magenta_style", "The served model's name.")
-flags.DEFINE_integer("model_version", None, "A specific version (default: the latest).",
-                     lower_bound=1)
-flags.DEFINE_float("timeout", 60.0, "Seconds to wait for the answer.", lower_bound=0.1)
-flags.DEFINE_integer("max_message_mb", 64, "gRPC message size limit in MiB (gRPC's default "
-                     "of 4 MiB is too small for large images).", lower_bound=1)
+
+
+def _define_flags():
+    # Only when run as a program: importing the module (tests) defines no flags.
+    flags.DEFINE_string("image", None, "The image to stylize (JPEG, PNG, ...).")
+    flags.DEFINE_string("style_weights", None, "Comma-separated weight per style, e.g. 0,1,0 "
+                        "(style 1) or 0.3,0,0.7 (a mix).")
+    flags.DEFINE_string("output", None, "Where to write the stylized PNG.")
+    flags.DEFINE_float("strength", None, "Style strength in [0, 1] (default: full).")
+    flags.DEFINE_bool("preserve_colors", False, "Keep the image's colours.")
+    flags.DEFINE_enum("protocol", "rest", ["rest", "grpc"], "REST (JSON) or gRPC.")
+    flags.DEFINE_string("server", None, f"REST: base URL (default {DEFAULT_REST_SERVER}); "
+                        f"gRPC: host:port (default {DEFAULT_GRPC_SERVER}).")
+    flags.DEFINE_string("model", "magenta_style", "The served model's name.")
+    flags.DEFINE_integer("model_version", None, "A specific version (default: the latest).",
+                         lower_bound=1)
+    flags.DEFINE_float("timeout", 60.0, "Seconds to wait for the answer.", lower_bound=0.1)
+    flags.DEFINE_integer("max_message_mb", 64, "gRPC message size limit in MiB (gRPC's default "
+                         "of 4 MiB is too small for large images).", lower_bound=1)
 
 
 class ClientError(Exception):
@@ -244,4 +248,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
