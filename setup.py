@@ -42,6 +42,9 @@ setuptools.setup(
         "console_scripts": [
             "magenta-style-stylize=magenta_style.stylize:run_main",
             "magenta-style-export=magenta_style.export:run_main",
+            "magenta-style-train=magenta_style.train:run_main",
+            "magenta-style-evaluate=magenta_style.evaluate:run_main",
+            "magenta-style-stylize-video=magenta_style.stylize_video:run_main",
         ],
     },
 )

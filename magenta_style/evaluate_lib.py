@@ -7,7 +7,6 @@
   style. With crossover, the style images themselves are stylized too (one row per
   style image). Written as PNG and to TensorBoard.
 """
-import json
 import os
 import time
 

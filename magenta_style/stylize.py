@@ -78,7 +78,7 @@ class StylizeSummary:
     num_inputs: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # eq would compare arrays elementwise.
 class StyleMap:
     """A style map ready to be fitted to each input (see `style_maps.style_map_weights`).
 

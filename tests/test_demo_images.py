@@ -39,5 +39,6 @@ def test_write_demo_images(tmp_path):
     with Image.open(styles[2]) as image:
         assert image.size == (32, 32) and image.mode == "RGB"
         pixels = np.asarray(image, np.float32) / 255.0
-    np.testing.assert_allclose(pixels, demo_images.style_image(2, 32, seed=4), atol=0.5 / 255 + 1e-6)
+    np.testing.assert_allclose(pixels, demo_images.style_image(2, 32, seed=4),
+                               atol=0.5 / 255 + 1e-6)
     assert not [p for p in tmp_path.rglob(".tmp-*")]

@@ -5,8 +5,9 @@
 
 Writes (PNG, small):
 - strength.png: a demo content image, then the stylized image at strengths 0, 0.25,
-  0.5, 0.75 and 1 (network strength: conditional instance-norm parameters blended
-  toward gamma=1, beta=0), then with --preserve_colors at strength 1.
+  0.5, 0.75 and 1 (network strength: every conditional instance norm's gamma/beta
+  blended toward 1/0 by the strength, and the content mixed back in by 1 - strength,
+  so strength 0 is the content itself), then with --preserve_colors at strength 1.
 - style_map.png: the mask, then the image stylized with the mask (left style
   `map_styles[0]`, right `map_styles[1]`, soft edge), next to each style alone.
 Content images come from magenta_style.demo_images (drawn by code, no downloads).
