@@ -154,5 +154,10 @@ def main(argv):
     print(f"wrote {job.output} ({frames} frames)", file=sys.stderr)
 
 
-if __name__ == "__main__":
+def run_main():
+    """Console-script entry point (`magenta-style-stylize-video`)."""
     app.run(main)
+
+
+if __name__ == "__main__":
+    run_main()
