@@ -10,7 +10,8 @@ model is always rebuilt from what it was trained with; nobody retypes
 import dataclasses
 import json
 import os
-import tempfile
+
+from magenta_style import fileio
 
 CONFIG_FILENAME = "config.json"
 
@@ -71,19 +72,9 @@ class ModelConfig:
 
 
 def write_json_atomic(path, payload):
-    """Writes `payload` as pretty JSON to `path` via a temporary file + rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Writes `payload` as pretty JSON to `path` atomically."""
+    text = json.dumps(payload, indent=2, sort_keys=True) + "\n"
+    fileio.write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def save_model_config(directory, model_config, extra=None):

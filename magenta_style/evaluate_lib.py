@@ -18,7 +18,6 @@ from magenta_style import checkpoints
 from magenta_style import config as config_lib
 from magenta_style import data
 from magenta_style import images as images_lib
-from magenta_style import losses
 from magenta_style import style_dataset
 from magenta_style import train_lib
 from magenta_style import vgg

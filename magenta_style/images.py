@@ -17,12 +17,13 @@ destination, so a crash never leaves a partial file behind.
 """
 import glob
 import os
-import secrets
 import warnings
 
 import numpy as np
 from PIL import Image
 from PIL import ImageOps
+
+from magenta_style import fileio
 
 # 100 million pixels (e.g. 12500 x 8000): above every phone or DSLR photo, far below
 # what a decompression bomb asks for. The decoded float32 RGB is then at most 1.2 GB;
@@ -197,20 +198,10 @@ def save_image_atomic(path, rgb, alpha=None, quality=95):
         pixels = np.concatenate([pixels, to_uint8(alpha)[..., None]], axis=-1)
     image = Image.fromarray(pixels)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".tmp-{secrets.token_hex(6)}-{os.path.basename(path)}")
-    # os.open with 0o666 lets the umask decide the permissions, as for any new file
-    # (tempfile.mkstemp would leave the result readable by its owner only).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {}
+    options = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {}
+    with fileio.atomic_output(path) as tmp:
+        with open(tmp, "xb") as f:
             image.save(f, format=pil_format, **options)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 

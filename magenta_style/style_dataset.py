@@ -25,13 +25,13 @@ Readers:
 import dataclasses
 import io
 import os
-import tempfile
 
 from google.protobuf import message
 import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from magenta_style import fileio
 from magenta_style import losses
 
 # Gram matrix channels per end point (VGG-16): the layout's fixed feature lengths.
@@ -202,27 +202,13 @@ def write_style_dataset(output_file, style_files, vgg_model=None, style_size=Non
                 raise StyleDatasetError(
                     f"style image {path} is {image.shape[1]}x{image.shape[0]}: Gram matrices "
                     f"need at least {MIN_STYLE_SIDE} pixels per side")
-    directory = os.path.dirname(os.path.abspath(output_file))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-",
-                               suffix=os.path.basename(output_file))
-    os.close(fd)
-    try:
+    with fileio.atomic_output(output_file) as tmp:
         with tf.io.TFRecordWriter(tmp) as writer:
             for label, (path, image, name) in enumerate(zip(style_files, images, names)):
                 grams = None if vgg_model is None else compute_grams(vgg_model, image)
                 writer.write(make_example(label, encode_jpeg(image), name, grams))
                 if progress is not None:
                     progress(label + 1, len(style_files), path)
-        # mkstemp makes the file private; give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, output_file)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return names
 
 

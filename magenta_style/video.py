@@ -18,7 +18,6 @@ libraries: no system ffmpeg and no download at run time.
 import dataclasses
 import fractions
 import os
-import secrets
 import time
 
 import av
@@ -26,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from magenta_style import color
+from magenta_style import fileio
 
 # Output suffix -> (video encoder, pixel format).
 _ENCODERS = {
@@ -136,11 +136,6 @@ def make_frame_stylizer(model, style, strength=None, preserve_colors=False):
     return lambda frames: run(tf.constant(frames, tf.float32)).numpy()
 
 
-def _temporary_path(path):
-    directory = os.path.dirname(os.path.abspath(path))
-    return os.path.join(directory, f".tmp-{secrets.token_hex(6)}-{os.path.basename(path)}")
-
-
 def _even(frame):
     """Pads [H, W, 3] uint8 to even H and W by repeating the last row/column."""
     height, width = frame.shape[:2]
@@ -183,19 +178,15 @@ def stylize_video(input_path, output_path, stylize_frames, batch_size=4, crf=DEF
     if not os.path.isdir(out_dir):
         raise VideoError(f"{output_path}: directory {out_dir} does not exist")
     encoder, pix_fmt = _ENCODERS[suffix]
-    tmp = _temporary_path(output_path)
     source = _open_input(input_path)
     try:
-        written = _transcode(source, input_path, tmp, encoder, pix_fmt, stylize_frames,
-                             batch_size, crf, max_frames, progress)
-        os.replace(tmp, output_path)
-        return written
+        with fileio.atomic_output(output_path) as tmp:
+            return _transcode(source, input_path, tmp, encoder, pix_fmt, stylize_frames,
+                              batch_size, crf, max_frames, progress)
     except av.FFmpegError as e:
         raise VideoError(f"{input_path}: {_one_line(e)}") from None
     finally:
         source.close()
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _transcode(source, input_path, tmp, encoder, pix_fmt, stylize_frames, batch_size, crf,

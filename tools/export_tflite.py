@@ -17,10 +17,8 @@ function), whose inputs and output are named as in the chosen SavedModel signatu
 Run it with `tf.lite.Interpreter(...).get_signature_runner()` or ai_edge_litert's
 Interpreter (the same API).
 """
-import os
 import re
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
@@ -28,6 +26,7 @@ import tensorflow as tf
 
 from magenta_style import checkpoints
 from magenta_style import export_lib
+from magenta_style import fileio
 
 SIGNATURES = ("serving_default", "stylize_advanced", "stylize_map")
 QUANTIZE = ("float32", "float16")
@@ -133,21 +132,6 @@ def convert(saved_model, signature="serving_default", quantize="float32", input_
         raise UsageError(f"TFLite conversion failed: {first[:300]}{hint}") from None
 
 
-def write_atomic(path, data):
-    """Writes bytes to `path` through a temporary file in the same directory."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".tflite")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def main(argv):
     if len(argv) > 1:
         sys.stderr.write(f"export_tflite: error: unexpected argument(s) {argv[1:]}\n")
@@ -159,7 +143,7 @@ def main(argv):
         size = parse_size(FLAGS.input_size) if FLAGS.input_size else None
         data = convert(FLAGS.saved_model, FLAGS.signature, FLAGS.quantize, size,
                        FLAGS.batch_size)
-        write_atomic(FLAGS.output, data)
+        fileio.write_bytes_atomic(FLAGS.output, data)
     except UsageError as e:
         sys.stderr.write(f"export_tflite: error: {e}\n")
         return 2

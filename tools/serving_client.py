@@ -20,9 +20,7 @@ import base64
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 
@@ -30,6 +28,7 @@ from absl import app
 from absl import flags
 from PIL import Image
 
+from magenta_style import fileio
 from magenta_style import images
 
 DEFAULT_REST_SERVER = "http://localhost:8501"
@@ -175,21 +174,6 @@ def predict_grpc(server, model, signature, inputs, version=None, timeout=60.0,
     return result.outputs[OUTPUT_KEY].string_val[0]
 
 
-def write_atomic(path, data):
-    """Writes bytes to `path` through a temporary file in the same directory."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def stylize_remote(image_path, weights, output, protocol="rest", server=None,
                    model="magenta_style", version=None, strength=None, preserve_colors=False,
                    timeout=60.0, max_message_mb=64):
@@ -220,7 +204,7 @@ def stylize_remote(image_path, weights, output, protocol="rest", server=None,
     except (OSError, SyntaxError, ValueError) as e:
         raise ClientError(f"the server's answer is not an image: {e}") from None
     try:
-        write_atomic(output, png)
+        fileio.write_bytes_atomic(output, png)
     except OSError as e:
         raise ClientError(f"--output={output}: {e.strerror or e}") from None
     return size
