@@ -567,6 +567,35 @@ def read_metadata(path):
         f"{saved_dir!r} is a SavedModel without magenta_style metadata ({METADATA_FILENAME})")
 
 
+def load_any(path, num_styles=None, alpha=None):
+    """Loads a model for inference from a checkpoint or an export, whatever `path` holds.
+
+    The one place that decides how a model path is read (stylize, stylize_video).
+
+    Args:
+      path: str; a Magenta TF1 checkpoint prefix, a native checkpoint prefix, a
+        directory holding one (with config.json for native checkpoints), a SavedModel
+        written by `magenta_style.export`, or an export base directory with integer
+        version sub-directories (the highest version is used).
+      num_styles, alpha: optional; must agree with the model when given.
+
+    Returns:
+      (model, config.ModelConfig): `model(images, style, strength=None)` maps float32
+      [B, H, W, 3] in [0, 1], style ids [B], weights float32 [B, num_styles] or
+      per-pixel maps [B, H, W, num_styles], and optional strength float32 [B] in
+      [0, 1] to float32 [B, H, W, 3] in [0, 1]. For checkpoints it is a
+      transformer.StyleTransferNetwork (which can also be tiled); for an export a
+      plain function (see `load_stylizer`).
+
+    Raises:
+      checkpoints.CheckpointError: the path cannot be read as a model, or
+        num_styles/alpha disagree with it.
+    """
+    if is_saved_model(path):
+        return load_stylizer(path, num_styles=num_styles, alpha=alpha)
+    return checkpoints.load_model(path, num_styles=num_styles, alpha=alpha)
+
+
 def load_stylizer(path, num_styles=None, alpha=None):
     """Loads an export as a plain callable.
 

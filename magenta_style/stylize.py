@@ -99,33 +99,8 @@ class StyleMap:
 
 
 def load_stylizer(path, num_styles=None, alpha=None):
-    """Loads a model for stylizing, whatever `path` holds.
-
-    The one place that decides how to read a model path, so new formats plug in here.
-
-    Args:
-      path: str; a Magenta TF1 checkpoint prefix, a native checkpoint prefix, a
-        directory holding one (with config.json for native checkpoints), a SavedModel
-        directory written by `magenta_style.export`, or an export base directory with
-        integer version sub-directories (the highest version is used).
-      num_styles: optional int; must agree with the model when given.
-      alpha: optional float; must agree with the model when given.
-
-    Returns:
-      (model, config.ModelConfig): `model(images, style, strength=None)` maps float32
-      [B, H, W, 3] in [0, 1], style weights float32 [B, num_styles] or per-pixel maps
-      [B, H, W, num_styles], and optional strength float32 [B] in [0, 1] to float32
-      [B, H, W, 3] in [0, 1]. For checkpoints it is a
-      transformer.StyleTransferNetwork (which can also be tiled); for a SavedModel a
-      plain function.
-
-    Raises:
-      checkpoints.CheckpointError: the path cannot be read as a model, or
-        num_styles/alpha disagree with it.
-    """
-    if export_lib.is_saved_model(path):
-        return export_lib.load_stylizer(path, num_styles=num_styles, alpha=alpha)
-    return checkpoints.load_model(path, num_styles=num_styles, alpha=alpha)
+    """Loads a checkpoint or an export for stylizing; see `export_lib.load_any`."""
+    return export_lib.load_any(path, num_styles=num_styles, alpha=alpha)
 
 
 def can_tile(model):

@@ -15,12 +15,12 @@ import time
 from absl import app
 from absl import flags
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model: a Magenta checkpoint prefix or a "
-                                  "directory with config.json and checkpoints.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model: a Magenta checkpoint prefix, a "
+                                  "directory with config.json and checkpoints, or an export.")
 _INPUT = flags.DEFINE_string("input", None, "Input video (anything FFmpeg decodes).")
 _OUTPUT = flags.DEFINE_string("output", None, "Output video: .mp4, .m4v, .mov, .mkv or .webm.")
 _WHICH_STYLES = flags.DEFINE_string(
-    "which_styles", "0", "One style index (e.g. 3, or [3]) or a mix {0:0.3,2:0.7} (weights not "
+    "which_styles", None, "Default 0. One style index (e.g. 3, or [3]) or a mix {0:0.3,2:0.7} (weights not "
     "normalized).")
 _STRENGTH = flags.DEFINE_float("strength", 1.0, "Style strength in [0, 1].")
 _PRESERVE_COLORS = flags.DEFINE_bool("preserve_colors", False,
@@ -74,9 +74,12 @@ def _job_from_flags():
         raise UsageError(f"--batch_size={_BATCH_SIZE.value}: must be >= 1")
     if _MAX_FRAMES.value is not None and _MAX_FRAMES.value < 1:
         raise UsageError(f"--max_frames={_MAX_FRAMES.value}: must be >= 1")
-    spec = style_spec.parse(_WHICH_STYLES.value)
+    if _STYLE_MAP.value and _WHICH_STYLES.value is not None:
+        raise UsageError("--style_map replaces --which_styles; give one of them")
+    which_styles = "0" if _WHICH_STYLES.value is None else _WHICH_STYLES.value
+    spec = style_spec.parse(which_styles)
     if spec.kind == "list" and len(spec.styles) != 1:
-        raise UsageError(f"--which_styles={_WHICH_STYLES.value}: a video takes one style or one "
+        raise UsageError(f"--which_styles={which_styles}: a video takes one style or one "
                          "mix like {0:0.5,1:0.5}, not a list")
     mapping = None
     if _STYLE_MAP.value:
@@ -114,12 +117,12 @@ class _Progress:
 
 def run(job):
     """Stylizes `job.input` into `job.output`; returns the number of frames written."""
-    from magenta_style import checkpoints
+    from magenta_style import export_lib
     from magenta_style import style_maps
     from magenta_style import video
 
     info = video.probe(job.input)
-    model, model_config = checkpoints.load_model(job.checkpoint)
+    model, model_config = export_lib.load_any(job.checkpoint)
     if job.style_map:
         style = style_maps.load_style_map(job.style_map, job.style_map_colors,
                                           model_config.num_styles, (info.height, info.width),

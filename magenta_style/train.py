@@ -159,13 +159,15 @@ def main(argv):
           + f" ({result.wall_seconds / 60:.1f} min).")
     if grid:
         print(f"Style grid: {grid}")
+    # With demo data the suggested commands run as printed, on the demo photos.
+    photos = experiment.data.content_images if _DEMO_DIR.value else "<photo.jpg or folder>"
     print("\nWhat next:\n"
           f"  stylize:     python -m magenta_style.stylize --checkpoint={result.train_dir} "
-          "--input_image=<photo.jpg> --output_dir=/tmp/stylized --which_styles=0,1\n"
+          f"--input_image={photos} --output_dir=/tmp/stylized --which_styles=0,1\n"
           f"  export:      python -m magenta_style.export --checkpoint={result.train_dir} "
           "--export_dir=/tmp/exported\n"
           f"  evaluate:    python -m magenta_style.evaluate --checkpoint={result.train_dir} "
-          "--content_images=<folder> --style_grid\n"
+          f"--content_images={photos} --style_grid\n"
           f"  TensorBoard: tensorboard --logdir={result.train_dir}")
     if "standin:" in experiment.loss.vgg_checkpoint:
         print("  Real styles need real VGG-16 weights: --vgg_checkpoint=/path/to/vgg_16.ckpt "

@@ -177,3 +177,17 @@ def test_cli_end_to_end(clip, tmp_path):
     assert bad.returncode == 2
     assert "missing.mp4: no such file" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_cli_style_map_and_which_styles_together_is_a_usage_error(clip, tmp_path):
+    mask = tmp_path / "mask.png"
+    from PIL import Image
+    Image.new("L", (8, 8), 255).save(mask)
+    result = subprocess.run(
+        [sys.executable, "-m", "magenta_style.stylize_video", f"--checkpoint={tmp_path}",
+         f"--input={clip}", f"--output={tmp_path / 'o.mp4'}", "--which_styles=1",
+         f"--style_map={mask}", "--style_map_colors=0:0,255:1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "--style_map replaces --which_styles" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "o.mp4").exists()
