@@ -128,13 +128,18 @@ def make_strategy(train_config):
       TrainError: TPU not reachable, or no devices for the strategy.
     """
     kind = train_config.strategy
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
     if kind == "auto":
         cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
         if sum(len(v) for v in cluster.values()) > 1:
             kind = "multi_worker"
-        elif len(gpus) > 1 or (not gpus and len(cpus) > 1):
+    if kind == "multi_worker":
+        # Before anything lists logical devices: that initialises the TF context, after
+        # which collective ops can no longer be configured.
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    if kind == "auto":
+        if len(gpus) > 1 or (not gpus and len(cpus) > 1):
             kind = "mirrored"
         else:
             kind = "one_device"
@@ -149,8 +154,6 @@ def make_strategy(train_config):
             raise TrainError(f"--strategy=tpu: cannot reach TPU {train_config.tpu or 'local'!r}: "
                              f"{detail}") from None
         return tf.distribute.TPUStrategy(resolver)
-    if kind == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     if kind == "mirrored":
         devices = [d.name for d in (gpus or cpus)]
         return tf.distribute.MirroredStrategy(devices)

@@ -186,6 +186,23 @@ def referenced_tools(root, relpath):
     return tools
 
 
+# Non-Python files tests read from the tree; a py_test must list them in `data`.
+DATA_DIRS = ("configs", "notebooks")
+
+
+def referenced_data_files(root, relpath):
+    """configs/ and notebooks/ files a test names (as "dir/name" or "name" next to "dir")."""
+    strings = _string_constants(root, relpath)
+    files = set()
+    for directory in DATA_DIRS:
+        for item in sorted((root / directory).glob("*")):
+            path = f"{directory}/{item.name}"
+            if any(s.endswith(path) for s in strings) or (
+                    directory in strings and item.name in strings):
+                files.add(path)
+    return files
+
+
 def referenced_package_modules(root, relpath):
     """magenta_style modules a test names as strings (`-m magenta_style.x`, a path)."""
     modules = set()
@@ -263,9 +280,10 @@ def py_test_deps(root, relpath):
 
 
 def py_test_data(root, relpath):
-    """The ":label"s a py_test needs as data: conftest.py etc. and the tools it runs."""
+    """What a py_test needs as data: conftest.py etc., the tools it runs, and the
+    configs/ and notebooks/ files it reads."""
     tools = {f":{_tool_binary_name(root, t)}" for t in referenced_tools(root, relpath)}
-    return {TEST_SUPPORT} | tools
+    return {TEST_SUPPORT} | tools | referenced_data_files(root, relpath)
 
 
 def expected_test(root, relpath):
@@ -378,7 +396,7 @@ def check_tests(root, targets):
                             f"use one of {TEST_TIMEOUTS}.")
         have_deps = _local_labels(test, "deps")
         missing = py_test_deps(root, relpath) - have_deps
-        missing_data = py_test_data(root, relpath) - (_local_labels(test, "data") | have_deps)
+        missing_data = py_test_data(root, relpath) - (set(test.strings("data")) | have_deps)
         if missing or missing_data:
             problems.append(f"{where} lacks deps {sorted(missing)} and data "
                             f"{sorted(missing_data)} that {relpath} imports or runs:\n{expected}")

@@ -4,8 +4,10 @@ The 2-replica run uses MirroredStrategy over the two logical CPU devices that
 tests/conftest.py creates at pytest start.
 """
 import dataclasses
+import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -251,3 +253,60 @@ def test_kill_9_mid_run_then_resume(demo, tmp_path):
     assert result.resumed_from_step >= killed_at
     assert result.step == killed_at + 2
     checkpoints.load_model(str(tmp_path))  # Loads cleanly.
+
+
+def _free_ports(count):
+    import socket
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def test_multi_worker_two_processes_match_one_device(demo, tmp_path):
+    """MultiWorkerMirroredStrategy over two local processes, 2 steps, vs one device."""
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    train_dir = tmp_path / "mw"
+    args = ["--flagfile=configs/tiny.cfg", f"--train_dir={train_dir}",
+            f"--style_dataset_file={demo['styles']}", f"--content_images={demo['content']}",
+            "--train_steps=2", "--steps_per_loop=1", "--save_interval_steps=2", "--seed=3",
+            "--summary_interval_steps=0", "--strategy=multi_worker"]
+    procs = []
+    for index in range(2):
+        tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "TF_CPP_MIN_LOG_LEVEL": "3",
+               "CUDA_VISIBLE_DEVICES": ""}
+        procs.append(subprocess.Popen([sys.executable, "-m", "magenta_style.train", *args],
+                                      cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    try:
+        for proc in procs:
+            # A worker waiting for a missing peer ignores SIGTERM: communicate's timeout
+            # is followed by kill() (SIGKILL) in `finally`.
+            outputs.append(proc.communicate(timeout=240)[0])
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+    for proc, out in zip(procs, outputs):
+        assert proc.returncode == 0, out[-3000:]
+    assert int(tf.train.latest_checkpoint(str(train_dir)).rsplit("-", 1)[1]) == 2
+    assert not [p for p in os.listdir(train_dir) if p.startswith(".worker_tmp")]
+    reference = train_lib.run(_experiment(demo, tmp_path / "one", train_steps=2,
+                                          steps_per_loop=1, save_interval_steps=2),
+                              strategy=_one_device())
+    multi, _ = checkpoints.load_model(str(train_dir))
+    single, _ = checkpoints.load_model(reference.train_dir)
+    for a, b in zip(multi.weights, single.weights):
+        if re.search(r"residual\d/conv2/InstanceNorm/beta", a.path):
+            # True gradient zero (the next norm removes it): Adam turns rounding noise
+            # into +-learning-rate steps, as fixtures/README.md explains.
+            continue
+        diff = np.linalg.norm(a.numpy() - b.numpy()) / max(np.linalg.norm(b.numpy()), 1e-12)
+        assert diff < 1e-3, (a.path, diff)
