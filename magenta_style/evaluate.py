@@ -8,10 +8,10 @@ writes <eval_dir>/style_grid_<step>.png. The style dataset, VGG weights and loss
 weights default to the training run's (its config.json).
 """
 import os
-import sys
 
-from absl import app
 from absl import flags
+
+from magenta_style import cli
 
 _CKPT = flags.DEFINE_string("checkpoint", None, "Training dir or checkpoint prefix.")
 _EVAL_DIR = flags.DEFINE_string("eval_dir", None, "Output dir (default <checkpoint dir>/eval).")
@@ -31,20 +31,15 @@ _TIMEOUT = flags.DEFINE_integer("eval_timeout_secs", None,
 PROG = "magenta_style.evaluate"
 
 
-def _fail(message, code=2):
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
 def main(argv):
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+        cli.fail(PROG, f"unexpected arguments: {' '.join(argv[1:])}")
     for holder in (_CKPT, _CONTENT):
         if not holder.value:
-            _fail(f"--{holder.name} is required")
+            cli.fail(PROG, f"--{holder.name} is required")
     for holder in (_SIZE, _MAX, _BATCH):
         if holder.value < 1:
-            _fail(f"--{holder.name} must be >= 1, got {holder.value}")
+            cli.fail(PROG, f"--{holder.name} must be >= 1, got {holder.value}")
     from magenta_style import evaluate_lib  # pylint: disable=import-outside-toplevel
     base = _CKPT.value if os.path.isdir(_CKPT.value) else os.path.dirname(_CKPT.value)
     eval_dir = _EVAL_DIR.value or os.path.join(base or ".", "eval")
@@ -61,24 +56,16 @@ def main(argv):
             return
         result = evaluate(_CKPT.value)
     except evaluate_lib.EvalError as e:
-        _fail(str(e))
+        cli.fail(PROG, str(e))
     for entry in result["losses"]:
         print(f"style {entry['style']} ({entry['name']}): total_loss {entry['total_loss']:.4g} "
               f"content {entry['total_content_loss']:.4g} style {entry['total_style_loss']:.4g}")
     print(f"written to {eval_dir}")
 
 
-def _parse_flags(argv):
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        _fail(" ".join(str(e).split()))
-
-
 def run_main():
     """Console entry point."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(main, flags_parser=_parse_flags)
+    cli.run_with_global_flags(main, PROG)
 
 
 if __name__ == "__main__":

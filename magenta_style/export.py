@@ -11,18 +11,14 @@ complete. Signatures: see magenta_style/export_lib.py or the README.
 import dataclasses
 import sys
 
-from absl import app
 from absl import flags
 
 from magenta_style import checkpoints
+from magenta_style import cli
 from magenta_style import export_lib
 
 PROGRAM = "magenta_style.export"
 _HELP_ARGS = ("--help", "-h", "--helpfull", "-?")
-
-
-class UsageError(ValueError):
-    """A bad command line or input; printed as one line, exit status 2."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,23 +49,23 @@ def _flag_values():
 
 
 def parse_args(argv):
-    """Parses argv (argv[0] is the program name) into ExportArgs; raises UsageError."""
+    """Parses argv (argv[0] is the program name) into ExportArgs; raises cli.UsageError."""
     fv = _flag_values()
     try:
         rest = fv(list(argv))
     except flags.Error as e:
-        raise UsageError(str(e).replace("\n", " ")) from None
+        raise cli.UsageError(str(e).replace("\n", " ")) from None
     if len(rest) > 1:
-        raise UsageError(f"unexpected argument(s) {rest[1:]}; every setting is a --flag")
+        raise cli.UsageError(f"unexpected argument(s) {rest[1:]}; every setting is a --flag")
     for name in ("checkpoint", "export_dir"):
         if not fv[name].value:
-            raise UsageError(f"--{name} is required")
+            raise cli.UsageError(f"--{name} is required")
     return ExportArgs(checkpoint=fv.checkpoint, export_dir=fv.export_dir, version=fv.version,
                       warmup_size=fv.warmup_size, model_name=fv.model_name)
 
 
 def run(args, stderr=None):
-    """Exports; returns exit status 0. Raises UsageError for bad inputs."""
+    """Exports; returns exit status 0. Raises cli.UsageError for bad inputs."""
     stderr = stderr or sys.stderr
     stderr.write(f"{PROGRAM}: loading {args.checkpoint}\n")
     try:
@@ -77,11 +73,11 @@ def run(args, stderr=None):
             args.checkpoint, args.export_dir, version=args.version,
             warmup_size=args.warmup_size, model_name=args.model_name)
     except checkpoints.CheckpointError as e:
-        raise UsageError(f"--checkpoint: {e}") from None
+        raise cli.UsageError(f"--checkpoint: {e}") from None
     except export_lib.ExportError as e:
-        raise UsageError(str(e)) from None
+        raise cli.UsageError(str(e)) from None
     except OSError as e:
-        raise UsageError(f"--export_dir={args.export_dir!r}: {e.strerror or e}") from None
+        raise cli.UsageError(f"--export_dir={args.export_dir!r}: {e.strerror or e}") from None
     stderr.write(f"{PROGRAM}: exported {model_config.num_styles} style(s) "
                  f"(alpha {model_config.alpha}) to {version_dir}\n")
     return 0
@@ -94,20 +90,14 @@ def main(argv):
         return 0
     try:
         return run(parse_args(argv))
-    except UsageError as e:
+    except cli.UsageError as e:
         sys.stderr.write(f"{PROGRAM}: error: {e}\n")
         return 2
 
 
-def _keep_argv(argv):
-    # absl.app.run needs its global flags parsed; ours go to a private FlagValues in `main`.
-    flags.FLAGS(argv[:1])
-    return argv
-
-
 def run_main():
     """Console-script entry point (`magenta-style-export`)."""
-    app.run(main, flags_parser=_keep_argv)
+    cli.run_with_private_flags(main)
 
 
 if __name__ == "__main__":

@@ -29,13 +29,13 @@ import math
 import os
 import sys
 
-from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
 import tensorflow as tf
 
 from magenta_style import checkpoints
+from magenta_style import cli
 from magenta_style import color
 from magenta_style import export_lib
 from magenta_style import images
@@ -56,10 +56,6 @@ PRESERVE_COLORS_SUFFIX = "pc"
 _COLOR_BAND_ROWS = 512
 
 _HELP_ARGS = ("-h", "-help", "--help", "-?", "--helpshort", "--helpfull")
-
-
-class UsageError(ValueError):
-    """A command-line mistake: reported on one line with exit status 2."""
 
 
 @dataclasses.dataclass
@@ -517,7 +513,7 @@ def usage_text():
 
 def _parse_blur(value):
     if not math.isfinite(value) or value < 0:
-        raise UsageError(f"--style_map_blur={value}: must be a finite number >= 0 (pixels)")
+        raise cli.UsageError(f"--style_map_blur={value}: must be a finite number >= 0 (pixels)")
     return float(value)
 
 
@@ -526,19 +522,19 @@ def _parse_style_map_flags(fv):
     if fv.style_map is None:
         for name in ("style_map_colors", "style_map_blur"):
             if fv[name].present:
-                raise UsageError(f"--{name} needs --style_map")
+                raise cli.UsageError(f"--{name} needs --style_map")
         return None, None, 0.0
     if not fv.style_map:
-        raise UsageError("--style_map is empty; give a mask image")
+        raise cli.UsageError("--style_map is empty; give a mask image")
     if fv.which_styles is not None:
-        raise UsageError("--style_map and --which_styles cannot be combined: the map's "
+        raise cli.UsageError("--style_map and --which_styles cannot be combined: the map's "
                          "--style_map_colors choose the styles")
     if not fv.style_map_colors:
-        raise UsageError("--style_map needs --style_map_colors, e.g. '#000000:0,#ffffff:1'")
+        raise cli.UsageError("--style_map needs --style_map_colors, e.g. '#000000:0,#ffffff:1'")
     try:
         mapping = style_maps.parse_mapping(fv.style_map_colors)
     except style_maps.StyleMapError as e:
-        raise UsageError(str(e)) from None
+        raise cli.UsageError(str(e)) from None
     return fv.style_map, mapping, _parse_blur(fv.style_map_blur)
 
 
@@ -552,7 +548,7 @@ def parse_args(argv):
       StylizeArgs.
 
     Raises:
-      UsageError: unknown or malformed flags, missing required flags, positional
+      cli.UsageError: unknown or malformed flags, missing required flags, positional
         arguments, a malformed --which_styles / --output_basename / --strength /
         --style_map_colors / --style_map_blur, or flags that do not combine.
     """
@@ -560,26 +556,26 @@ def parse_args(argv):
     try:
         rest = fv(list(argv))
     except flags.Error as e:
-        raise UsageError(str(e).replace("\n", " ")) from None
+        raise cli.UsageError(str(e).replace("\n", " ")) from None
     if len(rest) > 1:
-        raise UsageError(f"unexpected argument(s) {rest[1:]}; every setting is a --flag")
+        raise cli.UsageError(f"unexpected argument(s) {rest[1:]}; every setting is a --flag")
     for name in ("checkpoint", "input_image", "output_dir"):
         if not fv[name].value:
-            raise UsageError(f"--{name} is required")
+            raise cli.UsageError(f"--{name} is required")
     spec = None
     if fv.which_styles is not None:
         try:
             spec = style_spec.parse(fv.which_styles)
         except style_spec.StyleSpecError as e:
-            raise UsageError(str(e)) from None
+            raise cli.UsageError(str(e)) from None
     try:
         _check_basename(fv.output_basename)
         strength = check_strength(fv.strength)
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise cli.UsageError(str(e)) from None
     style_map, mapping, blur = _parse_style_map_flags(fv)
     if os.path.exists(fv.output_dir) and not os.path.isdir(fv.output_dir):
-        raise UsageError(f"--output_dir={fv.output_dir!r} exists and is not a directory")
+        raise cli.UsageError(f"--output_dir={fv.output_dir!r} exists and is not a directory")
     return StylizeArgs(
         checkpoint=fv.checkpoint, input_image=fv.input_image, output_dir=fv.output_dir,
         output_basename=fv.output_basename, which_styles=spec, num_styles=fv.num_styles,
@@ -653,16 +649,16 @@ def _raise_pillow_limit(max_pixels):
 
 
 def _load_style_map(args, num_styles):
-    """The StyleMap of the command line (None without --style_map); UsageError if unusable."""
+    """The StyleMap of the command line (None without --style_map); cli.UsageError if unusable."""
     if args.style_map is None:
         return None
     try:
         mask, _ = images.load_image(args.style_map, max_pixels=args.max_pixels)
         args.style_map_colors.rows(num_styles)  # Unknown styles fail here, before any work.
     except images.ImageError as e:
-        raise UsageError(f"--style_map: {e}") from None
+        raise cli.UsageError(f"--style_map: {e}") from None
     except style_maps.StyleMapError as e:
-        raise UsageError(str(e)) from None
+        raise cli.UsageError(str(e)) from None
     return StyleMap(mask=mask, mapping=args.style_map_colors, blur=args.style_map_blur)
 
 
@@ -677,27 +673,27 @@ def run(args, stderr=None):
       int exit status: 0 all written, 1 some inputs failed.
 
     Raises:
-      UsageError: the checkpoint, inputs, styles, style map or tiling settings do not
+      cli.UsageError: the checkpoint, inputs, styles, style map or tiling settings do not
         work together.
     """
     stderr = stderr or sys.stderr
     try:
         inputs = images.expand_inputs(args.input_image)
     except images.ImageError as e:
-        raise UsageError(f"--input_image: {e}") from None
+        raise cli.UsageError(f"--input_image: {e}") from None
     try:
         model, model_config = load_stylizer(args.checkpoint, args.num_styles, args.alpha)
     except checkpoints.CheckpointError as e:
-        raise UsageError(f"--checkpoint: {e}") from None
+        raise cli.UsageError(f"--checkpoint: {e}") from None
     if not can_tile(model) and args.max_tile_pixels and args.tiling_flags:
-        raise UsageError(f"{' and '.join(args.tiling_flags)} need a checkpoint: tiling runs the "
+        raise cli.UsageError(f"{' and '.join(args.tiling_flags)} need a checkpoint: tiling runs the "
                          "Keras network layer by layer, and a SavedModel stylizes each image "
                          "whole (use the checkpoint it was exported from)")
     spec = args.which_styles or style_spec.all_styles(model_config.num_styles)
     try:
         spec.validate(model_config.num_styles)
     except style_spec.StyleSpecError as e:
-        raise UsageError(str(e)) from None
+        raise cli.UsageError(str(e)) from None
     style_map = _load_style_map(args, model_config.num_styles)
     _raise_pillow_limit(args.max_pixels)
 
@@ -712,9 +708,9 @@ def run(args, stderr=None):
             on_progress=progress.update, on_tile_progress=progress.tiles,
             on_error=lambda path, message: progress.message(f"{PROGRAM}: error: {message}"))
     except tiling.TilingError as e:
-        raise UsageError(str(e)) from None
+        raise cli.UsageError(str(e)) from None
     except OSError as e:
-        raise UsageError(f"--output_dir={args.output_dir!r}: {e.strerror or e}") from None
+        raise cli.UsageError(f"--output_dir={args.output_dir!r}: {e.strerror or e}") from None
     finally:
         progress.close()
     status = f"wrote {len(summary.written)} image(s) to {args.output_dir}"
@@ -741,7 +737,7 @@ def main(argv):
         return 0
     try:
         return run(parse_args(argv))
-    except UsageError as e:
+    except cli.UsageError as e:
         sys.stderr.write(f"{PROGRAM}: error: {e}\n")
         return 2
     except KeyboardInterrupt:
@@ -750,16 +746,9 @@ def main(argv):
         return 130
 
 
-def _keep_argv(argv):
-    # absl.app.run must see its global flags parsed; ours are parsed by `main` into a
-    # private FlagValues, so hand the whole argv through.
-    flags.FLAGS(argv[:1])
-    return argv
-
-
 def run_main():
     """Console-script entry point (`magenta-style-stylize`)."""
-    app.run(main, flags_parser=_keep_argv)
+    cli.run_with_private_flags(main)
 
 
 if __name__ == "__main__":

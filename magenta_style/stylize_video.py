@@ -12,8 +12,11 @@ import dataclasses
 import sys
 import time
 
-from absl import app
 from absl import flags
+
+from magenta_style import cli
+
+PROGRAM = "stylize_video"
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model: a Magenta checkpoint prefix, a "
                                   "directory with config.json and checkpoints, or an export.")
@@ -56,10 +59,6 @@ class VideoJob:
     max_frames: int
 
 
-class UsageError(ValueError):
-    pass
-
-
 def _job_from_flags():
     # Imported here so that flag errors come back before TensorFlow loads.
     from magenta_style import style_maps
@@ -67,27 +66,27 @@ def _job_from_flags():
 
     for flag in (_CHECKPOINT, _INPUT, _OUTPUT):
         if not flag.value:
-            raise UsageError(f"--{flag.name} is required")
+            raise cli.UsageError(f"--{flag.name} is required")
     if not 0.0 <= _STRENGTH.value <= 1.0:
-        raise UsageError(f"--strength={_STRENGTH.value}: must be in [0, 1]")
+        raise cli.UsageError(f"--strength={_STRENGTH.value}: must be in [0, 1]")
     if _BATCH_SIZE.value < 1:
-        raise UsageError(f"--batch_size={_BATCH_SIZE.value}: must be >= 1")
+        raise cli.UsageError(f"--batch_size={_BATCH_SIZE.value}: must be >= 1")
     if _MAX_FRAMES.value is not None and _MAX_FRAMES.value < 1:
-        raise UsageError(f"--max_frames={_MAX_FRAMES.value}: must be >= 1")
+        raise cli.UsageError(f"--max_frames={_MAX_FRAMES.value}: must be >= 1")
     if _STYLE_MAP.value and _WHICH_STYLES.value is not None:
-        raise UsageError("--style_map replaces --which_styles; give one of them")
+        raise cli.UsageError("--style_map replaces --which_styles; give one of them")
     which_styles = "0" if _WHICH_STYLES.value is None else _WHICH_STYLES.value
     spec = style_spec.parse(which_styles)
     if spec.kind == "list" and len(spec.styles) != 1:
-        raise UsageError(f"--which_styles={which_styles}: a video takes one style or one "
+        raise cli.UsageError(f"--which_styles={which_styles}: a video takes one style or one "
                          "mix like {0:0.5,1:0.5}, not a list")
     mapping = None
     if _STYLE_MAP.value:
         if not _STYLE_MAP_COLORS.value:
-            raise UsageError("--style_map needs --style_map_colors")
+            raise cli.UsageError("--style_map needs --style_map_colors")
         mapping = style_maps.parse_mapping(_STYLE_MAP_COLORS.value)
     if _STYLE_MAP_BLUR.value < 0:
-        raise UsageError(f"--style_map_blur={_STYLE_MAP_BLUR.value}: must be >= 0")
+        raise cli.UsageError(f"--style_map_blur={_STYLE_MAP_BLUR.value}: must be >= 0")
     return VideoJob(checkpoint=_CHECKPOINT.value, input=_INPUT.value, output=_OUTPUT.value,
                     which_styles=spec, strength=_STRENGTH.value,
                     preserve_colors=_PRESERVE_COLORS.value, style_map=_STYLE_MAP.value,
@@ -139,27 +138,25 @@ def run(job):
 
 def main(argv):
     if len(argv) > 1:
-        print(f"stylize_video: unexpected arguments {argv[1:]}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(PROGRAM, f"unexpected arguments {argv[1:]}")
     from magenta_style import checkpoints
     from magenta_style import style_maps
     from magenta_style import style_spec
     from magenta_style import video
 
-    user_errors = (UsageError, style_spec.StyleSpecError, style_maps.StyleMapError,
+    user_errors = (cli.UsageError, style_spec.StyleSpecError, style_maps.StyleMapError,
                    video.VideoError, checkpoints.CheckpointError)
     try:
         job = _job_from_flags()
         frames = run(job)
     except user_errors as e:
-        print(f"stylize_video: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(PROGRAM, e)
     print(f"wrote {job.output} ({frames} frames)", file=sys.stderr)
 
 
 def run_main():
     """Console-script entry point (`magenta-style-stylize-video`)."""
-    app.run(main)
+    cli.run_with_global_flags(main, PROGRAM)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,13 @@
 """Trains a multi-style stylization network (Magenta's image_stylization_train, TF2).
-
     python -m magenta_style.train --flagfile=configs/quickstart.cfg
     python -m magenta_style.train --flagfile=configs/magenta_monet_10.cfg \
         --train_dir=/tmp/monet --style_dataset_file=... --content_images=...
-
 Run from the repository root: nested --flagfile paths resolve against the working
 directory. Flags after --flagfile override it. See configs/ and README.md.
 """
-import os
-import sys
-
-from absl import app
 from absl import flags
 
+from magenta_style import cli
 from magenta_style import config as config_lib
 from magenta_style import losses
 
@@ -77,11 +72,6 @@ _GRID = _B("style_grid_after_training", False, "Write <train_dir>/style_grid.png
 PROG = "magenta_style.train"
 
 
-def _fail(message, code=2):
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
 def _coefficients(text):
     text = (text or "").strip().strip("[]")
     try:
@@ -122,9 +112,9 @@ def _experiment():
 
 def main(argv):
     if len(argv) > 1:
-        _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+        cli.fail(PROG, f"unexpected arguments: {' '.join(argv[1:])}")
     if _DEMO_DIR.value and not _VGG.value:
-        _fail("--demo_data_dir needs --vgg_checkpoint (the quickstart uses standin:0)")
+        cli.fail(PROG, "--demo_data_dir needs --vgg_checkpoint (the quickstart uses standin:0)")
     if _DEMO_DIR.value:  # Placeholders, replaced once the demo data exists.
         placeholders = {"style_dataset_file": "demo", "content_images": "demo"}
         for name, value in placeholders.items():
@@ -133,7 +123,7 @@ def main(argv):
     try:
         experiment = _experiment()
     except (config_lib.ConfigError, losses.LossWeightsError) as e:
-        _fail(str(e))
+        cli.fail(PROG, str(e))
     # Imported late: TensorFlow starts in 2-4 s and flag errors should not wait for it.
     import dataclasses  # pylint: disable=import-outside-toplevel
     from magenta_style import train_lib  # pylint: disable=import-outside-toplevel
@@ -150,9 +140,9 @@ def main(argv):
             from magenta_style import evaluate_lib  # pylint: disable=import-outside-toplevel
             grid = evaluate_lib.style_grid_from_training(experiment, result.train_dir)
     except train_lib.NonFiniteLossError as e:
-        _fail(str(e), code=1)
+        cli.fail(PROG, str(e), code=1)
     except train_lib.TrainError as e:
-        _fail(str(e))
+        cli.fail(PROG, str(e))
     print(f"\nDone: step {result.step}, checkpoint {result.checkpoint}"
           + (f", {result.skipped_images} undecodable image(s) skipped"
              if result.skipped_images else "")
@@ -174,17 +164,9 @@ def main(argv):
               "(TF-slim's vgg_16_2016_08_28.tar.gz) and a style dataset built with it.")
 
 
-def _parse_flags(argv):
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        _fail(" ".join(str(e).split()))
-
-
 def run_main():
     """Console entry point."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(main, flags_parser=_parse_flags)
+    cli.run_with_global_flags(main, PROG)
 
 
 if __name__ == "__main__":

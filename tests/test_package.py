@@ -6,8 +6,10 @@ import keras
 import tensorflow as tf
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "magenta_style"
-# Modules with a command-line main; only these may define absl flags.
-ENTRY_POINTS = {"train.py", "export.py", "stylize.py", "evaluate.py", "stylize_video.py"}
+# Modules with a command-line main, and their shared plumbing (cli.py): only these may
+# touch absl flags.
+ENTRY_POINTS = {"train.py", "export.py", "stylize.py", "evaluate.py", "stylize_video.py",
+                "cli.py"}
 
 
 def test_keras_3_is_the_keras_in_use():

@@ -1,0 +1,51 @@
+"""Plumbing shared by the command-line entry points (train, evaluate, export, stylize, ...).
+
+Part of the command-line layer, like the entry points themselves: it is the only
+other module that touches absl flags. A user mistake becomes one line on stderr,
+`<program>: error: <what is wrong>`, and exit status 2, never a traceback.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+
+class UsageError(ValueError):
+    """A mistake in the command line or its inputs: one line on stderr, exit status 2."""
+
+
+def fail(program, message, code=2):
+    """Prints `program: error: message` (folded to one line) and exits with `code`."""
+    print(f"{program}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    sys.exit(code)
+
+
+def run_with_global_flags(main, program):
+    """absl.app.run for commands whose flags are module-level absl flags.
+
+    Flag errors (unknown flag, bad value, missing required flag) are one-line usage
+    errors. TensorFlow's C++ INFO logging is turned down unless the user set it.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def parse(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            fail(program, e)
+
+    app.run(main, flags_parser=parse)
+
+
+def run_with_private_flags(main):
+    """absl.app.run for commands that parse argv themselves into a private FlagValues.
+
+    absl.app.run insists on parsed global flags; hand it none and pass the whole
+    argv through to `main`.
+    """
+    def keep_argv(argv):
+        flags.FLAGS(argv[:1])
+        return argv
+
+    app.run(main, flags_parser=keep_argv)
