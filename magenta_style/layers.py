@@ -54,7 +54,9 @@ class ConditionalInstanceNorm(keras.layers.Layer):
         - float per-pixel weight maps [B, Hm, Wm, num_styles]: the mix varies over
           the image; maps are resized (bilinear) to the feature map's H x W.
       strength: optional float [B] in [0, 1] (default 1). Blends the mixed
-        (gamma, beta) towards the content-preserving setting (1, 0).
+        (gamma, beta) towards the style-neutral plain instance norm (1, 0).
+        (StyleTransferNetwork also mixes its input back in, so that its
+        strength 0 is the photo itself.)
 
     The mix is an elementwise weighted sum, not a matmul: TF32 matmuls on recent
     GPUs would round the tables, and a one-hot row must reproduce the gathered
