@@ -15,9 +15,14 @@ class UsageError(ValueError):
     """A mistake in the command line or its inputs: one line on stderr, exit status 2."""
 
 
-def fail(program, message, code=2):
-    """Prints `program: error: message` (folded to one line) and exits with `code`."""
+def print_error(program, message):
+    """Prints `program: error: message`, folded to one line, on stderr."""
     print(f"{program}: error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def fail(program, message, code=2):
+    """print_error, then exit with `code`."""
+    print_error(program, message)
     sys.exit(code)
 
 

@@ -91,7 +91,7 @@ def main(argv):
     try:
         return run(parse_args(argv))
     except cli.UsageError as e:
-        sys.stderr.write(f"{PROGRAM}: error: {e}\n")
+        cli.print_error(PROGRAM, e)
         return 2
 
 

@@ -738,7 +738,7 @@ def main(argv):
     try:
         return run(parse_args(argv))
     except cli.UsageError as e:
-        sys.stderr.write(f"{PROGRAM}: error: {e}\n")
+        cli.print_error(PROGRAM, e)
         return 2
     except KeyboardInterrupt:
         # Every output is written atomically, so stopping leaves no partial file.

@@ -6,6 +6,7 @@
   fixtures skip the parity tests with a reason, except when
   MAGENTA_STYLE_REQUIRE_FIXTURES=1 (set by .ci/run), where they fail instead.
 """
+import importlib.util
 import os
 import pathlib
 
@@ -45,3 +46,16 @@ def fixtures_dir():
     if os.environ.get("MAGENTA_STYLE_REQUIRE_FIXTURES") == "1":
         pytest.fail(reason + "; MAGENTA_STYLE_REQUIRE_FIXTURES=1 forbids skipping parity tests")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def seed7_vgg(fixtures_dir, tmp_path_factory):
+    """The fixtures' seed-7 stand-in VGG: slim_vgg16.py writes a TF-slim checkpoint, and
+    the real slim loader (vgg.build_vgg16) reads it."""
+    from magenta_style import vgg
+
+    spec = importlib.util.spec_from_file_location("slim_vgg16", fixtures_dir / "slim_vgg16.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    prefix = module.write_checkpoint(str(tmp_path_factory.mktemp("vgg") / "vgg_16.ckpt"), seed=7)
+    return vgg.build_vgg16(prefix)

@@ -1,5 +1,4 @@
 """Tests for magenta_style.losses: formulas, reductions, weights parsing, Magenta parity."""
-import importlib.util
 import json
 
 import numpy as np
@@ -9,7 +8,6 @@ import tensorflow as tf
 
 from magenta_style import losses
 from magenta_style import style_dataset
-from magenta_style import vgg
 
 CHANNELS = {"vgg_16/conv1": 4, "vgg_16/conv2": 6, "vgg_16/conv3": 8, "vgg_16/conv4": 5}
 
@@ -28,16 +26,6 @@ def _np_gram(x):
 
 def _png(path):
     return np.asarray(Image.open(path), np.float32) / 255.0
-
-
-@pytest.fixture(scope="module")
-def seed7_vgg(fixtures_dir, tmp_path_factory):
-    """The seed-7 stand-in VGG, written as a TF-slim checkpoint by the fixtures' script."""
-    spec = importlib.util.spec_from_file_location("slim_vgg16", fixtures_dir / "slim_vgg16.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    prefix = module.write_checkpoint(str(tmp_path_factory.mktemp("vgg") / "vgg_16.ckpt"), seed=7)
-    return vgg.build_vgg16(prefix)
 
 
 # ------------------------------------------------------------------ Magenta parity

@@ -1,5 +1,4 @@
 """Tests for magenta_style.style_dataset and tools/create_style_dataset.py."""
-import importlib.util
 import json
 import os
 import pathlib
@@ -22,16 +21,6 @@ TOOL = REPO_ROOT / "tools" / "create_style_dataset.py"
 @pytest.fixture(scope="module")
 def styledata(fixtures_dir):
     return fixtures_dir / "magenta" / "styledata_s7"
-
-
-@pytest.fixture(scope="module")
-def seed7_vgg(fixtures_dir, tmp_path_factory):
-    """The seed-7 stand-in VGG, written as a TF-slim checkpoint by the fixtures' script."""
-    spec = importlib.util.spec_from_file_location("slim_vgg16", fixtures_dir / "slim_vgg16.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    prefix = module.write_checkpoint(str(tmp_path_factory.mktemp("vgg") / "vgg_16.ckpt"), seed=7)
-    return vgg.build_vgg16(prefix)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,13 @@ def _model(num_styles=2, alpha=0.25, **kwargs):
     return transformer.build_transformer(config.ModelConfig(num_styles, alpha), **kwargs)
 
 
+def _randomize_gammas(model, seed):
+    """Makes the styles differ (freshly built tables are all ones and zeros)."""
+    for v in model.weights:
+        if v.path.endswith("/gamma"):
+            v.assign(tf.random.stateless_normal(v.shape, seed=[seed, 1]))
+
+
 # Conv weights: 9*9*3*w1 + 9*w1*w2 + 9*w2*w3 + 10*9*w3*w3 + 9*w3*w2 + 9*w2*w1 + 9*9*w1*3;
 # instance norm: 2 * num_styles * (w1 + w2 + w3 + 10*w3 + w2 + w1 + 3).
 @pytest.mark.parametrize("alpha,num_styles,expected", [
@@ -69,9 +76,7 @@ def test_padding_does_not_change_multiple_of_four_sizes():
 
 def test_styles_change_the_output():
     model = _model(2)
-    for layer in model._flatten_layers():
-        if hasattr(layer, "gamma"):
-            layer.gamma.assign(tf.random.stateless_normal(layer.gamma.shape, seed=[0, 1]))
+    _randomize_gammas(model, seed=0)
     images = tf.random.stateless_uniform([1, 16, 16, 3], seed=[4, 4])
     a = model(images, tf.constant([0])).numpy()
     b = model(images, tf.constant([1])).numpy()
@@ -119,9 +124,7 @@ def test_mixed_precision_forward_is_float32_and_close():
 
 def test_style_map_selects_styles_by_region_at_odd_sizes():
     model = _model(2)
-    for layer in model._flatten_layers():
-        if hasattr(layer, "gamma"):
-            layer.gamma.assign(tf.random.stateless_normal(layer.gamma.shape, seed=[7, 1]))
+    _randomize_gammas(model, seed=7)
     images = tf.random.stateless_uniform([1, 18, 30, 3], seed=[8, 8])
     uniform = np.zeros([1, 18, 30, 2], np.float32)
     uniform[..., 1] = 1.0
@@ -132,9 +135,7 @@ def test_style_map_selects_styles_by_region_at_odd_sizes():
 
 def test_strength_endpoints_are_the_photo_and_the_full_style():
     model = _model(2)
-    for layer in model._flatten_layers():
-        if hasattr(layer, "gamma"):
-            layer.gamma.assign(tf.random.stateless_normal(layer.gamma.shape, seed=[9, 1]))
+    _randomize_gammas(model, seed=9)
     images = tf.random.stateless_uniform([2, 20, 12, 3], seed=[9, 9])
     ids = tf.constant([0, 1])
     full = model(images, ids).numpy()
