@@ -59,3 +59,21 @@ def seed7_vgg(fixtures_dir, tmp_path_factory):
     spec.loader.exec_module(module)
     prefix = module.write_checkpoint(str(tmp_path_factory.mktemp("vgg") / "vgg_16.ckpt"), seed=7)
     return vgg.build_vgg16(prefix)
+
+
+def _randomize_norms(model, seed=0):
+    """Gives every style distinct gamma/beta rows (freshly built tables are 1s and 0s)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        if v.path.endswith("gamma"):
+            v.assign(1.0 + 0.5 * rng.standard_normal(v.shape).astype(np.float32))
+        elif v.path.endswith("beta"):
+            v.assign(0.5 * rng.standard_normal(v.shape).astype(np.float32))
+
+
+@pytest.fixture(scope="session")
+def randomize_norms():
+    """`randomize_norms(model, seed=0)`: makes a tiny model's styles differ."""
+    return _randomize_norms

@@ -26,23 +26,14 @@ SIGNATURE_NAMES = ("serving_default", "serving_bytes", "stylize_advanced",
                    "stylize_bytes_advanced", "stylize_map")
 
 
-def _randomise_norms(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for v in model.weights:
-        if v.path.endswith("gamma"):
-            v.assign(1.0 + 0.5 * rng.standard_normal(v.shape).astype(np.float32))
-        elif v.path.endswith("beta"):
-            v.assign(0.5 * rng.standard_normal(v.shape).astype(np.float32))
-
-
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, randomize_norms):
     """(model, model_config, training_dir, version_dir) of a tiny exported model."""
     root = tmp_path_factory.mktemp("export")
     model_config = config_lib.ModelConfig(num_styles=NUM_STYLES, alpha=0.25,
                                           style_names=("ink", "oil"))
     model = transformer.build_transformer(model_config)
-    _randomise_norms(model)
+    randomize_norms(model)
     train_dir = str(root / "train")
     checkpoints.save_model(model, model_config, train_dir, step=5)
     config_lib.save_model_config(train_dir, model_config,

@@ -39,16 +39,11 @@ def run_notebook(path):
 
 
 @pytest.fixture(scope="module")
-def export_dir(tmp_path_factory):
+def export_dir(tmp_path_factory, randomize_norms):
     model_config = config_lib.ModelConfig(num_styles=NUM_STYLES, alpha=0.25,
                                           style_names=("ink", "oil"))
     model = transformer.build_transformer(model_config)
-    rng = np.random.default_rng(7)
-    for v in model.weights:
-        if v.path.endswith("gamma"):
-            v.assign(1.0 + 0.5 * rng.standard_normal(v.shape).astype(np.float32))
-        elif v.path.endswith("beta"):
-            v.assign(0.5 * rng.standard_normal(v.shape).astype(np.float32))
+    randomize_norms(model, seed=7)
     base = str(tmp_path_factory.mktemp("notebook") / "exports")
     return export_lib.export_saved_model(model, model_config, base, warmup_size=0)
 

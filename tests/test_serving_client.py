@@ -41,15 +41,10 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory):
+def loaded(tmp_path_factory, randomize_norms):
     model_config = config_lib.ModelConfig(num_styles=NUM_STYLES, alpha=0.25)
     model = transformer.build_transformer(model_config)
-    rng = np.random.default_rng(5)
-    for v in model.weights:
-        if v.path.endswith("gamma"):
-            v.assign(1.0 + 0.5 * rng.standard_normal(v.shape).astype(np.float32))
-        elif v.path.endswith("beta"):
-            v.assign(0.5 * rng.standard_normal(v.shape).astype(np.float32))
+    randomize_norms(model, seed=5)
     base = str(tmp_path_factory.mktemp("serving") / "exports")
     return tf.saved_model.load(export_lib.export_saved_model(model, model_config, base,
                                                              warmup_size=0))

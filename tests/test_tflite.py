@@ -38,16 +38,11 @@ def tool():
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, randomize_norms):
     """(version_dir, loaded SavedModel) of a tiny model with distinct styles."""
     model_config = config_lib.ModelConfig(num_styles=NUM_STYLES, alpha=0.25)
     model = transformer.build_transformer(model_config)
-    rng = np.random.default_rng(3)
-    for v in model.weights:
-        if v.path.endswith("gamma"):
-            v.assign(1.0 + 0.5 * rng.standard_normal(v.shape).astype(np.float32))
-        elif v.path.endswith("beta"):
-            v.assign(0.5 * rng.standard_normal(v.shape).astype(np.float32))
+    randomize_norms(model, seed=3)
     base = str(tmp_path_factory.mktemp("tflite") / "exports")
     version_dir = export_lib.export_saved_model(model, model_config, base, warmup_size=0)
     return version_dir, tf.saved_model.load(version_dir)
