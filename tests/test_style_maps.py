@@ -1,4 +1,5 @@
 """Tests for magenta_style.style_maps: mapping syntax, mask -> weights, blur."""
+import keras
 import numpy as np
 from PIL import Image
 import pytest
@@ -115,6 +116,9 @@ def test_bad_blur_is_refused():
 
 def test_network_uses_each_regions_style():
     """Left half in style 0, right half in style 1: each half matches that style alone."""
+    # Seeded conv kernels: over seeds 0-5 the own/other ratios were 0.50-0.70, but an
+    # unseeded run once drew 0.90.
+    keras.utils.set_random_seed(0)
     model = transformer.build_transformer(config.ModelConfig(2, 0.25))
     rng = np.random.default_rng(0)
     for weight in model.weights:
