@@ -26,6 +26,25 @@ def fail(program, message, code=2):
     sys.exit(code)
 
 
+def parse_flag_values(flag_values, argv, required=()):
+    """Parses argv (argv[0] is the program name) into a private absl FlagValues.
+
+    Raises:
+      UsageError: unknown or malformed flags, positional arguments, or a flag named in
+        `required` left empty.
+    """
+    try:
+        rest = flag_values(list(argv))
+    except flags.Error as e:
+        raise UsageError(str(e).replace("\n", " ")) from None
+    if len(rest) > 1:
+        raise UsageError(f"unexpected argument(s) {rest[1:]}; every setting is a --flag")
+    for name in required:
+        if not flag_values[name].value:
+            raise UsageError(f"--{name} is required")
+    return flag_values
+
+
 def run_with_global_flags(main, program):
     """absl.app.run for commands whose flags are module-level absl flags.
 

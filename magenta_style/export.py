@@ -50,16 +50,7 @@ def _flag_values():
 
 def parse_args(argv):
     """Parses argv (argv[0] is the program name) into ExportArgs; raises cli.UsageError."""
-    fv = _flag_values()
-    try:
-        rest = fv(list(argv))
-    except flags.Error as e:
-        raise cli.UsageError(str(e).replace("\n", " ")) from None
-    if len(rest) > 1:
-        raise cli.UsageError(f"unexpected argument(s) {rest[1:]}; every setting is a --flag")
-    for name in ("checkpoint", "export_dir"):
-        if not fv[name].value:
-            raise cli.UsageError(f"--{name} is required")
+    fv = cli.parse_flag_values(_flag_values(), argv, required=("checkpoint", "export_dir"))
     return ExportArgs(checkpoint=fv.checkpoint, export_dir=fv.export_dir, version=fv.version,
                       warmup_size=fv.warmup_size, model_name=fv.model_name)
 

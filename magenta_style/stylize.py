@@ -552,16 +552,8 @@ def parse_args(argv):
         arguments, a malformed --which_styles / --output_basename / --strength /
         --style_map_colors / --style_map_blur, or flags that do not combine.
     """
-    fv = _flag_values()
-    try:
-        rest = fv(list(argv))
-    except flags.Error as e:
-        raise cli.UsageError(str(e).replace("\n", " ")) from None
-    if len(rest) > 1:
-        raise cli.UsageError(f"unexpected argument(s) {rest[1:]}; every setting is a --flag")
-    for name in ("checkpoint", "input_image", "output_dir"):
-        if not fv[name].value:
-            raise cli.UsageError(f"--{name} is required")
+    fv = cli.parse_flag_values(_flag_values(), argv,
+                               required=("checkpoint", "input_image", "output_dir"))
     spec = None
     if fv.which_styles is not None:
         try:
