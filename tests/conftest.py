@@ -48,16 +48,35 @@ def fixtures_dir():
     pytest.skip(reason)
 
 
+def _load_script(path):
+    """Imports a Python file that is not in a package (tools/*.py, fixture scripts)."""
+    path = pathlib.Path(path)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
-def seed7_vgg(fixtures_dir, tmp_path_factory):
+def load_script():
+    """`load_script(path)` -> the module of a standalone script, e.g. tools/export_tflite.py."""
+    return _load_script
+
+
+@pytest.fixture(scope="session")
+def slim_vgg16(fixtures_dir):
+    """The fixtures' slim_vgg16.py: writes TF-slim checkpoints of stand-in VGG weights."""
+    return _load_script(fixtures_dir / "slim_vgg16.py")
+
+
+@pytest.fixture(scope="session")
+def seed7_vgg(slim_vgg16, tmp_path_factory):
     """The fixtures' seed-7 stand-in VGG: slim_vgg16.py writes a TF-slim checkpoint, and
     the real slim loader (vgg.build_vgg16) reads it."""
     from magenta_style import vgg
 
-    spec = importlib.util.spec_from_file_location("slim_vgg16", fixtures_dir / "slim_vgg16.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    prefix = module.write_checkpoint(str(tmp_path_factory.mktemp("vgg") / "vgg_16.ckpt"), seed=7)
+    prefix = slim_vgg16.write_checkpoint(str(tmp_path_factory.mktemp("vgg") / "vgg_16.ckpt"),
+                                         seed=7)
     return vgg.build_vgg16(prefix)
 
 

@@ -8,7 +8,6 @@ leaves 127.0.0.1 and every call has a timeout.
 """
 import base64
 import http.server
-import importlib.util
 import io
 import json
 import os
@@ -33,11 +32,8 @@ TIMEOUT_S = 60
 
 
 @pytest.fixture(scope="module")
-def client():
-    spec = importlib.util.spec_from_file_location("serving_client", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def client(load_script):
+    return load_script(TOOL)
 
 
 @pytest.fixture(scope="module")

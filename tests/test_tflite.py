@@ -4,7 +4,6 @@ Tolerances (max abs difference on [0, 1] pixels, randomised gamma/beta): float32
 1e-4 (measured ~4e-6: only summation order differs); float16 weights 1e-2 (one
 8-bit level is 3.9e-3; measured values are in the test output on failure).
 """
-import importlib.util
 import os
 import subprocess
 import sys
@@ -25,16 +24,9 @@ FLOAT32_TOLERANCE = 1e-4
 FLOAT16_TOLERANCE = 1e-2
 
 
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("export_tflite", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def tool():
-    return _load_tool()
+def tool(load_script):
+    return load_script(TOOL)
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """Tests for magenta_style.vgg: end points, the three weight sources, parity with Magenta."""
-import importlib.util
 import logging
 
 import h5py
@@ -11,19 +10,6 @@ import tensorflow as tf
 
 from magenta_style import losses
 from magenta_style import vgg
-
-
-def _load_fixture_generator(fixtures_dir):
-    """Imports the fixtures' slim_vgg16.py (writes TF-slim checkpoints of stand-in weights)."""
-    spec = importlib.util.spec_from_file_location("slim_vgg16", fixtures_dir / "slim_vgg16.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def slim_vgg16(fixtures_dir):
-    return _load_fixture_generator(fixtures_dir)
 
 
 @pytest.fixture(scope="module")
