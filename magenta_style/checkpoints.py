@@ -8,9 +8,13 @@ Two formats:
   Magenta's trainer wrote. Keys such as `transformer/contract/conv1/weights` are
   mapped to this package's Keras weight paths by `magenta_name`, one rule per
   network stage. `num_styles` and `alpha` are inferred from the shapes.
-- Native checkpoints: object-based `tf.train.Checkpoint(transformer=model, ...)`
-  (training adds `optimizer` and `step`) managed by `tf.train.CheckpointManager`
-  in a directory that also holds `config.json` (see `config.py`).
+- Native checkpoints: object-based `tf.train.Checkpoint`s managed by
+  `tf.train.CheckpointManager` in a directory that also holds `config.json` (see
+  `config.py`). The transformer's weights sit under Magenta's own names
+  (`transformer/contract/conv1/weights/.ATTRIBUTES/VARIABLE_VALUE`, see
+  `named_tree`), so `tf.train.list_variables` shows what each array is; training adds
+  `optimizer/<slot name>` and the step counters. Checkpoints written before this
+  layout (weights reached through the Keras model object) still load.
 
 `load_model(path)` accepts either and returns the model with its ModelConfig.
 """
@@ -226,10 +230,114 @@ def load_model(path, num_styles=None, alpha=None, magenta_compatible=False):
     return model, model_config
 
 
+def weight_keys(model):
+    """{checkpoint key: variable} of a generator's weights, in `model.weights` order.
+
+    Magenta's network is keyed by Magenta's TF1 names (`magenta_name`); any other
+    generator by its Keras weight path under the same `transformer/` scope.
+    """
+    magenta = isinstance(model, transformer.StyleTransferNetwork)
+    keys = {}
+    for variable in model.weights:
+        key = (magenta_name(variable.path) if magenta
+               else "/".join([MAGENTA_SCOPE] + variable.path.split("/")[1:]))
+        if key in keys:
+            raise ValueError(f"two weights share the checkpoint key {key!r}")
+        keys[key] = variable
+    return keys
+
+
+def _tracked(variable):
+    # Keras 3 variables wrap a tf.Variable; the checkpoint tracks the wrapped one.
+    return getattr(variable, "value", variable)
+
+
+def named_tree(named_variables):
+    """A trackable whose object graph mirrors `{"a/b/c": variable}` as nested nodes.
+
+    `tf.train.Checkpoint(**named_tree(...))` then saves each variable under the key
+    `a/b/c/.ATTRIBUTES/VARIABLE_VALUE`.
+
+    Returns:
+      {top-level name: trackable}, to pass as keyword arguments to tf.train.Checkpoint.
+    """
+    root = {}
+    for key, variable in named_variables.items():
+        *scopes, leaf = key.split("/")
+        node = root
+        for scope in scopes:
+            node = node.setdefault(scope, {})
+        node[leaf] = _tracked(variable)
+
+    def build(children):
+        if not isinstance(children, dict):
+            return children
+        node = tf.__internal__.tracking.AutoTrackable()
+        for name, child in children.items():
+            setattr(node, name, build(child))
+        return node
+
+    return {name: build(child) for name, child in root.items()}
+
+
+def optimizer_slots(optimizer, model):
+    """{name: variable} of an optimizer's own state (step, slots), without the model's weights.
+
+    Checkpointing the Keras optimizer object itself would also reach the model's
+    weights through its `_trainable_variables` list, by a shorter path than the
+    model's, and the checkpoint would then key them `optimizer/_trainable_variables/N`.
+    A slot of a weight is named after the weight's checkpoint key
+    (`contract/conv1/weights/momentum`), not after Keras' uniquified object names
+    (`adam_1/style_transfer_network_2_..._momentum`), so that a run resumed in
+    another process, or the same one, finds it.
+    """
+    by_prefix = {v.path.replace("/", "_") + "_": key.split("/", 1)[1]
+                 for key, v in weight_keys(model).items()}
+    slots = {}
+    for variable in optimizer.variables:
+        name = variable.path.split("/")[-1]
+        owners = [p for p in by_prefix if name.startswith(p)]
+        if owners:
+            owner = max(owners, key=len)
+            name = f"{by_prefix[owner]}/{name[len(owner):]}"
+        unique, n = name, 1
+        while unique in slots:
+            n += 1
+            unique = f"{name}_{n}"
+        slots[unique] = variable
+    return slots
+
+
+def training_checkpoint(model, optimizer=None, **counters):
+    """tf.train.Checkpoint with the model under Magenta's names (+ optimizer slots, counters)."""
+    named = dict(weight_keys(model))
+    if optimizer is not None:
+        named.update({f"optimizer/{k}": v
+                      for k, v in optimizer_slots(optimizer, model).items()})
+    return tf.train.Checkpoint(**named_tree(named), **counters)
+
+
+def legacy_training_checkpoint(model, optimizer=None, **counters):
+    """The object layout of checkpoints written before `training_checkpoint` (read only)."""
+    objects = dict(transformer=model, **counters)
+    if optimizer is not None:
+        objects["optimizer"] = optimizer
+    return tf.train.Checkpoint(**objects)
+
+
+def has_named_layout(prefix, model):
+    """True when `prefix` holds `model`'s weights under `weight_keys` names."""
+    first = next(iter(weight_keys(model)))
+    reader = tf.train.load_checkpoint(prefix)
+    return reader.has_tensor(f"{first}/.ATTRIBUTES/VARIABLE_VALUE")
+
+
 def restore_native(model, prefix):
-    """Restores `model` from the `transformer` entry of a native checkpoint (others ignored)."""
+    """Restores `model` from the transformer weights of a native checkpoint (others ignored)."""
     try:
-        status = tf.train.Checkpoint(transformer=model).read(prefix)
+        checkpoint = (training_checkpoint(model) if has_named_layout(prefix, model)
+                      else legacy_training_checkpoint(model))
+        status = checkpoint.read(prefix)
         status.expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
         raise CheckpointError(f"{prefix!r} does not fit a model of this config: {e}") from None
@@ -243,8 +351,36 @@ def save_model(model, model_config, directory, step=0):
     Returns the checkpoint prefix.
     """
     os.makedirs(directory, exist_ok=True)
-    manager = tf.train.CheckpointManager(tf.train.Checkpoint(transformer=model), directory,
-                                         max_to_keep=1)
+    manager = tf.train.CheckpointManager(training_checkpoint(model), directory, max_to_keep=1)
     prefix = manager.save(checkpoint_number=step)
     config_lib.save_model_config(directory, model_config)
+    return prefix
+
+
+def save_magenta_checkpoint(model, prefix, global_step=0):
+    """Writes `model` as a Magenta TF1 checkpoint (V2 `.index` + `.data` under `prefix`).
+
+    The keys are exactly those of Magenta's `tf.train.Saver` (`magenta_name`) plus
+    `global_step`, so Magenta's own scripts (and `load_magenta_weights`) read it.
+    Both files are written under a temporary prefix first and then renamed, the
+    `.index` last: a reader never sees a half-written checkpoint.
+
+    Raises:
+      CheckpointError: `model` is not Magenta's network (no Magenta layout exists).
+    """
+    if not isinstance(model, transformer.StyleTransferNetwork):
+        raise CheckpointError(f"only Magenta's network has a Magenta checkpoint layout, "
+                              f"not {type(model).__name__}")
+    named = weight_keys(model)
+    names = list(named) + ["global_step"]
+    tensors = [tf.convert_to_tensor(v) for v in named.values()]
+    tensors.append(tf.constant(int(global_step), tf.int64))
+    directory = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(prefix)}")
+    tf.raw_ops.SaveV2(prefix=tmp, tensor_names=names, shape_and_slices=[""] * len(names),
+                      tensors=tensors)
+    written = tf.io.gfile.glob(tmp + ".*")
+    for suffix in sorted((p[len(tmp):] for p in written), key=lambda s: s == ".index"):
+        os.replace(tmp + suffix, prefix + suffix)
     return prefix

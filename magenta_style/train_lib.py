@@ -266,11 +266,17 @@ class Trainer:
                            if jit_compile else self.compute_gradients)
         self._loop = None
 
-    def checkpoint(self):
-        """tf.train.Checkpoint of what a training run saves (never VGG)."""
-        return tf.train.Checkpoint(transformer=self.model, optimizer=self.optimizer,
-                                   step=self.step, next_index=self.next_index,
-                                   skipped_images=self.skipped_images)
+    def checkpoint(self, legacy=False):
+        """tf.train.Checkpoint of what a training run saves (never VGG).
+
+        The transformer's weights are keyed by Magenta's names (`checkpoints.
+        training_checkpoint`); `legacy=True` gives the layout of checkpoints written
+        before that, for resuming them.
+        """
+        make = (checkpoints.legacy_training_checkpoint if legacy
+                else checkpoints.training_checkpoint)
+        return make(self.model, self.optimizer, step=self.step, next_index=self.next_index,
+                    skipped_images=self.skipped_images)
 
     def per_example_losses(self, images, labels, noise=None):
         """Magenta's losses for a batch, per example.
@@ -582,7 +588,8 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=cfg.max_to_keep)
     latest = tf.train.latest_checkpoint(train_dir)
     if latest:
-        status = checkpoint.read(latest)
+        legacy = not checkpoints.has_named_layout(latest, model)
+        status = (trainer.checkpoint(legacy=True) if legacy else checkpoint).read(latest)
         try:
             status.assert_existing_objects_matched()
         except AssertionError as e:

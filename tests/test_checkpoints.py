@@ -218,3 +218,89 @@ def test_convert_tool_rejects_non_magenta_checkpoint(tmp_path):
     assert "is not a Magenta stylization checkpoint" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _magenta_keys(nstyle):
+    meta = json.loads((nstyle / "meta.json").read_text())
+    names = meta["variables"] if isinstance(meta["variables"], dict) else {
+        v["name"]: v["shape"] for v in meta["variables"]}
+    return {k: list(s) for k, s in names.items()
+            if k.startswith("transformer/") and not k.endswith("/Adam")}
+
+
+def test_native_checkpoint_keys_are_magenta_names(nstyle, magenta_model, tmp_path):
+    model, model_config = magenta_model
+    prefix = checkpoints.save_model(model, model_config, str(tmp_path / "m"))
+    listed = dict(tf.train.list_variables(prefix))
+    expected = {f"{k}/.ATTRIBUTES/VARIABLE_VALUE": s for k, s in _magenta_keys(nstyle).items()}
+    assert {k: listed[k] for k in expected if k in listed} == expected
+    assert not any("_trainable_variables" in k or "layer_with_weights" in k for k in listed)
+
+
+def test_training_checkpoint_keeps_weights_out_of_the_optimizer(tmp_path):
+    model = transformer.build_transformer(config.ModelConfig(2, 0.25))
+    optimizer = tf.keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+    prefix = checkpoints.training_checkpoint(
+        model, optimizer, step=tf.Variable(3, dtype=tf.int64)).save(str(tmp_path / "ckpt"))
+    listed = dict(tf.train.list_variables(prefix))
+    assert "transformer/contract/conv1/weights/.ATTRIBUTES/VARIABLE_VALUE" in listed
+    assert "optimizer/iteration/.ATTRIBUTES/VARIABLE_VALUE" in listed
+    assert "optimizer/contract/conv1/weights/momentum/.ATTRIBUTES/VARIABLE_VALUE" in listed
+    assert not any("_trainable_variables" in k for k in listed), sorted(listed)
+
+
+def test_checkpoints_in_the_old_object_layout_still_load(tmp_path):
+    model_config = config.ModelConfig(2, 0.25)
+    model = transformer.build_transformer(model_config)
+    for v in model.weights:
+        v.assign(tf.random.stateless_normal(v.shape, seed=[len(v.path), 5]))
+    optimizer = tf.keras.optimizers.Adam(1e-3)
+    optimizer.build(model.trainable_variables)
+    # What earlier versions wrote: the Keras objects themselves.
+    old = tf.train.Checkpoint(transformer=model, optimizer=optimizer).write(
+        str(tmp_path / "m" / "ckpt-1"))
+    config.save_model_config(str(tmp_path / "m"), model_config)
+    assert not checkpoints.has_named_layout(old, model)
+    loaded, _ = checkpoints.load_model(old)
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_magenta_checkpoint_written_back_loads_with_magenta_names(nstyle, content,
+                                                                   magenta_model, tmp_path):
+    model, _ = magenta_model
+    prefix = checkpoints.save_magenta_checkpoint(model, str(tmp_path / "back.ckpt"),
+                                                 global_step=9)
+    listed = dict(tf.train.list_variables(prefix))
+    assert listed.pop("global_step") == []
+    assert listed == _magenta_keys(nstyle)
+    assert not list(tmp_path.glob(".tmp-*"))
+    again, again_config = checkpoints.load_model(prefix)
+    assert (again_config.num_styles, again_config.alpha) == (3, 0.5)
+    ids = tf.constant([0, 1, 2])
+    batch = np.repeat(content, 3, axis=0)
+    np.testing.assert_array_equal(again(batch, ids).numpy(), model(batch, ids).numpy())
+
+
+def test_export_magenta_checkpoint_tool(nstyle, content, tmp_path):
+    native = tmp_path / "native"
+    model, model_config = checkpoints.load_model(str(nstyle / "model.ckpt"))
+    checkpoints.save_model(model, model_config, str(native), step=12)
+    tool = os.path.join(REPO, "tools", "export_magenta_checkpoint.py")
+    out = tmp_path / "magenta" / "model.ckpt"
+    result = subprocess.run([sys.executable, tool, f"--checkpoint={native}", f"--output={out}"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "num_styles=3 alpha=0.5 global_step=12" in result.stdout
+    assert checkpoints.is_magenta_checkpoint(str(out))
+    expected = np.load(nstyle / "expected_styles.npy")[1:2]
+    back, _ = checkpoints.load_model(str(out))
+    assert np.abs(back(content, tf.constant([1])).numpy() - expected).max() < PARITY_ATOL
+    again = subprocess.run([sys.executable, tool, f"--checkpoint={native}", f"--output={out}"],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    broken = subprocess.run([sys.executable, tool, f"--checkpoint={tmp_path / 'nope'}",
+                             f"--output={tmp_path / 'x'}"], capture_output=True, text=True,
+                            timeout=300)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr

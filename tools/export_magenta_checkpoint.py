@@ -1,0 +1,51 @@
+"""Writes a magenta_style model as a Magenta TF1 checkpoint (the reverse of the converter).
+
+    python tools/export_magenta_checkpoint.py --checkpoint=train_dir \
+        --output=models/mine.ckpt
+
+Reads anything `--checkpoint` accepts elsewhere (a training directory, a native
+checkpoint prefix) and writes `output.index` and `output.data-00000-of-00001` with
+Magenta's variable names (`transformer/contract/conv1/weights`, ...) and a
+`global_step`, so Magenta's `image_stylization_transform` and other TF1 scripts
+load it with `--num_styles` and `--alpha` as printed here.
+"""
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from magenta_style import checkpoints
+from magenta_style import config as config_lib
+
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "Training directory or native checkpoint prefix.", required=True)
+_OUTPUT = flags.DEFINE_string("output", None, "Prefix of the Magenta checkpoint to write.",
+                              required=True)
+
+
+def main(argv):
+    del argv
+    output = _OUTPUT.value
+    if os.path.exists(output + ".index"):
+        raise app.UsageError(f"--output={output} already exists ({output}.index)")
+    try:
+        model, model_config = checkpoints.load_model(_CHECKPOINT.value)
+        step = 0
+        prefix, _ = checkpoints.resolve_checkpoint(_CHECKPOINT.value)
+        if prefix.rsplit("-", 1)[-1].isdigit():
+            step = int(prefix.rsplit("-", 1)[-1])
+        checkpoints.save_magenta_checkpoint(model, output, global_step=step)
+    except (checkpoints.CheckpointError, config_lib.ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"error: cannot write --output={output}: {e.strerror}", file=sys.stderr)
+        return 2
+    print(f"wrote Magenta checkpoint {output} (num_styles={model_config.num_styles} "
+          f"alpha={model_config.alpha} global_step={step})")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
