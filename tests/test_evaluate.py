@@ -97,5 +97,5 @@ def test_training_grid_shows_every_quickstart_content_image(trained, tmp_path):
         loss=config_lib.LossConfig(vgg_checkpoint="standin:0"))
     path = evaluate_lib.style_grid_from_training(experiment, str(train_dir))
     p = evaluate_lib.GRID_PADDING
-    with Image.open(path) as grid:  # 64 px cells: the training size, at least 64.
-        assert grid.size == (3 * (64 + p) + p, 7 * (64 + p) + p)
+    with Image.open(path) as grid:  # 128 px cells: the training size, at least 128.
+        assert grid.size == (3 * (128 + p) + p, 7 * (128 + p) + p)
