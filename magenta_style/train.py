@@ -139,6 +139,7 @@ def main(argv):
         grid = None
         if _GRID.value:
             from magenta_style import evaluate_lib  # pylint: disable=import-outside-toplevel
+            print("writing the style grid (every content image in every style)", flush=True)
             grid = evaluate_lib.style_grid_from_training(experiment, result.train_dir)
     except train_lib.NonFiniteLossError as e:
         cli.fail(PROG, str(e), code=1)

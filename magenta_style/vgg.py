@@ -327,7 +327,7 @@ def is_hed_file(path):
     import h5py  # pylint: disable=import-outside-toplevel  # Installed with Keras.
     try:
         with h5py.File(path, "r") as f:
-            return "block1" in f and "layers" in f["block1"]
+            return isinstance(f.get("block1"), h5py.Group) and "layers" in f["block1"]
     except (OSError, ValueError):
         return False
 
