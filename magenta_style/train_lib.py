@@ -643,6 +643,9 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
     rate_time, rate_step = time.monotonic(), step
     steps_per_sec = float("nan")
     first = True
+    if step < cfg.train_steps:  # The first call traces the step: tens of seconds on a CPU.
+        progress("tracing the training step (tens of seconds on a CPU) before the first "
+                 "progress line")
     try:
         while step < cfg.train_steps:
             limits = [cfg.steps_per_loop, cfg.train_steps - step]

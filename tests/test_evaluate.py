@@ -83,3 +83,19 @@ def test_cli_errors_are_one_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("magenta_style.evaluate: error:"), proc.stderr
     assert proc.stderr.rstrip().endswith(lines[0])
     assert "without a checkpoint" in lines[0]
+
+
+def test_training_grid_shows_every_quickstart_content_image(trained, tmp_path):
+    _, train_dir, dataset = trained
+    contents, _ = demo_images.write_demo_images(tmp_path, num_styles=0, content_size=40)
+    assert len(contents) == 6  # The quickstart's six scenes; the grid once showed four.
+    experiment = config_lib.ExperimentConfig(
+        train=config_lib.TrainConfig(train_dir=str(train_dir)),
+        data=config_lib.DataConfig(style_dataset_file=dataset,
+                                   content_images=str(tmp_path / demo_images.CONTENT_DIR),
+                                   image_size=32),
+        loss=config_lib.LossConfig(vgg_checkpoint="standin:0"))
+    path = evaluate_lib.style_grid_from_training(experiment, str(train_dir))
+    p = evaluate_lib.GRID_PADDING
+    with Image.open(path) as grid:  # 128 px cells: the training size, at least 128.
+        assert grid.size == (3 * (128 + p) + p, 7 * (128 + p) + p)

