@@ -677,6 +677,10 @@ def run(args, stderr=None):
         model, model_config = load_stylizer(args.checkpoint, args.num_styles, args.alpha)
     except checkpoints.CheckpointError as e:
         raise cli.UsageError(f"--checkpoint: {e}") from None
+    if not can_tile(model) and args.max_tile_pixels and args.tiling_flags and getattr(
+            model, "kernels_and_biases", None):
+        raise cli.UsageError(f"{' and '.join(args.tiling_flags)}: tiling supports the Magenta "
+                             "generator only; this BOE model stylizes each image whole")
     if not can_tile(model) and args.max_tile_pixels and args.tiling_flags:
         raise cli.UsageError(f"{' and '.join(args.tiling_flags)} need a checkpoint: tiling runs the "
                          "Keras network layer by layer, and a SavedModel stylizes each image "
