@@ -5,6 +5,8 @@ TFLite on a BOE model.
 import dataclasses
 import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -550,3 +552,20 @@ def test_finetune_options_must_match(demo, trained, tmp_path):
         experiment.train, finetune_from=str(train_dir)))
     with pytest.raises(train_lib.TrainError, match="--finetune_from holds a boe_yuv420"):
         train_lib.run(experiment, strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
+
+
+def test_recipe_parses_and_chi_on_magenta_is_a_one_line_cli_error(tmp_path):
+    # configs/boe_yuv444.cfg through the real command line; switching its generator back
+    # to magenta while it sets chi > 0 must fail before TensorFlow starts.
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    for cfg in ("configs/boe_yuv444.cfg", "configs/boe_yuv420.cfg"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "magenta_style.train", f"--flagfile={cfg}",
+             f"--train_dir={tmp_path}", "--style_dataset_file=x", "--content_images=y",
+             "--vgg_checkpoint=standin:0", "--generator=magenta"],
+            cwd=repo, capture_output=True, text=True, timeout=120, env=env)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        last = proc.stderr.strip().splitlines()[-1]
+        assert last.startswith("magenta_style.train: error: --weight_bias_ratio_weight needs")
