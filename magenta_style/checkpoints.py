@@ -27,6 +27,7 @@ from absl import logging
 import tensorflow as tf
 
 from magenta_style import config as config_lib
+from magenta_style import generators
 from magenta_style import transformer
 
 MAGENTA_SCOPE = "transformer"
@@ -200,7 +201,8 @@ def load_model(path, num_styles=None, alpha=None, magenta_compatible=False):
       magenta_compatible: passed to the network (Magenta's output size for odd sizes).
 
     Returns:
-      (StyleTransferNetwork, ModelConfig).
+      (generator, ModelConfig): transformer.StyleTransferNetwork, or the generator
+      that config.json names (generators.build).
 
     Raises:
       CheckpointError: unreadable path, unknown format, missing variables, shape
@@ -225,7 +227,10 @@ def load_model(path, num_styles=None, alpha=None, magenta_compatible=False):
             f"{config_lib.CONFIG_FILENAME} beside it")
     check_agrees(model_config, num_styles, alpha, os.path.join(directory,
                                                                 config_lib.CONFIG_FILENAME))
-    model = transformer.build_transformer(model_config, magenta_compatible)
+    try:
+        model = generators.build(model_config, magenta_compatible)
+    except ValueError as e:  # magenta_compatible with a BOE generator.
+        raise CheckpointError(str(e)) from None
     restore_native(model, prefix)
     return model, model_config
 

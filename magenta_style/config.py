@@ -20,6 +20,43 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
 
+# The generator networks (`generators.build`): Magenta's multi-style transformer, and
+# the BOE patent's YUV-split generator (boe.py, Fig. 11A 4:4:4 and Fig. 11B 4:2:0).
+GENERATORS = ("magenta", "boe_yuv444", "boe_yuv420")
+# BOE instance norm: "plain" is the patent's (no scale/offset: one style per model);
+# "conditional" is ConditionalInstanceNorm (N styles and mixing).
+BOE_NORMS = ("plain", "conditional")
+# BOE down-sampling ("first pooling layer") and up-sampling ("composite layer") forms:
+# demuxout = space-to-depth; mux = Fig. 6B cyclic interleavings; shuffle = Fig. 6A
+# pixel shuffle (depth-to-space); bilinear = interpolation.
+BOE_POOLINGS = ("max", "avg", "demuxout")
+BOE_COMPOSITES = ("mux", "shuffle", "bilinear")
+_BOE_OPTIONS = ("boe_norm", "boe_pooling", "boe_composite")
+
+
+def check_generator_options(generator, num_styles, alpha, boe_norm, boe_pooling,
+                            boe_composite):
+    """Raises ConfigError when the generator options do not fit together (one line)."""
+    if generator not in GENERATORS:
+        raise ConfigError(f"generator must be one of {', '.join(GENERATORS)}, got {generator!r}")
+    for name, value, choices in (("boe_norm", boe_norm, BOE_NORMS),
+                                 ("boe_pooling", boe_pooling, BOE_POOLINGS),
+                                 ("boe_composite", boe_composite, BOE_COMPOSITES)):
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    if generator == "magenta":
+        return
+    if boe_norm == "plain" and num_styles is not None and num_styles != 1:
+        raise ConfigError(
+            f"--boe_norm=plain trains one style (instance norm without scale/offset), but "
+            f"there are {num_styles} styles; use --boe_norm=conditional for several styles "
+            "and mixing")
+    if boe_composite in ("mux", "shuffle") and (int(alpha * 64) % 4 or int(alpha * 128) % 4):
+        raise ConfigError(f"--boe_composite={boe_composite} groups channels by 4, but "
+                          f"alpha={alpha} gives widths {int(alpha * 64)}/{int(alpha * 128)}; "
+                          "pick an alpha with multiples of 4 or --boe_composite=bilinear")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """What is needed to rebuild the transformer network.
@@ -28,11 +65,19 @@ class ModelConfig:
       num_styles: number of learned styles (rows of every gamma/beta table), >= 1.
       alpha: width multiplier; layer widths are `int(alpha * n)` for n in 32/64/128.
       style_names: optional human-readable name per style (empty, or num_styles long).
+      generator: one of GENERATORS; "magenta" (default, and what a config.json
+        without the field means) or a BOE variant.
+      boe_norm, boe_pooling, boe_composite: the BOE generator's options (BOE_NORMS,
+        BOE_POOLINGS, BOE_COMPOSITES); ignored by "magenta" and then not written.
     """
 
     num_styles: int
     alpha: float = 1.0
     style_names: tuple = ()
+    generator: str = "magenta"
+    boe_norm: str = "plain"
+    boe_pooling: str = "max"
+    boe_composite: str = "mux"
 
     def __post_init__(self):
         # Normalise JSON lists to tuples so configs compare equal after a round trip.
@@ -54,10 +99,16 @@ class ModelConfig:
                 f"{self.num_styles}")
         if not all(isinstance(n, str) for n in self.style_names):
             raise ConfigError("style_names must be strings")
+        check_generator_options(self.generator, self.num_styles, self.alpha, self.boe_norm,
+                                self.boe_pooling, self.boe_composite)
 
     def to_dict(self):
-        return {"num_styles": self.num_styles, "alpha": float(self.alpha),
-                "style_names": list(self.style_names)}
+        d = {"num_styles": self.num_styles, "alpha": float(self.alpha),
+             "style_names": list(self.style_names)}
+        if self.generator != "magenta":  # Magenta's config.json stays as it always was.
+            d.update(generator=self.generator, boe_norm=self.boe_norm,
+                     boe_pooling=self.boe_pooling, boe_composite=self.boe_composite)
+        return d
 
     @classmethod
     def from_dict(cls, d):
@@ -124,6 +175,9 @@ STRATEGIES = ("auto", "tpu", "mirrored", "multi_worker", "one_device")
 # Magenta's loss weights (image_stylization_train's DEFAULT_CONTENT/STYLE_WEIGHTS).
 MAGENTA_CONTENT_WEIGHTS = (("vgg_16/conv3", 1.0),)
 MAGENTA_STYLE_WEIGHTS = tuple((f"vgg_16/conv{i}", 1e-4) for i in range(1, 5))
+WEIGHT_BIAS_RATIO_MODES = ("elementwise", "kernel_sum")
+# Optimizers of TrainConfig.optimizer: Magenta's Adam, or the BOE patent's plain SGD.
+OPTIMIZERS = ("adam", "sgd")
 
 
 def _check(condition, message):
@@ -195,6 +249,11 @@ class LossConfig:
       stability_weight: >= 0; weight of the mean squared change of the output under
         input noise (Gupta et al. 2017), for video; 0 disables it.
       stability_noise_stddev: > 0; stddev of that Gaussian input noise, [0, 1] pixel units.
+      weight_bias_ratio_weight: >= 0, chi of the BOE weight-bias-ratio loss
+        chi * W / (B + eps) on the generator's conv kernels and biases; 0 disables it.
+      weight_bias_ratio_mode: "elementwise" (W = mean |w| over every kernel scalar) or
+        "kernel_sum" (W = mean over 2-D kernels of |sum of its elements|), see
+        losses.weight_bias_ratio.
     """
 
     vgg_checkpoint: str = ""
@@ -205,6 +264,8 @@ class LossConfig:
     total_variation_weight: float = 0.0
     stability_weight: float = 0.0
     stability_noise_stddev: float = 0.02
+    weight_bias_ratio_weight: float = 0.0
+    weight_bias_ratio_mode: str = "elementwise"
 
     def __post_init__(self):
         object.__setattr__(self, "content_weights", _as_pairs(self.content_weights))
@@ -217,9 +278,13 @@ class LossConfig:
         _check(self.vgg_pooling in ("avg", "max"),
                f"vgg_pooling must be 'avg' or 'max', got {self.vgg_pooling!r}")
         for name, value in (("total_variation_weight", self.total_variation_weight),
-                            ("stability_weight", self.stability_weight)):
+                            ("stability_weight", self.stability_weight),
+                            ("weight_bias_ratio_weight", self.weight_bias_ratio_weight)):
             _check(value >= 0 and value == value and value != float("inf"),
                    f"{name} must be finite and >= 0, got {value}")
+        _check(self.weight_bias_ratio_mode in WEIGHT_BIAS_RATIO_MODES,
+               f"weight_bias_ratio_mode must be one of {', '.join(WEIGHT_BIAS_RATIO_MODES)}, "
+               f"got {self.weight_bias_ratio_mode!r}")
         _check(0 < self.stability_noise_stddev < 1,
                f"stability_noise_stddev must be in (0, 1), got {self.stability_noise_stddev}")
         _check(all(c >= 0 and c == c for c in self.style_coefficients),
@@ -235,8 +300,10 @@ class TrainConfig:
     Attributes:
       train_dir: checkpoints, config.json and TensorBoard events go here.
       batch_size: GLOBAL batch size, split evenly over the replicas.
-      learning_rate: Adam's learning rate (beta1 0.9, beta2 0.999, epsilon 1e-8 as
-        TF1's AdamOptimizer).
+      learning_rate: the optimizer's learning rate.
+      optimizer: one of OPTIMIZERS: "adam" (Magenta's: beta1 0.9, beta2 0.999,
+        epsilon 1e-8 as TF1's AdamOptimizer) or "sgd" (the BOE patent's; plain, no
+        momentum).
       train_steps: total optimizer steps (a resumed run continues up to this).
       clip_gradient_norm: > 0 clips each variable's (global-batch) gradient to this
         norm, as Magenta's slim trainer does; 0 disables.
@@ -263,6 +330,7 @@ class TrainConfig:
     train_dir: str = ""
     batch_size: int = 16
     learning_rate: float = 1e-3
+    optimizer: str = "adam"
     train_steps: int = 40000
     clip_gradient_norm: float = 0.0
     seed: int = 0
@@ -303,6 +371,8 @@ class TrainConfig:
                      "summary_interval_steps", "save_summaries_secs", "log_interval_secs",
                      "num_cpu_devices", "image_summary_count"):
             non_negative(name)
+        _check(self.optimizer in OPTIMIZERS,
+               f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         _check(self.strategy in STRATEGIES,
                f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         _check(not self.add_styles or bool(self.finetune_from),
@@ -318,6 +388,7 @@ class ExperimentConfig:
         base model's styles with add_styles).
       alpha: width multiplier of the transformer.
       data, loss, train: DataConfig, LossConfig, TrainConfig.
+      generator, boe_norm, boe_pooling, boe_composite: as ModelConfig.
     """
 
     train: TrainConfig
@@ -325,6 +396,10 @@ class ExperimentConfig:
     loss: LossConfig = LossConfig()
     num_styles: object = None
     alpha: float = 1.0
+    generator: str = "magenta"
+    boe_norm: str = "plain"
+    boe_pooling: str = "max"
+    boe_composite: str = "mux"
 
     def __post_init__(self):
         self.validate()
@@ -339,10 +414,22 @@ class ExperimentConfig:
         _check(bool(self.loss.vgg_checkpoint),
                "vgg_checkpoint is required (TF-slim vgg_16.ckpt, 'imagenet', a Keras .h5 "
                "file, 'hed', or 'standin:SEED' for random test weights)")
+        check_generator_options(self.generator, self.num_styles, self.alpha, self.boe_norm,
+                                self.boe_pooling, self.boe_composite)
+        _check(self.loss.weight_bias_ratio_weight == 0 or self.generator != "magenta",
+               "--weight_bias_ratio_weight needs a generator with conv biases "
+               "(--generator=boe_yuv444 or boe_yuv420): the Magenta generator's convolutions "
+               "have none (each is followed by instance norm)")
+
+    def model_options(self):
+        """The generator fields, as ModelConfig keyword arguments."""
+        return {"generator": self.generator, "boe_norm": self.boe_norm,
+                "boe_pooling": self.boe_pooling, "boe_composite": self.boe_composite}
 
     def to_dict(self):
         """JSON-ready dict (the "train" section of config.json)."""
         return {"num_styles": self.num_styles, "alpha": float(self.alpha),
+                **self.model_options(),
                 "data": dataclasses.asdict(self.data),
                 "loss": {**dataclasses.asdict(self.loss),
                          "content_weights": dict(self.loss.content_weights),
@@ -353,6 +440,7 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, d):
         """Inverse of to_dict."""
-        return cls(num_styles=d.get("num_styles"), alpha=d.get("alpha", 1.0),
+        options = {k: d[k] for k in ("generator",) + _BOE_OPTIONS if k in d}
+        return cls(num_styles=d.get("num_styles"), alpha=d.get("alpha", 1.0), **options,
                    data=DataConfig(**d.get("data", {})), loss=LossConfig(**d.get("loss", {})),
                    train=TrainConfig(**d["train"]))

@@ -324,3 +324,54 @@ def gather_style_coefficients(style_coefficients, labels):
 def _zeros_like_batch(features):
     any_features = next(iter(features.values()))
     return tf.zeros(tf.shape(any_features)[:1], tf.float32)
+
+
+# The weight-bias-ratio loss's epsilon: "a very small positive number so that the
+# denominator is not 0" (BOE CN109426858B eq. 1).
+WEIGHT_BIAS_RATIO_EPSILON = 1e-8
+
+
+def weight_bias_ratio(kernels, biases, mode="elementwise", epsilon=WEIGHT_BIAS_RATIO_EPSILON):
+    """The BOE patent's weight-bias-ratio loss L_L1 = W / (B + epsilon) (seed-systems.md 1.6).
+
+    B is the mean absolute bias over every bias scalar. W has two readings of the text:
+      - "elementwise" (the claims: "average of the absolute values of all kernels"):
+        mean |w| over every kernel scalar;
+      - "kernel_sum" (the description: "w is the sum of the 2x2 kernel's elements"):
+        the mean over 2-D kernels (one per input/output channel pair) of |sum of its
+        elements|. Zero-mean kernels drive it to 0 without shrinking, so it is not the
+        default.
+
+    Args:
+      kernels: list of float tensors [kh, kw, a, b] (conv or transposed-conv kernels).
+      biases: list of float tensors [n].
+      mode: "elementwise" or "kernel_sum".
+      epsilon: float > 0.
+
+    Returns:
+      (ratio, W, B): float32 scalars. Differentiable in every kernel and bias.
+
+    Raises:
+      ValueError: no kernels or no biases (e.g. the Magenta generator, whose convs
+        have none), or an unknown mode.
+    """
+    if not kernels or not biases:
+        raise ValueError("the weight-bias ratio needs convolution kernels and biases; this "
+                         "generator has none")
+    if mode == "elementwise":
+        sums = [tf.reduce_sum(tf.abs(tf.cast(k, tf.float32))) for k in kernels]
+        counts = [_size(k.shape) for k in kernels]
+    elif mode == "kernel_sum":
+        sums = [tf.reduce_sum(tf.abs(tf.reduce_sum(tf.cast(k, tf.float32), axis=[0, 1])))
+                for k in kernels]
+        counts = [_size(k.shape[2:]) for k in kernels]
+    else:
+        raise ValueError(f"weight_bias_ratio mode must be elementwise or kernel_sum, got {mode!r}")
+    w = tf.add_n(sums) / float(sum(counts))
+    b = (tf.add_n([tf.reduce_sum(tf.abs(tf.cast(v, tf.float32))) for v in biases])
+         / float(sum(_size(v.shape) for v in biases)))
+    return w / (b + epsilon), w, b
+
+
+def _size(shape):
+    return math.prod(int(d) for d in shape)

@@ -38,6 +38,7 @@ from magenta_style import checkpoints
 from magenta_style import cli
 from magenta_style import color
 from magenta_style import export_lib
+from magenta_style import generators
 from magenta_style import images
 from magenta_style import style_maps
 from magenta_style import style_spec
@@ -677,6 +678,9 @@ def run(args, stderr=None):
         model, model_config = load_stylizer(args.checkpoint, args.num_styles, args.alpha)
     except checkpoints.CheckpointError as e:
         raise cli.UsageError(f"--checkpoint: {e}") from None
+    if generators.is_boe(model) and args.max_tile_pixels and args.tiling_flags:
+        raise cli.UsageError(f"{' and '.join(args.tiling_flags)}: tiling supports the Magenta "
+                             "generator only; this BOE model stylizes each image whole")
     if not can_tile(model) and args.max_tile_pixels and args.tiling_flags:
         raise cli.UsageError(f"{' and '.join(args.tiling_flags)} need a checkpoint: tiling runs the "
                          "Keras network layer by layer, and a SavedModel stylizes each image "

@@ -406,6 +406,12 @@ def stylize_tiled(model, image, style, strength=None, max_tile_pixels=DEFAULT_MA
       TilingError: bad settings, a style that does not fit the model, or a
         magenta_compatible model.
     """
+    if not isinstance(model, transformer.StyleTransferNetwork):
+        # The tile program mirrors the Magenta network's layers; other generators (BOE)
+        # have no program yet and are stylized whole.
+        raise TilingError(f"tiling supports the Magenta generator only, not "
+                          f"{type(model).__name__}; stylize the image whole "
+                          "(--max_tile_pixels=0)")
     if getattr(model, "magenta_compatible", False):
         raise TilingError("tiling needs a model built with magenta_compatible=False")
     if statistics not in STATISTICS_MODES:

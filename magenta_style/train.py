@@ -22,7 +22,7 @@ _NUM_STYLES = _I("num_styles", None, "Styles to train; default: inferred from th
 _ALPHA = _F("alpha", 1.0, "Width multiplier of the network.")
 _BATCH = _I("batch_size", 16, "GLOBAL batch size (split over replicas).")
 _IMAGE_SIZE = _I("image_size", 256, "Training crop size, pixels.")
-_LR = _F("learning_rate", 1e-3, "Adam learning rate.")
+_LR = _F("learning_rate", 1e-3, "Learning rate (of --optimizer).")
 _STEPS = _I("train_steps", 40000, "Total training steps.")
 _CONTENT_W = _D("content_weights", "vgg_16/conv3:1.0",
                 "Content loss weights: 'vgg_16/conv3:1.0,...' or Magenta's dict literal.")
@@ -69,6 +69,25 @@ _IMG_SUM = _I("image_summary_count", 3, "Images per TensorBoard image summary.")
 _DEMO_DIR = _D("demo_data_dir", None, "Quickstart: draw demo content/style images and build "
                "their style dataset here (with --vgg_checkpoint), then train on them.")
 _GRID = _B("style_grid_after_training", False, "Write <train_dir>/style_grid.png at the end.")
+# The generator (docs/boe.md) and the BOE patent's options.
+_GENERATOR = flags.DEFINE_enum("generator", "magenta", list(config_lib.GENERATORS),
+                               "Generator network: Magenta's, or the BOE patent's YUV-split "
+                               "one (Fig. 11A 4:4:4 / 11B 4:2:0).")
+_BOE_NORM = flags.DEFINE_enum("boe_norm", "plain", list(config_lib.BOE_NORMS),
+                              "BOE instance norm: plain (the patent's, one style) or "
+                              "conditional (N styles and mixing).")
+_BOE_POOL = flags.DEFINE_enum("boe_pooling", "max", list(config_lib.BOE_POOLINGS),
+                              "BOE down-sampling layer.")
+_BOE_COMP = flags.DEFINE_enum("boe_composite", "mux", list(config_lib.BOE_COMPOSITES),
+                              "BOE up-sampling (composite) layer: mux (Fig. 6B), shuffle "
+                              "(Fig. 6A pixel shuffle) or bilinear.")
+_WBR_W = _F("weight_bias_ratio_weight", 0.0, "chi of the BOE weight-bias-ratio loss "
+            "chi * W / (B + eps) on the generator's conv kernels and biases (BOE only).")
+_WBR_MODE = flags.DEFINE_enum("weight_bias_ratio_mode", "elementwise",
+                              list(config_lib.WEIGHT_BIAS_RATIO_MODES),
+                              "W: mean |w| of every kernel scalar, or mean |sum| per 2-D kernel.")
+_OPTIMIZER = flags.DEFINE_enum("optimizer", "adam", list(config_lib.OPTIMIZERS),
+                               "adam (Magenta's) or sgd (the BOE patent's, no momentum).")
 
 PROG = "magenta_style.train"
 
@@ -96,9 +115,11 @@ def _experiment():
         style_weights=losses.parse_layer_weights(_STYLE_W.value, "--style_weights"),
         style_coefficients=_coefficients(_COEFFS.value),
         total_variation_weight=_TV.value, stability_weight=_STAB_W.value,
-        stability_noise_stddev=_STAB_STD.value)
+        stability_noise_stddev=_STAB_STD.value, weight_bias_ratio_weight=_WBR_W.value,
+        weight_bias_ratio_mode=_WBR_MODE.value)
     train = config_lib.TrainConfig(
         train_dir=_TRAIN_DIR.value or "", batch_size=_BATCH.value, learning_rate=_LR.value,
+        optimizer=_OPTIMIZER.value,
         train_steps=_STEPS.value, clip_gradient_norm=_CLIP.value, seed=_SEED.value,
         steps_per_loop=_STEPS_PER_LOOP.value, save_interval_steps=_SAVE_STEPS.value,
         save_interval_secs=_SAVE_SECS.value, summary_interval_steps=_SUM_STEPS.value,
@@ -108,7 +129,10 @@ def _experiment():
         finetune_from=_FINETUNE.value or "", add_styles=_ADD_STYLES.value,
         image_summary_count=_IMG_SUM.value)
     return config_lib.ExperimentConfig(train=train, data=data, loss=loss,
-                                       num_styles=_NUM_STYLES.value, alpha=_ALPHA.value)
+                                       num_styles=_NUM_STYLES.value, alpha=_ALPHA.value,
+                                       generator=_GENERATOR.value, boe_norm=_BOE_NORM.value,
+                                       boe_pooling=_BOE_POOL.value,
+                                       boe_composite=_BOE_COMP.value)
 
 
 def main(argv):
@@ -155,7 +179,8 @@ def main(argv):
     photos = experiment.data.content_images if _DEMO_DIR.value else "<photo.jpg or folder>"
     print("\nWhat next:\n"
           f"  stylize:     python -m magenta_style.stylize --checkpoint={result.train_dir} "
-          f"--input_image={photos} --output_dir=/tmp/stylized --which_styles=0,1\n"
+          f"--input_image={photos} --output_dir=/tmp/stylized --which_styles="
+          f"{'0,1' if result.model_config.num_styles > 1 else '0'}\n"
           f"  export:      python -m magenta_style.export --checkpoint={result.train_dir} "
           "--export_dir=/tmp/exported\n"
           f"  evaluate:    python -m magenta_style.evaluate --checkpoint={result.train_dir} "

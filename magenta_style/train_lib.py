@@ -40,6 +40,7 @@ from tensorflow.core.framework import summary_pb2
 from magenta_style import checkpoints
 from magenta_style import config as config_lib
 from magenta_style import data
+from magenta_style import generators
 from magenta_style import losses
 from magenta_style import style_dataset
 from magenta_style import transformer
@@ -185,7 +186,12 @@ def _is_chief(strategy):
 # 3. Model, loss network and the per-replica step.
 # ----------------------------------------------------------------------------------
 
-def loss_term_names(loss_config, with_stability=None):
+# The weight-bias-ratio terms, reported for every generator with conv biases (BOE).
+WEIGHT_BIAS_TERMS = ("weight_bias_ratio/W", "weight_bias_ratio/B", "weight_bias_ratio_loss",
+                     "weighted_weight_bias_ratio_loss")
+
+
+def loss_term_names(loss_config, with_stability=None, with_weight_bias=False):
     """Names of the batch-mean terms a step reports (Magenta's names + ours)."""
     names = []
     for name, _ in loss_config.content_weights:
@@ -197,6 +203,8 @@ def loss_term_names(loss_config, with_stability=None):
     stability = loss_config.stability_weight > 0 if with_stability is None else with_stability
     if stability:
         names += ["stability_loss", "weighted_stability_loss"]
+    if with_weight_bias:
+        names += list(WEIGHT_BIAS_TERMS)
     names.append("total_loss")
     return sorted(names)
 
@@ -208,12 +216,13 @@ class Trainer:
     only (no numpy), so the loop compiles for TPU.
 
     Args:
-      model: transformer.StyleTransferNetwork (num_styles S).
+      model: a generator (generators.build; num_styles S).
       vgg_net: vgg.VGG16Features.
       style_grams: dict {end point: float32 [K, C, C]}, the style dataset's Grams.
       loss_config: config.LossConfig.
       global_batch_size: int.
       learning_rate: float.
+      optimizer: "adam" (Magenta's) or "sgd" (plain SGD, the BOE patent's).
       label_offset: first model style id the dataset's styles map to (add_styles).
       train_scope: "all" or "norm" (only gamma/beta: finetuning).
       frozen_style_rows: rows 0..frozen_style_rows-1 of every gamma/beta table get no
@@ -226,7 +235,8 @@ class Trainer:
 
     def __init__(self, model, vgg_net, style_grams, loss_config, global_batch_size,
                  learning_rate, label_offset=0, train_scope="all", frozen_style_rows=0,
-                 clip_gradient_norm=0.0, loss_scale=False, jit_compile=False, loss_hook=None):
+                 clip_gradient_norm=0.0, loss_scale=False, jit_compile=False, loss_hook=None,
+                 optimizer="adam"):
         self.model = model
         self.vgg = vgg_net
         self.loss_config = loss_config
@@ -249,8 +259,11 @@ class Trainer:
             self.train_vars = [v for v in model.trainable_variables if NORM_SCOPE in v.path]
         else:
             self.train_vars = list(model.trainable_variables)
-        optimizer = keras.optimizers.Adam(learning_rate, beta_1=ADAM_BETA_1,
-                                          beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON)
+        if optimizer == "sgd":
+            optimizer = keras.optimizers.SGD(learning_rate)
+        else:
+            optimizer = keras.optimizers.Adam(learning_rate, beta_1=ADAM_BETA_1,
+                                              beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON)
         if loss_scale:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         self.optimizer = optimizer
@@ -261,7 +274,9 @@ class Trainer:
         self.next_index = tf.Variable(0, dtype=tf.int64, trainable=False, name="next_index")
         self.skipped_images = tf.Variable(0, dtype=tf.int64, trainable=False,
                                           name="skipped_images")
-        self.term_names = loss_term_names(loss_config)
+        # W, B and L_L1 are logged for every generator with conv biases, also at chi = 0.
+        self.with_weight_bias = hasattr(model, "kernels_and_biases")
+        self.term_names = loss_term_names(loss_config, with_weight_bias=self.with_weight_bias)
         self._gradients = (tf.function(self.compute_gradients, jit_compile=True)
                            if jit_compile else self.compute_gradients)
         self._loop = None
@@ -312,6 +327,17 @@ class Trainer:
             terms["stability_loss"] = change
             terms["weighted_stability_loss"] = weighted
             total = total + weighted
+            terms["total_loss"] = total
+        if self.with_weight_bias:
+            # A term of the parameters, not of the examples: added to every example's
+            # total, so the global-batch mean (and hence every strategy) counts it once.
+            ratio, w, b = losses.weight_bias_ratio(*self.model.kernels_and_biases(),
+                                                   mode=self.loss_config.weight_bias_ratio_mode)
+            weighted = self.loss_config.weight_bias_ratio_weight * ratio
+            ones = tf.ones_like(total)
+            for name, value in zip(WEIGHT_BIAS_TERMS, (w, b, ratio, weighted)):
+                terms[name] = value * ones
+            total = total + weighted * ones
             terms["total_loss"] = total
         return total, terms
 
@@ -443,6 +469,12 @@ def _check_resume_config(train_dir, model_config):
     saved = config_lib.load_model_config(train_dir)
     if saved is None:
         return
+    options = ("generator", "boe_norm", "boe_pooling", "boe_composite")
+    if [getattr(saved, k) for k in options] != [getattr(model_config, k) for k in options]:
+        raise TrainError(
+            f"--train_dir={train_dir} holds a {saved.generator} model "
+            f"({saved.to_dict()}), but this run builds {model_config.to_dict()}; use a new "
+            "--train_dir")
     if (saved.num_styles, transformer.layer_widths(saved.alpha)) != (
             model_config.num_styles, transformer.layer_widths(model_config.alpha)):
         raise TrainError(
@@ -554,7 +586,21 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
                          f"dataset ({info.num_styles} styles"
                          + (f" + {label_offset} of the base model)" if label_offset else ")"))
     alpha = base_config.alpha if base_config is not None else experiment.alpha
-    model_config = config_lib.ModelConfig(num_styles=num_styles, alpha=alpha, style_names=names)
+    options = experiment.model_options()
+    if base_config is not None:
+        base_options = {k: getattr(base_config, k) for k in options}
+        if base_config.generator != experiment.generator or (
+                experiment.generator != "magenta" and base_options != options):
+            raise TrainError(f"--finetune_from holds a {base_config.generator} generator "
+                             f"({base_options}), this run asks for {options}")
+        if experiment.generator != "magenta" and experiment.boe_norm == "plain":
+            raise TrainError("--finetune_from trains only the instance-norm tables, and a "
+                             "--boe_norm=plain model has none; use --boe_norm=conditional")
+    try:
+        model_config = config_lib.ModelConfig(num_styles=num_styles, alpha=alpha,
+                                              style_names=names, **options)
+    except config_lib.ConfigError as e:  # e.g. --boe_norm=plain with a multi-style dataset.
+        raise TrainError(str(e)) from None
     if is_chief:
         os.makedirs(train_dir, exist_ok=True)
     _check_resume_config(train_dir, model_config)
@@ -564,8 +610,7 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
     keras.config.set_dtype_policy(policy)
     try:
         with strategy.scope():
-            model = transformer.StyleTransferNetwork(num_styles, alpha)
-            model(tf.zeros([1, 16, 16, 3]), tf.zeros([1], tf.int32))
+            model = generators.build(model_config)
             try:
                 vgg_net = vgg.build_vgg16(experiment.loss.vgg_checkpoint,
                                           experiment.loss.vgg_pooling)
@@ -577,7 +622,7 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
                 frozen_style_rows=label_offset, clip_gradient_norm=cfg.clip_gradient_norm,
                 loss_scale=policy == "mixed_float16",
                 jit_compile=cfg.jit_compile and device_kind(strategy) != "tpu",
-                loss_hook=loss_hook)
+                loss_hook=loss_hook, optimizer=cfg.optimizer)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
@@ -625,7 +670,8 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
         stability_stddev=(experiment.loss.stability_noise_stddev
                           if experiment.loss.stability_weight > 0 else 0.0))
     iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-    progress(f"{model_config.num_styles} styles, alpha {alpha}, content: {source.description}; "
+    progress(f"{model_config.generator} generator, "
+             f"{model_config.num_styles} styles, alpha {alpha}, content: {source.description}; "
              f"{replicas} replica(s) ({type(strategy).__name__}, {device_kind(strategy)}), "
              f"global batch {cfg.batch_size}, {experiment.data.image_size}px, policy {policy}")
 
@@ -690,7 +736,12 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
                 eta = (cfg.train_steps - step) / steps_per_sec if steps_per_sec > 0 else math.inf
                 progress(f"step {step}/{cfg.train_steps} | total_loss {terms['total_loss']:.4g} "
                          f"(content {terms['total_content_loss']:.4g}, style "
-                         f"{terms['total_style_loss']:.4g}) | {steps_per_sec:.2f} steps/s, "
+                         f"{terms['total_style_loss']:.4g}) | "
+                         + (f"W {terms['weight_bias_ratio/W']:.3g}, B "
+                            f"{terms['weight_bias_ratio/B']:.3g}, W/B "
+                            f"{terms['weight_bias_ratio_loss']:.4g} | "
+                            if trainer.with_weight_bias else "")
+                         + f"{steps_per_sec:.2f} steps/s, "
                          f"{steps_per_sec * cfg.batch_size:.1f} img/s | ETA "
                          f"{_format_eta(eta)}")
                 log_trigger.reset(step)
