@@ -42,6 +42,7 @@ from magenta_style import checkpoints
 from magenta_style import config as config_lib
 from magenta_style import data
 from magenta_style import dirlock
+from magenta_style import fileio
 from magenta_style import losses
 from magenta_style import style_dataset
 from magenta_style import transformer
@@ -442,10 +443,7 @@ def _lock_train_dir(train_dir, held):
     try:
         os.makedirs(train_dir, exist_ok=True)
         held.enter_context(dirlock.hold(train_dir))
-        probe = os.path.join(train_dir, f".write_test_{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
+        fileio.ensure_writable_dir(train_dir)  # The lock file may predate a chmod.
     except dirlock.LockError as e:
         raise TrainError(str(e)) from None
     except OSError as e:

@@ -251,26 +251,10 @@ def test_training_on_tfrecord_content_with_global_seed(demo, tmp_path):
 # Item 8: train_dirs that cannot be used.
 
 
-def _unwritable_dir(tmp_path):
-    """An existing directory this process cannot write (root ignores permission bits)."""
-    if os.geteuid() != 0:
-        path = tmp_path / "read_only"
-        path.mkdir()
-        path.chmod(0o555)
-        return str(path)
-    for path in ("/sys", "/proc/sys"):
-        try:
-            os.close(os.open(os.path.join(path, dirlock.LOCK_FILENAME),
-                             os.O_RDWR | os.O_CREAT))
-        except OSError:
-            return path
-    pytest.skip("no unwritable directory for root here")
-
-
-def test_unusable_train_dirs_are_one_line_errors(demo, tmp_path):
+def test_unusable_train_dirs_are_one_line_errors(demo, tmp_path, unwritable_dir):
     a_file = tmp_path / "a_file"
     a_file.write_text("not a directory")
-    unwritable = _unwritable_dir(tmp_path)
+    unwritable = unwritable_dir
     cases = [(str(a_file), "exists and is not a directory"),
              (str(a_file / "sub"), "cannot be created or written"),
              (unwritable, "cannot be created or written"),
