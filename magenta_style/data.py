@@ -32,6 +32,8 @@ import sys
 
 import tensorflow as tf
 
+from magenta_style import limits
+
 # Magenta resizes the shorter side to image_size + MAGENTA_RESIZE_MARGIN, then takes
 # the central image_size x image_size crop (image_utils.imagenet_inputs).
 MAGENTA_RESIZE_MARGIN = 2
@@ -40,6 +42,8 @@ RECORD_MARKERS = (".tfrecord", ".record", ".tfrec")
 # Feature keys tried, in order, for the encoded image of a content TFRecord.
 RECORD_IMAGE_KEYS = ("image/encoded", "image_raw")
 RECORD_SHUFFLE_BUFFER = 1024
+# Content images whose header claims more pixels are skipped without being decoded.
+MAX_CONTENT_PIXELS = 100_000_000
 # Epochs are unbounded in practice; the stream is cut by the step count.
 _MAX_EPOCHS = 1 << 40
 # Distinct salts so label, crop and noise draws of one example are independent.
@@ -408,10 +412,16 @@ def make_dataset_fn(source, data_config, global_batch_size, num_styles, seed=0,
                               tf.strings.format("record #{} of the content TFRecords", p)))
             limit = MAX_CONSECUTIVE_RECORD_FAILURES
         is_files = source.kind == "files"
+        name_of = (lambda payload: payload) if is_files else (lambda payload: "a record")
         blank = tf.zeros([image_size, image_size, 3], tf.float32)
 
         def load(index, payload):
             encoded = tf.io.read_file(payload) if is_files else payload
+            # A 69-byte header may claim 20000 x 20000: refused (skipped) before decoding.
+            height, width = tf.unstack(limits.encoded_image_size(encoded))
+            with tf.control_dependencies([tf.debugging.Assert(
+                    height * width <= MAX_CONTENT_PIXELS, [name_of(payload)])]):
+                encoded = tf.identity(encoded)
             return preprocess(decode_image(encoded), image_size, data_config.random_crop,
                               data_config.random_flip, seed, index)
 
