@@ -173,10 +173,12 @@ def check_agrees(model_config, num_styles, alpha, source):
 def resolve_checkpoint(path):
     """Returns (checkpoint_prefix, directory_with_config_or_None) for a file prefix or a directory.
 
-    A directory resolves to its latest checkpoint (its `checkpoint` state file).
+    A directory resolves to its latest checkpoint (its `checkpoint` state file, or
+    without a usable one the newest readable `ckpt-N`, see `find_resume_checkpoint`).
     """
     if os.path.isdir(path):
-        prefix = tf.train.latest_checkpoint(path)
+        # A lost or garbled `checkpoint` state file: the newest readable ckpt-N instead.
+        prefix = tf.train.latest_checkpoint(path) or find_resume_checkpoint(path, repair=False)
         if prefix is None:
             raise CheckpointError(f"{path!r} is a directory without a checkpoint in it")
         return prefix, path

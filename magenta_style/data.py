@@ -30,6 +30,7 @@ import os
 import re
 import sys
 
+from absl import logging
 import tensorflow as tf
 
 from magenta_style import limits
@@ -502,7 +503,13 @@ def load_eval_images(spec, image_size, limit=None):
     images, used = [], []
     for path in paths:
         try:
-            image = decode_image(tf.io.read_file(path))
+            encoded = tf.io.read_file(path)
+            height, width = limits.encoded_image_size(encoded).numpy()
+            if height * width > MAX_CONTENT_PIXELS:
+                logging.warning("%s: skipped, %dx%d is above %d pixels", path, width, height,
+                                MAX_CONTENT_PIXELS)
+                continue
+            image = decode_image(encoded)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
             continue
         images.append(preprocess(image, image_size))

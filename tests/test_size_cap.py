@@ -186,3 +186,7 @@ def test_training_skips_content_whose_header_claims_a_huge_image(tmp_path):
     source = data.resolve_content_source(config)
     batch = next(iter(data.make_dataset_fn(source, config, 4, 2, seed=0)(None)))
     assert int(tf.reduce_sum(batch["skipped"])) >= 1
+    # Evaluation images too.
+    (tmp_path / "zz_huge.png").write_bytes(png_header(20000, 20000))
+    _, used = data.load_eval_images(str(tmp_path), 16)
+    assert [p.rsplit("/", 1)[1] for p in used] == ["good.png"]

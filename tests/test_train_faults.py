@@ -86,6 +86,8 @@ def test_lost_state_file_resumes_from_newest_checkpoint(demo, trained, tmp_path,
     (train_dir / "ckpt-6_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"x")
     (train_dir / "checkpoint.tmp0123abcd").write_text("partial")
     before = {p.name: p.read_bytes() for p in train_dir.glob("ckpt-4.*")}
+    # stylize, export and evaluate find it too.
+    assert checkpoints.resolve_checkpoint(str(train_dir))[0] == str(train_dir / "ckpt-4")
     lines = []
     result = _run(_experiment(demo, train_dir, train_steps=6), lines)
     assert result.resumed_from_step == 4, lines
