@@ -36,13 +36,6 @@ def main(argv):
     if os.path.exists(os.path.join(output_dir, config_lib.CONFIG_FILENAME)):
         raise app.UsageError(f"--output_dir={output_dir} already holds a converted model")
     try:
-        # Before the checkpoint is read: a read-only output fails at once, in one line.
-        fileio.ensure_writable_dir(output_dir)
-    except OSError as e:
-        print(f"error: --output_dir={output_dir}: cannot be created or written "
-              f"({e.strerror or e})", file=sys.stderr)
-        return 2
-    try:
         prefix, _ = checkpoints.resolve_checkpoint(_MAGENTA_CHECKPOINT.value)
         if not checkpoints.is_magenta_checkpoint(prefix):
             raise checkpoints.CheckpointError(f"{prefix!r} is not a Magenta stylization checkpoint")
@@ -55,6 +48,13 @@ def main(argv):
         report = checkpoints.load_magenta_weights(model, prefix)
     except (checkpoints.CheckpointError, config_lib.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        # Only now, so that a bad --magenta_checkpoint creates no directory.
+        fileio.ensure_writable_dir(output_dir)
+    except OSError as e:
+        print(f"error: --output_dir={output_dir}: cannot be created or written "
+              f"({e.strerror or e})", file=sys.stderr)
         return 2
     try:
         saved = checkpoints.save_model(model, model_config, output_dir)
