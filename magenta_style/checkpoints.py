@@ -22,6 +22,7 @@ import dataclasses
 import math
 import os
 import re
+import shutil
 
 from absl import logging
 import tensorflow as tf
@@ -177,10 +178,12 @@ def check_agrees(model_config, num_styles, alpha, source):
 def resolve_checkpoint(path):
     """Returns (checkpoint_prefix, directory_with_config_or_None) for a file prefix or a directory.
 
-    A directory resolves to its latest checkpoint (its `checkpoint` state file).
+    A directory resolves to its latest checkpoint (its `checkpoint` state file, or
+    without a usable one the newest readable `ckpt-N`, see `find_resume_checkpoint`).
     """
     if os.path.isdir(path):
-        prefix = tf.train.latest_checkpoint(path)
+        # A lost or garbled `checkpoint` state file: the newest readable ckpt-N instead.
+        prefix = tf.train.latest_checkpoint(path) or find_resume_checkpoint(path, repair=False)
         if prefix is None:
             raise CheckpointError(f"{path!r} is a directory without a checkpoint in it")
         return prefix, path
@@ -389,3 +392,128 @@ def save_magenta_checkpoint(model, prefix, global_step=0):
     for suffix in sorted((p[len(tmp):] for p in written), key=lambda s: s == ".index"):
         os.replace(tmp + suffix, prefix + suffix)
     return prefix
+
+
+# ---------------------------------------------------------------------------------------
+# A training directory's checkpoints, found from the files themselves.
+
+# tf.train.CheckpointManager's default prefix: train_dir/ckpt-<step>.{index,data-*}.
+MANAGER_PREFIX = "ckpt"
+_NUMBERED_INDEX = re.compile(r"^" + MANAGER_PREFIX + r"-([0-9]+)\.index$")
+_CHECKPOINT_FILE = re.compile(r"^" + MANAGER_PREFIX + r"-[0-9]+\.(index|data-.*)$")
+# What a save killed half-way leaves: the manager's staging directory and the
+# `checkpoint` state file's temporary copy.
+_LEFTOVER = re.compile(r"^(" + MANAGER_PREFIX + r"-[0-9]+_temp|checkpoint\.tmp.*)$")
+STATE_FILENAME = "checkpoint"
+
+
+def clean_checkpoint_leftovers(directory):
+    """Removes `ckpt-N_temp/` and `checkpoint.tmp*` that a killed save left in `directory`.
+
+    Call it only while holding the directory's lock (see dirlock): a live trainer's
+    save in progress looks exactly like these leftovers.
+
+    Returns:
+      sorted list of the names removed.
+    """
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        if not _LEFTOVER.match(name):
+            continue
+        path = os.path.join(directory, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+        removed.append(name)
+    return removed
+
+
+def checkpoint_problem(prefix):
+    """None when every tensor of checkpoint `prefix` reads back, else why not (short str)."""
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    # The reader raises IndexError ("Read less bytes than requested") on truncated data.
+    except (tf.errors.OpError, ValueError, OSError, IndexError, RuntimeError) as e:
+        text = getattr(e, "message", None) or str(e) or type(e).__name__
+        return " ".join(text.split())[:160]
+    return None
+
+
+def _state_latest(directory):
+    """(model_checkpoint_path or None, why the state file is unusable or None)."""
+    path = os.path.join(directory, STATE_FILENAME)
+    if not os.path.exists(path):
+        return None, "missing"
+    try:
+        state = tf.train.get_checkpoint_state(directory)
+    except (ValueError, tf.errors.OpError):
+        state = None
+    if state is None or not state.model_checkpoint_path:
+        return None, "unreadable"
+    return state.model_checkpoint_path, None
+
+
+def find_resume_checkpoint(directory, repair=True, report=None):
+    """The newest checkpoint of a training directory that reads back whole.
+
+    The `checkpoint` state file is only a hint: a lost or garbled one must never make
+    a directory full of good checkpoints look empty (the trainer would start from
+    scratch and overwrite them). Numbered checkpoints (`ckpt-N`) are tried newest
+    first; an unreadable (truncated, corrupt) one is passed over with a report.
+
+    Args:
+      directory: str, a training directory.
+      repair: rewrite the state file when it is missing, garbled or names another
+        checkpoint than the one chosen, listing the readable numbered checkpoints
+        (only the process that holds the directory's lock may do this).
+      report: optional callable(str) for what was passed over or repaired.
+
+    Returns:
+      str, the checkpoint prefix, or None when the directory holds no checkpoint.
+
+    Raises:
+      CheckpointError: checkpoint files exist but none reads back (the message says
+        how to start over).
+    """
+    report = report or (lambda message: logging.warning("%s", message))
+    if not os.path.isdir(directory):
+        return None
+    state_path, state_problem = _state_latest(directory)
+    numbered = sorted(((int(m.group(1)), os.path.join(directory, m.group(0)[:-len(".index")]))
+                       for m in map(_NUMBERED_INDEX.match, os.listdir(directory)) if m),
+                      reverse=True)
+    candidates = [prefix for _, prefix in numbered]
+    if state_path and not _NUMBERED_INDEX.match(os.path.basename(state_path) + ".index"):
+        candidates.append(state_path)  # A prefix of another name; tried last.
+    chosen, passed_over = None, []
+    for prefix in candidates:
+        problem = checkpoint_problem(prefix)
+        if problem is None:
+            chosen = prefix
+            break
+        passed_over.append(f"{os.path.basename(prefix)} ({problem})")
+    if chosen is None:
+        files = [n for n in os.listdir(directory) if _CHECKPOINT_FILE.match(n)]
+        if files or passed_over:
+            raise CheckpointError(
+                f"{directory} holds checkpoint files but none can be read"
+                + (f": {'; '.join(passed_over)}" if passed_over else "")
+                + "; to start over, move them away or use a new --train_dir")
+        return None
+    name = os.path.basename(chosen)
+    if passed_over:
+        report(f"{'; '.join(passed_over)}: unreadable, resuming from the previous good "
+               f"checkpoint {name} instead")
+    stale = state_problem or (None if os.path.abspath(state_path) == os.path.abspath(chosen)
+                              else f"names {os.path.basename(state_path)}")
+    if stale and repair:
+        match = _NUMBERED_INDEX.match(name + ".index")
+        kept = [p for n, p in sorted(numbered) if match and n < int(match.group(1))]
+        tf.compat.v1.train.update_checkpoint_state(
+            directory, chosen, all_model_checkpoint_paths=kept + [chosen])
+        report(f"the {STATE_FILENAME} state file of {directory} was {stale}; rebuilt it from "
+               f"the checkpoint files (resuming from {name})")
+    return chosen

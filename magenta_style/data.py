@@ -18,13 +18,22 @@ stream an uninterrupted run would see from step s on, and 1 or N replicas see th
 global batches. (Record sources cannot seek: a resume starts a new seeded pass over
 the records; labels, crops and noise still follow g.)
 
-Images that cannot be decoded are dropped and counted: each example carries
+Images that cannot be read or decoded are dropped and counted: each example carries
 `skipped`, the number of items dropped just before it in its pipeline, so the trainer
-sums them into an exact total.
+sums them into an exact total. The first few dropped files are named on stderr, once
+each (not one warning per failure: a broken folder used to write gigabytes of them).
+A source whose images keep failing stops the pipeline with an InvalidArgumentError
+that `content_failure_message` turns into one line (it used to loop forever), and a
+TFRecord source without a single record is refused up front.
 """
 import os
+import re
+import sys
 
+from absl import logging
 import tensorflow as tf
+
+from magenta_style import limits
 
 # Magenta resizes the shorter side to image_size + MAGENTA_RESIZE_MARGIN, then takes
 # the central image_size x image_size crop (image_utils.imagenet_inputs).
@@ -34,10 +43,26 @@ RECORD_MARKERS = (".tfrecord", ".record", ".tfrec")
 # Feature keys tried, in order, for the encoded image of a content TFRecord.
 RECORD_IMAGE_KEYS = ("image/encoded", "image_raw")
 RECORD_SHUFFLE_BUFFER = 1024
+# Content images whose header claims more pixels are skipped without being decoded.
+MAX_CONTENT_PIXELS = 100_000_000
 # Epochs are unbounded in practice; the stream is cut by the step count.
 _MAX_EPOCHS = 1 << 40
 # Distinct salts so label, crop and noise draws of one example are independent.
 _SALT_LABEL, _SALT_CROP, _SALT_FLIP, _SALT_NOISE, _SALT_ORDER = 11, 23, 37, 41, 53
+_SALT_SHUFFLE = 67
+# Consecutive undecodable items after which a pipeline gives up: the source is broken.
+# Image files: 10 per file (up to MAX_CONSECUTIVE_FAILURES). A pipeline's 10 * N own
+# items span 10 * P passes over the N files with P pipelines, so a single good file
+# among bad ones is missed with probability about e^-10; and an all-bad folder stops
+# soon (each failure may print a line of the image library's own).
+MAX_CONSECUTIVE_FAILURES = 10000
+_FAILURES_PER_FILE = 10
+# Records and TFDS: the number of items is unknown.
+MAX_CONSECUTIVE_RECORD_FAILURES = 1000
+# Undecodable items named on stderr per pipeline (the rest are only counted).
+MAX_NAMED_FAILURES = 5
+# The marker of the give-up error, found again by `content_failure_message`.
+_FAILURE_MARKER = "content images in a row could not be decoded"
 
 
 class DataError(ValueError):
@@ -122,6 +147,7 @@ def resolve_content_source(data_config):
         paths = sorted(tf.io.gfile.glob(tf.io.gfile.join(directory, "train-*")))
         if not paths:
             raise DataError(f"--imagenet_data_dir {directory}: no train-* TFRecord files")
+        _check_records_not_empty(paths, directory)
         return ContentSource("records", paths, f"{len(paths)} ImageNet TFRecord files in "
                              f"{directory}")
     if not data_config.content_images:
@@ -135,11 +161,49 @@ def resolve_content_source(data_config):
         raise DataError(f"--content_images {spec} matches both image files and TFRecord "
                         "files; use one kind")
     if records:
+        _check_records_not_empty(records, spec)
         return ContentSource("records", records, f"{len(records)} TFRecord files ({spec})")
     if not images:
         raise DataError(f"--content_images {spec}: no image files "
                         f"({', '.join(IMAGE_SUFFIXES)}) or TFRecord files found")
     return ContentSource("files", images, f"{len(images)} image files ({spec})")
+
+
+def _check_records_not_empty(paths, spec):
+    """Raises DataError unless some file of `paths` holds a readable first record.
+
+    Without a record every epoch of the stream is empty, and the trainer would wait
+    forever for its first batch. Only first records are read: cheap for any source.
+    """
+    for path in paths:
+        try:
+            for _ in tf.data.TFRecordDataset(path).take(1):
+                return
+        except tf.errors.OpError as e:
+            raise DataError(f"content TFRecord {path}: unreadable "
+                            f"({' '.join(e.message.split())[:200]})") from None
+    raise DataError(f"content TFRecords {spec}: the {len(paths)} file(s) hold no records")
+
+
+def content_failure_message(error):
+    """The one-line message of a pipeline that gave up on its images, or None.
+
+    Args:
+      error: a tf.errors.OpError raised while iterating a `make_dataset_fn` dataset.
+
+    Returns:
+      str (names the source, the count and the last file that failed), or None when
+      `error` is something else.
+    """
+    text = " ".join(str(getattr(error, "message", error)).split())
+    match = re.search(r"assertion failed: \[([^\[\]]*" + _FAILURE_MARKER
+                      + r"[^\[\]]*)\](?: \[([^\[\]]*)\])?", text)
+    if match is None:
+        return None
+    message = match.group(1)
+    if match.group(2):
+        message += f" (the last: {match.group(2)})"
+    return message
 
 
 def _seed(seed, salt, index):
@@ -260,8 +324,18 @@ def _record_stream(paths, seed, start_index, pipeline_id, num_pipelines):
             files = files.shard(num_pipelines, pipeline_id)
         records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(8, num_files),
                                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return records.shuffle(RECORD_SHUFFLE_BUFFER,
-                               seed=seed * 7919 + start_index * 31 + epoch)
+        # A stateless shuffle of blocks of RECORD_SHUFFLE_BUFFER records. Not
+        # Dataset.shuffle: its seed goes through random_seed.get_seed, which compares it
+        # with 0 in Python, and a tensor seed (the epoch) fails there once a global seed
+        # of 0 is set, as training does.
+        epoch_seed = tf.random.experimental.stateless_fold_in(
+            _seed(seed, _SALT_SHUFFLE, start_index), epoch)
+
+        def shuffle_block(block_index, block):
+            block_seed = tf.random.experimental.stateless_fold_in(epoch_seed, block_index)
+            return tf.random.experimental.stateless_shuffle(block, block_seed)
+
+        return records.batch(RECORD_SHUFFLE_BUFFER).enumerate().map(shuffle_block).unbatch()
 
     records = tf.data.Dataset.range(_MAX_EPOCHS).flat_map(epoch_records)
     return records.map(_record_bytes, num_parallel_calls=tf.data.AUTOTUNE), shard_files
@@ -320,8 +394,9 @@ def make_dataset_fn(source, data_config, global_batch_size, num_styles, seed=0,
             # Keep this pipeline's slice of every global batch.
             stream = stream.batch(chunk).shard(num_pipelines, pipeline_id).unbatch()
             paths = tf.constant(list(source.paths))
-            stream = stream.map(lambda g, f: (g, tf.io.read_file(tf.gather(paths, f))),
-                                num_parallel_calls=tf.data.AUTOTUNE)
+            # The file is read in `load`, where a read error counts as a skipped file.
+            stream = stream.map(lambda g, f: (g, tf.gather(paths, f), tf.gather(paths, f)))
+            limit = min(MAX_CONSECUTIVE_FAILURES, _FAILURES_PER_FILE * len(source.paths))
         else:
             if source.kind == "records":
                 encoded, sharded = _record_stream(source.paths, seed, start_index,
@@ -334,29 +409,75 @@ def make_dataset_fn(source, data_config, global_batch_size, num_styles, seed=0,
             # Global index of this pipeline's p-th item: slice pipeline_id of step p // chunk.
             stream = tf.data.Dataset.zip(positions, encoded).map(
                 lambda p, e: (start_index + (p // chunk) * global_batch_size
-                              + pipeline_id * chunk + p % chunk, e))
-        # Position in this pipeline's own stream, to count what ignore_errors drops.
-        stream = stream.enumerate()
+                              + pipeline_id * chunk + p % chunk, e,
+                              tf.strings.format("record #{} of the content TFRecords", p)))
+            limit = MAX_CONSECUTIVE_RECORD_FAILURES
+        is_files = source.kind == "files"
+        name_of = (lambda payload: payload) if is_files else (lambda payload: "a record")
+        blank = tf.zeros([image_size, image_size, 3], tf.float32)
 
-        def load(position, item):
-            index, encoded = item
-            image = preprocess(decode_image(encoded), image_size, data_config.random_crop,
-                               data_config.random_flip, seed, index)
-            return position, index, image
+        def load(index, payload):
+            encoded = tf.io.read_file(payload) if is_files else payload
+            # A 69-byte header may claim 20000 x 20000: refused (skipped) before decoding.
+            height, width = tf.unstack(limits.encoded_image_size(encoded))
+            with tf.control_dependencies([tf.debugging.Assert(
+                    height * width <= MAX_CONTENT_PIXELS, [name_of(payload)])]):
+                encoded = tf.identity(encoded)
+            return preprocess(decode_image(encoded), image_size, data_config.random_crop,
+                              data_config.random_flip, seed, index)
 
-        examples = stream.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        examples = examples.ignore_errors(log_warning=True)
+        def attempt(index, payload, name):
+            """One item as a 1-element dataset: (True, image) or, if it fails, (False, 0s).
 
-        def count_gaps(last_position, element):
-            position, index, image = element
+            ignore_errors on the whole stream would drop failures unseen, so nothing
+            downstream could notice a source that never yields an image."""
+            loaded = tf.data.Dataset.from_tensors((index, payload)).map(
+                lambda i, p: (True, i, load(i, p), name)).ignore_errors()
+            failed = tf.data.Dataset.from_tensors((False, index, blank, name))
+            return loaded.concatenate(failed).take(1)
+
+        # Deterministic: each inner dataset has one element, so the order is kept while
+        # items are read and decoded in parallel.
+        examples = stream.interleave(attempt, num_parallel_calls=tf.data.AUTOTUNE,
+                                     deterministic=True)
+        description = source.description
+
+        def count_failures(state, element):
+            failures, named = state
+            ok, index, image, name = element
+            fresh = (index - start_index < len(source.paths)) if is_files else True
+            name_it = tf.logical_and(tf.logical_not(ok), tf.logical_and(
+                named < MAX_NAMED_FAILURES, fresh))
+
+            def report():
+                with tf.control_dependencies([tf.print(
+                        "magenta_style.data: skipping undecodable content image", name,
+                        output_stream=sys.stderr)]):
+                    return named + 1
+
+            named = tf.cond(name_it, report, lambda: named)
+            gap = tf.where(ok, failures, failures + 1)
+            with tf.control_dependencies([tf.debugging.Assert(
+                    gap < limit, [f"{description}: {limit} {_FAILURE_MARKER}; check the "
+                                  "content source", name])]):
+                gap = tf.identity(gap)
+            return (tf.where(ok, tf.constant(0, tf.int64), gap), named), (ok, index, image, gap)
+
+        examples = examples.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+                                 count_failures)
+        examples = examples.filter(lambda ok, index, image, gap: ok)
+
+        def to_example(ok, index, image, skipped):
+            del ok
             example = {"image": image,
                        "label": style_label(seed, index, num_styles, label_offset),
-                       "index": index, "skipped": position - last_position - 1}
+                       "index": index, "skipped": skipped}
             if stability_stddev > 0:
                 example["noise"] = stability_noise(seed, index, image_size, stability_stddev)
-            return position, example
+            return example
 
-        examples = examples.scan(tf.constant(-1, tf.int64), count_gaps)
+        examples = examples.map(to_example, num_parallel_calls=tf.data.AUTOTUNE,
+                                deterministic=True)
         return examples.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
     return dataset_fn
@@ -382,7 +503,13 @@ def load_eval_images(spec, image_size, limit=None):
     images, used = [], []
     for path in paths:
         try:
-            image = decode_image(tf.io.read_file(path))
+            encoded = tf.io.read_file(path)
+            height, width = limits.encoded_image_size(encoded).numpy()
+            if height * width > MAX_CONTENT_PIXELS:
+                logging.warning("%s: skipped, %dx%d is above %d pixels", path, width, height,
+                                MAX_CONTENT_PIXELS)
+                continue
+            image = decode_image(encoded)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
             continue
         images.append(preprocess(image, image_size))

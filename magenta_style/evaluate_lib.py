@@ -17,6 +17,7 @@ import tensorflow as tf
 from magenta_style import checkpoints
 from magenta_style import config as config_lib
 from magenta_style import data
+from magenta_style import fileio
 from magenta_style import images as images_lib
 from magenta_style import style_dataset
 from magenta_style import train_lib
@@ -156,6 +157,11 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
     Raises:
       EvalError: missing inputs or unreadable checkpoint/dataset.
     """
+    try:
+        fileio.ensure_writable_dir(eval_dir)
+    except OSError as e:
+        raise EvalError(f"--eval_dir={eval_dir}: cannot be created or written "
+                        f"({e.strerror or e})") from None
     try:
         model, model_config = checkpoints.load_model(checkpoint)
         prefix, directory = checkpoints.resolve_checkpoint(checkpoint)

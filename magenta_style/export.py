@@ -9,6 +9,7 @@ never overwritten; the export is written beside them and renamed into place when
 complete. Signatures: see magenta_style/export_lib.py or the README.
 """
 import dataclasses
+import math
 import sys
 
 from absl import flags
@@ -16,6 +17,7 @@ from absl import flags
 from magenta_style import checkpoints
 from magenta_style import cli
 from magenta_style import export_lib
+from magenta_style import limits
 
 PROGRAM = "magenta_style.export"
 _HELP_ARGS = ("--help", "-h", "--helpfull", "-?")
@@ -30,6 +32,7 @@ class ExportArgs:
     version: int = None
     warmup_size: int = export_lib.DEFAULT_WARMUP_SIZE
     model_name: str = export_lib.DEFAULT_MODEL_NAME
+    memory_budget_bytes: int = limits.DEFAULT_MEMORY_BUDGET_BYTES
 
 
 def _flag_values():
@@ -45,14 +48,22 @@ def _flag_values():
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_string("model_name", export_lib.DEFAULT_MODEL_NAME,
                         "Model name put in the warmup requests.", flag_values=fv)
+    flags.DEFINE_float("memory_budget_gib", limits.DEFAULT_MEMORY_BUDGET_BYTES / 2**30,
+                       "Memory one request may take, GiB. With the model's measured bytes per "
+                       "pixel (docs/limits.md) it sets the pixel cap every signature checks; "
+                       "larger requests fail with InvalidArgument.", flag_values=fv)
     return fv
 
 
 def parse_args(argv):
     """Parses argv (argv[0] is the program name) into ExportArgs; raises cli.UsageError."""
     fv = cli.parse_flag_values(_flag_values(), argv, required=("checkpoint", "export_dir"))
+    budget = fv.memory_budget_gib
+    if not math.isfinite(budget) or budget <= 0:
+        raise cli.UsageError(f"--memory_budget_gib={budget}: must be a positive number of GiB")
     return ExportArgs(checkpoint=fv.checkpoint, export_dir=fv.export_dir, version=fv.version,
-                      warmup_size=fv.warmup_size, model_name=fv.model_name)
+                      warmup_size=fv.warmup_size, model_name=fv.model_name,
+                      memory_budget_bytes=int(budget * 2**30))
 
 
 def run(args, stderr=None):
@@ -62,7 +73,8 @@ def run(args, stderr=None):
     try:
         version_dir, model_config = export_lib.export_checkpoint(
             args.checkpoint, args.export_dir, version=args.version,
-            warmup_size=args.warmup_size, model_name=args.model_name)
+            warmup_size=args.warmup_size, model_name=args.model_name,
+            memory_budget_bytes=args.memory_budget_bytes)
     except checkpoints.CheckpointError as e:
         raise cli.UsageError(f"--checkpoint: {e}") from None
     except export_lib.ExportError as e:

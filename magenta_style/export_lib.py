@@ -60,6 +60,7 @@ import magenta_style
 from magenta_style import checkpoints
 from magenta_style import color
 from magenta_style import config as config_lib
+from magenta_style import limits
 
 FORMAT_NAME = "magenta_style.saved_model"
 FORMAT_VERSION = 1
@@ -153,6 +154,47 @@ def _checked_flags(flags, batch, name):
         return tf.identity(flags)
 
 
+def _checked_pixel_count(image, max_pixels):
+    """Refuses (InvalidArgument) a float request above `max_pixels` (batch x H x W).
+
+    Before the network runs: an untiled request holds all its activations at once
+    (see limits.py), and a request above the cap would exhaust the server's memory.
+    """
+    if not max_pixels:
+        return image
+    shape = tf.shape(image, out_type=tf.int64)
+    pixels = shape[0] * shape[1] * shape[2]
+    message = tf.strings.format(
+        "image: a request of {} image(s) of {}x{} (width x height) = {} pixels exceeds "
+        "the cap of this model, {} pixels per request (set by the memory budget of the "
+        "export); send smaller images or fewer per request",
+        (shape[0], shape[2], shape[1], pixels, max_pixels))
+    with tf.control_dependencies([tf.debugging.Assert(pixels <= max_pixels, [message])]):
+        return tf.identity(image)
+
+
+def _checked_encoded_pixel_count(image_bytes, max_pixels):
+    """Refuses (InvalidArgument) encoded images whose headers claim more than `max_pixels`
+    in all, before anything is decoded (a 69-byte PNG may claim 20000 x 20000)."""
+    if not max_pixels:
+        return image_bytes
+    sizes = tf.map_fn(limits.encoded_image_size, image_bytes,
+                      fn_output_signature=tf.TensorSpec([2], tf.int64))
+    known = tf.reduce_all(sizes >= 0, axis=1)
+    each = tf.where(known, tf.minimum(sizes[:, 0] * sizes[:, 1], 2**50), 0)
+    pixels = tf.reduce_sum(each)
+    largest = tf.argmax(each)
+    message = tf.strings.format(
+        "image_bytes: image {} is {}x{} (width x height) by its header, and the {} "
+        "image(s) of the request hold {} pixels, above the cap of this model, {} pixels "
+        "per request (set by the memory budget of the export); nothing was decoded; send "
+        "smaller images or fewer per request",
+        (largest, sizes[largest][1], sizes[largest][0], tf.size(image_bytes), pixels,
+         max_pixels))
+    with tf.control_dependencies([tf.debugging.Assert(pixels <= max_pixels, [message])]):
+        return tf.identity(image_bytes)
+
+
 # ---------------------------------------------------------------------------------------
 # Encoded images in the graph.
 
@@ -209,11 +251,17 @@ class StylizerModule(tf.__internal__.tracking.AutoTrackable):
       model_config: config.ModelConfig of `model`.
       metadata_json: str, the JSON returned by `metadata()`.
       metadata_path: optional str, a file holding `metadata_json`, saved as an asset.
+      max_pixels: the most pixels (batch x height x width) one request may hold, checked
+        in the graph (headers first for encoded images); None: `limits.max_pixels` at
+        the default memory budget; 0: no cap (memory measurements only).
     """
 
-    def __init__(self, model, model_config, metadata_json, metadata_path=None):
+    def __init__(self, model, model_config, metadata_json, metadata_path=None,
+                 max_pixels=None):
         super().__init__()
         num_styles = model_config.num_styles
+        if max_pixels is None:
+            max_pixels = limits.max_pixels(model_config)
         # The underlying tf.Variables, not Keras' wrappers: these are what the traced
         # functions capture, so these are what must be saved and restored.
         self.variables = [v.value for v in model.variables]
@@ -225,6 +273,7 @@ class StylizerModule(tf.__internal__.tracking.AutoTrackable):
             self.metadata_file = tf.saved_model.Asset(metadata_path)
 
         def run(image, style, strength=None, preserve_colors=None):
+            image = _checked_pixel_count(image, max_pixels)
             stylized = model(image, style, strength, training=False)
             if preserve_colors is not None:
                 recoloured = color.preserve_colors(image, stylized)
@@ -254,6 +303,7 @@ class StylizerModule(tf.__internal__.tracking.AutoTrackable):
 
         @tf.function(input_signature=[bytes_spec, weights_spec])
         def stylize_bytes(image_bytes, style_weights):
+            image_bytes = _checked_encoded_pixel_count(image_bytes, max_pixels)
             image, style_weights = checked_weights(decode_images(image_bytes), style_weights)
             return {"stylized_image_bytes": encode_png(run(image, style_weights))}
 
@@ -264,6 +314,7 @@ class StylizerModule(tf.__internal__.tracking.AutoTrackable):
 
         @tf.function(input_signature=[bytes_spec, weights_spec, strength_spec, preserve_spec])
         def stylize_bytes_advanced(image_bytes, style_weights, strength, preserve_colors):
+            image_bytes = _checked_encoded_pixel_count(image_bytes, max_pixels)
             inputs = advanced_inputs(decode_images(image_bytes), style_weights, strength,
                                      preserve_colors)
             return {"stylized_image_bytes": encode_png(run(*inputs))}
@@ -429,7 +480,8 @@ def build_metadata(model_config, extra=None):
 
 
 def export_saved_model(model, model_config, export_base, version=None, extra_metadata=None,
-                       warmup_size=DEFAULT_WARMUP_SIZE, model_name=DEFAULT_MODEL_NAME):
+                       warmup_size=DEFAULT_WARMUP_SIZE, model_name=DEFAULT_MODEL_NAME,
+                       memory_budget_bytes=limits.DEFAULT_MEMORY_BUDGET_BYTES):
     """Exports `model` to `<export_base>/<version>/`, atomically.
 
     The SavedModel is written to a hidden temporary directory inside `export_base`
@@ -445,6 +497,9 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
       extra_metadata: optional dict of further metadata sections (e.g. {"train": ...}).
       warmup_size: int side of the warmup image, or 0/None for no warmup file.
       model_name: str, the model name put in the warmup requests.
+      memory_budget_bytes: the memory one request may take; with the model's measured
+        bytes per pixel it sets the pixel cap of every signature (`limits.max_pixels`),
+        recorded in the metadata's "limits" section.
 
     Returns:
       str, the version directory written.
@@ -467,6 +522,13 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
     staging = tempfile.mkdtemp(dir=export_base, prefix=f".tmp-export-{version}-")
     try:
         metadata = build_metadata(model_config, extra_metadata)
+        metadata["limits"] = limits.describe(model_config, memory_budget_bytes)
+        if warmup_size and warmup_size**2 > metadata["limits"]["max_pixels_per_request"]:
+            raise ExportError(
+                f"the warmup image ({warmup_size}x{warmup_size}) is above the pixel cap of "
+                f"{metadata['limits']['max_pixels_per_request']} that the memory budget "
+                f"of {memory_budget_bytes / 2**30:g} GiB allows; raise the budget or lower "
+                "--warmup_size")
         metadata_json = json.dumps(metadata, indent=2, sort_keys=True)
         source_dir = os.path.join(staging, "source")
         os.makedirs(source_dir)
@@ -474,7 +536,8 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
         with open(metadata_path, "w") as f:
             f.write(metadata_json + "\n")
         saved_dir = os.path.join(staging, "saved_model")
-        module = StylizerModule(model, model_config, metadata_json, metadata_path)
+        module = StylizerModule(model, model_config, metadata_json, metadata_path,
+                                max_pixels=metadata["limits"]["max_pixels_per_request"])
         tf.saved_model.save(module, saved_dir, signatures=module.serving_signatures())
         extra_dir = os.path.join(saved_dir, "assets.extra")
         os.makedirs(extra_dir, exist_ok=True)
@@ -491,7 +554,8 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
 
 
 def export_checkpoint(checkpoint, export_base, version=None, warmup_size=DEFAULT_WARMUP_SIZE,
-                      model_name=DEFAULT_MODEL_NAME):
+                      model_name=DEFAULT_MODEL_NAME,
+                      memory_budget_bytes=limits.DEFAULT_MEMORY_BUDGET_BYTES):
     """Loads a checkpoint (see checkpoints.load_model) and exports it.
 
     The config.json beside a native checkpoint (a training directory) is carried
@@ -500,7 +564,8 @@ def export_checkpoint(checkpoint, export_base, version=None, warmup_size=DEFAULT
     Args:
       checkpoint: str, a training directory, native checkpoint prefix or Magenta TF1
         checkpoint prefix.
-      export_base, version, warmup_size, model_name: as in `export_saved_model`.
+      export_base, version, warmup_size, model_name, memory_budget_bytes: as in
+        `export_saved_model`.
 
     Returns:
       (version_dir, config.ModelConfig).
@@ -515,7 +580,8 @@ def export_checkpoint(checkpoint, export_base, version=None, warmup_size=DEFAULT
     extra = {k: v for k, v in (saved or {}).items() if k != "model"}
     version_dir = export_saved_model(model, model_config, export_base, version=version,
                                      extra_metadata=extra, warmup_size=warmup_size,
-                                     model_name=model_name)
+                                     model_name=model_name,
+                                     memory_budget_bytes=memory_budget_bytes)
     return version_dir, model_config
 
 
@@ -642,4 +708,6 @@ def load_stylizer(path, num_styles=None, alpha=None):
                                        tf.zeros([batch], tf.bool))["stylized_image"]
 
     stylize.saved_model = loaded  # Keeps the restored object alive with the callable.
+    # The export's pixel cap per request (None for exports made before it existed).
+    stylize.max_pixels = (metadata.get("limits") or {}).get("max_pixels_per_request")
     return stylize, model_config

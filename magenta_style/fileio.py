@@ -33,3 +33,33 @@ def write_bytes_atomic(path, data):
     with atomic_output(path) as tmp:
         with open(tmp, "xb") as f:
             f.write(data)
+
+
+def is_same_file(input_path, output_path):
+    """True when writing `output_path` would replace `input_path`: the same path, or two
+    paths (symlinks, hard links, `..`) to one file."""
+    if os.path.realpath(input_path) == os.path.realpath(output_path):
+        return True
+    try:
+        return os.path.samefile(input_path, output_path)
+    except OSError:  # One of them does not exist: they cannot be the same file.
+        return False
+
+
+def ensure_writable_dir(path):
+    """Creates directory `path` if needed and checks that a file can be created in it.
+
+    Commands call it before their slow work, so that a read-only or un-creatable output
+    is a one-line error at once rather than a traceback at the end.
+
+    Raises:
+      NotADirectoryError: `path` (or a parent) exists and is not a directory.
+      OSError: the directory cannot be created or written (e.g. PermissionError).
+    """
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"{path} exists and is not a directory")
+    os.makedirs(path, exist_ok=True)
+    probe = os.path.join(path, f".tmp-write-test-{secrets.token_hex(6)}")
+    with open(probe, "xb"):
+        pass
+    os.remove(probe)

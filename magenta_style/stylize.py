@@ -40,6 +40,7 @@ from magenta_style import color
 from magenta_style import export_lib
 from magenta_style import generators
 from magenta_style import images
+from magenta_style import limits
 from magenta_style import style_maps
 from magenta_style import style_spec
 from magenta_style import tiling
@@ -119,6 +120,36 @@ def _padded_pixels(height, width):
         return -(-size // transformer.SIZE_MULTIPLE) * transformer.SIZE_MULTIPLE
 
     return padded(height) * padded(width)
+
+
+def untiled_pixel_cap(model, model_config):
+    """The most pixels (styles x height x width) one untiled model call may hold: int.
+
+    An export's own cap (its metadata), else `limits.max_pixels` at the default memory
+    budget: the network holds all activations of an untiled call at once.
+    """
+    return getattr(model, "max_pixels", None) or limits.max_pixels(model_config)
+
+
+def default_max_pixels(model, model_config, max_tile_pixels):
+    """The input cap when --max_pixels is not given: int.
+
+    Tiled inputs need memory for the tile only, so they may be as large as
+    images.DEFAULT_MAX_PIXELS; everything else is held to `untiled_pixel_cap` (an
+    8000 x 8000 photo would need about 24 GB at alpha 0.5).
+    """
+    if max_tile_pixels and can_tile(model):
+        return images.DEFAULT_MAX_PIXELS
+    return untiled_pixel_cap(model, model_config)
+
+
+def _graph_error_line(error):
+    """The message of an in-graph check (an export's Assert), on one line."""
+    text = " ".join(str(getattr(error, "message", error)).split())
+    start = text.find("assertion failed: [")
+    if start >= 0:
+        text = text[start + len("assertion failed: ["):].split("]", 1)[0]
+    return text[:400]
 
 
 def make_stylize_fn(model, num_styles, style_map=False, strength=None, preserve_colors=False):
@@ -235,6 +266,8 @@ class _Engine:
         self.preserve_colors = preserve_colors
         self.max_tile_pixels = max_tile_pixels if can_tile(model) else 0
         self.tile_statistics = tile_statistics
+        # Untiled calls take as many styles at once as keep them under this cap.
+        self.request_pixels = None
         self.fn = make_stylize_fn(model, num_styles, style_map=style_map,
                                   strength=self.strength, preserve_colors=preserve_colors)
 
@@ -259,7 +292,7 @@ class _Engine:
 
 
 def stylize_files(model, model_config, inputs, which_styles, output_dir, output_basename=None,
-                  batch_size=4, output_format="png", max_pixels=images.DEFAULT_MAX_PIXELS,
+                  batch_size=4, output_format="png", max_pixels="auto",
                   strength=1.0, preserve_colors=False, style_map=None,
                   max_tile_pixels=tiling.DEFAULT_MAX_TILE_PIXELS, tile_statistics="exact",
                   on_progress=None, on_error=None, on_tile_progress=None):
@@ -282,7 +315,10 @@ def stylize_files(model, model_config, inputs, which_styles, output_dir, output_
       output_basename: optional str (see `output_basenames`).
       batch_size: int >= 1, weight rows (styles of one image) per model call.
       output_format: "png", "jpg" or "webp".
-      max_pixels: int or None, the input size cap (see `images.load_image`).
+      max_pixels: int or None, the input size cap (see `images.load_image`); "auto":
+        `default_max_pixels` (tiled inputs up to images.DEFAULT_MAX_PIXELS, untiled ones
+        up to the model's memory cap, `untiled_pixel_cap`). Untiled calls also take
+        fewer styles at once where styles x pixels would exceed the cap.
       strength: float in [0, 1]: 0 gives the input photo, 1 (default) the full style
         (see transformer.StyleTransferNetwork).
       preserve_colors: bool; keep each input's colours, take the stylized luminance.
@@ -338,6 +374,9 @@ def stylize_files(model, model_config, inputs, which_styles, output_dir, output_
 
     engine = _Engine(model, num_styles, style_map is not None, strength, preserve_colors,
                      max_tile_pixels, tile_statistics)
+    engine.request_pixels = untiled_pixel_cap(model, model_config)
+    if max_pixels == "auto":
+        max_pixels = default_max_pixels(model, model_config, max_tile_pixels)
     suffixes = output_suffixes(spec, style_map is not None, strength, preserve_colors)
     basenames = output_basenames(inputs, output_basename)
     input_paths = {os.path.realpath(p) for p in inputs}
@@ -367,6 +406,8 @@ def stylize_files(model, model_config, inputs, which_styles, output_dir, output_
                              tile_progress)
             except images.ImageError as e:
                 fail(path, str(e))
+            except tf.errors.InvalidArgumentError as e:  # An export's own checks.
+                fail(path, f"{path}: {_graph_error_line(e)}")
             except tf.errors.ResourceExhaustedError:
                 fail(path, f"{path}: out of memory while stylizing; lower --batch_size or "
                      "--max_tile_pixels, or use a smaller image")
@@ -391,6 +432,9 @@ def _stylize_one(engine, rgb, alpha, styles, outputs, batch_size, written, tile_
         for output, style in zip(outputs, styles):
             save(output, engine.one_tiled(rgb, style, tile_progress))
         return
+    if engine.request_pixels:  # styles x pixels of one call stay under the memory cap.
+        pixels = rgb.shape[0] * rgb.shape[1]
+        batch_size = max(1, min(batch_size, engine.request_pixels // pixels))
     for start in range(0, len(styles), batch_size):
         result = engine.batch(rgb, styles[start:start + batch_size])
         for i, pastiche in enumerate(result):
@@ -428,7 +472,7 @@ class StylizeArgs:
     alpha: float = None
     batch_size: int = 4
     output_format: str = "png"
-    max_pixels: int = images.DEFAULT_MAX_PIXELS
+    max_pixels: int = None  # None: `default_max_pixels` for the model.
     strength: float = 1.0
     preserve_colors: bool = False
     style_map: str = None
@@ -468,8 +512,10 @@ def _define_flags(fv):
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_enum("output_format", "png", OUTPUT_FORMATS,
                       "Output file format (jpg drops transparency).", flag_values=fv)
-    flags.DEFINE_integer("max_pixels", images.DEFAULT_MAX_PIXELS,
-                         "Refuse inputs with more pixels than this (decompression bombs).",
+    flags.DEFINE_integer("max_pixels", None,
+                         "Refuse inputs with more pixels than this. Default: what the model "
+                         "can stylize in a 4 GiB memory budget when untiled (an export's own "
+                         "cap; docs/limits.md), 100 million when tiled.",
                          lower_bound=1, flag_values=fv)
     # No absl bounds: they let NaN through; `check_strength` validates instead.
     flags.DEFINE_float("strength", 1.0,
@@ -646,7 +692,8 @@ def _load_style_map(args, num_styles):
     if args.style_map is None:
         return None
     try:
-        mask, _ = images.load_image(args.style_map, max_pixels=args.max_pixels)
+        mask, _ = images.load_image(args.style_map,
+                                    max_pixels=args.max_pixels or images.DEFAULT_MAX_PIXELS)
         args.style_map_colors.rows(num_styles)  # Unknown styles fail here, before any work.
     except images.ImageError as e:
         raise cli.UsageError(f"--style_map: {e}") from None
@@ -691,14 +738,16 @@ def run(args, stderr=None):
     except style_spec.StyleSpecError as e:
         raise cli.UsageError(str(e)) from None
     style_map = _load_style_map(args, model_config.num_styles)
-    _raise_pillow_limit(args.max_pixels)
+    max_pixels = args.max_pixels or default_max_pixels(model, model_config,
+                                                       args.max_tile_pixels)
+    _raise_pillow_limit(max_pixels)
 
     progress = _Progress(len(inputs), stderr)
     try:
         summary = stylize_files(
             model, model_config, inputs, spec, args.output_dir,
             output_basename=args.output_basename, batch_size=args.batch_size,
-            output_format=args.output_format, max_pixels=args.max_pixels,
+            output_format=args.output_format, max_pixels=max_pixels,
             strength=args.strength, preserve_colors=args.preserve_colors, style_map=style_map,
             max_tile_pixels=args.max_tile_pixels, tile_statistics=args.tile_statistics,
             on_progress=progress.update, on_tile_progress=progress.tiles,

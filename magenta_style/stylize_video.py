@@ -15,6 +15,7 @@ import time
 from absl import flags
 
 from magenta_style import cli
+from magenta_style import fileio
 
 PROGRAM = "stylize_video"
 
@@ -67,6 +68,9 @@ def _job_from_flags():
     for flag in (_CHECKPOINT, _INPUT, _OUTPUT):
         if not flag.value:
             raise cli.UsageError(f"--{flag.name} is required")
+    if fileio.is_same_file(_INPUT.value, _OUTPUT.value):
+        raise cli.UsageError(f"--output={_OUTPUT.value} is the --input video; it would be "
+                             "overwritten, write to another file")
     if not 0.0 <= _STRENGTH.value <= 1.0:
         raise cli.UsageError(f"--strength={_STRENGTH.value}: must be in [0, 1]")
     if _BATCH_SIZE.value < 1:

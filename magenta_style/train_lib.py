@@ -24,6 +24,7 @@ The checkpoint holds the transformer, the optimizer, the step and the data posit
 (never VGG, which always comes from its own weights). With a fixed seed a resumed run
 ends with the same weights as an uninterrupted one: see data.py.
 """
+import contextlib
 import dataclasses
 import json
 import math
@@ -40,6 +41,8 @@ from tensorflow.core.framework import summary_pb2
 from magenta_style import checkpoints
 from magenta_style import config as config_lib
 from magenta_style import data
+from magenta_style import dirlock
+from magenta_style import fileio
 from magenta_style import generators
 from magenta_style import losses
 from magenta_style import style_dataset
@@ -465,6 +468,21 @@ def _read_style_dataset(path):
     return info
 
 
+def _lock_train_dir(train_dir, held):
+    """Creates train_dir if needed and takes its lock into `held`; one-line TrainErrors."""
+    if os.path.exists(train_dir) and not os.path.isdir(train_dir):
+        raise TrainError(f"--train_dir={train_dir} exists and is not a directory")
+    try:
+        os.makedirs(train_dir, exist_ok=True)
+        held.enter_context(dirlock.hold(train_dir))
+        fileio.ensure_writable_dir(train_dir)  # The lock file may predate a chmod.
+    except dirlock.LockError as e:
+        raise TrainError(str(e)) from None
+    except OSError as e:
+        raise TrainError(f"--train_dir={train_dir} cannot be created or written: "
+                         f"{e.strerror or e}") from None
+
+
 def _check_resume_config(train_dir, model_config):
     saved = config_lib.load_model_config(train_dir)
     if saved is None:
@@ -536,9 +554,17 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
       RunResult.
 
     Raises:
-      TrainError: bad input (dataset, content images, checkpoint, train_dir mismatch).
+      TrainError: bad input (dataset, content images, checkpoint, train_dir mismatch,
+        a train_dir that cannot be written or that another trainer holds).
       NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
     """
+    # The train_dir lock (chief only) is held until run() returns or raises.
+    with contextlib.ExitStack() as held:
+        return _run(experiment, progress, loss_hook, strategy, held)
+
+
+def _run(experiment, progress, loss_hook, strategy, held):
+    """run(), with `held` (a contextlib.ExitStack) owning the train_dir lock."""
     started = time.monotonic()
     progress = progress or logging.info
     cfg = experiment.train
@@ -602,7 +628,13 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
     except config_lib.ConfigError as e:  # e.g. --boe_norm=plain with a multi-style dataset.
         raise TrainError(str(e)) from None
     if is_chief:
-        os.makedirs(train_dir, exist_ok=True)
+        # The lock comes before anything else touches train_dir, the clean-up of a
+        # killed run's leftovers included: those look like a live trainer's save.
+        _lock_train_dir(train_dir, held)
+        removed = checkpoints.clean_checkpoint_leftovers(train_dir)
+        if removed:
+            progress(f"removed what an interrupted save left in {train_dir}: "
+                     f"{', '.join(removed)}")
     _check_resume_config(train_dir, model_config)
 
     # 3. Model, loss network, optimizer: all inside the strategy scope.
@@ -630,8 +662,12 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
     checkpoint = trainer.checkpoint()
     save_dir = train_dir if is_chief else os.path.join(
         train_dir, f".worker_tmp_{strategy.cluster_resolver.task_id}")
+    try:
+        latest = checkpoints.find_resume_checkpoint(train_dir, repair=is_chief,
+                                                    report=progress)
+    except checkpoints.CheckpointError as e:
+        raise TrainError(str(e)) from None
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=cfg.max_to_keep)
-    latest = tf.train.latest_checkpoint(train_dir)
     if latest:
         legacy = not checkpoints.has_named_layout(latest, model)
         status = (trainer.checkpoint(legacy=True) if legacy else checkpoint).read(latest)
@@ -678,7 +714,11 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
     # 6. The loop.
     writer = (tf.summary.create_file_writer(train_dir) if is_chief
               else tf.summary.create_noop_writer())
-    preview = _preview_batch(source, experiment, info, label_offset, cfg.image_summary_count)
+    try:
+        preview = _preview_batch(source, experiment, info, label_offset,
+                                 cfg.image_summary_count)
+    except tf.errors.InvalidArgumentError as e:
+        _raise_content_failure(e)
     step = resumed_from
     save_trigger = _Every(cfg.save_interval_steps, cfg.save_interval_secs, step)
     summary_trigger = _Every(cfg.summary_interval_steps, cfg.save_summaries_secs, step)
@@ -745,6 +785,8 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
                          f"{steps_per_sec * cfg.batch_size:.1f} img/s | ETA "
                          f"{_format_eta(eta)}")
                 log_trigger.reset(step)
+    except tf.errors.InvalidArgumentError as e:
+        _raise_content_failure(e)
     finally:
         writer.flush()
         if not is_chief:
@@ -756,6 +798,14 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
                      skipped_images=int(trainer.skipped_images.numpy()),
                      resumed_from_step=resumed_from,
                      wall_seconds=time.monotonic() - started, total_losses=history)
+
+
+def _raise_content_failure(error):
+    """Re-raises a pipeline that gave up on its content images as a one-line TrainError."""
+    message = data.content_failure_message(error)
+    if message is None:
+        raise error
+    raise TrainError(message) from None
 
 
 def _preview_batch(source, experiment, info, label_offset, count):

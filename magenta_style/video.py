@@ -174,6 +174,9 @@ def stylize_video(input_path, output_path, stylize_frames, batch_size=4, crf=DEF
                          f"{', '.join(OUTPUT_SUFFIXES)}")
     if batch_size < 1:
         raise VideoError(f"batch_size must be >= 1, got {batch_size}")
+    if fileio.is_same_file(input_path, output_path):
+        raise VideoError(f"{output_path} is the input video {input_path}; write the output "
+                         "to another file")
     out_dir = os.path.dirname(os.path.abspath(output_path))
     if not os.path.isdir(out_dir):
         raise VideoError(f"{output_path}: directory {out_dir} does not exist")

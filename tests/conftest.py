@@ -96,3 +96,24 @@ def _randomize_norms(model, seed=0):
 def randomize_norms():
     """`randomize_norms(model, seed=0)`: makes a tiny model's styles differ."""
     return _randomize_norms
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path):
+    """An existing directory this process cannot write: chmod 555, or for root (who ignores
+    permission bits) a read-only kernel filesystem such as /sys. Skips when none is found."""
+    if os.geteuid() != 0:
+        path = tmp_path / "read_only"
+        path.mkdir()
+        path.chmod(0o555)
+        yield str(path)
+        path.chmod(0o755)
+        return
+    for path in ("/sys", "/proc/sys"):
+        try:
+            os.close(os.open(os.path.join(path, ".magenta_style_write_test"),
+                             os.O_RDWR | os.O_CREAT))
+        except OSError:
+            yield path
+            return
+    pytest.skip("no unwritable directory for root here")

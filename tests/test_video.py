@@ -191,3 +191,25 @@ def test_cli_style_map_and_which_styles_together_is_a_usage_error(clip, tmp_path
     assert result.returncode == 2
     assert "--style_map replaces --which_styles" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "o.mp4").exists()
+
+
+def test_output_that_is_the_input_is_refused(clip, tmp_path):
+    """The same path, a `..` detour, a symlink and a hard link: the source is never touched."""
+    source = tmp_path / "source.mp4"
+    source.write_bytes(open(clip, "rb").read())
+    before = source.read_bytes()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.mp4").symlink_to(source)
+    os.link(source, tmp_path / "hard.mp4")
+    for output in (source, tmp_path / "sub" / ".." / "source.mp4", tmp_path / "link.mp4",
+                   tmp_path / "hard.mp4"):
+        with pytest.raises(video.VideoError, match="is the input video"):
+            video.stylize_video(source, output, lambda f: 1.0 - f)
+    assert source.read_bytes() == before
+    result = subprocess.run(
+        [sys.executable, "-m", "magenta_style.stylize_video", f"--checkpoint={tmp_path}",
+         f"--input={source}", f"--output={tmp_path / 'hard.mp4'}"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "is the --input video" in result.stderr.splitlines()[-1]
+    assert "Traceback" not in result.stderr and source.read_bytes() == before

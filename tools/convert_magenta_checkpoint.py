@@ -14,9 +14,11 @@ import sys
 
 from absl import app
 from absl import flags
+import tensorflow as tf
 
 from magenta_style import checkpoints
 from magenta_style import config as config_lib
+from magenta_style import fileio
 from magenta_style import transformer
 
 _MAGENTA_CHECKPOINT = flags.DEFINE_string(
@@ -47,7 +49,20 @@ def main(argv):
     except (checkpoints.CheckpointError, config_lib.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    saved = checkpoints.save_model(model, model_config, output_dir)
+    try:
+        # Only now, so that a bad --magenta_checkpoint creates no directory.
+        fileio.ensure_writable_dir(output_dir)
+    except OSError as e:
+        print(f"error: --output_dir={output_dir}: cannot be created or written "
+              f"({e.strerror or e})", file=sys.stderr)
+        return 2
+    try:
+        saved = checkpoints.save_model(model, model_config, output_dir)
+    except (OSError, tf.errors.OpError) as e:
+        print(f"error: --output_dir={output_dir}: cannot be written "
+              f"({getattr(e, 'strerror', None) or getattr(e, 'message', None) or e})",
+              file=sys.stderr)
+        return 2
     print(f"num_styles={model_config.num_styles} alpha={model_config.alpha}")
     print(report.summary())
     print(f"wrote {saved} and {os.path.join(output_dir, config_lib.CONFIG_FILENAME)}")

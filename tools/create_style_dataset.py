@@ -22,6 +22,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from magenta_style import fileio  # noqa: E402
 from magenta_style import style_dataset  # noqa: E402
 from magenta_style import vgg  # noqa: E402
 
@@ -87,6 +88,11 @@ def main(argv):
         _fail(f"--output_file {FLAGS.output_file} is a directory")
     files = _expand(FLAGS.style_files)
     try:
+        # Before the (slow) VGG and Gram matrices: a read-only output fails at once.
+        fileio.ensure_writable_dir(os.path.dirname(os.path.abspath(FLAGS.output_file)))
+    except OSError as e:
+        _fail(f"cannot write {FLAGS.output_file}: {e.strerror or e}")
+    try:
         # Every image is checked before the (slow) VGG is built.
         images = style_dataset.load_style_images(files, FLAGS.style_size)
         vgg_model = vgg.build_vgg16(FLAGS.vgg_checkpoint) if FLAGS.compute_gram_matrices else None
@@ -97,6 +103,8 @@ def main(argv):
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot write {FLAGS.output_file}: {e.strerror or e}")
+    except tf.errors.OpError as e:  # TFRecordWriter's errors are not OSErrors.
+        _fail(f"cannot write {FLAGS.output_file}: {' '.join(e.message.split())[:200]}")
     print(f"wrote {len(names)} styles to {FLAGS.output_file}: {', '.join(names)}")
 
 
