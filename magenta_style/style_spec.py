@@ -28,6 +28,29 @@ _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _NON_FINITE_RE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 
 
+# Error messages echo at most this many characters of a flag value: a 200k-entry
+# --which_styles must not become a megabyte error line.
+ECHO_LIMIT = 80
+
+
+def shorten(text, limit=ECHO_LIMIT):
+    """`text` for an error message: at most `limit` characters, elided in the middle.
+
+    Args:
+      text: any value (str() is taken).
+      limit: int >= 10.
+
+    Returns:
+      str, e.g. "[0,1,2,3,...(199,950 more characters)...,199998,199999]".
+    """
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 40, 10)
+    head, tail = text[:keep // 2 + keep % 2], text[len(text) - keep // 2:]
+    return f"{head}...({len(text) - len(head) - len(tail):,} more characters)...{tail}"
+
+
 class StyleSpecError(ValueError):
     """`--which_styles` is malformed or does not fit the model; the message is one line."""
 
@@ -60,7 +83,7 @@ class StyleSpec:
         for s in self.styles:
             if s >= num_styles:
                 raise StyleSpecError(
-                    f"--which_styles={self.text}: style {s} does not exist; the model has "
+                    f"--which_styles={shorten(self.text)}: style {s} does not exist; the model has "
                     f"{num_styles} style(s), 0..{num_styles - 1}")
 
     def weight_rows(self, num_styles):
@@ -110,7 +133,7 @@ class StyleSpec:
 
 
 def _fail(text, what):
-    raise StyleSpecError(f"--which_styles={text}: {what}")
+    raise StyleSpecError(f"--which_styles={shorten(text)}: {what}")
 
 
 def _parse_index(text, token):
@@ -120,7 +143,7 @@ def _parse_index(text, token):
     if token.startswith("-") and _INDEX_RE.fullmatch(token[1:]):
         _fail(text, f"style index {token} is negative")
     if not _INDEX_RE.fullmatch(token):
-        _fail(text, f"{token!r} is not a style index (a non-negative integer)")
+        _fail(text, f"{shorten(token)!r} is not a style index (a non-negative integer)")
     return int(token)
 
 
@@ -129,7 +152,7 @@ def _parse_weight(text, key, token):
     if _NON_FINITE_RE.fullmatch(token):
         _fail(text, f"the weight of style {key} is {token}; weights must be finite numbers")
     if not _NUMBER_RE.fullmatch(token):
-        _fail(text, f"the weight of style {key}, {token!r}, is not a number")
+        _fail(text, f"the weight of style {key}, {shorten(token)!r}, is not a number")
     value = float(token)
     # The model computes in float32: a weight that overflows there is no weight at all.
     if not math.isfinite(value) or abs(value) > float(np.finfo(np.float32).max):
@@ -170,14 +193,15 @@ def _parse_list(text, stripped):
         _fail(text, f"unbalanced '{body[-1]}'")
     if not body.strip():
         _fail(text, "the list is empty")
-    styles = []
+    styles, seen = [], set()  # The set keeps the duplicate check linear.
     for token in body.split(","):
         if ":" in token:
             _fail(text, "a list cannot hold 'style:weight' pairs; write a mix as "
                   "'{0:0.3,2:0.7}' (quoted: an unquoted shell splits it)")
         index = _parse_index(text, token)
-        if index in styles:
+        if index in seen:
             _fail(text, f"style {index} is listed twice")
+        seen.add(index)
         styles.append(index)
     return StyleSpec(kind="list", styles=tuple(styles), text=text)
 
@@ -192,7 +216,7 @@ def _parse_mix(text, stripped):
     for entry in body.split(","):
         if entry.count(":") != 1:
             what = "empty entry (a stray comma?)" if not entry.strip() else (
-                f"{entry.strip()!r} is not a 'style:weight' pair")
+                f"{shorten(entry.strip())!r} is not a 'style:weight' pair")
             _fail(text, what)
         key_text, weight_text = entry.split(":")
         key = _parse_index(text, key_text)
