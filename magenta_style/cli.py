@@ -45,11 +45,26 @@ def parse_flag_values(flag_values, argv, required=()):
     return flag_values
 
 
+_HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?", "h")
+
+
+def _asks_for_help(argv):
+    """True when argv (argv[0] is the program) holds one of absl's help flags."""
+    for arg in argv[1:]:
+        if arg == "--":
+            return False
+        if arg.startswith("-") and arg.lstrip("-").split("=", 1)[0] in _HELP_FLAGS:
+            return True
+    return False
+
+
 def run_with_global_flags(main, program):
     """absl.app.run for commands whose flags are module-level absl flags.
 
     Flag errors (unknown flag, bad value, missing required flag) are one-line usage
-    errors. TensorFlow's C++ INFO logging is turned down unless the user set it.
+    errors. `--help` exits 0 (absl exits 1 after printing the help, which reads as a
+    failure to scripts). TensorFlow's C++ INFO logging is turned down unless the user
+    set it.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -58,6 +73,10 @@ def run_with_global_flags(main, program):
             return flags.FLAGS(argv)
         except flags.Error as e:
             fail(program, e)
+        except SystemExit as e:
+            if e.code == 1 and _asks_for_help(argv):
+                sys.exit(0)
+            raise
 
     app.run(main, flags_parser=parse)
 
