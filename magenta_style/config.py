@@ -137,6 +137,10 @@ def _as_pairs(weights):
     return tuple((str(name), float(value)) for name, value in items)
 
 
+# Crop sizes for training and evaluation: VGG-16's pool5 needs 32 pixels.
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 4096
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Where training images come from and how they are cropped.
@@ -171,8 +175,10 @@ class DataConfig:
         sources = [s for s in (self.content_images, self.imagenet_data_dir, self.tfds_name) if s]
         _check(len(sources) <= 1, "give only one of --content_images, --imagenet_data_dir and "
                "--tfds_name")
-        _check(isinstance(self.image_size, int) and 32 <= self.image_size <= 4096,
-               f"image_size must be an integer in [32, 4096], got {self.image_size!r}")
+        _check(isinstance(self.image_size, int)
+               and MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
+               f"image_size must be an integer in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], got "
+               f"{self.image_size!r}")
 
     def has_content_source(self):
         return bool(self.content_images or self.imagenet_data_dir or self.tfds_name)

@@ -30,6 +30,7 @@ class ExportArgs:
     version: int = None
     warmup_size: int = export_lib.DEFAULT_WARMUP_SIZE
     model_name: str = export_lib.DEFAULT_MODEL_NAME
+    allow_different_model: bool = False
 
 
 def _flag_values():
@@ -42,9 +43,13 @@ def _flag_values():
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("warmup_size", export_lib.DEFAULT_WARMUP_SIZE,
                          "Side of the TF Serving warmup image; 0 writes no warmup requests.",
-                         lower_bound=0, flag_values=fv)
+                         lower_bound=0, upper_bound=export_lib.MAX_WARMUP_SIZE,
+                         flag_values=fv)
     flags.DEFINE_string("model_name", export_lib.DEFAULT_MODEL_NAME,
                         "Model name put in the warmup requests.", flag_values=fv)
+    flags.DEFINE_boolean("allow_different_model", False, "Add the version even when the "
+                         "base's versions hold another model (num_styles, alpha).",
+                         flag_values=fv)
     return fv
 
 
@@ -52,7 +57,8 @@ def parse_args(argv):
     """Parses argv (argv[0] is the program name) into ExportArgs; raises cli.UsageError."""
     fv = cli.parse_flag_values(_flag_values(), argv, required=("checkpoint", "export_dir"))
     return ExportArgs(checkpoint=fv.checkpoint, export_dir=fv.export_dir, version=fv.version,
-                      warmup_size=fv.warmup_size, model_name=fv.model_name)
+                      warmup_size=fv.warmup_size, model_name=fv.model_name,
+                      allow_different_model=fv.allow_different_model)
 
 
 def run(args, stderr=None):
@@ -62,7 +68,8 @@ def run(args, stderr=None):
     try:
         version_dir, model_config = export_lib.export_checkpoint(
             args.checkpoint, args.export_dir, version=args.version,
-            warmup_size=args.warmup_size, model_name=args.model_name)
+            warmup_size=args.warmup_size, model_name=args.model_name,
+            allow_different_model=args.allow_different_model)
     except checkpoints.CheckpointError as e:
         raise cli.UsageError(f"--checkpoint: {e}") from None
     except export_lib.ExportError as e:

@@ -9,7 +9,7 @@ Two forms, as in Magenta's `image_stylization_transform`:
   joined by `_`, e.g. `{basename}_0_300_2_700`.
 
 Weights are not normalized (Magenta): `{0:0.5}` is half of style 0's gamma/beta, not
-style 0. Any finite weight is allowed, including negative ones (extrapolating away
+style 0. Any finite weight up to MAX_ABS_WEIGHT in absolute value is allowed, including negative ones (extrapolating away
 from a style) and weights above 1; a negative weight keeps Magenta's name, e.g.
 `{0:-0.5}` gives `0_-500`. Styles absent from a dict get weight 0.
 
@@ -28,6 +28,11 @@ _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _NON_FINITE_RE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 
 
+# The largest |weight| accepted, here and in the exported signatures. The network
+# computes in float32, and from about 1e19 the instance-norm variances overflow and
+# the output is NaN; 1e6 keeps thirteen orders of magnitude of margin and is far
+# beyond any useful extrapolation (every pixel saturates long before).
+MAX_ABS_WEIGHT = 1e6
 # Error messages echo at most this many characters of a flag value: a 200k-entry
 # --which_styles must not become a megabyte error line.
 ECHO_LIMIT = 80
@@ -154,9 +159,10 @@ def _parse_weight(text, key, token):
     if not _NUMBER_RE.fullmatch(token):
         _fail(text, f"the weight of style {key}, {shorten(token)!r}, is not a number")
     value = float(token)
-    # The model computes in float32: a weight that overflows there is no weight at all.
-    if not math.isfinite(value) or abs(value) > float(np.finfo(np.float32).max):
-        _fail(text, f"the weight of style {key}, {token}, is too large (not finite in float32)")
+    # The model computes in float32: far below its overflow, mixes give NaN.
+    if not math.isfinite(value) or abs(value) > MAX_ABS_WEIGHT:
+        _fail(text, f"the weight of style {key}, {shorten(token, 24)}, is too large: at most "
+              f"{MAX_ABS_WEIGHT:g} in absolute value (larger weights overflow float32)")
     return value
 
 

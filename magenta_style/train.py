@@ -5,6 +5,9 @@
 Run from the repository root: nested --flagfile paths resolve against the working
 directory. Flags after --flagfile override it. See configs/ and README.md.
 """
+import os
+import shutil
+
 from absl import flags
 
 from magenta_style import cli
@@ -151,17 +154,45 @@ def main(argv):
         print(f"Style grid: {grid}")
     # With demo data the suggested commands run as printed, on the demo photos.
     photos = experiment.data.content_images if _DEMO_DIR.value else "<photo.jpg or folder>"
-    print("\nWhat next:\n"
-          f"  stylize:     python -m magenta_style.stylize --checkpoint={result.train_dir} "
-          f"--input_image={photos} --output_dir=/tmp/stylized --which_styles=0,1\n"
-          f"  export:      python -m magenta_style.export --checkpoint={result.train_dir} "
-          "--export_dir=/tmp/exported\n"
-          f"  evaluate:    python -m magenta_style.evaluate --checkpoint={result.train_dir} "
-          f"--content_images={photos} --style_grid\n"
-          f"  TensorBoard: tensorboard --logdir={result.train_dir}")
-    if "standin:" in experiment.loss.vgg_checkpoint:
-        print("  Real styles need real VGG-16 weights: --vgg_checkpoint=/path/to/vgg_16.ckpt "
-              "(TF-slim's vgg_16_2016_08_28.tar.gz) and a style dataset built with it.")
+    print(what_next(result.train_dir, photos,
+                    standin="standin:" in experiment.loss.vgg_checkpoint))
+
+
+def what_next(train_dir, photos, standin=False):
+    """The commands printed after training, with paths derived from the run.
+
+    Outputs go inside `train_dir` (as evaluate's `eval/` does), so a second model's
+    export never becomes a new version of the first model's export base. TensorBoard
+    is suggested only when it is installed (it is an extra, not a dependency).
+
+    Args:
+      train_dir: str, the run's directory.
+      photos: str, what to pass as --input_image / --content_images.
+      standin: bool, the run used stand-in VGG weights.
+
+    Returns:
+      str, several lines.
+    """
+    export_dir = os.path.join(train_dir, "export")
+    stylized_dir = os.path.join(train_dir, "stylized")
+    if shutil.which("tensorboard"):
+        tensorboard = f"tensorboard --logdir={train_dir}"
+    else:
+        tensorboard = ('not installed; pip install -e ".[tensorboard]", then '
+                       f"tensorboard --logdir={train_dir}")
+    lines = [
+        "\nWhat next:",
+        f"  stylize:     python -m magenta_style.stylize --checkpoint={train_dir} "
+        f"--input_image={photos} --output_dir={stylized_dir} --which_styles=0,1",
+        f"  export:      python -m magenta_style.export --checkpoint={train_dir} "
+        f"--export_dir={export_dir}",
+        f"  evaluate:    python -m magenta_style.evaluate --checkpoint={train_dir} "
+        f"--content_images={photos} --style_grid",
+        f"  TensorBoard: {tensorboard}"]
+    if standin:
+        lines.append("  Real styles need real VGG-16 weights: --vgg_checkpoint=/path/to/vgg_16.ckpt "
+                     "(TF-slim's vgg_16_2016_08_28.tar.gz) and a style dataset built with it.")
+    return "\n".join(lines)
 
 
 def run_main():

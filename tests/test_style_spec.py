@@ -93,6 +93,8 @@ def test_negative_weight_is_allowed():
     ("{0:-Infinity}", "finite"),
     ("{0:1e39}", "float32"),
     ("{0:1e999}", "float32"),
+    ("{0:1e19}", "at most 1e+06"),      # once NaN from the network, named nowhere
+    ("{0:1,1:-2e6}", "weight of style 1"),
     ("{0:abc}", "not a number"),
     ("{0:1_0}", "not a number"),
     ("{0:}", "not a number"),
