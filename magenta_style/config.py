@@ -84,10 +84,7 @@ def save_model_config(directory, model_config, extra=None):
     unless `extra` replaces them.
     """
     path = os.path.join(directory, CONFIG_FILENAME)
-    payload = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            payload = json.load(f)
+    payload = read_config_json(directory) or {}
     payload["model"] = model_config.to_dict()
     payload.update(extra or {})
     write_json_atomic(path, payload)
@@ -99,11 +96,16 @@ def read_config_json(directory):
     path = os.path.join(directory, CONFIG_FILENAME)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path} is not valid JSON: {e}") from None
+    try:
+        with open(path, encoding="utf-8") as f:
+            payload = json.load(f)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError (binary garbage).
+        raise ConfigError(f"{path} is not valid JSON (truncated or corrupt?): {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror or e}") from None
+    if not isinstance(payload, dict):
+        raise ConfigError(f"{path} is not a JSON object (got {type(payload).__name__})")
+    return payload
 
 
 def load_model_config(directory):
@@ -111,9 +113,13 @@ def load_model_config(directory):
     payload = read_config_json(directory)
     if payload is None:
         return None
-    if "model" not in payload:
-        raise ConfigError(f"{os.path.join(directory, CONFIG_FILENAME)} has no 'model' section")
-    return ModelConfig.from_dict(payload["model"])
+    path = os.path.join(directory, CONFIG_FILENAME)
+    if not isinstance(payload.get("model"), dict):
+        raise ConfigError(f"{path} has no 'model' section (an object)")
+    try:
+        return ModelConfig.from_dict(payload["model"])
+    except (ConfigError, TypeError) as e:
+        raise ConfigError(f"{path}: bad 'model' section: {e}") from None
 
 
 # --------------------------------------------------------------------------------------

@@ -695,6 +695,25 @@ def read_metadata(path):
         f"{saved_dir!r} is a SavedModel without magenta_style metadata ({METADATA_FILENAME})")
 
 
+def load_saved_model(saved_dir):
+    """tf.saved_model.load, with a damaged export as one CheckpointError naming it.
+
+    A garbage saved_model.pb raises OSError (protobuf's parse error), a truncated
+    variables data file IndexError or DataLossError, depending on where it is cut.
+
+    Raises:
+      checkpoints.CheckpointError: the SavedModel cannot be loaded.
+    """
+    try:
+        return tf.saved_model.load(saved_dir)
+    except (OSError, ValueError, IndexError, tf.errors.OpError) as e:
+        text = (getattr(e, "message", None) or str(e)).strip()
+        reason = text.splitlines()[0] if text else type(e).__name__
+        raise checkpoints.CheckpointError(
+            f"{saved_dir!r}: cannot load the SavedModel (truncated or corrupt?): "
+            f"{reason[:300]}") from None
+
+
 def load_any(path, num_styles=None, alpha=None):
     """Loads a model for inference from a checkpoint or an export, whatever `path` holds.
 
@@ -750,7 +769,7 @@ def load_stylizer(path, num_styles=None, alpha=None):
         raise checkpoints.CheckpointError(
             f"{saved_dir!r}: unreadable model metadata: {e}") from None
     checkpoints.check_agrees(model_config, num_styles, alpha, saved_dir)
-    loaded = tf.saved_model.load(saved_dir)
+    loaded = load_saved_model(saved_dir)
     n = model_config.num_styles
 
     def stylize(images, style, strength=None):

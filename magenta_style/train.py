@@ -144,7 +144,7 @@ def main(argv):
             grid = evaluate_lib.style_grid_from_training(experiment, result.train_dir)
     except train_lib.NonFiniteLossError as e:
         cli.fail(PROG, str(e), code=1)
-    except train_lib.TrainError as e:
+    except (train_lib.TrainError, config_lib.ConfigError) as e:  # e.g. a corrupt config.json
         cli.fail(PROG, str(e))
     print(f"\nDone: step {result.step}, checkpoint {result.checkpoint}"
           + (f", {result.skipped_images} undecodable image(s) skipped"

@@ -128,7 +128,10 @@ def convert(saved_model, signature="serving_default", quantize="float32", input_
     if batch_size is None and input_size is not None:
         batch_size = 1
     if loaded is None:
-        loaded = tf.saved_model.load(saved_dir)
+        try:
+            loaded = export_lib.load_saved_model(saved_dir)
+        except checkpoints.CheckpointError as e:
+            raise UsageError(f"--saved_model: {e}") from None
     function = _concrete_function(loaded, signature, metadata["model"]["num_styles"],
                                   batch_size, input_size)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
