@@ -1,5 +1,6 @@
-"""The trainer's command-line surface: what it prints after training, its recipes in
-configs/, and the progress-line cadence. No training runs here."""
+"""The command-line surface around training: what the trainer prints after training,
+its recipes in configs/, the progress-line cadence, TF log levels and flag ranges.
+No training runs here."""
 import json
 import os
 import pathlib
@@ -78,3 +79,28 @@ def test_progress_lines_keep_a_regular_cadence(monkeypatch):
             trigger.reset(step)
     assert logged == list(range(50, 401, 50))
     assert not train_lib._Every(0, 15.0, 0).due(25)  # No slack: only past the interval.
+
+
+def test_quiet_tf_logging_hides_cuinit_errors_without_a_driver(monkeypatch):
+    from magenta_style import cli
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.setattr(cli.os.path, "exists", lambda path: False)
+    cli.quiet_tf_logging()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "3"  # No driver: cuInit's error line goes.
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL")
+    monkeypatch.setattr(cli.os.path, "exists", lambda path: path == "/proc/driver/nvidia")
+    cli.quiet_tf_logging()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "2"
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # The user's choice wins.
+    cli.quiet_tf_logging()
+    assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
+
+
+def test_video_crf_is_range_checked(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "magenta_style.stylize_video",
+                           f"--checkpoint={tmp_path}", f"--input={tmp_path}/a.mp4",
+                           f"--output={tmp_path}/b.mp4", "--crf=1000"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--crf=1000" in proc.stderr.strip().splitlines()[-1]
