@@ -49,11 +49,13 @@ py_function and no XLA are used in any saved function.
 tensorflow-serving-api; the tests parse them with the official protos.
 """
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 
+from absl import logging as absl_logging
 import numpy as np
 import tensorflow as tf
 
@@ -501,6 +503,17 @@ def build_metadata(model_config, extra=None):
     return payload
 
 
+class _DropLogRecords(logging.Filter):
+    """A logging filter that drops records whose format string contains `fragment`."""
+
+    def __init__(self, fragment):
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record):
+        return self.fragment not in str(record.msg)
+
+
 def _model_identity(model_dict):
     """What must agree between versions of one export base: the model dict without names."""
     return {k: v for k, v in model_dict.items() if k != "style_names"}
@@ -593,7 +606,15 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
             f.write(metadata_json + "\n")
         saved_dir = os.path.join(staging, "saved_model")
         module = StylizerModule(model, model_config, metadata_json, metadata_path)
-        tf.saved_model.save(module, saved_dir, signatures=module.serving_signatures())
+        # TF logs one "input name(s) resource with unsupported characters which will be
+        # renamed" line per signature: those are the captured weights' internal handles,
+        # not the signature inputs (image, style_weights, ...), whose names are valid.
+        rename_notice = _DropLogRecords("which will be renamed to")
+        absl_logging.get_absl_logger().addFilter(rename_notice)
+        try:
+            tf.saved_model.save(module, saved_dir, signatures=module.serving_signatures())
+        finally:
+            absl_logging.get_absl_logger().removeFilter(rename_notice)
         extra_dir = os.path.join(saved_dir, "assets.extra")
         os.makedirs(extra_dir, exist_ok=True)
         shutil.copy(metadata_path, os.path.join(extra_dir, METADATA_FILENAME))

@@ -517,3 +517,30 @@ def test_cli_usage_errors(argv, message, capsys):
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
+
+
+def test_export_does_not_log_the_five_rename_notices(tiny, tmp_path):
+    import logging
+    from absl import logging as absl_logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = Keep(level=logging.DEBUG)
+    logger = absl_logging.get_absl_logger()
+    old_verbosity = absl_logging.get_verbosity()
+    logger.addHandler(handler)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        model, model_config, _, _ = tiny
+        export_lib.export_saved_model(model, model_config, str(tmp_path / "quiet"),
+                                      warmup_size=0)
+        absl_logging.info("after the export")
+    finally:
+        logger.removeHandler(handler)
+        absl_logging.set_verbosity(old_verbosity)
+    assert not [r for r in records if "will be renamed" in r]
+    assert "after the export" in records  # The filter is gone afterwards.
