@@ -24,12 +24,17 @@ INSTALL_REQUIRES = [
 VIDEO_REQUIRES = ["av==18.1.0"]  # PyAV: its wheels bundle FFmpeg, no system install.
 # TF Serving's request protos, for the gRPC client and for checking warmup records.
 SERVING_REQUIRES = ["tensorflow-serving-api==2.21.0"]
+# LiteRT's interpreter for .tflite files (tf.lite.Interpreter is deprecated in its favour).
+TFLITE_REQUIRES = ["ai-edge-litert==2.3.0"]
+TENSORBOARD_REQUIRES = ["tensorboard==2.21.0"]
 
 EXTRAS_REQUIRE = {
     "video": VIDEO_REQUIRES,
     "serving": SERVING_REQUIRES,
-    # The tests cover video and serving too.
-    "test": ["pytest==9.2.0"] + VIDEO_REQUIRES + SERVING_REQUIRES,
+    "tflite": TFLITE_REQUIRES,
+    "tensorboard": TENSORBOARD_REQUIRES,
+    # The tests cover video, serving and TFLite too.
+    "test": ["pytest==9.2.0"] + VIDEO_REQUIRES + SERVING_REQUIRES + TFLITE_REQUIRES,
 }
 
 setuptools.setup(

@@ -89,11 +89,23 @@ def magenta_name(keras_path):
     return "/".join([MAGENTA_SCOPE] + mapped + rest)
 
 
+# What TensorFlow raises for a truncated or corrupt checkpoint, depending on which
+# file is damaged and where: OpError (DataLossError...), ValueError, and IndexError
+# ("Read less bytes than requested") from the Python checkpoint reader.
+_CORRUPT_ERRORS = (tf.errors.OpError, ValueError, IndexError, OSError)
+
+
+def _reason(error):
+    """The first line of an exception's message (OpError: without the op context)."""
+    text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
 def _read_all(prefix):
     try:
         reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.OpError, ValueError) as e:
-        raise CheckpointError(f"cannot read checkpoint {prefix!r}: {e}") from None
+    except _CORRUPT_ERRORS as e:
+        raise CheckpointError(f"cannot read checkpoint {prefix!r}: {_reason(e)}") from None
     shapes = reader.get_variable_to_shape_map()
     return reader, shapes
 
@@ -147,8 +159,12 @@ def load_magenta_weights(model, prefix):
             raise CheckpointError(
                 f"{prefix!r}: {key} has shape {tuple(shapes[key])}, the model expects "
                 f"{tuple(variable.shape)} (wrong num_styles or alpha?)")
-    for key, variable in wanted.items():
-        variable.assign(reader.get_tensor(key))
+    try:
+        for key, variable in wanted.items():
+            variable.assign(reader.get_tensor(key))
+    except _CORRUPT_ERRORS as e:
+        raise CheckpointError(f"cannot read checkpoint {prefix!r} (truncated or corrupt?): "
+                              f"{_reason(e)}") from None
     others = sorted(k for k in shapes if k not in wanted)
     ignored = [k for k in others if _IGNORED_MAGENTA_KEYS.match(k)]
     unmapped = [k for k in others if not _IGNORED_MAGENTA_KEYS.match(k)]
@@ -182,8 +198,12 @@ def resolve_checkpoint(path):
     without a usable one the newest readable `ckpt-N`, see `find_resume_checkpoint`).
     """
     if os.path.isdir(path):
-        # A lost or garbled `checkpoint` state file: the newest readable ckpt-N instead.
-        prefix = tf.train.latest_checkpoint(path) or find_resume_checkpoint(path, repair=False)
+        try:
+            prefix = tf.train.latest_checkpoint(path)
+        except _CORRUPT_ERRORS:  # A garbled `checkpoint` state file.
+            prefix = None
+        if prefix is None:  # Lost or garbled: the newest readable ckpt-N instead.
+            prefix = find_resume_checkpoint(path, repair=False)
         if prefix is None:
             raise CheckpointError(f"{path!r} is a directory without a checkpoint in it")
         return prefix, path
@@ -192,6 +212,14 @@ def resolve_checkpoint(path):
                               "single-file checkpoint)")
     directory = os.path.dirname(path) or "."
     return path, directory
+
+
+def _saved_model_config(directory):
+    """config_lib.load_model_config, with a broken config.json as a CheckpointError."""
+    try:
+        return config_lib.load_model_config(directory)
+    except config_lib.ConfigError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def load_model(path, num_styles=None, alpha=None, magenta_compatible=False):
@@ -215,7 +243,7 @@ def load_model(path, num_styles=None, alpha=None, magenta_compatible=False):
     _, shapes = _read_all(prefix)  # Fails clearly on files that are no checkpoint at all.
     if _PROBE_KEY in shapes:
         model_config = infer_magenta_config(prefix)
-        saved = config_lib.load_model_config(directory) if directory else None
+        saved = _saved_model_config(directory) if directory else None
         if saved is not None and saved.num_styles == model_config.num_styles:
             model_config = dataclasses.replace(model_config, style_names=saved.style_names)
         check_agrees(model_config, num_styles, alpha, prefix)
@@ -223,7 +251,7 @@ def load_model(path, num_styles=None, alpha=None, magenta_compatible=False):
         report = load_magenta_weights(model, prefix)
         logging.info("Magenta checkpoint %s: %s", prefix, report.summary())
         return model, model_config
-    model_config = config_lib.load_model_config(directory) if directory else None
+    model_config = _saved_model_config(directory) if directory else None
     if model_config is None:
         raise CheckpointError(
             f"{prefix!r} is neither a Magenta checkpoint nor a native one with a "
@@ -349,8 +377,9 @@ def restore_native(model, prefix):
         status.expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError) as e:
         raise CheckpointError(f"{prefix!r} does not fit a model of this config: {e}") from None
-    except tf.errors.OpError as e:
-        raise CheckpointError(f"cannot restore {prefix!r}: {e.message}") from None
+    except _CORRUPT_ERRORS as e:
+        raise CheckpointError(f"cannot restore {prefix!r} (truncated or corrupt?): "
+                              f"{_reason(e)}") from None
 
 
 def save_model(model, model_config, directory, step=0):

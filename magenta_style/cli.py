@@ -45,19 +45,50 @@ def parse_flag_values(flag_values, argv, required=()):
     return flag_values
 
 
+_HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?", "h")
+
+
+def _asks_for_help(argv):
+    """True when argv (argv[0] is the program) holds one of absl's help flags."""
+    for arg in argv[1:]:
+        if arg == "--":
+            return False
+        if arg.startswith("-") and arg.lstrip("-").split("=", 1)[0] in _HELP_FLAGS:
+            return True
+    return False
+
+
+def quiet_tf_logging():
+    """Turns TensorFlow's C++ logging down unless the user set TF_CPP_MIN_LOG_LEVEL.
+
+    Level 2 (warnings off) everywhere; 3 (errors off too) on a machine without an
+    NVIDIA driver, where the only C++ error every command printed was "failed call to
+    cuInit" (real failures still reach Python as exceptions). Must run before
+    TensorFlow logs its first line: the level is read once.
+    """
+    has_driver = os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidia0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if has_driver else "3")
+
+
 def run_with_global_flags(main, program):
     """absl.app.run for commands whose flags are module-level absl flags.
 
     Flag errors (unknown flag, bad value, missing required flag) are one-line usage
-    errors. TensorFlow's C++ INFO logging is turned down unless the user set it.
+    errors. `--help` exits 0 (absl exits 1 after printing the help, which reads as a
+    failure to scripts). TensorFlow's C++ INFO logging is turned down unless the user
+    set it.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tf_logging()
 
     def parse(argv):
         try:
             return flags.FLAGS(argv)
         except flags.Error as e:
             fail(program, e)
+        except SystemExit as e:
+            if e.code == 1 and _asks_for_help(argv):
+                sys.exit(0)
+            raise
 
     app.run(main, flags_parser=parse)
 

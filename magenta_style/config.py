@@ -135,10 +135,7 @@ def save_model_config(directory, model_config, extra=None):
     unless `extra` replaces them.
     """
     path = os.path.join(directory, CONFIG_FILENAME)
-    payload = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            payload = json.load(f)
+    payload = read_config_json(directory) or {}
     payload["model"] = model_config.to_dict()
     payload.update(extra or {})
     write_json_atomic(path, payload)
@@ -150,11 +147,16 @@ def read_config_json(directory):
     path = os.path.join(directory, CONFIG_FILENAME)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path} is not valid JSON: {e}") from None
+    try:
+        with open(path, encoding="utf-8") as f:
+            payload = json.load(f)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError (binary garbage).
+        raise ConfigError(f"{path} is not valid JSON (truncated or corrupt?): {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: {e.strerror or e}") from None
+    if not isinstance(payload, dict):
+        raise ConfigError(f"{path} is not a JSON object (got {type(payload).__name__})")
+    return payload
 
 
 def load_model_config(directory):
@@ -162,9 +164,13 @@ def load_model_config(directory):
     payload = read_config_json(directory)
     if payload is None:
         return None
-    if "model" not in payload:
-        raise ConfigError(f"{os.path.join(directory, CONFIG_FILENAME)} has no 'model' section")
-    return ModelConfig.from_dict(payload["model"])
+    path = os.path.join(directory, CONFIG_FILENAME)
+    if not isinstance(payload.get("model"), dict):
+        raise ConfigError(f"{path} has no 'model' section (an object)")
+    try:
+        return ModelConfig.from_dict(payload["model"])
+    except (ConfigError, TypeError) as e:
+        raise ConfigError(f"{path}: bad 'model' section: {e}") from None
 
 
 # --------------------------------------------------------------------------------------
@@ -189,6 +195,10 @@ def _as_pairs(weights):
     """Normalises {name: w} or ((name, w), ...) to a tuple of (str, float) pairs."""
     items = weights.items() if isinstance(weights, dict) else weights
     return tuple((str(name), float(value)) for name, value in items)
+
+
+# Crop sizes for training and evaluation: VGG-16's pool5 needs 32 pixels.
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,8 +235,10 @@ class DataConfig:
         sources = [s for s in (self.content_images, self.imagenet_data_dir, self.tfds_name) if s]
         _check(len(sources) <= 1, "give only one of --content_images, --imagenet_data_dir and "
                "--tfds_name")
-        _check(isinstance(self.image_size, int) and 32 <= self.image_size <= 4096,
-               f"image_size must be an integer in [32, 4096], got {self.image_size!r}")
+        _check(isinstance(self.image_size, int)
+               and MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
+               f"image_size must be an integer in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], got "
+               f"{self.image_size!r}")
 
     def has_content_source(self):
         return bool(self.content_images or self.imagenet_data_dir or self.tfds_name)

@@ -4,7 +4,8 @@
         --content_images='/photos/*.jpg' --style_grid --style_crossover
 
 Per-style losses go to <eval_dir>/losses_<step>.json and TensorBoard; --style_grid
-writes <eval_dir>/style_grid_<step>.png. The style dataset, VGG weights and loss
+writes <eval_dir>/style_grid_<step>.png. Evaluating a step again writes
+losses_<step>_2.json / style_grid_<step>_2.png (and so on) instead of overwriting. The style dataset, VGG weights and loss
 weights default to the training run's (its config.json).
 """
 import os
@@ -12,6 +13,7 @@ import os
 from absl import flags
 
 from magenta_style import cli
+from magenta_style import config as config_lib
 
 _CKPT = flags.DEFINE_string("checkpoint", None, "Training dir or checkpoint prefix.")
 _EVAL_DIR = flags.DEFINE_string("eval_dir", None, "Output dir (default <checkpoint dir>/eval).")
@@ -40,6 +42,9 @@ def main(argv):
     for holder in (_SIZE, _MAX, _BATCH):
         if holder.value < 1:
             cli.fail(PROG, f"--{holder.name} must be >= 1, got {holder.value}")
+    if not config_lib.MIN_IMAGE_SIZE <= _SIZE.value <= config_lib.MAX_IMAGE_SIZE:
+        cli.fail(PROG, f"--image_size={_SIZE.value} must be in [{config_lib.MIN_IMAGE_SIZE}, "
+                 f"{config_lib.MAX_IMAGE_SIZE}] (VGG-16 needs {config_lib.MIN_IMAGE_SIZE} px)")
     from magenta_style import evaluate_lib  # pylint: disable=import-outside-toplevel
     base = _CKPT.value if os.path.isdir(_CKPT.value) else os.path.dirname(_CKPT.value)
     eval_dir = _EVAL_DIR.value or os.path.join(base or ".", "eval")

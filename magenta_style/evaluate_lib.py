@@ -139,7 +139,8 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
 
     Args:
       checkpoint: training dir, native or Magenta checkpoint.
-      eval_dir: output folder (events, losses_<step>.json, style_grid_<step>.png).
+      eval_dir: output folder (events, losses_<step>.json, style_grid_<step>.png;
+        losses_<step>_2.json ... when that step was evaluated there before).
       content_images: glob/folder/list of evaluation images.
       style_dataset_file: default: the one in the training config.json.
       vgg_checkpoint: default: the one in the training config.json.
@@ -191,6 +192,7 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
     result = {"step": step, "checkpoint": prefix, "images": paths, "losses": []}
     writer = tf.summary.create_file_writer(eval_dir)
     os.makedirs(eval_dir, exist_ok=True)
+    tag = _unused_tag(eval_dir, step)
     if info.grams is not None and vgg_checkpoint:
         try:
             vgg_net = vgg.get_vgg16(vgg_checkpoint, loss_config.vgg_pooling)
@@ -206,7 +208,7 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
                 for name, value in entry.items():
                     if isinstance(value, float):
                         train_lib.write_scalar(f"style_{entry['style']}/{name}", value, step)
-        config_lib.write_json_atomic(os.path.join(eval_dir, f"losses_{step}.json"), result)
+        config_lib.write_json_atomic(os.path.join(eval_dir, f"losses_{tag}.json"), result)
     result["grid"] = None
     if grid:
         stylized = stylize_all(model, content, model_config.num_styles, batch_size)
@@ -219,7 +221,7 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
                                         for s in info.images])
                 cross = stylize_all(model, style_batch, model_config.num_styles, batch_size)
         picture = style_grid(stylized, content.numpy(), headers, cross)
-        path = os.path.join(eval_dir, f"style_grid_{step}.png")
+        path = os.path.join(eval_dir, f"style_grid_{tag}.png")
         images_lib.save_image_atomic(path, picture)
         with writer.as_default(step=step):
             train_lib.write_images("style_grid", picture[None], step)
@@ -227,6 +229,18 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
         log(f"style grid: {path}")
     writer.flush()
     return result
+
+
+def _unused_tag(eval_dir, step):
+    """"<step>", or "<step>_2", "<step>_3", ... when an earlier evaluation of that step
+    left losses or a grid in `eval_dir` (another image set, size or dataset: never
+    overwrite its results)."""
+    tag, n = str(step), 1
+    while any(os.path.exists(os.path.join(eval_dir, f"{kind}_{tag}{ext}"))
+              for kind, ext in (("losses", ".json"), ("style_grid", ".png"))):
+        n += 1
+        tag = f"{step}_{n}"
+    return tag
 
 
 def _checkpoint_step(prefix):

@@ -33,6 +33,7 @@ class ExportArgs:
     warmup_size: int = export_lib.DEFAULT_WARMUP_SIZE
     model_name: str = export_lib.DEFAULT_MODEL_NAME
     memory_budget_bytes: int = limits.DEFAULT_MEMORY_BUDGET_BYTES
+    allow_different_model: bool = False
 
 
 def _flag_values():
@@ -45,13 +46,17 @@ def _flag_values():
                          lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("warmup_size", export_lib.DEFAULT_WARMUP_SIZE,
                          "Side of the TF Serving warmup image; 0 writes no warmup requests.",
-                         lower_bound=0, flag_values=fv)
+                         lower_bound=0, upper_bound=export_lib.MAX_WARMUP_SIZE,
+                         flag_values=fv)
     flags.DEFINE_string("model_name", export_lib.DEFAULT_MODEL_NAME,
                         "Model name put in the warmup requests.", flag_values=fv)
     flags.DEFINE_float("memory_budget_gib", limits.DEFAULT_MEMORY_BUDGET_BYTES / 2**30,
                        "Memory one request may take, GiB. With the model's measured bytes per "
                        "pixel (docs/limits.md) it sets the pixel cap every signature checks; "
                        "larger requests fail with InvalidArgument.", flag_values=fv)
+    flags.DEFINE_boolean("allow_different_model", False, "Add the version even when the "
+                         "base's versions hold another model (num_styles, alpha).",
+                         flag_values=fv)
     return fv
 
 
@@ -63,7 +68,8 @@ def parse_args(argv):
         raise cli.UsageError(f"--memory_budget_gib={budget}: must be a positive number of GiB")
     return ExportArgs(checkpoint=fv.checkpoint, export_dir=fv.export_dir, version=fv.version,
                       warmup_size=fv.warmup_size, model_name=fv.model_name,
-                      memory_budget_bytes=int(budget * 2**30))
+                      memory_budget_bytes=int(budget * 2**30),
+                      allow_different_model=fv.allow_different_model)
 
 
 def run(args, stderr=None):
@@ -74,7 +80,8 @@ def run(args, stderr=None):
         version_dir, model_config = export_lib.export_checkpoint(
             args.checkpoint, args.export_dir, version=args.version,
             warmup_size=args.warmup_size, model_name=args.model_name,
-            memory_budget_bytes=args.memory_budget_bytes)
+            memory_budget_bytes=args.memory_budget_bytes,
+            allow_different_model=args.allow_different_model)
     except checkpoints.CheckpointError as e:
         raise cli.UsageError(f"--checkpoint: {e}") from None
     except export_lib.ExportError as e:

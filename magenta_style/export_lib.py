@@ -21,12 +21,13 @@ own mix (not normalised, as in Magenta); 1 in column s and 0 elsewhere is style 
 `preserve_colors` keeps the content's chroma (`color.preserve_colors`).
 
 Inputs are checked in the graph, so every loader (TF Serving's C++ loader too)
-reports mistakes as InvalidArgument naming the problem: a channel count other than
-3, a style count other than N, non-finite weights, strength outside [0, 1], batch
-sizes that differ, undecodable or differently sized encoded images. The channel
-and style axes are left unknown in the signatures for that reason: a known size
-would let graph optimisation fold the checks away while TF Serving feeds tensors
-without comparing their shapes to the signature.
+reports mistakes as InvalidArgument naming the problem and the input: a wrong
+rank, an empty batch, a channel count other than 3, a style count other than N,
+non-finite weights or weights beyond +-style_spec.MAX_ABS_WEIGHT (1e6), strength
+outside [0, 1], batch sizes that differ, undecodable or differently sized encoded
+images. Every input is declared with an unknown rank in the signatures for that
+reason: a known rank or size would let graph optimisation fold the checks away
+while TF Serving feeds tensors without comparing their shapes to the signature.
 
 Besides the signatures, the loaded object has:
 - `__call__`: `obj(image, style_weights)` or `obj((image, style_weights))` returns
@@ -48,11 +49,13 @@ py_function and no XLA are used in any saved function.
 tensorflow-serving-api; the tests parse them with the official protos.
 """
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 
+from absl import logging as absl_logging
 import numpy as np
 import tensorflow as tf
 
@@ -61,6 +64,7 @@ from magenta_style import checkpoints
 from magenta_style import color
 from magenta_style import config as config_lib
 from magenta_style import limits
+from magenta_style import style_spec
 
 FORMAT_NAME = "magenta_style.saved_model"
 FORMAT_VERSION = 1
@@ -70,6 +74,9 @@ DEFAULT_MODEL_NAME = "magenta_style"
 # Side of the square warmup image: big enough to initialise every kernel, small enough
 # to keep the export light (one float record is 3 * 4 * side^2 bytes).
 DEFAULT_WARMUP_SIZE = 64
+# Largest warmup side: one float record is 12 * side^2 bytes (12 MB at 1024) and TF
+# Serving runs it at every model load; 20000 once allocated 4.5 GiB while exporting.
+MAX_WARMUP_SIZE = 1024
 
 SIGNATURES = {
     "serving_default": (
@@ -108,23 +115,53 @@ def _batch_size(tensor):
     return tf.shape(tensor, out_type=tf.int32)[0]
 
 
+def _checked_rank(tensor, rank, name, layout):
+    """Checks `tensor` has `rank` axes at run time; returns it with that static rank.
+
+    The signatures declare every input with an unknown rank: TF Serving feeds tensors
+    without comparing them to the signature, and a static rank would let graph
+    optimisation fold this check away, so a rank-3 image once failed inside a slice
+    ("slice index 3 of dimension 0 out of bounds") and a [1, 1] preserve_colors
+    broadcast the output to rank 5.
+
+    A cond, not a control dependency: when a call's shapes are known, grappler folds
+    shape ops with them and the first op that cannot take the wrong rank fails before
+    any Assert runs. The wrong-rank branch asserts and yields a tiny stand-in of the
+    right rank and dtype, so nothing after it fails first.
+    """
+    ok = tf.equal(tf.rank(tensor), rank)
+
+    def wrong_rank():
+        with tf.control_dependencies([_check(ok, f"{name} must have rank {rank}, {layout}")]):
+            if tensor.dtype == tf.string:  # A decodable 1x1 PNG.
+                return tf.fill([1] * rank, tf.io.encode_png(tf.zeros([1, 1, 3], tf.uint8)))
+            return tf.zeros([1] * rank, tensor.dtype)
+
+    checked = tf.cond(ok, lambda: tf.identity(tensor), wrong_rank)
+    checked.set_shape([None] * rank)
+    return checked
+
+
 def _checked_image(image):
-    """Checks image float32 [B, H, W, C] has C == 3 and H, W >= 1; returns it as [B, H, W, 3]."""
+    """Checks image float32 [B, H, W, C] has C == 3, B >= 1 and H, W >= 1; returns [B, H, W, 3]."""
+    image = _checked_rank(image, 4, "image", "[B, H, W, 3]")
     shape = tf.shape(image)
     with tf.control_dependencies([
             _check(tf.equal(shape[3], 3),
                    "image must have 3 channels (RGB) in its last axis, [B, H, W, 3]"),
+            _check(shape[0] > 0, "image must hold at least one image (batch size B >= 1)"),
             _check(tf.logical_and(shape[1] > 0, shape[2] > 0),
                    "image must be at least 1x1 pixels")]):
         image = tf.identity(image)
     return tf.ensure_shape(image, [None, None, None, 3])
 
 
-def _checked_weights(weights, batch, num_styles, name="style_weights"):
-    """Checks the last axis is num_styles, the batch matches and every value is finite."""
-    shape = tf.shape(weights)
-    rank = weights.shape.rank
+def _checked_weights(weights, batch, num_styles, name="style_weights", rank=2):
+    """Checks the rank, that the last axis is num_styles, the batch matches and every
+    value is finite and at most style_spec.MAX_ABS_WEIGHT in absolute value."""
     layout = "[B, num_styles]" if rank == 2 else "[B, H, W, num_styles]"
+    weights = _checked_rank(weights, rank, name, layout)
+    shape = tf.shape(weights)
     with tf.control_dependencies([
             _check(tf.equal(shape[rank - 1], num_styles),
                    f"{name} must have num_styles={num_styles} entries in its last axis, "
@@ -133,12 +170,18 @@ def _checked_weights(weights, batch, num_styles, name="style_weights"):
                    f"{name} must have one entry per image (the same batch size B as the "
                    "image)"),
             _check(tf.reduce_all(tf.math.is_finite(weights)),
-                   f"{name} must be finite (no NaN or infinity)")]):
+                   f"{name} must be finite (no NaN or infinity)"),
+            # Beyond ~1e19 the instance-norm variances overflow float32 and the output
+            # is NaN (an all-black PNG); the bound leaves thirteen orders of margin.
+            _check(tf.reduce_all(tf.abs(weights) <= style_spec.MAX_ABS_WEIGHT),
+                   f"{name} must be at most {style_spec.MAX_ABS_WEIGHT:g} in absolute value "
+                   "(larger weights overflow float32)")]):
         weights = tf.identity(weights)
     return tf.ensure_shape(weights, [None] * (rank - 1) + [num_styles])
 
 
 def _checked_strength(strength, batch):
+    strength = _checked_rank(strength, 1, "strength", "one value per image, [B]")
     with tf.control_dependencies([
             _check(tf.equal(_batch_size(strength), batch),
                    "strength must have one value per image (shape [B])"),
@@ -148,6 +191,7 @@ def _checked_strength(strength, batch):
 
 
 def _checked_flags(flags, batch, name):
+    flags = _checked_rank(flags, 1, name, "one value per image, [B]")
     with tf.control_dependencies([
             _check(tf.equal(_batch_size(flags), batch),
                    f"{name} must have one value per image (shape [B])")]):
@@ -199,6 +243,35 @@ def _checked_encoded_pixel_count(image_bytes, max_pixels):
 # Encoded images in the graph.
 
 
+def _is_webp(data):
+    """True for a RIFF....WEBP header (the first 12 bytes; shorter data is no WebP).
+
+    Byte comparisons, not a regex: RE2's `.` does not match bytes that are not UTF-8,
+    and the four size bytes in between are arbitrary. The padding keeps substr's
+    position inside shorter strings.
+    """
+    head = tf.strings.substr(data, 0, 12) + "\0" * 12
+    return tf.logical_and(tf.equal(tf.strings.substr(head, 0, 4), "RIFF"),
+                          tf.equal(tf.strings.substr(head, 8, 4), "WEBP"))
+
+
+def _decode_one(data):
+    """string [] -> float32 [H, W, 3] in [0, 1]: one PNG/JPEG/GIF/BMP/WebP image.
+
+    TF's WebP decoder takes no float dtype and no channel conversion ("WebP only
+    supports uint8", and channels=3 fails on RGBA files), so WebP is decoded as 8-bit
+    at its own channel count (RGB or RGBA) and its alpha dropped here.
+    """
+    def webp():
+        pixels = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
+        return tf.image.convert_image_dtype(pixels[:, :, :3], tf.float32)
+
+    def other():
+        return tf.io.decode_image(data, channels=3, dtype=tf.float32, expand_animations=False)
+
+    return tf.ensure_shape(tf.cond(_is_webp(data), webp, other), [None, None, 3])
+
+
 def decode_images(image_bytes):
     """Decodes a batch of encoded images of one size (graph ops only).
 
@@ -209,13 +282,13 @@ def decode_images(image_bytes):
       float32 [B, H, W, 3] in [0, 1]; grayscale becomes RGB, alpha is dropped, 16-bit
       PNGs keep their precision.
     """
+    image_bytes = _checked_rank(image_bytes, 1, "image_bytes", "one encoded image per "
+                                "example, [B]")
     with tf.control_dependencies([
             _check(tf.size(image_bytes) > 0, "image_bytes must hold at least one image")]):
         image_bytes = tf.identity(image_bytes)
 
-    def decode(data):
-        return tf.io.decode_image(data, channels=3, dtype=tf.float32, expand_animations=False)
-
+    decode = _decode_one
     first_shape = tf.shape(decode(image_bytes[0]))
 
     def decode_same_size(data):
@@ -290,12 +363,13 @@ class StylizerModule(tf.__internal__.tracking.AutoTrackable):
             return (image, style_weights, _checked_strength(strength, batch),
                     _checked_flags(preserve_colors, batch, "preserve_colors"))
 
-        image_spec = tf.TensorSpec([None, None, None, None], tf.float32, name="image")
-        bytes_spec = tf.TensorSpec([None], tf.string, name="image_bytes")
-        weights_spec = tf.TensorSpec([None, None], tf.float32, name="style_weights")
-        strength_spec = tf.TensorSpec([None], tf.float32, name="strength")
-        preserve_spec = tf.TensorSpec([None], tf.bool, name="preserve_colors")
-        map_spec = tf.TensorSpec([None, None, None, None], tf.float32, name="style_map")
+        # Unknown ranks, checked in the graph (see _checked_rank).
+        image_spec = tf.TensorSpec(None, tf.float32, name="image")
+        bytes_spec = tf.TensorSpec(None, tf.string, name="image_bytes")
+        weights_spec = tf.TensorSpec(None, tf.float32, name="style_weights")
+        strength_spec = tf.TensorSpec(None, tf.float32, name="strength")
+        preserve_spec = tf.TensorSpec(None, tf.bool, name="preserve_colors")
+        map_spec = tf.TensorSpec(None, tf.float32, name="style_map")
 
         @tf.function(input_signature=[image_spec, weights_spec])
         def stylize(image, style_weights):
@@ -323,7 +397,8 @@ class StylizerModule(tf.__internal__.tracking.AutoTrackable):
         def stylize_map(image, style_map, strength):
             image = _checked_image(image)
             batch = _batch_size(image)
-            style_map = _checked_weights(style_map, batch, num_styles, name="style_map")
+            style_map = _checked_weights(style_map, batch, num_styles, name="style_map",
+                                         rank=4)
             with tf.control_dependencies([_check(
                     tf.reduce_all(tf.equal(tf.shape(style_map)[1:3], tf.shape(image)[1:3])),
                     "style_map must have the same height and width as the image, [B, H, W, "
@@ -479,9 +554,57 @@ def build_metadata(model_config, extra=None):
     return payload
 
 
+class _DropLogRecords(logging.Filter):
+    """A logging filter that drops records whose format string contains `fragment`."""
+
+    def __init__(self, fragment):
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record):
+        return self.fragment not in str(record.msg)
+
+
+def _model_identity(model_dict):
+    """What must agree between versions of one export base: the model dict without names."""
+    return {k: v for k, v in model_dict.items() if k != "style_names"}
+
+
+def check_same_model(export_base, model_config):
+    """Refuses to add `model_config` to a base whose versions hold a different model.
+
+    TF Serving serves the largest version, so a version with another num_styles,
+    alpha (or any other model setting) silently changes what every client gets and
+    breaks their style_weights. Style names may differ (a retrained model).
+
+    Raises:
+      ExportError: an existing version differs or its metadata cannot be read; the
+        message names the version and the difference.
+    """
+    wanted = _model_identity(model_config.to_dict())
+    for version in existing_versions(export_base):
+        version_dir = os.path.join(export_base, str(version))
+        if not tf.saved_model.contains_saved_model(version_dir):
+            continue
+        try:
+            found = _model_identity(dict(read_metadata(version_dir)["model"]))
+        except (checkpoints.CheckpointError, KeyError, TypeError, ValueError) as e:
+            raise ExportError(f"cannot compare with {version_dir}: {e}; pass "
+                              "--allow_different_model to add a version anyway") from None
+        if found != wanted:
+            diff = ", ".join(f"{k} {found.get(k)!r} there, {wanted.get(k)!r} here"
+                             for k in sorted(set(found) | set(wanted))
+                             if found.get(k) != wanted.get(k))
+            raise ExportError(
+                f"{version_dir} holds a different model ({diff}); TF Serving would serve the "
+                "new version to clients of the old one. Use another --export_dir, or pass "
+                "--allow_different_model")
+
+
 def export_saved_model(model, model_config, export_base, version=None, extra_metadata=None,
                        warmup_size=DEFAULT_WARMUP_SIZE, model_name=DEFAULT_MODEL_NAME,
-                       memory_budget_bytes=limits.DEFAULT_MEMORY_BUDGET_BYTES):
+                       memory_budget_bytes=limits.DEFAULT_MEMORY_BUDGET_BYTES,
+                       allow_different_model=False):
     """Exports `model` to `<export_base>/<version>/`, atomically.
 
     The SavedModel is written to a hidden temporary directory inside `export_base`
@@ -495,21 +618,29 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
       version: optional int >= 1; default: one more than the largest existing version
         (1 for an empty base).
       extra_metadata: optional dict of further metadata sections (e.g. {"train": ...}).
-      warmup_size: int side of the warmup image, or 0/None for no warmup file.
+      warmup_size: int side of the warmup image, 0..MAX_WARMUP_SIZE (0/None: no
+        warmup file).
       model_name: str, the model name put in the warmup requests.
       memory_budget_bytes: the memory one request may take; with the model's measured
         bytes per pixel it sets the pixel cap of every signature (`limits.max_pixels`),
         recorded in the metadata's "limits" section.
+      allow_different_model: bool; False refuses a base whose versions hold another
+        model (see `check_same_model`).
 
     Returns:
       str, the version directory written.
 
     Raises:
-      ExportError: the version already exists, is not a positive integer, or
-        export_base is not a directory.
+      ExportError: the version already exists, is not a positive integer,
+        export_base is not a directory, warmup_size is out of range, or the base
+        holds a different model.
     """
     if os.path.exists(export_base) and not os.path.isdir(export_base):
         raise ExportError(f"--export_dir={export_base} exists and is not a directory")
+    if warmup_size and not 0 < warmup_size <= MAX_WARMUP_SIZE:
+        raise ExportError(f"--warmup_size={warmup_size} must be in [0, {MAX_WARMUP_SIZE}]")
+    if not allow_different_model:
+        check_same_model(export_base, model_config)
     if version is None:
         version = max(existing_versions(export_base), default=0) + 1
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -538,7 +669,15 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
         saved_dir = os.path.join(staging, "saved_model")
         module = StylizerModule(model, model_config, metadata_json, metadata_path,
                                 max_pixels=metadata["limits"]["max_pixels_per_request"])
-        tf.saved_model.save(module, saved_dir, signatures=module.serving_signatures())
+        # TF logs one "input name(s) resource with unsupported characters which will be
+        # renamed" line per signature: those are the captured weights' internal handles,
+        # not the signature inputs (image, style_weights, ...), whose names are valid.
+        rename_notice = _DropLogRecords("which will be renamed to")
+        absl_logging.get_absl_logger().addFilter(rename_notice)
+        try:
+            tf.saved_model.save(module, saved_dir, signatures=module.serving_signatures())
+        finally:
+            absl_logging.get_absl_logger().removeFilter(rename_notice)
         extra_dir = os.path.join(saved_dir, "assets.extra")
         os.makedirs(extra_dir, exist_ok=True)
         shutil.copy(metadata_path, os.path.join(extra_dir, METADATA_FILENAME))
@@ -555,7 +694,8 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
 
 def export_checkpoint(checkpoint, export_base, version=None, warmup_size=DEFAULT_WARMUP_SIZE,
                       model_name=DEFAULT_MODEL_NAME,
-                      memory_budget_bytes=limits.DEFAULT_MEMORY_BUDGET_BYTES):
+                      memory_budget_bytes=limits.DEFAULT_MEMORY_BUDGET_BYTES,
+                      allow_different_model=False):
     """Loads a checkpoint (see checkpoints.load_model) and exports it.
 
     The config.json beside a native checkpoint (a training directory) is carried
@@ -564,7 +704,8 @@ def export_checkpoint(checkpoint, export_base, version=None, warmup_size=DEFAULT
     Args:
       checkpoint: str, a training directory, native checkpoint prefix or Magenta TF1
         checkpoint prefix.
-      export_base, version, warmup_size, model_name, memory_budget_bytes: as in
+      export_base, version, warmup_size, model_name, memory_budget_bytes,
+      allow_different_model: as in
         `export_saved_model`.
 
     Returns:
@@ -581,7 +722,8 @@ def export_checkpoint(checkpoint, export_base, version=None, warmup_size=DEFAULT
     version_dir = export_saved_model(model, model_config, export_base, version=version,
                                      extra_metadata=extra, warmup_size=warmup_size,
                                      model_name=model_name,
-                                     memory_budget_bytes=memory_budget_bytes)
+                                     memory_budget_bytes=memory_budget_bytes,
+                                     allow_different_model=allow_different_model)
     return version_dir, model_config
 
 
@@ -627,10 +769,37 @@ def read_metadata(path):
     for sub in ("assets", "assets.extra"):
         candidate = os.path.join(saved_dir, sub, METADATA_FILENAME)
         if os.path.exists(candidate):
-            with open(candidate) as f:
-                return json.load(f)
+            try:
+                with open(candidate) as f:
+                    metadata = json.load(f)
+            except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError.
+                raise checkpoints.CheckpointError(
+                    f"{candidate}: unreadable export metadata: {e}") from None
+            if not isinstance(metadata, dict):
+                raise checkpoints.CheckpointError(f"{candidate}: export metadata is not a JSON "
+                                                  "object")
+            return metadata
     raise checkpoints.CheckpointError(
         f"{saved_dir!r} is a SavedModel without magenta_style metadata ({METADATA_FILENAME})")
+
+
+def load_saved_model(saved_dir):
+    """tf.saved_model.load, with a damaged export as one CheckpointError naming it.
+
+    A garbage saved_model.pb raises OSError (protobuf's parse error), a truncated
+    variables data file IndexError or DataLossError, depending on where it is cut.
+
+    Raises:
+      checkpoints.CheckpointError: the SavedModel cannot be loaded.
+    """
+    try:
+        return tf.saved_model.load(saved_dir)
+    except (OSError, ValueError, IndexError, tf.errors.OpError) as e:
+        text = (getattr(e, "message", None) or str(e)).strip()
+        reason = text.splitlines()[0] if text else type(e).__name__
+        raise checkpoints.CheckpointError(
+            f"{saved_dir!r}: cannot load the SavedModel (truncated or corrupt?): "
+            f"{reason[:300]}") from None
 
 
 def load_any(path, num_styles=None, alpha=None):
@@ -688,7 +857,7 @@ def load_stylizer(path, num_styles=None, alpha=None):
         raise checkpoints.CheckpointError(
             f"{saved_dir!r}: unreadable model metadata: {e}") from None
     checkpoints.check_agrees(model_config, num_styles, alpha, saved_dir)
-    loaded = tf.saved_model.load(saved_dir)
+    loaded = load_saved_model(saved_dir)
     n = model_config.num_styles
 
     def stylize(images, style, strength=None):

@@ -20,10 +20,12 @@ turns a per-example term dict into those scalars.
 - total variation of example i: (sum(dy^2) / 2) / ((H - 1) W C) + (sum(dx^2) / 2) / (H (W - 1) C)
   where dy, dx are differences of vertically / horizontally adjacent pixels.
 """
-import ast
 import math
+import re
 
 import tensorflow as tf
+
+from magenta_style import style_spec
 
 # Magenta's VGG-16 end point names (the same tuple as vgg.END_POINTS; kept here so
 # this module does not depend on the network module).
@@ -59,7 +61,7 @@ def validate_layer_weights(weights, what="layer weights"):
     for name, value in weights.items():
         if name not in END_POINTS:
             raise LossWeightsError(
-                f"{what}: unknown VGG end point {name!r}; known end points are "
+                f"{what}: unknown VGG end point {style_spec.shorten(name)!r}; known end points are "
                 f"{', '.join(END_POINTS)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise LossWeightsError(f"{what}: weight of {name} must be a number, got {value!r}")
@@ -69,13 +71,45 @@ def validate_layer_weights(weights, what="layer weights"):
     return {name: float(weights[name]) for name in END_POINTS if name in weights}
 
 
+# The tokens of a layer-weights flag value: punctuation, a quoted name (no escapes: end
+# point names never need them), a number or a bare name (anything up to punctuation).
+_WEIGHTS_TOKEN_RE = re.compile(
+    r"""\s*(?:(?P<punct>[{}:,])|'(?P<sq>[^'\\]*)'|"(?P<dq>[^"\\]*)"|(?P<bare>[^\s{}:,'"]+))""")
+_WEIGHT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                        r"|[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+
+
+def _weight_tokens(text, what):
+    """Splits `text` into (kind, value) tokens: kind is a punctuation char, "str" or "bare"."""
+    tokens, position = [], 0
+    while position < len(text):
+        match = _WEIGHTS_TOKEN_RE.match(text, position)
+        if match is None or match.end() == position:
+            if not text[position:].strip():
+                break
+            raise LossWeightsError(
+                f"{what}: cannot parse {style_spec.shorten(text)!r}: unexpected "
+                f"{style_spec.shorten(text[position:].strip(), 20)!r} (an unterminated quote?)")
+        position = match.end()
+        if match["punct"]:
+            tokens.append((match["punct"], match["punct"]))
+        elif match["bare"] is not None:
+            tokens.append(("bare", match["bare"]))
+        else:
+            tokens.append(("str", match["sq"] if match["sq"] is not None else match["dq"]))
+    return tokens
+
+
 def parse_layer_weights(text, what="layer weights"):
     """Parses a flag value into {end point: weight}.
 
     Two forms are accepted:
     - `"vgg_16/conv3:1.0,vgg_16/conv4:2e-4"` (easy to write in a flagfile);
-    - Magenta's Python dict literal, `'{"vgg_16/conv3": 1.0}'`.
-    An empty or blank string gives {} (no terms).
+    - Magenta's Python dict literal, `'{"vgg_16/conv3": 1.0}'` (quoted names, a
+      trailing comma allowed).
+    An empty or blank string gives {} (no terms). The text is read by a small
+    hand-written grammar (NAME:NUMBER pairs, optionally in braces), never evaluated,
+    so any malformed text (nested literals, non-string keys) is a one-line error.
 
     Args:
       text: str.
@@ -90,30 +124,49 @@ def parse_layer_weights(text, what="layer weights"):
     text = text.strip()
     if not text:
         return {}
-    if text.startswith("{"):
-        try:
-            weights = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            raise LossWeightsError(f"{what}: cannot parse {text!r} as a dict literal") from None
-        return validate_layer_weights(weights, what)
-    weights = {}
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
+    tokens = _weight_tokens(text, what)
+    braced = tokens[0][0] == "{"
+    if braced:
+        if tokens[-1][0] != "}" or len(tokens) < 2:
+            raise LossWeightsError(f"{what}: cannot parse {style_spec.shorten(text)!r} as a "
+                                   "dict literal: it must end with '}'")
+        tokens = tokens[1:-1]
+    weights, i = {}, 0
+
+    def bad(detail):
+        form = ("a dict literal like {\"vgg_16/conv3\": 1.0}" if braced
+                else "NAME:WEIGHT pairs (e.g. vgg_16/conv3:1.0)")
+        return LossWeightsError(f"{what}: cannot parse {style_spec.shorten(text)!r} as {form}: "
+                                f"{detail}")
+
+    while i < len(tokens):
+        if tokens[i][0] == ",":  # Empty entries (a trailing comma) are skipped.
+            i += 1
             continue
-        name, sep, value = item.rpartition(":")
-        if not sep or not name.strip():
-            raise LossWeightsError(
-                f"{what}: expected NAME:WEIGHT (e.g. vgg_16/conv3:1.0), got {item!r}")
-        name = name.strip()
-        try:
-            weight = float(value)
-        except ValueError:
-            raise LossWeightsError(f"{what}: weight of {name} is not a number: {value!r}") \
-                from None
+        entry = tokens[i:i + 3]
+        kinds = [kind for kind, _ in entry]
+        name_kind = "str" if braced else "bare"
+        if len(entry) < 3 or kinds[1] != ":" or kinds[0] != name_kind or kinds[2] not in (
+                "bare", "str"):
+            if not braced and kinds[:1] == ["bare"] and ":" not in kinds:
+                raise LossWeightsError(f"{what}: expected NAME:WEIGHT (e.g. vgg_16/conv3:1.0), "
+                                       f"got {style_spec.shorten(entry[0][1])!r}")
+            where = " ".join(style_spec.shorten(value, 20) for _, value in entry)
+            detail = ("names must be quoted strings" if braced and kinds[:1] != ["str"]
+                      else "expected NAME:WEIGHT")
+            raise bad(f"{detail}, got {where!r}")
+        name, value = entry[0][1].strip(), entry[2][1]
+        if entry[2][0] == "str":
+            raise LossWeightsError(f"{what}: weight of {name} must be a number, got {value!r}")
+        if not _WEIGHT_RE.fullmatch(value):
+            raise LossWeightsError(f"{what}: weight of {name} is not a number: "
+                                   f"{style_spec.shorten(value, 20)!r}")
         if name in weights:
             raise LossWeightsError(f"{what}: {name} is given twice")
-        weights[name] = weight
+        weights[name] = float(value)
+        i += 3
+        if i < len(tokens) and tokens[i][0] != ",":
+            raise bad(f"expected ',' after {name}:{value}")
     return validate_layer_weights(weights, what)
 
 

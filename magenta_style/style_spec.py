@@ -9,7 +9,7 @@ Two forms, as in Magenta's `image_stylization_transform`:
   joined by `_`, e.g. `{basename}_0_300_2_700`.
 
 Weights are not normalized (Magenta): `{0:0.5}` is half of style 0's gamma/beta, not
-style 0. Any finite weight is allowed, including negative ones (extrapolating away
+style 0. Any finite weight up to MAX_ABS_WEIGHT in absolute value is allowed, including negative ones (extrapolating away
 from a style) and weights above 1; a negative weight keeps Magenta's name, e.g.
 `{0:-0.5}` gives `0_-500`. Styles absent from a dict get weight 0.
 
@@ -26,6 +26,34 @@ import numpy as np
 _INDEX_RE = re.compile(r"[0-9]+")
 _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _NON_FINITE_RE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+
+
+# The largest |weight| accepted, here and in the exported signatures. The network
+# computes in float32, and from about 1e19 the instance-norm variances overflow and
+# the output is NaN; 1e6 keeps thirteen orders of magnitude of margin and is far
+# beyond any useful extrapolation (every pixel saturates long before).
+MAX_ABS_WEIGHT = 1e6
+# Error messages echo at most this many characters of a flag value: a 200k-entry
+# --which_styles must not become a megabyte error line.
+ECHO_LIMIT = 80
+
+
+def shorten(text, limit=ECHO_LIMIT):
+    """`text` for an error message: at most `limit` characters, elided in the middle.
+
+    Args:
+      text: any value (str() is taken).
+      limit: int >= 10.
+
+    Returns:
+      str, e.g. "[0,1,2,3,...(199,950 more characters)...,199998,199999]".
+    """
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 40, 10)
+    head, tail = text[:keep // 2 + keep % 2], text[len(text) - keep // 2:]
+    return f"{head}...({len(text) - len(head) - len(tail):,} more characters)...{tail}"
 
 
 class StyleSpecError(ValueError):
@@ -60,7 +88,7 @@ class StyleSpec:
         for s in self.styles:
             if s >= num_styles:
                 raise StyleSpecError(
-                    f"--which_styles={self.text}: style {s} does not exist; the model has "
+                    f"--which_styles={shorten(self.text)}: style {s} does not exist; the model has "
                     f"{num_styles} style(s), 0..{num_styles - 1}")
 
     def weight_rows(self, num_styles):
@@ -110,7 +138,7 @@ class StyleSpec:
 
 
 def _fail(text, what):
-    raise StyleSpecError(f"--which_styles={text}: {what}")
+    raise StyleSpecError(f"--which_styles={shorten(text)}: {what}")
 
 
 def _parse_index(text, token):
@@ -120,7 +148,7 @@ def _parse_index(text, token):
     if token.startswith("-") and _INDEX_RE.fullmatch(token[1:]):
         _fail(text, f"style index {token} is negative")
     if not _INDEX_RE.fullmatch(token):
-        _fail(text, f"{token!r} is not a style index (a non-negative integer)")
+        _fail(text, f"{shorten(token)!r} is not a style index (a non-negative integer)")
     return int(token)
 
 
@@ -129,11 +157,12 @@ def _parse_weight(text, key, token):
     if _NON_FINITE_RE.fullmatch(token):
         _fail(text, f"the weight of style {key} is {token}; weights must be finite numbers")
     if not _NUMBER_RE.fullmatch(token):
-        _fail(text, f"the weight of style {key}, {token!r}, is not a number")
+        _fail(text, f"the weight of style {key}, {shorten(token)!r}, is not a number")
     value = float(token)
-    # The model computes in float32: a weight that overflows there is no weight at all.
-    if not math.isfinite(value) or abs(value) > float(np.finfo(np.float32).max):
-        _fail(text, f"the weight of style {key}, {token}, is too large (not finite in float32)")
+    # The model computes in float32: far below its overflow, mixes give NaN.
+    if not math.isfinite(value) or abs(value) > MAX_ABS_WEIGHT:
+        _fail(text, f"the weight of style {key}, {shorten(token, 24)}, is too large: at most "
+              f"{MAX_ABS_WEIGHT:g} in absolute value (larger weights overflow float32)")
     return value
 
 
@@ -170,14 +199,15 @@ def _parse_list(text, stripped):
         _fail(text, f"unbalanced '{body[-1]}'")
     if not body.strip():
         _fail(text, "the list is empty")
-    styles = []
+    styles, seen = [], set()  # The set keeps the duplicate check linear.
     for token in body.split(","):
         if ":" in token:
             _fail(text, "a list cannot hold 'style:weight' pairs; write a mix as "
                   "'{0:0.3,2:0.7}' (quoted: an unquoted shell splits it)")
         index = _parse_index(text, token)
-        if index in styles:
+        if index in seen:
             _fail(text, f"style {index} is listed twice")
+        seen.add(index)
         styles.append(index)
     return StyleSpec(kind="list", styles=tuple(styles), text=text)
 
@@ -192,7 +222,7 @@ def _parse_mix(text, stripped):
     for entry in body.split(","):
         if entry.count(":") != 1:
             what = "empty entry (a stray comma?)" if not entry.strip() else (
-                f"{entry.strip()!r} is not a 'style:weight' pair")
+                f"{shorten(entry.strip())!r} is not a 'style:weight' pair")
             _fail(text, what)
         key_text, weight_text = entry.split(":")
         key = _parse_index(text, key_text)

@@ -38,7 +38,8 @@ _STYLE_MAP_COLORS = flags.DEFINE_string(
 _STYLE_MAP_BLUR = flags.DEFINE_float("style_map_blur", 0.0, "Soft mask edges: Gaussian "
                                      "standard deviation in pixels.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Frames stylized per step.")
-_CRF = flags.DEFINE_integer("crf", 18, "Encoder quality, lower is better (H.264: 0-51).")
+_CRF = flags.DEFINE_integer("crf", 18, "Encoder quality, lower is better (H.264: 0-51, "
+                            "VP9: 0-63).", lower_bound=0, upper_bound=63)
 _MAX_FRAMES = flags.DEFINE_integer("max_frames", None, "Stop after this many frames.")
 
 

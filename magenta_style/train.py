@@ -5,6 +5,9 @@
 Run from the repository root: nested --flagfile paths resolve against the working
 directory. Flags after --flagfile override it. See configs/ and README.md.
 """
+import os
+import shutil
+
 from absl import flags
 
 from magenta_style import cli
@@ -167,7 +170,7 @@ def main(argv):
             grid = evaluate_lib.style_grid_from_training(experiment, result.train_dir)
     except train_lib.NonFiniteLossError as e:
         cli.fail(PROG, str(e), code=1)
-    except train_lib.TrainError as e:
+    except (train_lib.TrainError, config_lib.ConfigError) as e:  # e.g. a corrupt config.json
         cli.fail(PROG, str(e))
     print(f"\nDone: step {result.step}, checkpoint {result.checkpoint}"
           + (f", {result.skipped_images} undecodable image(s) skipped"
@@ -177,21 +180,50 @@ def main(argv):
         print(f"Style grid: {grid}")
     # With demo data the suggested commands run as printed, on the demo photos.
     photos = experiment.data.content_images if _DEMO_DIR.value else "<photo.jpg or folder>"
-    print("\nWhat next:\n"
-          f"  stylize:     python -m magenta_style.stylize --checkpoint={result.train_dir} "
-          f"--input_image={photos} --output_dir=/tmp/stylized --which_styles="
-          f"{'0,1' if result.model_config.num_styles > 1 else '0'}\n"
-          f"  export:      python -m magenta_style.export --checkpoint={result.train_dir} "
-          "--export_dir=/tmp/exported\n"
-          f"  evaluate:    python -m magenta_style.evaluate --checkpoint={result.train_dir} "
-          f"--content_images={photos} --style_grid\n"
-          f"  TensorBoard: tensorboard --logdir={result.train_dir}")
-    if "standin:" in experiment.loss.vgg_checkpoint:
-        print("  Real styles need real VGG-16 weights: --vgg_checkpoint=/path/to/vgg_16.ckpt "
-              "(TF-slim's vgg_16_2016_08_28.tar.gz) and a style dataset built with it.")
-    elif experiment.loss.vgg_checkpoint == "hed":
-        print("  These styles were learnt with HED's edge-tuned VGG-16 (docs/vgg_weights.md); "
-              "Magenta's own loss network is --vgg_checkpoint=/path/to/vgg_16.ckpt.")
+    print(what_next(result.train_dir, photos, experiment.loss.vgg_checkpoint,
+                    num_styles=result.model_config.num_styles))
+
+
+def what_next(train_dir, photos, vgg_checkpoint, num_styles=2):
+    """The commands printed after training, with paths derived from the run.
+
+    Outputs go inside `train_dir` (as evaluate's `eval/` does), so a second model's
+    export never becomes a new version of the first model's export base. TensorBoard
+    is suggested only when it is installed (it is an extra, not a dependency).
+
+    Args:
+      train_dir: str, the run's directory.
+      photos: str, what to pass as --input_image / --content_images.
+      vgg_checkpoint: str, the run's --vgg_checkpoint (stand-in and HED runs get a note).
+      num_styles: int, the model's style count (the stylize line asks for two if it can).
+
+    Returns:
+      str, several lines.
+    """
+    export_dir = os.path.join(train_dir, "export")
+    stylized_dir = os.path.join(train_dir, "stylized")
+    if shutil.which("tensorboard"):
+        tensorboard = f"tensorboard --logdir={train_dir}"
+    else:
+        tensorboard = ('not installed; pip install -e ".[tensorboard]", then '
+                       f"tensorboard --logdir={train_dir}")
+    lines = [
+        "\nWhat next:",
+        f"  stylize:     python -m magenta_style.stylize --checkpoint={train_dir} "
+        f"--input_image={photos} --output_dir={stylized_dir} --which_styles="
+        f"{'0,1' if num_styles > 1 else '0'}",
+        f"  export:      python -m magenta_style.export --checkpoint={train_dir} "
+        f"--export_dir={export_dir}",
+        f"  evaluate:    python -m magenta_style.evaluate --checkpoint={train_dir} "
+        f"--content_images={photos} --style_grid",
+        f"  TensorBoard: {tensorboard}"]
+    if "standin:" in vgg_checkpoint:
+        lines.append("  Real styles need real VGG-16 weights: --vgg_checkpoint=/path/to/vgg_16.ckpt "
+                     "(TF-slim's vgg_16_2016_08_28.tar.gz) and a style dataset built with it.")
+    elif vgg_checkpoint == "hed":
+        lines.append("  These styles were learnt with HED's edge-tuned VGG-16 (docs/vgg_weights.md); "
+                     "Magenta's own loss network is --vgg_checkpoint=/path/to/vgg_16.ckpt.")
+    return "\n".join(lines)
 
 
 def run_main():

@@ -253,8 +253,13 @@ def read_slim_checkpoint(path):
             detail = "no such file"
         raise VGGWeightsError(f"cannot read VGG checkpoint {path}: {detail}") from None
     available = reader.get_variable_to_shape_map()
-    arrays = {name: reader.get_tensor(name) for name in SLIM_VARIABLE_SHAPES
-              if name in available}
+    try:
+        arrays = {name: reader.get_tensor(name) for name in SLIM_VARIABLE_SHAPES
+                  if name in available}
+    except (tf.errors.OpError, ValueError, IndexError) as e:  # IndexError: a cut .data file.
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise VGGWeightsError(f"cannot read VGG checkpoint {path} (truncated or corrupt?): "
+                              f"{detail}") from None
     check_slim_arrays(arrays, f"VGG checkpoint {path}")
     return arrays
 

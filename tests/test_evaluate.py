@@ -99,3 +99,27 @@ def test_training_grid_shows_every_quickstart_content_image(trained, tmp_path):
     p = evaluate_lib.GRID_PADDING
     with Image.open(path) as grid:  # 128 px cells: the training size, at least 128.
         assert grid.size == (3 * (128 + p) + p, 7 * (128 + p) + p)
+
+
+def test_evaluating_a_step_again_keeps_the_earlier_results(trained, tmp_path):
+    root, train_dir, dataset = trained
+    paths = []
+    for size in (32, 40):  # E.g. another image size: the first grid must survive.
+        result = evaluate_lib.evaluate_checkpoint(
+            str(train_dir), str(tmp_path), str(root / "content"), style_dataset_file=dataset,
+            image_size=size, max_images=1, grid=True, log=lambda _: 0)
+        paths.append(result["grid"])
+    assert [os.path.basename(p) for p in paths] == ["style_grid_7.png", "style_grid_7_2.png"]
+    with Image.open(paths[0]) as first, Image.open(paths[1]) as second:
+        assert first.size != second.size
+
+
+def test_cli_image_size_range(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, "-m", "magenta_style.evaluate",
+                           f"--checkpoint={tmp_path}", f"--content_images={tmp_path}",
+                           "--image_size=7"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "magenta_style.evaluate: error: --image_size=7 must be in [32, 4096]")

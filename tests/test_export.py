@@ -6,6 +6,7 @@ is shared by the module; the Magenta fixture is exported once through the CLI.
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -199,6 +200,50 @@ def test_bytes_signatures(tiny, loaded):
                                            style_weights=weights[:1])
 
 
+def test_webp_bytes(tiny, loaded):
+    # Once "WebP only supports uint8 for dtype" in both bytes signatures.
+    model = tiny[0]
+    image, weights = _inputs(batch=1, height=12, width=14, seed=4)
+    pixels = np.round(image[0] * 255.0).astype(np.uint8)
+    ref = model(pixels[None].astype(np.float32) / 255.0, weights).numpy()
+    for mode in ("RGB", "RGBA"):  # TF's decoder refuses channels=3 for RGBA WebP.
+        data = pixels if mode == "RGB" else np.dstack([pixels, np.full((12, 14), 9, np.uint8)])
+        buffer = io.BytesIO()
+        Image.fromarray(data, mode).save(buffer, "WEBP", lossless=True)
+        webp = np.array([buffer.getvalue()], dtype=object)
+        out = loaded.signatures["serving_bytes"](image_bytes=webp, style_weights=weights)
+        decoded = _decode_pngs(out["stylized_image_bytes"].numpy())
+        assert np.abs(decoded / 255.0 - ref).max() <= 0.5 / 255 + 1e-5
+        out = loaded.signatures["stylize_bytes_advanced"](
+            image_bytes=webp, style_weights=weights, strength=np.array([1.0], np.float32),
+            preserve_colors=np.array([False]))
+        assert np.array_equal(_decode_pngs(out["stylized_image_bytes"].numpy()), decoded)
+
+
+def test_refuses_a_version_of_another_model(tiny, tmp_path):
+    model, model_config, train_dir, version_dir = tiny
+    base = os.path.dirname(version_dir)
+    # Same shapes, other names: a retrained model is a fine new version.
+    export_lib.check_same_model(base, config_lib.ModelConfig(num_styles=NUM_STYLES, alpha=0.25))
+    for other, what in ((config_lib.ModelConfig(num_styles=3, alpha=0.25), "num_styles 2 there"),
+                        (config_lib.ModelConfig(num_styles=2, alpha=0.5), "alpha 0.25 there")):
+        with pytest.raises(export_lib.ExportError, match=what) as info:
+            export_lib.export_saved_model(model, other, base)
+        assert "--allow_different_model" in str(info.value)
+    assert sorted(os.listdir(base)) == ["1"]  # Refused before anything was written.
+    # Unreadable metadata in an existing version: named, one line, no JSON traceback.
+    broken = tmp_path / "exports"
+    shutil.copytree(version_dir, broken / "1")
+    for sub in ("assets", "assets.extra"):
+        (broken / "1" / sub / "config.json").write_text('{"model": ')
+    with pytest.raises(export_lib.ExportError, match=r"cannot compare with .*config.json"):
+        export_lib.check_same_model(str(broken), model_config)
+    with pytest.raises(checkpoints.CheckpointError, match="unreadable export metadata"):
+        export_lib.load_stylizer(str(broken))
+    assert export.main(["export", f"--checkpoint={train_dir}", f"--export_dir={broken}",
+                        "--warmup_size=0"]) == 2
+
+
 @pytest.mark.parametrize("signature,inputs,message", [
     ("serving_default", {"image": np.zeros((1, 8, 8, 4), np.float32),
                          "style_weights": np.array([[1.0, 0.0]], np.float32)}, "3 channels"),
@@ -219,6 +264,39 @@ def test_bytes_signatures(tiny, loaded):
                      "style_map": np.ones((1, 4, 4, 2), np.float32),
                      "strength": np.array([1.0], np.float32)},
      "same height and width as the image"),
+    # Ranks and empty batches, fed as TF Serving feeds them (no shape check before the
+    # graph): once "slice index 3 of dimension 0 out of bounds", or a rank-5 output.
+    ("serving_default", {"image": np.zeros((8, 8, 3), np.float32),
+                         "style_weights": np.array([[1.0, 0.0]], np.float32)},
+     "image must have rank 4"),
+    ("serving_default", {"image": np.zeros((0, 8, 8, 3), np.float32),
+                         "style_weights": np.zeros((0, 2), np.float32)},
+     "image must hold at least one image"),
+    ("serving_default", {"image": np.zeros((1, 8, 8, 3), np.float32),
+                         "style_weights": np.array([1.0, 0.0], np.float32)},
+     "style_weights must have rank 2"),
+    ("stylize_advanced", {"image": np.zeros((1, 8, 8, 3), np.float32),
+                          "style_weights": np.array([[1.0, 0.0]], np.float32),
+                          "strength": np.array([1.0], np.float32),
+                          "preserve_colors": np.array([[True]])},
+     "preserve_colors must have rank 1"),
+    ("stylize_advanced", {"image": np.zeros((1, 8, 8, 3), np.float32),
+                          "style_weights": np.array([[1.0, 0.0]], np.float32),
+                          "strength": np.float32(1.0), "preserve_colors": np.array([False])},
+     "strength must have rank 1"),
+    ("stylize_map", {"image": np.zeros((1, 8, 8, 3), np.float32),
+                     "style_map": np.ones((1, 8, 2), np.float32),
+                     "strength": np.array([1.0], np.float32)}, "style_map must have rank 4"),
+    ("serving_bytes", {"image_bytes": np.array([[b"x"]], dtype=object),
+                       "style_weights": np.array([[1.0, 0.0]], np.float32)},
+     "image_bytes must have rank 1"),
+    # Huge finite weights: NaN (an all-black PNG) once, from about 1e19.
+    ("serving_default", {"image": np.zeros((1, 8, 8, 3), np.float32),
+                         "style_weights": np.array([[1e19, 0.0]], np.float32)},
+     "style_weights must be at most 1e\\+06"),
+    ("stylize_map", {"image": np.zeros((1, 8, 8, 3), np.float32),
+                     "style_map": np.full((1, 8, 8, 2), -2e6, np.float32),
+                     "strength": np.array([1.0], np.float32)}, "style_map must be at most"),
 ])
 def test_bad_inputs_are_invalid_argument_naming_the_problem(loaded, signature, inputs, message):
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
@@ -432,9 +510,37 @@ def test_cli_exports_magenta_checkpoint_with_fixture_parity(fixtures_dir, tmp_pa
     (["--checkpoint=x"], "--export_dir is required"),
     (["--checkpoint=/nonexistent/ckpt", "--export_dir=x"], "--checkpoint"),
     (["--checkpoint=x", "--export_dir=y", "--version=0"], "version"),
+    (["--checkpoint=x", "--export_dir=y", "--warmup_size=20000"], "warmup_size"),
 ])
 def test_cli_usage_errors(argv, message, capsys):
     assert export.main(["export"] + argv) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
+
+
+def test_export_does_not_log_the_five_rename_notices(tiny, tmp_path):
+    import logging
+    from absl import logging as absl_logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    handler = Keep(level=logging.DEBUG)
+    logger = absl_logging.get_absl_logger()
+    old_verbosity = absl_logging.get_verbosity()
+    logger.addHandler(handler)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        model, model_config, _, _ = tiny
+        export_lib.export_saved_model(model, model_config, str(tmp_path / "quiet"),
+                                      warmup_size=0)
+        absl_logging.info("after the export")
+    finally:
+        logger.removeHandler(handler)
+        absl_logging.set_verbosity(old_verbosity)
+    assert not [r for r in records if "will be renamed" in r]
+    assert "after the export" in records  # The filter is gone afterwards.

@@ -239,10 +239,31 @@ def test_parse_layer_weights_forms():
     ("vgg_16/conv3:1,vgg_16/conv3:2", "given twice"),
     ("{'vgg_16/conv3': 'x'}", "must be a number"),
     ("{vgg_16/conv3: 1}", "cannot parse"),
+    # Once ast.literal_eval: a TypeError (unhashable key) and a MemoryError/RecursionError.
+    ("{[1]: 2}", "names must be quoted strings"),
+    ("{" * 100_000 + "}" * 100_000, "cannot parse"),
+    ("{'vgg_16/conv3': {'vgg_16/conv4': 1}}", "cannot parse"),
+    ("{'vgg_16/conv3': 1", "must end with '}'"),
+    ("{'vgg_16/conv3: 1}", "unterminated quote"),
+    ("vgg_16/conv3:1 vgg_16/conv4:2", "expected ','"),
+    ("__import__('os').system('true')", "NAME:WEIGHT"),
 ])
 def test_parse_layer_weights_errors(text, message):
-    with pytest.raises(losses.LossWeightsError, match=message):
+    with pytest.raises(losses.LossWeightsError, match=message) as info:
         losses.parse_layer_weights(text, "--style_weights")
+    assert "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_parse_layer_weights_python_dict_details():
+    # What Magenta's flags held (ast.literal_eval of a dict): any quotes, a trailing
+    # comma, ints, exponents; and the pair form with a trailing comma.
+    assert losses.parse_layer_weights('{"vgg_16/conv1": 1e-4, \'vgg_16/conv2\': 2,}') == {
+        "vgg_16/conv1": 1e-4, "vgg_16/conv2": 2.0}
+    assert losses.parse_layer_weights("vgg_16/conv3: .5 ,") == {"vgg_16/conv3": 0.5}
+    assert losses.parse_layer_weights("{}") == {}
+    with pytest.raises(losses.LossWeightsError) as info:
+        losses.parse_layer_weights("x" * 10_000 + ":1", "--style_weights")
+    assert len(str(info.value)) < 400
 
 
 def test_losses_reject_unknown_layers():

@@ -89,3 +89,23 @@ def test_notebook_runs_headlessly(export_dir, tmp_path, monkeypatch, with_image)
                         ("strength_and_colors", 4)):
         with Image.open(output_dir / f"{name}.png") as figure:
             assert figure.size == (count * width, height)
+
+
+def test_readme_python_snippets_import_the_modules_they_use():
+    # The Colab snippet once called json.loads without importing json.
+    import ast
+    import re
+    import sys
+
+    with open(os.path.join(REPO, "README.md")) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    assert blocks
+    modules = set(sys.stdlib_module_names) | {"np", "tf", "hub", "keras", "grpc", "PIL"}
+    for block in blocks:
+        tree = ast.parse(block)
+        imported = {alias.asname or alias.name.split(".")[0] for node in ast.walk(tree)
+                    if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+        used = {node.value.id for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)}
+        missing = sorted((used & modules) - imported)
+        assert not missing, f"README snippet uses {missing} without importing them:\n{block}"

@@ -256,3 +256,14 @@ def test_grpc_round_trip(client, loaded, photo, tmp_path):
                                   server=f"127.0.0.1:{port}", timeout=TIMEOUT_S)
     finally:
         server.stop(grace=None).wait(TIMEOUT_S)
+
+
+def test_help_exits_zero():
+    # absl exits 1 after --help; scripts read that as a failure.
+    result = subprocess.run([sys.executable, TOOL, "--help"], capture_output=True, text=True,
+                            timeout=TIMEOUT_S, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--style_weights" in result.stdout
+    result = subprocess.run([sys.executable, TOOL, "--no_such_flag"], capture_output=True,
+                            text=True, timeout=TIMEOUT_S, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -93,6 +93,8 @@ def test_negative_weight_is_allowed():
     ("{0:-Infinity}", "finite"),
     ("{0:1e39}", "float32"),
     ("{0:1e999}", "float32"),
+    ("{0:1e19}", "at most 1e+06"),      # once NaN from the network, named nowhere
+    ("{0:1,1:-2e6}", "weight of style 1"),
     ("{0:abc}", "not a number"),
     ("{0:1_0}", "not a number"),
     ("{0:}", "not a number"),
@@ -133,3 +135,27 @@ def test_all_styles():
 
 def test_error_is_a_value_error():
     assert issubclass(style_spec.StyleSpecError, ValueError)
+
+
+def test_long_list_parses_in_linear_time_and_errors_stay_short():
+    # 200k entries took minutes with a list-based duplicate check (quadratic); with the
+    # set this is well under a second, so a regression shows as a hung test.
+    many = ",".join(map(str, range(200_000)))
+    spec = style_spec.parse(many)
+    assert spec.styles[-1] == 199_999 and len(spec.styles) == 200_000
+    with pytest.raises(style_spec.StyleSpecError) as info:
+        style_spec.parse(many + ",5")
+    message = str(info.value)
+    assert "style 5 is listed twice" in message
+    assert len(message) < 200 and "more characters" in message
+    with pytest.raises(style_spec.StyleSpecError) as info:
+        spec.validate(3)
+    assert len(str(info.value)) < 200
+
+
+def test_shorten():
+    assert style_spec.shorten("abc") == "abc"
+    text = "x" * 1000
+    short = style_spec.shorten(text)
+    assert len(short) <= style_spec.ECHO_LIMIT and short.startswith("x") and short.endswith("x")
+    assert "960 more characters" in short

@@ -7,8 +7,8 @@ Tolerances (max abs difference on [0, 1] pixels, randomised gamma/beta): float32
 import os
 import subprocess
 import sys
-import warnings
 
+from ai_edge_litert.interpreter import Interpreter
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -41,9 +41,8 @@ def exported(tmp_path_factory, randomize_norms):
 
 
 def _runner(data, signature="serving_default"):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice.
-        interpreter = tf.lite.Interpreter(model_content=data)
+    # LiteRT's interpreter: tf.lite.Interpreter warns that it is deprecated in its favour.
+    interpreter = Interpreter(model_content=data)
     assert list(interpreter.get_signature_list()) == [signature]
     return interpreter.get_signature_runner(signature)
 
@@ -137,11 +136,23 @@ def test_command_line(exported, tmp_path):
     assert "export_tflite: error: --input_size='16by16'" in result.stderr
     assert "Traceback" not in result.stderr
 
+    # A bad enum value: absl's FATAL line and status 1 once; now a usage error.
+    result = subprocess.run(
+        [sys.executable, TOOL, f"--saved_model={version_dir}", f"--output={output}",
+         "--signature=serving_bytes"], capture_output=True, text=True, timeout=300,
+        check=False)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "signature" in errors[0] and "FATAL" not in result.stderr
+
 
 def test_parse_size_and_bad_saved_model(tool, tmp_path):
     assert tool.parse_size("384x512") == (384, 512)
-    for bad in ("384", "0x10", "axb", ""):
+    for bad in ("384", "0x10", "axb", "", "1" * 400 + "x2"):
         with pytest.raises(tool.UsageError):
             tool.parse_size(bad)
+    with pytest.raises(tool.UsageError, match="at most 16,777,216"):
+        tool.parse_size("100000x100000")
+    assert tool.parse_size("4096x4096") == (4096, 4096)
     with pytest.raises(tool.UsageError, match="--saved_model"):
         tool.convert(str(tmp_path))

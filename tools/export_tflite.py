@@ -14,22 +14,26 @@ preserve_colors) or stylize_map (image, style_map, strength). The encoded-bytes
 signatures use ops TFLite lacks and are not offered. The TFLite model has one
 signature, always named `serving_default` (the converter's name for a single
 function), whose inputs and output are named as in the chosen SavedModel signature.
-Run it with `tf.lite.Interpreter(...).get_signature_runner()` or ai_edge_litert's
-Interpreter (the same API).
+Run it with `ai_edge_litert.interpreter.Interpreter(...).get_signature_runner()`
+(`pip install -e ".[tflite]"`; TensorFlow's own `tf.lite.Interpreter` has the same API
+but warns that it is deprecated).
 """
 import re
 import sys
 
-from absl import app
 from absl import flags
 import tensorflow as tf
 
 from magenta_style import checkpoints
+from magenta_style import cli
 from magenta_style import export_lib
 from magenta_style import fileio
 
 SIGNATURES = ("serving_default", "stylize_advanced", "stylize_map")
 QUANTIZE = ("float32", "float16")
+# A fixed --input_size allocates its tensors at that size on the device; 16 Mpx
+# (4096x4096) is already about 3 GB of activations at alpha 1, far beyond a phone.
+MAX_INPUT_PIXELS = 4096 * 4096
 
 FLAGS = flags.FLAGS
 
@@ -52,11 +56,18 @@ class UsageError(ValueError):
 
 
 def parse_size(text):
-    """'384x512' -> (384, 512) (height, width); raises UsageError."""
-    match = re.fullmatch(r"\s*([0-9]+)\s*[xX]\s*([0-9]+)\s*", text or "")
+    """'384x512' -> (384, 512) (height, width); raises UsageError.
+
+    At most MAX_INPUT_PIXELS pixels.
+    """
+    match = re.fullmatch(r"\s*([0-9]{1,9})\s*[xX]\s*([0-9]{1,9})\s*", text or "")
     if not match or min(int(match.group(1)), int(match.group(2))) < 1:
         raise UsageError(f"--input_size={text!r} must be HEIGHTxWIDTH, e.g. 384x384")
-    return int(match.group(1)), int(match.group(2))
+    height, width = int(match.group(1)), int(match.group(2))
+    if height * width > MAX_INPUT_PIXELS:
+        raise UsageError(f"--input_size={text.strip()} is {height * width:,} pixels; at most "
+                         f"{MAX_INPUT_PIXELS:,} (e.g. 4096x4096) for a fixed-size model")
+    return height, width
 
 
 def _concrete_function(loaded, signature, num_styles, batch_size, input_size):
@@ -117,7 +128,10 @@ def convert(saved_model, signature="serving_default", quantize="float32", input_
     if batch_size is None and input_size is not None:
         batch_size = 1
     if loaded is None:
-        loaded = tf.saved_model.load(saved_dir)
+        try:
+            loaded = export_lib.load_saved_model(saved_dir)
+        except checkpoints.CheckpointError as e:
+            raise UsageError(f"--saved_model: {e}") from None
     function = _concrete_function(loaded, signature, metadata["model"]["num_styles"],
                                   batch_size, input_size)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
@@ -158,4 +172,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run_with_global_flags(main, "export_tflite")

@@ -24,10 +24,10 @@ import sys
 import urllib.error
 import urllib.request
 
-from absl import app
 from absl import flags
 from PIL import Image
 
+from magenta_style import cli
 from magenta_style import fileio
 from magenta_style import images
 
@@ -233,4 +233,4 @@ def main(argv):
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run_with_global_flags(main, "serving_client")
