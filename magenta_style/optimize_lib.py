@@ -483,7 +483,7 @@ def _noise(size, seed):
 
 
 def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
-             on_snapshot=None):
+             on_snapshot=None, start_from_content=False):
     """Runs one optimization.
 
     Args:
@@ -496,6 +496,9 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
       on_iteration: optional callable(Progress) after every iteration.
       on_snapshot: optional callable(image float32 [h, w, 3], scale, iteration), every
         cfg.save_every iterations.
+      start_from_content: with init=network:..., keep the network's loss but start
+        from the content image (the baseline that shows what the network's head start
+        is worth; see iterations_to_reach).
 
     Returns:
       OptimizeResult.
@@ -574,11 +577,11 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
     init = cfg.init
     if content is None and init == "content":
         init = "noise"  # Doodle mode: nothing to start from but noise.
-    if network is not None:
+    if network is not None and not start_from_content:
         full = _resize(content, (height, width))
         start = network_model(tf.constant(full[None]), tf.constant([style_id]))
         start = np.asarray(start, np.float32)[0]
-    elif init == "content":
+    elif init == "content" or network is not None:
         start = _resize(content, (height, width))
     elif init == "style":
         start = _resize(styles[0], (height, width)) if styles else _noise(sizes[0], cfg.seed)
