@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "pillow==13.0.0",
     "absl-py==2.5.1",
+    "scipy==1.17.1",  # L-BFGS-B of the optimization mode (magenta_style.optimize).
 ]
 
 VIDEO_REQUIRES = ["av==18.1.0"]  # PyAV: its wheels bundle FFmpeg, no system install.
@@ -45,6 +46,7 @@ setuptools.setup(
             "magenta-style-train=magenta_style.train:run_main",
             "magenta-style-evaluate=magenta_style.evaluate:run_main",
             "magenta-style-stylize-video=magenta_style.stylize_video:run_main",
+            "magenta-style-optimize=magenta_style.optimize:run_main",
         ],
     },
 )
