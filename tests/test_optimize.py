@@ -439,11 +439,11 @@ def network(tmp_path_factory):
         loss=config_lib.LossConfig(vgg_checkpoint="standin:0"))
     config_lib.save_model_config(str(train_dir), model_config,
                                  extra={"train": experiment.to_dict()})
-    return train_dir, dataset, experiment
+    return train_dir, dataset, experiment, root
 
 
 def test_network_init_minimizes_the_networks_own_loss(network):
-    train_dir, dataset, experiment = network
+    train_dir, dataset, experiment, _ = network
     content = _photo(32)
     cfg = config_lib.OptimizeConfig(content_image="c.png", init=f"network:{train_dir}:b",
                                     image_size=32, iterations=3)
@@ -466,8 +466,27 @@ def test_network_init_minimizes_the_networks_own_loss(network):
     assert from_content.report["scales"][0]["start"]["total_loss"] != pytest.approx(start)
 
 
+def test_evaluate_reports_the_amortization_gap(network, tmp_path):
+    from magenta_style import evaluate_lib  # pylint: disable=import-outside-toplevel
+    train_dir, dataset, _, root = network
+    result = evaluate_lib.evaluate_checkpoint(
+        str(train_dir), str(tmp_path), str(root / "content"), style_dataset_file=dataset,
+        vgg_checkpoint="standin:0", image_size=32, max_images=1, grid=False,
+        log=lambda _: 0, optimum_iterations=3)
+    saved = json.loads((tmp_path / "losses_1.json").read_text())
+    assert saved["optimum_iterations"] == 3
+    for entry in saved["losses"]:
+        # The optimum starts at the network's output, scored by the same loss.
+        assert entry["optimum_start_total_loss"] == pytest.approx(entry["total_loss"], rel=1e-3)
+        assert entry["optimum_total_loss"] < entry["total_loss"]
+        assert entry["amortization_gap"] == pytest.approx(
+            entry["total_loss"] / entry["optimum_total_loss"])
+    assert result["losses"][0]["amortization_gap"] > 1
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
 def test_network_init_errors(network, tmp_path):
-    train_dir, _, _ = network
+    train_dir, _, _, _ = network
     with pytest.raises(optimize_lib.OptimizeError, match="no style 'zebra'"):
         optimize_lib.optimize(config_lib.OptimizeConfig(
             content_image="c.png", init=f"network:{train_dir}:zebra", image_size=32),
