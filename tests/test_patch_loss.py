@@ -171,6 +171,10 @@ def test_matcher_equals_brute_force(budget, chunk):
     differ = found != best
     assert np.all(gaps[differ] < 1e-5)  # Only numerical near-ties may differ.
     assert np.mean(differ) < 0.05
+    # Unknown sizes inside a tf.function take the while-loop path: same matches.
+    traced = tf.function(lambda x, m: loss.match({"l": x}, m)["l"], input_signature=[
+        tf.TensorSpec([1, None, None, 4]), tf.TensorSpec([1, None, None, 2])])
+    np.testing.assert_array_equal(traced(output, content_map).numpy().ravel(), found)
     total, terms = loss({"l": output}, content_map)
     frozen, _ = loss.loss_from_matches({"l": output}, content_map, {"l": best.reshape(6, 8)})
     assert float(frozen) == pytest.approx(2.0 * energy, rel=1e-5)

@@ -15,7 +15,7 @@ pixels: the PyTorch baseline's iteration) and reports:
 - peak RSS of the child (MB) and its RSS growth between iteration 2 and the end.
 Each configuration runs in its own process so the peaks do not mix. With
 `--style_loss=patch` the semantic patch loss is timed instead (style as large as the
-output). Stand-in weights are fine for timing (the numbers do not depend on the
+output, two-label semantic maps on both, the paper's conv3_1 and conv4_1). Stand-in weights are fine for timing (the numbers do not depend on the
 values); the images are the shared photos when present, else procedural.
 """
 import argparse
@@ -54,17 +54,39 @@ def _images(size):
     return photo, stripes.astype(np.float32)
 
 
+def _semantic_maps(content_hw, style_hw):
+    """Two-label RGB maps (left / right halves; the content's mirrored) in a temp dir.
+
+    The patch loss is timed with its semantic channels, the issue's use; their cost
+    is the M = 3 extra channels of the match.
+    """
+    import tempfile  # pylint: disable=import-outside-toplevel
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    directory = tempfile.mkdtemp(prefix="benchmark_optimize_")
+    paths = {}
+    for name, (height, width), flip in (("style_semantic_map", style_hw, False),
+                                        ("content_semantic_map", content_hw, True)):
+        left = (np.arange(width) < width // 2) != flip
+        rgb = np.where(left[None, :, None], [255, 0, 0], [0, 0, 255]).astype(np.uint8)
+        paths[name] = os.path.join(directory, f"{name}.png")
+        Image.fromarray(np.repeat(rgb, height, axis=0)).save(paths[name])
+    return paths
+
+
 def child(args):
     """Runs one configuration; prints one JSON line."""
     sys.path.insert(0, ROOT)
     from magenta_style import config as config_lib  # pylint: disable=import-outside-toplevel
     from magenta_style import optimize_lib  # pylint: disable=import-outside-toplevel
     content, style = _images(args.size)
+    maps = {}
+    if args.style_loss == "patch":
+        maps = _semantic_maps(content.shape[:2], style.shape[:2])
     cfg = config_lib.OptimizeConfig(
         content_image="content", style_images=("style",), image_size=args.size,
         vgg_checkpoint=args.vgg_checkpoint, optimizer=args.optimizer,
         iterations=args.iterations, jit_compile=args.xla, vgg=args.vgg,
-        style_loss=args.style_loss)
+        style_loss=args.style_loss, **maps)
     stamps, rss = [], []
 
     def on_iteration(progress):
