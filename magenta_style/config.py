@@ -186,6 +186,7 @@ class LossConfig:
       vgg_checkpoint: VGG-16 weights: TF-slim vgg_16.ckpt path, "imagenet", a Keras
         .h5 path, or "standin:SEED" (random; tests and dry runs only).
       vgg_pooling: "avg" (Magenta) or "max".
+      vgg: "vgg_16" (Magenta) or "vgg_19"; every weight's end point must be of it.
       content_weights: ((end point, weight), ...); default Magenta's conv3: 1.0.
       style_weights: ((end point, weight), ...); default Magenta's conv1..4: 1e-4.
       style_coefficients: per-style factors on the style weights (num_styles long), or
@@ -204,6 +205,7 @@ class LossConfig:
     total_variation_weight: float = 0.0
     stability_weight: float = 0.0
     stability_noise_stddev: float = 0.02
+    vgg: str = "vgg_16"
 
     def __post_init__(self):
         object.__setattr__(self, "content_weights", _as_pairs(self.content_weights))
@@ -225,6 +227,10 @@ class LossConfig:
                f"style_coefficients must be >= 0, got {list(self.style_coefficients)}")
         _check(bool(self.content_weights) or bool(self.style_weights),
                "content_weights and style_weights are both empty: nothing to train on")
+        _check(self.vgg in ("vgg_16", "vgg_19"), f"vgg must be vgg_16 or vgg_19, got {self.vgg!r}")
+        for name, _ in self.content_weights + self.style_weights:
+            _check(name.split("/")[0] == self.vgg,
+                   f"loss weight {name} is not a layer of {self.vgg} (vgg={self.vgg})")
 
 
 @dataclasses.dataclass(frozen=True)

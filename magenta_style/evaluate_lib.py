@@ -229,11 +229,13 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
     os.makedirs(eval_dir, exist_ok=True)
     if info.grams is not None and vgg_checkpoint:
         try:
-            vgg_net = vgg.get_vgg16(vgg_checkpoint, loss_config.vgg_pooling)
-        except vgg.VGGWeightsError as e:
+            vgg_net = vgg.get_vgg16(vgg_checkpoint, loss_config.vgg_pooling, loss_config.vgg,
+                                    train_lib.needs_conv_end_points(loss_config))
+            grams = train_lib.dataset_grams(vgg_net, info, dict(loss_config.style_weights))
+        except (vgg.VGGWeightsError, train_lib.TrainError) as e:
             raise EvalError(str(e)) from None
         # The dataset's styles are the model's last ones (add_styles puts them there).
-        per_style = per_style_losses(model, vgg_net, info.grams, content, loss_config,
+        per_style = per_style_losses(model, vgg_net, grams, content, loss_config,
                                      batch_size, label_offset=offset)
         result["losses"] = [{"style": offset + s, "name": model_config.style_name(offset + s),
                              **terms} for s, terms in enumerate(per_style)]

@@ -230,6 +230,7 @@ class _Objective:
     style_images: list       # float32 [H, W, 3] each (gram or patch), or []
     mix: list                # blend weights, sum 1
     fixed_grams: dict = None  # {end point: [C, C]} from a style dataset (network init)
+    dataset: tuple = None     # (StyleDatasetInfo, row) when fixed_grams must be computed
     style_coefficient: float = 1.0
     description: str = "command"
 
@@ -269,7 +270,8 @@ def _network_objective(cfg, path, style):
             "loss is unknown; give --style_images to use this command's loss")
     try:
         loss_config = config_lib.LossConfig(**train.get("loss", {}))
-        info = style_dataset.read_style_dataset(train["data"]["style_dataset_file"])
+        info = style_dataset.read_style_dataset(train["data"]["style_dataset_file"],
+                                                with_images=True)
     except (KeyError, TypeError, config_lib.ConfigError, style_dataset.StyleDatasetError) as e:
         raise OptimizeError(f"init network: cannot read the training loss of {path}: "
                             f"{' '.join(str(e).split())}") from None
@@ -287,7 +289,8 @@ def _network_objective(cfg, path, style):
         tv_weight=loss_config.total_variation_weight, style_images=[], mix=[],
         fixed_grams={name: np.asarray(grams[row], np.float32)
                      for name, grams in info.grams.items()},
-        style_coefficient=float(coefficient), description=f"training loss of {path}")
+        style_coefficient=float(coefficient), description=f"training loss of {path}",
+        dataset=(info, row))
     vgg_settings = (loss_config.vgg_checkpoint, loss_config.vgg_pooling,
                     getattr(loss_config, "vgg", "vgg_16"))
     return objective, model, style_id, vgg_settings
@@ -572,6 +575,15 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
     if getattr(vgg_net, "architecture", "vgg_16") != architecture:
         raise OptimizeError(f"the VGG given is {vgg_net.architecture}, the losses need "
                             f"{architecture}")
+    if objective.dataset is not None and not set(objective.style_weights) <= set(
+            objective.fixed_grams):
+        # Trained with VGG-19 or per-convolution layers: Grams from the dataset's images,
+        # as the trainer computes them.
+        from magenta_style import train_lib  # pylint: disable=import-outside-toplevel
+        info, row = objective.dataset
+        grams = train_lib.dataset_grams(vgg_net, info, objective.style_weights)
+        objective = dataclasses.replace(
+            objective, fixed_grams={name: grams[name][row] for name in grams})
 
     # 3. The starting image at the first scale.
     init = cfg.init

@@ -667,3 +667,23 @@ def test_fast_transfer_network_trains_with_a_frozen_loss_network():
     np.testing.assert_array_equal(first, model(images, labels))
     for v, s in zip(model.variables, snapshot):
         np.testing.assert_array_equal(v.numpy(), s)
+
+
+# ------------------------------------------------------------------ --vgg for training
+
+
+def test_training_vgg19_recomputes_grams_and_checks_layer_names(tmp_path):
+    with pytest.raises(config_lib.ConfigError, match="vgg_16/conv3 is not a layer of vgg_19"):
+        config_lib.LossConfig(vgg="vgg_19")  # Magenta's default weights name vgg_16.
+    loss = config_lib.LossConfig(vgg="vgg_19", content_weights=(("vgg_19/conv3", 1.0),),
+                                 style_weights=(("vgg_19/conv2/conv2_1", 1.0),))
+    assert train_lib.needs_conv_end_points(loss)
+    net = vgg.get_vgg16("standin:4", "avg", "vgg_19", conv_end_points=True)
+    style = [_stripes(16), _photo(16)]
+    info = style_dataset.StyleDatasetInfo(
+        num_styles=2, names=("a", "b"), images=tuple(style),
+        grams={"vgg_16/conv1": np.zeros([2, 64, 64], np.float32)})
+    grams = train_lib.dataset_grams(net, info, dict(loss.style_weights))
+    assert set(grams) == {"vgg_16/conv1", "vgg_19/conv2/conv2_1"}
+    expected = losses.gram_matrix(net(tf.constant(style[1][None]))["vgg_19/conv2/conv2_1"])
+    np.testing.assert_allclose(grams["vgg_19/conv2/conv2_1"][1], expected[0], rtol=1e-5)
