@@ -101,6 +101,8 @@ def parse_args(argv):
     except ValueError:
         raise cli.UsageError(f"--style_mix: not a list of numbers: {','.join(fv.style_mix)}") \
             from None
+    if fv.vgg not in ("vgg_16", "vgg_19"):
+        raise cli.UsageError(f"--vgg must be vgg_16 or vgg_19, got {fv.vgg!r}")
     weights = {}
     for name in ("content_weights", "style_weights"):
         if fv[name].value is None:

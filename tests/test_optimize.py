@@ -371,6 +371,8 @@ def test_cli_writes_image_report_and_snapshots(files, tmp_path, capsys):
     ("vgg", "vgg_checkpoint is required"),
     ("small", "deepest layer needs at least 16 pixels"),
     ("flag", "Unknown command line flag 'bogus'"),
+    ("arch", "--vgg must be vgg_16 or vgg_19, got 'vgg_18'"),
+    ("recipe", "recipe must be one of gatys, johnson, magenta, got 'picasso'"),
 ])
 def test_cli_errors_are_one_line_exit_2(files, tmp_path, capsys, case, expected):
     content, style = files
@@ -393,6 +395,10 @@ def test_cli_errors_are_one_line_exit_2(files, tmp_path, capsys, case, expected)
         args["image_size"] = "8"
     elif case == "flag":
         args["bogus"] = "1"
+    elif case == "arch":
+        args["vgg"], args["style_weights"] = "vgg_18", "conv1_1:1"
+    elif case == "recipe":
+        args["recipe"] = "picasso"
     status, err = _main(capsys, *(f"--{k}={v}" for k, v in args.items()))
     assert status == 2
     lines = [line for line in err.splitlines() if line.startswith("optimize: error:")]
@@ -544,7 +550,7 @@ def test_vgg19_from_slim_checkpoint_keras_h5_and_standin(tmp_path):
 
 def test_vgg19_optimization_uses_the_papers_layer_names():
     net = vgg.get_vgg16("standin:4", "avg", "vgg_19", conv_end_points=True)
-    result = optimize_lib.optimize(_cfg(vgg="vgg_19", iterations=3, **GATYS), content=_photo(),
+    result = optimize_lib.optimize(_cfg(vgg="vgg_19", iterations=1, **GATYS), content=_photo(),
                                    styles=[_stripes()], vgg_net=net)
     assert "style_loss/vgg_19/conv5/conv5_1" in result.report["scales"][0]["end"]
 
