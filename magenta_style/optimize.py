@@ -1,6 +1,6 @@
 """Per-image style transfer by optimization (Gatys et al.): the command.
 
-    python -m magenta_style.optimize --content_image=photo.jpg --style_images=starry.jpg \
+    python -m magenta_style.optimize --content_image=photo.jpg --style_images=starry.jpg \\
         --output_image=out.png --vgg_checkpoint=/path/to/vgg_16.ckpt
 
 Slower than the fast network (minutes, not milliseconds) but needs no training, works
