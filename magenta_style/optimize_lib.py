@@ -562,6 +562,11 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
                 f"style semantic map {cfg.style_semantic_map} has {style_map.shape[-1]} "
                 f"channels, content semantic map {cfg.content_semantic_map} has "
                 f"{content_map_full.shape[-1]}")
+    if cfg.style_loss == "patch" and (style_map is None) != (content_map_full is None):
+        raise OptimizeError(
+            "the patch loss needs both semantic maps (--style_semantic_map and "
+            "--content_semantic_map) or neither; got only "
+            + ("the style's" if style_map is not None else "the content's"))
 
     sizes = scale_sizes(height, width, cfg.scales)
     needed = _min_side(list(objective.content_weights) + list(objective.style_weights))
@@ -624,9 +629,13 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
             style_features = {name: style_features[name] for name in objective.style_weights}
             style_map_s = (None if style_map is None else
                            _resize(style_map[0], styles_s[0].shape[:2])[None])
-            loss_obj = patch_loss.PatchStyleLoss(style_features, objective.style_weights,
-                                                 style_map_s, cfg.semantic_weight,
-                                                 cfg.patch_size)
+            try:
+                loss_obj = patch_loss.PatchStyleLoss(style_features, objective.style_weights,
+                                                     style_map_s, cfg.semantic_weight,
+                                                     cfg.patch_size)
+            except ValueError as e:  # A style layer smaller than a patch at this scale.
+                raise OptimizeError(f"scale {index + 1} of {len(sizes)} ({size[1]}x{size[0]}): "
+                                    f"{e} (or fewer --scales)") from None
         scale_loss = _ScaleLoss(vgg_net, scale_objective, size, content_s, loss_obj,
                                 content_map, cfg.jit_compile, counter)
         _, start_terms, _ = scale_loss.evaluate(current[None])
