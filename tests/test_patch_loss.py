@@ -363,3 +363,21 @@ def test_optimisation_reduces_loss_and_doodle_follows_map(net19, tmp_path):
         mean = result.image[region].mean(0)
         assert np.linalg.norm(mean - style[own].mean(0)) < \
             np.linalg.norm(mean - style[~own].mean(0))
+
+
+def test_optimize_input_errors(net19, tmp_path):
+    """Check 6 through optimize_lib: half a map pair, or a scale too small for a patch."""
+    from magenta_style import config
+    from magenta_style import optimize_lib
+    style, one_hot = two_region_style()
+    _save_png(tmp_path / "style_sem.png", _colour_map(one_hot))
+    common = dict(style_images=("style.png",), style_loss="patch", vgg="vgg_19",
+                  vgg_checkpoint="standin:7", image_size=SIZE, iterations=1, init="noise")
+    with pytest.raises(optimize_lib.OptimizeError, match="both semantic maps"):
+        optimize_lib.optimize(config.OptimizeConfig(
+            content_image="photo.png", style_semantic_map=str(tmp_path / "style_sem.png"),
+            **common), content=style[0], styles=[style[0]], vgg_net=net19)
+    with pytest.raises(optimize_lib.OptimizeError, match="scale 1 of 2.*conv4_1.*patch"):
+        optimize_lib.optimize(config.OptimizeConfig(
+            content_image="photo.png", scales=2, **common), content=style[0],
+            styles=[style[0]], vgg_net=net19)
