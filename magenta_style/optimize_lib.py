@@ -555,8 +555,21 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
     if not (objective.content_weights or objective.style_weights):
         raise OptimizeError("no content and no style layers: nothing to optimize")
     if cfg.style_loss == "patch" and cfg.style_semantic_map:
-        style_map = _load_map(cfg.style_semantic_map,
-                              (styles[0].shape[0], styles[0].shape[1]))
+        style_hw = (styles[0].shape[0], styles[0].shape[1])
+        if content_map_full is None:
+            style_map = _load_map(cfg.style_semantic_map, style_hw)
+        else:
+            # Read together: label maps get one channel per label of both (a doodle may
+            # use fewer labels), a grey map next to a colour one is read as colour.
+            try:
+                style_map, content_map_full = (
+                    np.asarray(m, np.float32) for m in patch_loss.load_semantic_maps(
+                        cfg.style_semantic_map, style_hw, cfg.content_semantic_map,
+                        None if content is None else content.shape[:2],
+                        style_name=(cfg.style_images or ("the style image",))[0],
+                        content_name=cfg.content_image or "the content image"))
+            except patch_loss.SemanticMapError as e:
+                raise OptimizeError(str(e)) from None
         if content_map_full is not None and style_map.shape[-1] != content_map_full.shape[-1]:
             raise OptimizeError(
                 f"style semantic map {cfg.style_semantic_map} has {style_map.shape[-1]} "

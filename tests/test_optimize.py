@@ -597,8 +597,13 @@ def _fake_patch_module():
         height, width = image_hw or (24, 40)
         return np.full([1, height, width, 3], 255.0, np.float32)
 
+    def load_semantic_maps(style_path, style_hw, content_path, content_hw, **_):
+        return load_semantic_map(style_path, style_hw), load_semantic_map(content_path,
+                                                                          content_hw)
+
     return types.SimpleNamespace(PatchStyleLoss=_FakePatchLoss,
                                  load_semantic_map=load_semantic_map,
+                                 load_semantic_maps=load_semantic_maps,
                                  SemanticMapError=_MapError)
 
 

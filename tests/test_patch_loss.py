@@ -381,3 +381,21 @@ def test_optimize_input_errors(net19, tmp_path):
         optimize_lib.optimize(config.OptimizeConfig(
             content_image="photo.png", scales=2, **common), content=style[0],
             styles=[style[0]], vgg_net=net19)
+
+
+def test_optimize_reads_the_maps_together(net19, tmp_path):
+    """A label doodle using fewer labels than its style's map gets the style's channels."""
+    from magenta_style import config
+    from magenta_style import optimize_lib
+    style, _ = two_region_style()
+    labels = np.zeros([SIZE, SIZE], np.int64)
+    labels[:, 16:] = 1
+    labels[:4] = 2  # A third label the doodle does not use.
+    np.save(tmp_path / "style_labels.npy", labels)
+    np.save(tmp_path / "doodle.npy", labels[:, ::-1] % 2)
+    result = optimize_lib.optimize(config.OptimizeConfig(
+        style_images=("style.png",), style_loss="patch", vgg="vgg_19",
+        vgg_checkpoint="standin:7", style_semantic_map=str(tmp_path / "style_labels.npy"),
+        content_semantic_map=str(tmp_path / "doodle.npy"), style_weights=OPT_LAYERS,
+        image_size=SIZE, iterations=1, init="noise"), styles=[style[0]], vgg_net=net19)
+    assert result.image.shape == (SIZE, SIZE, 3)
