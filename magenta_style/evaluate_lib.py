@@ -6,6 +6,9 @@
   image; then one row per evaluation image: the image, then the image in every
   style. With crossover, the style images themselves are stylized too (one row per
   style image). Written as PNG and to TensorBoard.
+- `optimum_losses` (with optimum_iterations > 0): the amortization gap, the loss of
+  the per-image optimum (optimize_lib, started from the network's output, on the
+  network's own training loss) next to the network's.
 """
 import os
 import time
@@ -132,9 +135,45 @@ def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, l
     return results
 
 
+def optimum_losses(checkpoint, images, styles, iterations):
+    """Per style: mean start and end total loss of N L-BFGS iterations per image.
+
+    Args:
+      checkpoint: the model (anything optimize's --init=network accepts); its
+        config.json's training loss is the loss minimized.
+      images: float32 [N, H, W, 3] in [0, 1].
+      styles: model style ids.
+      iterations: L-BFGS iterations per image.
+
+    Returns:
+      list (by style) of {"optimum_start_total_loss", "optimum_total_loss"} floats.
+
+    Raises:
+      EvalError: the model has no training loss to minimize.
+    """
+    from magenta_style import optimize_lib  # pylint: disable=import-outside-toplevel
+    results = []
+    for style in styles:
+        starts, ends = [], []
+        cfg = config_lib.OptimizeConfig(
+            content_image="evaluation image", init=f"network:{checkpoint}:{style}",
+            image_size=0, iterations=iterations)
+        for image in np.asarray(images, np.float32):
+            try:
+                result = optimize_lib.optimize(cfg, content=image)
+            except optimize_lib.OptimizeError as e:
+                raise EvalError(f"--optimum_iterations: {e}") from None
+            starts.append(result.report["scales"][0]["start"]["total_loss"])
+            ends.append(result.report["scales"][-1]["end"]["total_loss"])
+        results.append({"optimum_start_total_loss": float(np.mean(starts)),
+                        "optimum_total_loss": float(np.mean(ends))})
+    return results
+
+
 def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file=None,
                         vgg_checkpoint=None, loss_config=None, image_size=256,
-                        max_images=16, batch_size=8, grid=True, crossover=False, log=print):
+                        max_images=16, batch_size=8, grid=True, crossover=False, log=print,
+                        optimum_iterations=0):
     """Evaluates one checkpoint: per-style losses (JSON + TensorBoard) and a style grid.
 
     Args:
@@ -151,6 +190,9 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
       grid: write the style grid.
       crossover: add the style images, stylized, to the grid.
       log: callable(str).
+      optimum_iterations: > 0 adds, per style, the loss of the per-image optimum
+        (`optimum_total_loss`, this many L-BFGS iterations from the network's output
+        on its training loss) and `amortization_gap` = total_loss / optimum_total_loss.
 
     Returns:
       dict with "step", "losses" (per style), "grid" (path or None).
@@ -195,14 +237,25 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
     tag = _unused_tag(eval_dir, step)
     if info.grams is not None and vgg_checkpoint:
         try:
-            vgg_net = vgg.get_vgg16(vgg_checkpoint, loss_config.vgg_pooling)
-        except vgg.VGGWeightsError as e:
+            vgg_net = vgg.get_vgg16(vgg_checkpoint, loss_config.vgg_pooling, loss_config.vgg,
+                                    train_lib.needs_conv_end_points(loss_config))
+            grams = train_lib.dataset_grams(vgg_net, info, dict(loss_config.style_weights))
+        except (vgg.VGGWeightsError, train_lib.TrainError) as e:
             raise EvalError(str(e)) from None
         # The dataset's styles are the model's last ones (add_styles puts them there).
-        per_style = per_style_losses(model, vgg_net, info.grams, content, loss_config,
+        per_style = per_style_losses(model, vgg_net, grams, content, loss_config,
                                      batch_size, label_offset=offset)
         result["losses"] = [{"style": offset + s, "name": model_config.style_name(offset + s),
                              **terms} for s, terms in enumerate(per_style)]
+        if optimum_iterations > 0:
+            log(f"optimizing each image and style for {optimum_iterations} iteration(s)")
+            optima = optimum_losses(checkpoint, content, [e["style"] for e in result["losses"]],
+                                    optimum_iterations)
+            for entry, optimum in zip(result["losses"], optima):
+                entry.update(optimum)
+                entry["amortization_gap"] = (entry["total_loss"] / optimum["optimum_total_loss"]
+                                             if optimum["optimum_total_loss"] > 0 else None)
+            result["optimum_iterations"] = int(optimum_iterations)
         with writer.as_default(step=step):
             for entry in result["losses"]:
                 for name, value in entry.items():

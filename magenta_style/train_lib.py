@@ -483,6 +483,34 @@ def _lock_train_dir(train_dir, held):
                          f"{e.strerror or e}") from None
 
 
+def needs_conv_end_points(loss_config):
+    """True when a loss weight names a single convolution (vgg_16/conv4/conv4_2)."""
+    return any(name.count("/") == 2
+               for name, _ in loss_config.content_weights + loss_config.style_weights)
+
+
+def dataset_grams(vgg_net, info, names):
+    """The style dataset's Grams, recomputed from its images for end points it lacks.
+
+    A style dataset stores Grams of VGG-16's block end points; VGG-19 or per-convolution
+    layers need them computed with `vgg_net` from the stored style images.
+
+    Returns:
+      dict {end point: float32 [num_styles, C, C]} with every name in `names`.
+    """
+    grams = dict(info.grams)
+    missing = [name for name in names if name not in grams]
+    if missing:
+        if info.images is None:
+            raise TrainError(f"the style dataset has no Grams for {', '.join(missing)} and "
+                             "no images to compute them from")
+        per_style = [vgg_net(tf.constant(np.asarray(image, np.float32)[None]))
+                     for image in info.images]
+        for name in missing:
+            grams[name] = np.stack([losses.gram_matrix(f[name]).numpy()[0] for f in per_style])
+    return grams
+
+
 def _check_resume_config(train_dir, model_config):
     saved = config_lib.load_model_config(train_dir)
     if saved is None:
@@ -653,11 +681,13 @@ def _run(experiment, progress, loss_hook, strategy, held):
             model = generators.build(model_config)
             try:
                 vgg_net = vgg.build_vgg16(experiment.loss.vgg_checkpoint,
-                                          experiment.loss.vgg_pooling)
+                                          experiment.loss.vgg_pooling, experiment.loss.vgg,
+                                          conv_end_points=needs_conv_end_points(experiment.loss))
             except vgg.VGGWeightsError as e:
                 raise TrainError(str(e)) from None
+            style_grams = dataset_grams(vgg_net, info, dict(experiment.loss.style_weights))
             trainer = Trainer(
-                model, vgg_net, info.grams, experiment.loss, cfg.batch_size, cfg.learning_rate,
+                model, vgg_net, style_grams, experiment.loss, cfg.batch_size, cfg.learning_rate,
                 label_offset=label_offset, train_scope="norm" if base is not None else "all",
                 frozen_style_rows=label_offset, clip_gradient_norm=cfg.clip_gradient_norm,
                 loss_scale=policy == "mixed_float16",

