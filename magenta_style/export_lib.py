@@ -60,6 +60,7 @@ import magenta_style
 from magenta_style import checkpoints
 from magenta_style import color
 from magenta_style import config as config_lib
+from magenta_style import transformer
 
 FORMAT_NAME = "magenta_style.saved_model"
 FORMAT_VERSION = 1
@@ -466,7 +467,9 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
     os.makedirs(export_base, exist_ok=True)
     staging = tempfile.mkdtemp(dir=export_base, prefix=f".tmp-export-{version}-")
     try:
-        metadata = build_metadata(model_config, extra_metadata)
+        # What the convolutions compute in (transformer.with_compute_dtype), for clients.
+        metadata = build_metadata(model_config, {**(extra_metadata or {}),
+                                                 "compute_dtype": model.compute_dtype})
         metadata_json = json.dumps(metadata, indent=2, sort_keys=True)
         source_dir = os.path.join(staging, "source")
         os.makedirs(source_dir)
@@ -491,7 +494,7 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
 
 
 def export_checkpoint(checkpoint, export_base, version=None, warmup_size=DEFAULT_WARMUP_SIZE,
-                      model_name=DEFAULT_MODEL_NAME):
+                      model_name=DEFAULT_MODEL_NAME, compute_dtype="float32"):
     """Loads a checkpoint (see checkpoints.load_model) and exports it.
 
     The config.json beside a native checkpoint (a training directory) is carried
@@ -501,6 +504,9 @@ def export_checkpoint(checkpoint, export_base, version=None, warmup_size=DEFAULT
       checkpoint: str, a training directory, native checkpoint prefix or Magenta TF1
         checkpoint prefix.
       export_base, version, warmup_size, model_name: as in `export_saved_model`.
+      compute_dtype: "float32" or "bfloat16" (convolutions in bfloat16; weights, norms,
+        inputs and outputs stay float32; see transformer.with_compute_dtype). Recorded
+        in the metadata as "compute_dtype".
 
     Returns:
       (version_dir, config.ModelConfig).
@@ -513,6 +519,7 @@ def export_checkpoint(checkpoint, export_base, version=None, warmup_size=DEFAULT
     _, directory = checkpoints.resolve_checkpoint(checkpoint)
     saved = config_lib.read_config_json(directory) if directory else None
     extra = {k: v for k, v in (saved or {}).items() if k != "model"}
+    model = transformer.with_compute_dtype(model, compute_dtype)
     version_dir = export_saved_model(model, model_config, export_base, version=version,
                                      extra_metadata=extra, warmup_size=warmup_size,
                                      model_name=model_name)

@@ -345,6 +345,16 @@ def verify(fixtures=None):
     return lines
 
 
+def training_graph_for_benchmark(num_styles, alpha=1.0, fixtures=None):
+    """A TrainingGraph with the fixtures' seed-7 stand-in VGG and zero Grams (speed does
+    not depend on the values)."""
+    vgg_arrays = _load_script(os.path.join(fixtures or _fixtures_root(),
+                                           "slim_vgg16.py")).arrays(7)
+    grams = {n: np.zeros([num_styles, c, c], np.float32)
+             for n, c in zip(STYLE_WEIGHTS, (64, 128, 256, 512))}
+    return TrainingGraph(num_styles, alpha, vgg_arrays, grams)
+
+
 def _median_time(fn, repeats):
     fn()
     times = []
@@ -380,10 +390,7 @@ def main(argv):
             print(f"magenta tf1 inference {size}px batch 1: {ms:.1f} ms "
                   f"(median of {a.repeats})", flush=True)
     if a.train:
-        vgg_arrays = _load_script(os.path.join(_fixtures_root(), "slim_vgg16.py")).arrays(7)
-        grams = {n: np.zeros([a.num_styles, c, c], np.float32)
-                 for n, c in zip(STYLE_WEIGHTS, (64, 128, 256, 512))}
-        train = TrainingGraph(a.num_styles, a.alpha, vgg_arrays, grams)
+        train = training_graph_for_benchmark(a.num_styles, a.alpha)
         images = rng.random((a.batch_size, a.train_size, a.train_size, 3), np.float32)
         labels = np.arange(a.batch_size, dtype=np.int32) % a.num_styles
         s = _median_time(lambda: train.step(images, labels), a.repeats)
