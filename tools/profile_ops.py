@@ -48,6 +48,8 @@ def op_times(logdir):
                 if ":" not in name or "::" in name:  # Executor / threadpool bookkeeping.
                     continue
                 op_name, op_type = name.rsplit(":", 1)
+                if op_type != op_type.strip() or op_type.startswith("__"):
+                    continue  # "EagerLocalExecute: __inference_...": the whole function.
                 entry = totals[(op_name, op_type)]
                 entry[0] += event.duration_ps * 1e-12
                 entry[1] += 1
