@@ -12,7 +12,9 @@ import pytest
 import tensorflow as tf
 
 from magenta_style import checkpoints
+from magenta_style import cli
 from magenta_style import config as config_lib
+from magenta_style import export
 from magenta_style import export_lib
 from magenta_style import layers
 from magenta_style import stylize
@@ -125,3 +127,13 @@ def test_stylize_compute_dtype_flag(bf16_export, tmp_path, capsys):
     assert json.loads(open(os.path.join(version_dir, "assets.extra",
                                         export_lib.METADATA_FILENAME)).read())[
         "compute_dtype"] == "bfloat16"
+
+
+def test_export_compute_dtype_flag():
+    args = export.parse_args(["export", "--checkpoint=c", "--export_dir=e",
+                              "--compute_dtype=bfloat16"])
+    assert args.compute_dtype == "bfloat16"
+    assert export.parse_args(["export", "--checkpoint=c", "--export_dir=e"]).compute_dtype == (
+        "float32")
+    with pytest.raises(cli.UsageError, match="compute_dtype"):
+        export.parse_args(["export", "--checkpoint=c", "--export_dir=e", "--compute_dtype=fp8"])
