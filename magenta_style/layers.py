@@ -265,27 +265,31 @@ class ConvInstanceNorm(keras.layers.Layer):
         i - 1 + a .. i + a and columns j - 1 + b .. j + b only, so each of the four
         output phases (a, b) is a 2x2 convolution whose taps are sums of the 3x3 taps
         (`_PHASE_TAPS`), and reflect padding of the upsampled image is replicate
-        (SYMMETRIC by 1) padding of the input. One conv computes the four phases as
-        4 x filters channels over the (H+1) x (W+1) positions; each phase crops its
-        H x W window and depth_to_space interleaves them. 16 instead of 36 MACs per
+        (SYMMETRIC) padding of the input, on the side each phase reads. Each phase is
+        one VALID 2x2 conv giving H x W; depth_to_space interleaves them. 16 instead of 36 MACs per
         output pixel and channel (2.25x fewer), and the big upsampled tensor and its
         mirror pad are never formed; only the summation order differs (~1e-6).
         All ops are TFLite builtins and XLA-differentiable.
 
         inputs [B, H, W, Cin] (H, W >= 1) -> [B, 2H, 2W, filters], compute dtype.
         """
-        padded = tf.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="SYMMETRIC")
         taps = tf.constant(_PHASE_TAPS, tf.float32)  # [phase a, 2x2 tap u, 3x3 tap i]
         kernel = tf.cast(self.kernel, tf.float32)
-        # [u, v, Cin, (a, b, filters)]: phase (a, b)'s 2x2 kernel, phases in
-        # depth_to_space's channel order.
-        phases = tf.einsum("aui,bvj,ijcf->uvcabf", taps, taps, kernel)
-        phases = tf.reshape(phases, [2, 2, kernel.shape[2], 4 * self.filters])
-        h = tf.nn.conv2d(padded, tf.cast(phases, padded.dtype), strides=1, padding="VALID")
-        f = self.filters
-        # Phase a takes window rows a .. a + H - 1 of the H + 1 (likewise b, columns).
-        h = tf.concat([h[:, :-1, :-1, :f], h[:, :-1, 1:, f:2 * f],
-                       h[:, 1:, :-1, 2 * f:3 * f], h[:, 1:, 1:, 3 * f:]], axis=-1)
+        # phases[a, b]: phase (a, b)'s 2x2 kernel [u, v, Cin, filters].
+        phases = tf.einsum("aui,bvj,ijcf->abuvcf", taps, taps, kernel)
+        outputs = []
+        for a in (0, 1):
+            for b in (0, 1):
+                # Phase a reads input rows i - 1 + a .. i + a: replicate-pad 1 on the top
+                # (a = 0) or the bottom (a = 1), so a VALID 2x2 conv gives exactly H x W.
+                # (Padding per phase rather than cropping one conv's output: the crops'
+                # StridedSliceGrad cost more in training than the four small pads.)
+                padded = tf.pad(inputs, [[0, 0], [1 - a, a], [1 - b, b], [0, 0]],
+                                mode="SYMMETRIC")
+                outputs.append(tf.nn.conv2d(padded, tf.cast(phases[a, b], padded.dtype),
+                                            strides=1, padding="VALID"))
+        # Channel blocks in depth_to_space's (a, b) order.
+        h = tf.concat(outputs, axis=-1)
         return tf.nn.depth_to_space(h, 2)
 
     def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
