@@ -65,6 +65,7 @@ from magenta_style import color
 from magenta_style import config as config_lib
 from magenta_style import limits
 from magenta_style import style_spec
+from magenta_style import transformer
 
 FORMAT_NAME = "magenta_style.saved_model"
 FORMAT_VERSION = 1
@@ -652,7 +653,9 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
     os.makedirs(export_base, exist_ok=True)
     staging = tempfile.mkdtemp(dir=export_base, prefix=f".tmp-export-{version}-")
     try:
-        metadata = build_metadata(model_config, extra_metadata)
+        # What the convolutions compute in (transformer.with_compute_dtype), for clients.
+        metadata = build_metadata(model_config, {**(extra_metadata or {}),
+                                                 "compute_dtype": model.compute_dtype})
         metadata["limits"] = limits.describe(model_config, memory_budget_bytes)
         if warmup_size and warmup_size**2 > metadata["limits"]["max_pixels_per_request"]:
             raise ExportError(
@@ -695,7 +698,7 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
 def export_checkpoint(checkpoint, export_base, version=None, warmup_size=DEFAULT_WARMUP_SIZE,
                       model_name=DEFAULT_MODEL_NAME,
                       memory_budget_bytes=limits.DEFAULT_MEMORY_BUDGET_BYTES,
-                      allow_different_model=False):
+                      allow_different_model=False, compute_dtype="float32"):
     """Loads a checkpoint (see checkpoints.load_model) and exports it.
 
     The config.json beside a native checkpoint (a training directory) is carried
@@ -707,6 +710,9 @@ def export_checkpoint(checkpoint, export_base, version=None, warmup_size=DEFAULT
       export_base, version, warmup_size, model_name, memory_budget_bytes,
       allow_different_model: as in
         `export_saved_model`.
+      compute_dtype: "float32" or "bfloat16" (convolutions in bfloat16; weights, norms,
+        inputs and outputs stay float32; see transformer.with_compute_dtype). Recorded
+        in the metadata as "compute_dtype".
 
     Returns:
       (version_dir, config.ModelConfig).
@@ -719,6 +725,10 @@ def export_checkpoint(checkpoint, export_base, version=None, warmup_size=DEFAULT
     _, directory = checkpoints.resolve_checkpoint(checkpoint)
     saved = config_lib.read_config_json(directory) if directory else None
     extra = {k: v for k, v in (saved or {}).items() if k != "model"}
+    try:
+        model = transformer.with_compute_dtype(model, compute_dtype)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
     version_dir = export_saved_model(model, model_config, export_base, version=version,
                                      extra_metadata=extra, warmup_size=warmup_size,
                                      model_name=model_name,

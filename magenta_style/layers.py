@@ -34,6 +34,50 @@ def _style_kind(style):
         f"[B, H, W, num_styles]; got a tensor of shape {style.shape}")
 
 
+def instance_norm(x, gamma, beta, epsilon=INSTANCE_NORM_EPSILON):
+    """(x - mean) / sqrt(variance + epsilon) * gamma + beta, statistics per example and channel.
+
+    One FusedBatchNormV3 (training mode) instead of Magenta's tf.nn.moments +
+    tf.nn.batch_normalization: batch-norm statistics of one example are its instance-norm
+    statistics, and the fused kernel (and its fused gradient) reads the tensor about 3
+    times instead of about 10 (2-2.7x faster for the layer on the CPU; outputs differ by
+    ~1e-5 from the two-pass moments, well inside the 1e-4 Magenta parity tolerance). The
+    batch is moved into the channel axis ([B, H, W, C] -> [1, H, W, B * C]) so that one
+    op normalises every example; the two transposes are skipped when B is statically 1.
+
+    gamma and beta are applied after a unit-scale normalisation, always, rather than
+    folded into the fused op when they are per channel: per-pixel style maps cannot be
+    folded, and one formula for both keeps a one-hot map bit-identical to the gathered
+    style (tests/test_layers.py).
+
+    Args:
+      x: float32 [B, H, W, C] (C static).
+      gamma, beta: float32 [B, 1, 1, C] or per-pixel maps [B, H, W, C].
+      epsilon: the variance epsilon (1e-5 in Magenta; used exactly, no clamping).
+
+    Returns:
+      float32 [B, H, W, C].
+    """
+    shape = tf.shape(x)
+    batch, height, width = shape[0], shape[1], shape[2]
+    channels = x.shape[-1]
+    single = x.shape[0] == 1
+    folded = x if single else tf.transpose(x, [1, 2, 0, 3])
+    folded = tf.reshape(folded, [1, height, width, batch * channels])
+    empty = tf.constant([], tf.float32)
+    # The raw op, not tf.compat.v1.nn.fused_batch_norm: that wrapper raises epsilon to
+    # 1.001e-5 (a cuDNN limit that 1e-5 meets exactly).
+    y = tf.raw_ops.FusedBatchNormV3(
+        x=folded, scale=tf.ones([batch * channels], tf.float32),
+        offset=tf.zeros([batch * channels], tf.float32), mean=empty, variance=empty,
+        epsilon=epsilon, exponential_avg_factor=1.0, data_format="NHWC", is_training=True)[0]
+    if single:
+        y = tf.reshape(y, shape)
+    else:
+        y = tf.transpose(tf.reshape(y, [height, width, batch, channels]), [2, 0, 1, 3])
+    return y * gamma + beta
+
+
 @keras.saving.register_keras_serializable(package="magenta_style")
 class ConditionalInstanceNorm(keras.layers.Layer):
     """Instance normalisation with per-style scale and offset (conditional instance norm).
@@ -147,15 +191,19 @@ class ConditionalInstanceNorm(keras.layers.Layer):
     def call(self, inputs, style, strength=None):
         x = tf.cast(inputs, tf.float32)
         gamma, beta = self.mixed_params(style, tf.shape(x), strength)
-        mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
-        # Same op as Magenta (tf.nn.batch_normalization) for last-bit parity.
-        return tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+        return instance_norm(x, gamma, beta, self.epsilon)
 
     def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
         return inputs_shape
 
     def get_config(self):
         return {**super().get_config(), "num_styles": self.num_styles, "epsilon": self.epsilon}
+
+
+# Nearest x2 then a 3-tap conv with reflect pad 1, per output phase a in {0, 1}: the two
+# taps at the input's resolution (rows) as sums of the three original taps (columns).
+_PHASE_TAPS = (((1.0, 0.0, 0.0), (0.0, 1.0, 1.0)),   # even outputs: x[i-1]*k0 + x[i]*(k1+k2)
+               ((1.0, 1.0, 0.0), (0.0, 0.0, 1.0)))   # odd outputs: x[i]*(k0+k1) + x[i+1]*k2
 
 
 @keras.saving.register_keras_serializable(package="magenta_style")
@@ -168,7 +216,9 @@ class ConvInstanceNorm(keras.layers.Layer):
 
     Call: `inputs` [B, H, W, Cin] (H, W > kernel_size // 2), `style` and optional
     `strength` as in ConditionalInstanceNorm. Output
-    [B, ceil(H / strides), ceil(W / strides), filters].
+    [B, ceil(H / strides), ceil(W / strides), filters]. With `upsample_by_2=True`
+    (3x3, stride 1 only) the input is first nearest-upsampled x2: output
+    [B, 2H, 2W, filters], computed at the input's resolution.
 
     Weights: `weights` [k, k, Cin, filters] and the norm's `InstanceNorm/{beta,gamma}`,
     the same relative names as Magenta's checkpoints.
@@ -193,13 +243,50 @@ class ConvInstanceNorm(keras.layers.Layer):
             name="weights", shape=shape,
             initializer=keras.initializers.RandomNormal(stddev=KERNEL_INIT_STDDEV))
 
-    def call(self, inputs, style, strength=None):
-        p = self.kernel_size // 2
-        padded = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
-        kernel = tf.cast(self.kernel, padded.dtype)
-        h = tf.nn.conv2d(padded, kernel, strides=self.strides, padding="VALID")
+    def call(self, inputs, style, strength=None, upsample_by_2=False):
+        if upsample_by_2:
+            h = self._upsample_by_2_conv(inputs)
+        else:
+            p = self.kernel_size // 2
+            padded = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+            kernel = tf.cast(self.kernel, padded.dtype)
+            h = tf.nn.conv2d(padded, kernel, strides=self.strides, padding="VALID")
         # The norm runs in float32; hand the next layer this layer's compute dtype.
         return tf.cast(self._activation_fn(self.norm(h, style, strength)), self.compute_dtype)
+
+    def _upsample_by_2_conv(self, inputs):
+        """conv(reflect_pad(nearest_upsample_x2(inputs), 1)) for this 3x3 stride-1 kernel.
+
+        Computed at the input's resolution: output pixel (2i + a, 2j + b) sees input rows
+        i - 1 + a .. i + a and columns j - 1 + b .. j + b only, so each of the four
+        output phases (a, b) is a 2x2 convolution whose taps are sums of the 3x3 taps
+        (`_PHASE_TAPS`), and reflect padding of the upsampled image is replicate
+        (SYMMETRIC) padding of the input, on the side each phase reads. Each phase is
+        one VALID 2x2 conv giving H x W; depth_to_space interleaves them. 16 instead of 36 MACs per
+        output pixel and channel (2.25x fewer), and the big upsampled tensor and its
+        mirror pad are never formed; only the summation order differs (~1e-6).
+        All ops are TFLite builtins and XLA-differentiable.
+
+        inputs [B, H, W, Cin] (H, W >= 1) -> [B, 2H, 2W, filters], compute dtype.
+        """
+        taps = tf.constant(_PHASE_TAPS, tf.float32)  # [phase a, 2x2 tap u, 3x3 tap i]
+        kernel = tf.cast(self.kernel, tf.float32)
+        # phases[a, b]: phase (a, b)'s 2x2 kernel [u, v, Cin, filters].
+        phases = tf.einsum("aui,bvj,ijcf->abuvcf", taps, taps, kernel)
+        outputs = []
+        for a in (0, 1):
+            for b in (0, 1):
+                # Phase a reads input rows i - 1 + a .. i + a: replicate-pad 1 on the top
+                # (a = 0) or the bottom (a = 1), so a VALID 2x2 conv gives exactly H x W.
+                # (Padding per phase rather than cropping one conv's output: the crops'
+                # StridedSliceGrad cost more in training than the four small pads.)
+                padded = tf.pad(inputs, [[0, 0], [1 - a, a], [1 - b, b], [0, 0]],
+                                mode="SYMMETRIC")
+                outputs.append(tf.nn.conv2d(padded, tf.cast(phases[a, b], padded.dtype),
+                                            strides=1, padding="VALID"))
+        # Channel blocks in depth_to_space's (a, b) order.
+        h = tf.concat(outputs, axis=-1)
+        return tf.nn.depth_to_space(h, 2)
 
     def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
         def out(d):
@@ -273,6 +360,10 @@ class UpsampleConvInstanceNorm(keras.layers.Layer):
         pass  # Sublayers build on first call.
 
     def call(self, inputs, style, strength=None):
+        if self.factor == 2 and self.kernel_size == 3:
+            # The same numbers without forming the upsampled image (see
+            # ConvInstanceNorm._upsample_by_2_conv): 2.25x fewer MACs.
+            return self.conv(inputs, style, strength, upsample_by_2=True)
         return self.conv(self.upsample(inputs), style, strength)
 
     def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):

@@ -309,10 +309,12 @@ class Trainer:
           plus `stability_loss` / `weighted_stability_loss` when the weight is > 0.
         """
         stylized = self.model(images, labels)
-        batch = tf.shape(images)[0]
-        features = self.vgg(tf.concat([images, stylized], axis=0))
-        content_features = {k: v[:batch] for k, v in features.items()}
-        stylized_features = {k: v[batch:] for k, v in features.items()}
+        # Two VGG calls, as Magenta makes them, rather than one on the concatenated batch:
+        # nothing trainable feeds the content branch, so the tape records none of it and
+        # the backward pass runs through VGG for the stylized half only (one concatenated
+        # call would backpropagate through both halves: ~25% more work per step).
+        content_features = self.vgg(images)
+        stylized_features = self.vgg(stylized)
         dataset_labels = labels - self.label_offset
         grams = losses.gather_style_grams(self.style_grams, dataset_labels)
         coefficients = losses.gather_style_coefficients(self.style_coefficients, dataset_labels)

@@ -157,6 +157,38 @@ def build_transformer(model_config, magenta_compatible=False):
     return model
 
 
+# Compute dtypes offered for inference. Weights, instance norms and the output stay float32.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def with_compute_dtype(model, compute_dtype):
+    """`model` computing its convolutions in `compute_dtype` ("float32" or "bfloat16").
+
+    float32 returns `model` itself. bfloat16 returns a new StyleTransferNetwork under
+    Keras' "mixed_bfloat16" policy holding copies of `model`'s (float32) weights: the
+    convolutions run in bfloat16 (AVX512_BF16/AMX CPUs and GPUs have fast units for it),
+    every ConditionalInstanceNorm and the output stay float32. Inference only (the copy
+    does not share variables with `model`).
+
+    Raises:
+      ValueError: unknown compute_dtype.
+    """
+    if compute_dtype not in COMPUTE_DTYPES:
+        raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, "
+                         f"got {compute_dtype!r}")
+    if compute_dtype == "float32":
+        return model
+    if not isinstance(model, StyleTransferNetwork):
+        raise ValueError(f"compute_dtype={compute_dtype} is implemented for Magenta's "
+                         f"network only, not {type(model).__name__}")
+    copy = StyleTransferNetwork(model.num_styles, model.alpha,
+                                magenta_compatible=model.magenta_compatible,
+                                dtype="mixed_bfloat16", name=model.name)
+    copy(tf.zeros([1, 16, 16, 3]), tf.zeros([1], tf.int32))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def weight_names(model):
     """Sorted Keras paths of every weight, e.g. 'contract_conv1/InstanceNorm/beta'."""
     return sorted(v.path.split("/", 1)[1] for v in model.weights)
