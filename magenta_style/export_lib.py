@@ -223,6 +223,9 @@ def _checked_encoded_pixel_count(image_bytes, max_pixels):
     in all, before anything is decoded (a 69-byte PNG may claim 20000 x 20000)."""
     if not max_pixels:
         return image_bytes
+    # The rank first: the header loop below needs one encoded image per example.
+    image_bytes = _checked_rank(image_bytes, 1, "image_bytes", "one encoded image per "
+                                "example, [B]")
     sizes = tf.map_fn(limits.encoded_image_size, image_bytes,
                       fn_output_signature=tf.TensorSpec([2], tf.int64))
     known = tf.reduce_all(sizes >= 0, axis=1)

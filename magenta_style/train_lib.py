@@ -159,9 +159,22 @@ def make_strategy(train_config):
                              f"{detail}") from None
         return tf.distribute.TPUStrategy(resolver)
     if kind == "mirrored":
-        devices = [d.name for d in (gpus or cpus)]
-        return tf.distribute.MirroredStrategy(devices)
+        return mirrored_strategy([d.name for d in (gpus or cpus)])
     return tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
+
+
+def mirrored_strategy(devices):
+    """MirroredStrategy over `devices` (names); CPU replicas reduce on one device.
+
+    MirroredStrategy's default all-reduce on CPUs is collective ops, whose instance keys
+    are process-global: a second mirrored training in the same process (a notebook, a
+    test session) then aborted with "Shape mismatch in the collective instance".
+    ReductionToOneDevice sums on one device, which on CPUs sharing memory costs the same.
+    """
+    if all("GPU" not in d.upper() and "TPU" not in d.upper() for d in devices):
+        return tf.distribute.MirroredStrategy(
+            devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+    return tf.distribute.MirroredStrategy(devices)
 
 
 def device_kind(strategy):

@@ -480,7 +480,7 @@ def test_two_replicas_agree_with_one(demo, trained, tmp_path):
     cpus = tf.config.list_logical_devices("CPU")
     assert len(cpus) >= 2, "tests/conftest.py should split the CPU into 2 logical devices"
     _, result, _ = trained
-    strategy = tf.distribute.MirroredStrategy([d.name for d in cpus[:2]])
+    strategy = train_lib.mirrored_strategy([d.name for d in cpus[:2]])
     mirrored = train_lib.run(_experiment(demo, tmp_path), strategy=strategy)
     assert mirrored.total_losses[1] == pytest.approx(result.total_losses[1], rel=1e-5)
     assert mirrored.total_losses[2] == pytest.approx(result.total_losses[2], rel=1e-4)

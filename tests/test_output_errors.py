@@ -63,6 +63,6 @@ def test_evaluate_to_unwritable_eval_dir(pictures, tmp_path, unwritable_dir):
     eval_dir = os.path.join(unwritable_dir, "eval")
     result = _run("-m", "magenta_style.evaluate", f"--checkpoint={model_dir}",
                   f"--content_images={pictures['content']}", f"--style_dataset_file={dataset}",
-                  f"--eval_dir={eval_dir}", "--style_grid", "--image_size=16")
+                  f"--eval_dir={eval_dir}", "--style_grid", "--image_size=32")
     _assert_one_line_error(result, "magenta_style.evaluate: error: --eval_dir=", eval_dir,
                            "cannot be created or written")
