@@ -8,6 +8,11 @@ native checkpoint prefix or a Magenta TF1 checkpoint prefix. Existing versions a
 never overwritten; the export is written beside them and renamed into place when
 complete. Signatures: see magenta_style/export_lib.py or the README.
 """
+# Before anything imports TensorFlow, which reads its C++ log level once: no
+# "failed call to cuInit" line on machines without a GPU (cli.quiet_tf_logging).
+from magenta_style import cli  # pylint: disable=g-bad-import-order
+cli.quiet_tf_logging()
+
 import dataclasses
 import math
 import sys
@@ -15,7 +20,6 @@ import sys
 from absl import flags
 
 from magenta_style import checkpoints
-from magenta_style import cli
 from magenta_style import export_lib
 from magenta_style import limits
 from magenta_style import transformer

@@ -24,6 +24,11 @@ pixels are stylized tile by tile with whole-image statistics (checkpoints only).
 Exit status: 0 when every image was written, 1 when some input could not be
 stylized (each named on one line, the others still written), 2 for a usage error.
 """
+# Before anything imports TensorFlow, which reads its C++ log level once: no
+# "failed call to cuInit" line on machines without a GPU (cli.quiet_tf_logging).
+from magenta_style import cli  # pylint: disable=g-bad-import-order
+cli.quiet_tf_logging()
+
 import dataclasses
 import math
 import os
@@ -35,7 +40,6 @@ from PIL import Image
 import tensorflow as tf
 
 from magenta_style import checkpoints
-from magenta_style import cli
 from magenta_style import color
 from magenta_style import export_lib
 from magenta_style import generators
