@@ -191,10 +191,15 @@ def referenced_tools(root, relpath):
 DATA_DIRS = ("configs", "notebooks")
 
 
+# Top-level files tests may read (by name).
+DATA_FILES = ("README.md",)
+
+
 def referenced_data_files(root, relpath):
-    """configs/ and notebooks/ files a test names (as "dir/name" or "name" next to "dir")."""
+    """configs/ and notebooks/ files a test names (as "dir/name" or "name" next to "dir"),
+    and the top-level DATA_FILES it names."""
     strings = _string_constants(root, relpath)
-    files = set()
+    files = {name for name in DATA_FILES if name in strings and (root / name).is_file()}
     for directory in DATA_DIRS:
         for item in sorted((root / directory).glob("*")):
             path = f"{directory}/{item.name}"
