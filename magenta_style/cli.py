@@ -93,6 +93,40 @@ def run_with_global_flags(main, program):
     app.run(main, flags_parser=parse)
 
 
+# What the private-flag commands take as a request for their usage text.
+HELP_ARGS = ("-h", "-help", "--help", "-?", "--helpshort", "--helpfull")
+
+
+def run_command(argv, program, parse_args, run, usage, interrupted=None):
+    """The `main(argv)` of a command with private flags, from its parts.
+
+    Args:
+      argv: list of str (argv[0] is the program name).
+      program: name printed before error lines.
+      parse_args: argv -> a validated args value; raises UsageError.
+      run: args -> int exit status; may raise UsageError.
+      usage: () -> str, printed on stdout for a HELP_ARGS flag (exit status 0).
+      interrupted: line printed on Ctrl-C (exit status 130), or None to let
+        KeyboardInterrupt through.
+
+    Returns:
+      int exit status; a UsageError prints one line on stderr and gives 2.
+    """
+    if any(arg in HELP_ARGS for arg in argv[1:]):
+        sys.stdout.write(usage())
+        return 0
+    try:
+        return run(parse_args(argv))
+    except UsageError as e:
+        print_error(program, e)
+        return 2
+    except KeyboardInterrupt:
+        if interrupted is None:
+            raise
+        sys.stderr.write(f"\n{program}: {interrupted}\n")
+        return 130
+
+
 def run_with_private_flags(main):
     """absl.app.run for commands that parse argv themselves into a private FlagValues.
 

@@ -25,7 +25,6 @@ from magenta_style import limits
 from magenta_style import transformer
 
 PROGRAM = "magenta_style.export"
-_HELP_ARGS = ("--help", "-h", "--helpfull", "-?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,14 +107,9 @@ def run(args, stderr=None):
 
 def main(argv):
     """The command; usage errors print one line on stderr and return 2."""
-    if any(arg in _HELP_ARGS for arg in argv[1:]):
-        sys.stdout.write(f"{__doc__}\nFlags:\n{_flag_values().get_help()}\n")
-        return 0
-    try:
-        return run(parse_args(argv))
-    except cli.UsageError as e:
-        cli.print_error(PROGRAM, e)
-        return 2
+    return cli.run_command(
+        argv, PROGRAM, parse_args, run,
+        lambda: f"{__doc__}\nFlags:\n{_flag_values().get_help()}\n")
 
 
 def run_main():

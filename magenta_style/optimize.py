@@ -23,7 +23,6 @@ from magenta_style import cli
 from magenta_style import config as config_lib
 
 PROGRAM = "optimize"
-_HELP_ARGS = ("-h", "-help", "--help", "-?", "--helpshort", "--helpfull")
 
 
 def _define_flags(fv):
@@ -243,17 +242,8 @@ def run(cfg, stderr=None):
 
 def main(argv):
     """The command: argv (argv[0] the program name) -> exit status (2: usage error)."""
-    if any(arg in _HELP_ARGS for arg in argv[1:]):
-        sys.stdout.write(usage_text())
-        return 0
-    try:
-        return run(parse_args(argv))
-    except cli.UsageError as e:
-        cli.print_error(PROGRAM, e)
-        return 2
-    except KeyboardInterrupt:
-        sys.stderr.write(f"\n{PROGRAM}: interrupted before the optimization began\n")
-        return 130
+    return cli.run_command(argv, PROGRAM, parse_args, run, usage_text,
+                           interrupted="interrupted before the optimization began")
 
 
 def run_main():

@@ -61,7 +61,6 @@ PRESERVE_COLORS_SUFFIX = "pc"
 # memory bound on very large images.
 _COLOR_BAND_ROWS = 512
 
-_HELP_ARGS = ("-h", "-help", "--help", "-?", "--helpshort", "--helpfull")
 
 
 @dataclasses.dataclass
@@ -808,18 +807,9 @@ def main(argv):
       int exit status: 0 success, 1 some inputs failed, 2 usage error (one line on
       stderr, no traceback), 130 interrupted.
     """
-    if any(arg in _HELP_ARGS for arg in argv[1:]):
-        sys.stdout.write(usage_text())
-        return 0
-    try:
-        return run(parse_args(argv))
-    except cli.UsageError as e:
-        cli.print_error(PROGRAM, e)
-        return 2
-    except KeyboardInterrupt:
-        # Every output is written atomically, so stopping leaves no partial file.
-        sys.stderr.write(f"\n{PROGRAM}: interrupted\n")
-        return 130
+    # Every output is written atomically, so stopping leaves no partial file.
+    return cli.run_command(argv, PROGRAM, parse_args, run, usage_text,
+                           interrupted="interrupted")
 
 
 def run_main():
