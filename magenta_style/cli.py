@@ -4,11 +4,13 @@ Part of the command-line layer, like the entry points themselves: it is the only
 other module that touches absl flags. A user mistake becomes one line on stderr,
 `<program>: error: <what is wrong>`, and exit status 2, never a traceback.
 """
+import math
 import os
 import sys
 
 from absl import app
 from absl import flags
+from PIL import Image
 
 
 class UsageError(ValueError):
@@ -138,3 +140,151 @@ def run_with_private_flags(main):
         return argv
 
     app.run(main, flags_parser=keep_argv)
+
+
+# ---------------------------------------------------------------------------------------
+# What the stylizing commands (stylize, stylize_video) share.
+
+
+def define_style_map_flags(flag_values):
+    """Defines --style_map, --style_map_colors and --style_map_blur in `flag_values`."""
+    flags.DEFINE_string("style_map", None,
+                        "Mask image: different styles in different regions, mapped by "
+                        "--style_map_colors; replaces --which_styles.", flag_values=flag_values)
+    flags.DEFINE_string("style_map_colors", None,
+                        "Mask colour or grey level -> style or mix, e.g. "
+                        "'#ff0000:0,#0000ff:1' or '0:0,255:{0:0.5,1:0.5}'.",
+                        flag_values=flag_values)
+    flags.DEFINE_float("style_map_blur", 0.0,
+                       "Soft mask edges: Gaussian standard deviation in input pixels (>= 0).",
+                       flag_values=flag_values)
+
+
+def parse_style_map_flags(flag_values):
+    """(style_map, mapping, blur) from the flags of `define_style_map_flags`.
+
+    Returns (None, None, 0.0) without --style_map; `mapping` is the parsed
+    style_maps.StyleMapping.
+
+    Raises:
+      UsageError: a style-map flag without --style_map, an empty --style_map, the map
+        with --which_styles, a missing or malformed --style_map_colors, or a negative
+        or non-finite --style_map_blur.
+    """
+    fv = flag_values
+    if fv.style_map is None:
+        for name in ("style_map_colors", "style_map_blur"):
+            if fv[name].present:
+                raise UsageError(f"--{name} needs --style_map")
+        return None, None, 0.0
+    if not fv.style_map:
+        raise UsageError("--style_map is empty; give a mask image")
+    if fv.which_styles is not None:
+        raise UsageError("--style_map and --which_styles cannot be combined: --style_map "
+                         "replaces --which_styles (the map's --style_map_colors choose the "
+                         "styles)")
+    if not fv.style_map_colors:
+        raise UsageError("--style_map needs --style_map_colors, e.g. '#000000:0,#ffffff:1'")
+    # Here, not at the top: this module is imported before TensorFlow (quiet_tf_logging).
+    from magenta_style import style_maps  # pylint: disable=import-outside-toplevel
+    try:
+        mapping = style_maps.parse_mapping(fv.style_map_colors)
+    except style_maps.StyleMapError as e:
+        raise UsageError(str(e)) from None
+    blur = fv.style_map_blur
+    if not math.isfinite(blur) or blur < 0:
+        raise UsageError(f"--style_map_blur={blur}: must be a finite number >= 0 (pixels)")
+    return fv.style_map, mapping, float(blur)
+
+
+def parse_strength(value):
+    """--strength as a float in [0, 1]; UsageError otherwise (style_spec.check_strength)."""
+    from magenta_style import style_spec  # pylint: disable=import-outside-toplevel
+    try:
+        return style_spec.check_strength(value)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def raise_pillow_limit(max_pixels):
+    """Makes `max_pixels` the image-size limit that counts when it is above Pillow's.
+
+    Pillow refuses images above 2 * Image.MAX_IMAGE_PIXELS before our cap is consulted;
+    a user who raises --max_pixels means the larger images to load.
+    """
+    if Image.MAX_IMAGE_PIXELS is not None and 2 * Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+class Progress:
+    """A one-line progress bar on a terminal; a line every ~10% otherwise (logs).
+
+    Args:
+      total: int, the items expected (0: unknown; the bar shows the count only).
+      stream: where to write (stderr).
+      program: the name that starts each logged line.
+      unit: what is counted ("images", "frames").
+      min_total: show nothing when fewer than this many items are expected (one image
+        needs no bar); 0 always shows it.
+      width: characters of the bar.
+    """
+
+    def __init__(self, total, stream, program, unit="images", min_total=2, width=30):
+        self.total = total
+        self.stream = stream
+        self.program = program
+        self.unit = unit
+        self.width = width
+        self.enabled = total >= min_total
+        self.tty = getattr(stream, "isatty", lambda: False)()
+        self._line_open = False
+        self._last_decile = 0
+        self._tile_decile = None
+
+    def update(self, done, total, path="", note=None):
+        """After each item; the terminal line ends with `note`, else `path`'s file name."""
+        if not self.enabled:
+            return
+        if self.tty:
+            label = os.path.basename(path)[:40] if note is None else note
+            if total:
+                filled = self.width * done // total
+                bar = "#" * filled + "." * (self.width - filled)
+                text = f"[{bar}] {done}/{total} {label}"
+            else:
+                text = f"{done} {label}"
+            self.stream.write(f"\r{text}\033[K")
+            self._line_open = True
+        elif total:
+            decile = 10 * done // total
+            if decile > self._last_decile or done == total:
+                self._last_decile = decile
+                self.stream.write(f"{self.program}: {done}/{total} {self.unit}\n")
+        self.stream.flush()
+
+    def tiles(self, path, done, total):
+        """Progress through one tiled image (shown even for a single input: it is slow)."""
+        name = os.path.basename(path)[:40]
+        if self.tty:
+            self.stream.write(f"\r{name}: tiled, {done}/{total} tile steps\033[K")
+            self._line_open = True
+        else:
+            decile = 10 * done // total
+            if done == 1 or decile != self._tile_decile:
+                self._tile_decile = decile
+                self.stream.write(f"{self.program}: {name}: tiled, {done}/{total} tile steps\n")
+        self.stream.flush()
+
+    def message(self, line):
+        """Prints `line` on its own line, clearing the bar first."""
+        if self._line_open:
+            self.stream.write("\r\033[K")
+            self._line_open = False
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        """Ends the bar's line."""
+        if self._line_open:
+            self.stream.write("\n")
+            self._line_open = False

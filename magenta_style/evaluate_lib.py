@@ -22,6 +22,7 @@ from magenta_style import config as config_lib
 from magenta_style import data
 from magenta_style import fileio
 from magenta_style import images as images_lib
+from magenta_style import inference
 from magenta_style import style_dataset
 from magenta_style import train_lib
 from magenta_style import vgg
@@ -46,13 +47,14 @@ def stylize_all(model, images, num_styles, batch_size=8):
       np.float32 [num_styles, N, H, W, 3] in [0, 1].
     """
     images = tf.convert_to_tensor(images, tf.float32)
+    stylize_fn = inference.make_stylize_fn(model, num_styles)
     out = []
-    for style in range(num_styles):
+    for style in np.eye(num_styles, dtype=np.float32):
         rows = []
         for start in range(0, int(images.shape[0]), batch_size):
             chunk = images[start:start + batch_size]
-            labels = tf.fill([tf.shape(chunk)[0]], style)
-            rows.append(model(chunk, labels).numpy())
+            weights = tf.tile(style[None], [tf.shape(chunk)[0], 1])
+            rows.append(stylize_fn(chunk, weights).numpy())
         out.append(np.concatenate(rows))
     return np.stack(out)
 

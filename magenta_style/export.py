@@ -6,7 +6,7 @@ writes `exports/magenta_style/<N>/` where N is one more than the largest existin
 version (TF Serving serves the largest). `--checkpoint` is a training directory, a
 native checkpoint prefix or a Magenta TF1 checkpoint prefix. Existing versions are
 never overwritten; the export is written beside them and renamed into place when
-complete. Signatures: see magenta_style/export_lib.py or the README.
+complete. Signatures: see magenta_style/export_signatures.py or the README.
 """
 # Before anything imports TensorFlow, which reads its C++ log level once: no
 # "failed call to cuInit" line on machines without a GPU (cli.quiet_tf_logging).
@@ -21,6 +21,7 @@ from absl import flags
 
 from magenta_style import checkpoints
 from magenta_style import export_lib
+from magenta_style import export_warmup
 from magenta_style import limits
 from magenta_style import transformer
 
@@ -34,8 +35,8 @@ class ExportArgs:
     checkpoint: str
     export_dir: str
     version: int = None
-    warmup_size: int = export_lib.DEFAULT_WARMUP_SIZE
-    model_name: str = export_lib.DEFAULT_MODEL_NAME
+    warmup_size: int = export_warmup.DEFAULT_WARMUP_SIZE
+    model_name: str = export_warmup.DEFAULT_MODEL_NAME
     memory_budget_bytes: int = limits.DEFAULT_MEMORY_BUDGET_BYTES
     allow_different_model: bool = False
     compute_dtype: str = "float32"
@@ -49,11 +50,11 @@ def _flag_values():
                         "<export_dir>/<version>/.", flag_values=fv)
     flags.DEFINE_integer("version", None, "Version number (default: largest existing + 1).",
                          lower_bound=1, flag_values=fv)
-    flags.DEFINE_integer("warmup_size", export_lib.DEFAULT_WARMUP_SIZE,
+    flags.DEFINE_integer("warmup_size", export_warmup.DEFAULT_WARMUP_SIZE,
                          "Side of the TF Serving warmup image; 0 writes no warmup requests.",
-                         lower_bound=0, upper_bound=export_lib.MAX_WARMUP_SIZE,
+                         lower_bound=0, upper_bound=export_warmup.MAX_WARMUP_SIZE,
                          flag_values=fv)
-    flags.DEFINE_string("model_name", export_lib.DEFAULT_MODEL_NAME,
+    flags.DEFINE_string("model_name", export_warmup.DEFAULT_MODEL_NAME,
                         "Model name put in the warmup requests.", flag_values=fv)
     flags.DEFINE_float("memory_budget_gib", limits.DEFAULT_MEMORY_BUDGET_BYTES / 2**30,
                        "Memory one request may take, GiB. With the model's measured bytes per "

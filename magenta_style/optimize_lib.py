@@ -238,12 +238,12 @@ class _Objective:
 def _network_objective(cfg, path, style):
     """The loss a fast network was trained with: (objective, model, style id, vgg settings)."""
     from magenta_style import checkpoints  # pylint: disable=import-outside-toplevel
-    from magenta_style import export_lib  # pylint: disable=import-outside-toplevel
+    from magenta_style import inference  # pylint: disable=import-outside-toplevel
     from magenta_style import style_dataset  # pylint: disable=import-outside-toplevel
     try:
-        model, model_config = export_lib.load_any(path)
-        if export_lib.is_saved_model(path):
-            saved = export_lib.read_metadata(export_lib.resolve_saved_model(path))
+        model, model_config = inference.load(path)
+        if inference.is_saved_model(path):
+            saved = inference.read_metadata(path)
         else:
             _, directory = checkpoints.resolve_checkpoint(path)
             saved = config_lib.read_config_json(directory) or {}
@@ -608,8 +608,10 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
     if content is None and init == "content":
         init = "noise"  # Doodle mode: nothing to start from but noise.
     if network is not None and not start_from_content:
+        from magenta_style import inference  # pylint: disable=import-outside-toplevel
         full = _resize(content, (height, width))
-        start = network_model(tf.constant(full[None]), tf.constant([style_id]))
+        start = inference.call_model(network_model, tf.constant(full[None]),
+                                     tf.constant([style_id]))
         start = np.asarray(start, np.float32)[0]
     elif init == "content" or network is not None:
         start = _resize(content, (height, width))

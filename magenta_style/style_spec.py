@@ -244,3 +244,22 @@ def all_styles(num_styles):
     """
     styles = tuple(range(num_styles))
     return StyleSpec(kind="list", styles=styles, text="[" + ",".join(map(str, styles)) + "]")
+
+
+def check_strength(strength):
+    """Returns `strength` as a float if it is a finite number in [0, 1].
+
+    Strength scales a style towards the photo (0: the photo, 1: the full style); it is
+    checked here, with the style weights, so commands and the library agree.
+
+    Raises:
+      ValueError: anything else (one line, naming --strength).
+    """
+    try:
+        value = float(strength)
+    except (TypeError, ValueError):
+        raise ValueError(f"--strength={strength!r}: must be a number in [0, 1]") from None
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"--strength={strength}: must be a number in [0, 1] (0: the photo, "
+                         "1: the full style)")
+    return value

@@ -10,7 +10,6 @@ every frame (--style_map, --style_map_colors, --style_map_blur).
 """
 import dataclasses
 import sys
-import time
 
 from absl import flags
 
@@ -30,13 +29,7 @@ _STRENGTH = flags.DEFINE_float("strength", 1.0, "Style strength in [0, 1].")
 _PRESERVE_COLORS = flags.DEFINE_bool("preserve_colors", False,
                                      "Keep each frame's colours; take only the stylized "
                                      "luminance.")
-_STYLE_MAP = flags.DEFINE_string("style_map", None, "Optional mask image: different styles in "
-                                 "different regions (replaces --which_styles).")
-_STYLE_MAP_COLORS = flags.DEFINE_string(
-    "style_map_colors", None, "Mask colour or grey level -> style or mix, e.g. "
-    "'#ff0000:0,#0000ff:1' or '0:0,255:{0:0.5,1:0.5}'.")
-_STYLE_MAP_BLUR = flags.DEFINE_float("style_map_blur", 0.0, "Soft mask edges: Gaussian "
-                                     "standard deviation in pixels.")
+cli.define_style_map_flags(flags.FLAGS)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Frames stylized per step.")
 _CRF = flags.DEFINE_integer("crf", 18, "Encoder quality, lower is better (H.264: 0-51, "
                             "VP9: 0-63).", lower_bound=0, upper_bound=63)
@@ -63,7 +56,6 @@ class VideoJob:
 
 def _job_from_flags():
     # Imported here so that flag errors come back before TensorFlow loads.
-    from magenta_style import style_maps
     from magenta_style import style_spec
 
     for flag in (_CHECKPOINT, _INPUT, _OUTPUT):
@@ -72,73 +64,49 @@ def _job_from_flags():
     if fileio.is_same_file(_INPUT.value, _OUTPUT.value):
         raise cli.UsageError(f"--output={_OUTPUT.value} is the --input video; it would be "
                              "overwritten, write to another file")
-    if not 0.0 <= _STRENGTH.value <= 1.0:
-        raise cli.UsageError(f"--strength={_STRENGTH.value}: must be in [0, 1]")
+    strength = cli.parse_strength(_STRENGTH.value)
     if _BATCH_SIZE.value < 1:
         raise cli.UsageError(f"--batch_size={_BATCH_SIZE.value}: must be >= 1")
     if _MAX_FRAMES.value is not None and _MAX_FRAMES.value < 1:
         raise cli.UsageError(f"--max_frames={_MAX_FRAMES.value}: must be >= 1")
-    if _STYLE_MAP.value and _WHICH_STYLES.value is not None:
-        raise cli.UsageError("--style_map replaces --which_styles; give one of them")
+    style_map, mapping, blur = cli.parse_style_map_flags(flags.FLAGS)
     which_styles = "0" if _WHICH_STYLES.value is None else _WHICH_STYLES.value
     spec = style_spec.parse(which_styles)
     if spec.kind == "list" and len(spec.styles) != 1:
         raise cli.UsageError(f"--which_styles={which_styles}: a video takes one style or one "
                          "mix like {0:0.5,1:0.5}, not a list")
-    mapping = None
-    if _STYLE_MAP.value:
-        if not _STYLE_MAP_COLORS.value:
-            raise cli.UsageError("--style_map needs --style_map_colors")
-        mapping = style_maps.parse_mapping(_STYLE_MAP_COLORS.value)
-    if _STYLE_MAP_BLUR.value < 0:
-        raise cli.UsageError(f"--style_map_blur={_STYLE_MAP_BLUR.value}: must be >= 0")
     return VideoJob(checkpoint=_CHECKPOINT.value, input=_INPUT.value, output=_OUTPUT.value,
-                    which_styles=spec, strength=_STRENGTH.value,
-                    preserve_colors=_PRESERVE_COLORS.value, style_map=_STYLE_MAP.value,
-                    style_map_colors=mapping, style_map_blur=_STYLE_MAP_BLUR.value,
+                    which_styles=spec, strength=strength,
+                    preserve_colors=_PRESERVE_COLORS.value, style_map=style_map,
+                    style_map_colors=mapping, style_map_blur=blur,
                     batch_size=_BATCH_SIZE.value, crf=_CRF.value, max_frames=_MAX_FRAMES.value)
-
-
-class _Progress:
-    """A one-line progress bar on stderr: frames done, total, frames/s."""
-
-    def __init__(self):
-        self._last = 0.0
-
-    def __call__(self, done, total, fps):
-        now = time.monotonic()
-        if now - self._last < 0.5 and done != total:
-            return
-        self._last = now
-        if total:
-            bar = "#" * int(30 * done / total)
-            text = f"\r[{bar:<30}] {done}/{total} frames, {fps:.1f} frames/s"
-        else:
-            text = f"\r{done} frames, {fps:.1f} frames/s"
-        sys.stderr.write(text)
-        sys.stderr.flush()
 
 
 def run(job):
     """Stylizes `job.input` into `job.output`; returns the number of frames written."""
-    from magenta_style import export_lib
-    from magenta_style import style_maps
+    from magenta_style import inference
     from magenta_style import video
 
     info = video.probe(job.input)
-    model, model_config = export_lib.load_any(job.checkpoint)
+    model, model_config = inference.load(job.checkpoint)
+    num_styles = model_config.num_styles
     if job.style_map:
-        style = style_maps.load_style_map(job.style_map, job.style_map_colors,
-                                          model_config.num_styles, (info.height, info.width),
-                                          job.style_map_blur)
+        style = inference.load_style_map(job.style_map, job.style_map_colors, num_styles,
+                                         job.style_map_blur).weights(
+                                             num_styles, (info.height, info.width))
     else:
-        style = job.which_styles.weight_rows(model_config.num_styles)[0]
-    stylizer = video.make_frame_stylizer(model, style, strength=job.strength,
-                                         preserve_colors=job.preserve_colors)
-    frames = video.stylize_video(job.input, job.output, stylizer, batch_size=job.batch_size,
-                                 crf=job.crf, max_frames=job.max_frames, progress=_Progress())
-    sys.stderr.write("\n")
-    return frames
+        style = job.which_styles.weight_rows(num_styles)[0]
+    stylizer = inference.make_frame_stylizer(model, style, strength=job.strength,
+                                             preserve_colors=job.preserve_colors)
+    bar = cli.Progress(info.frames, sys.stderr, PROGRAM, unit="frames", min_total=0)
+    try:
+        return video.stylize_video(
+            job.input, job.output, stylizer, batch_size=job.batch_size, crf=job.crf,
+            max_frames=job.max_frames,
+            progress=lambda done, total, fps: bar.update(
+                done, total, note=f"frames, {fps:.1f} frames/s"))
+    finally:
+        bar.close()
 
 
 def main(argv):

@@ -22,9 +22,7 @@ import time
 
 import av
 import numpy as np
-import tensorflow as tf
 
-from magenta_style import color
 from magenta_style import fileio
 
 # Output suffix -> (video encoder, pixel format).
@@ -105,37 +103,6 @@ def probe(path):
                          video_codec=stream.codec_context.name)
 
 
-def make_frame_stylizer(model, style, strength=None, preserve_colors=False):
-    """A function that stylizes batches of frames with a fixed style.
-
-    Args:
-      model: a built transformer.StyleTransferNetwork.
-      style: float32 weights [num_styles] (one style: one-hot) or a per-pixel map
-        [H, W, num_styles] (e.g. from style_maps), applied to every frame.
-      strength: optional float in [0, 1].
-      preserve_colors: keep each frame's colours, take the stylized luminance
-        (color.preserve_colors).
-
-    Returns:
-      callable(frames float32 [B, H, W, 3] in [0, 1]) -> float32 numpy [B, H, W, 3].
-    """
-    style = tf.constant(np.asarray(style, np.float32))
-    strength_value = None if strength is None else tf.constant(float(strength), tf.float32)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
-                 reduce_retracing=True)
-    def run(frames):
-        batch = tf.shape(frames)[0]
-        styles = tf.repeat(style[None], batch, axis=0)
-        strengths = None if strength_value is None else tf.fill([batch], strength_value)
-        out = model(frames, styles, strengths)
-        if preserve_colors:
-            out = color.preserve_colors(frames, out)
-        return out
-
-    return lambda frames: run(tf.constant(frames, tf.float32)).numpy()
-
-
 def _even(frame):
     """Pads [H, W, 3] uint8 to even H and W by repeating the last row/column."""
     height, width = frame.shape[:2]
@@ -152,7 +119,7 @@ def stylize_video(input_path, output_path, stylize_frames, batch_size=4, crf=DEF
       input_path: str, any container/codec FFmpeg decodes.
       output_path: str ending in one of OUTPUT_SUFFIXES; its directory must exist.
       stylize_frames: callable(float32 [B, H, W, 3] in [0, 1]) -> float32 [B, H, W, 3]
-        in [0, 1], e.g. from `make_frame_stylizer`.
+        in [0, 1], e.g. from `inference.make_frame_stylizer`.
       batch_size: int >= 1, frames stylized per call.
       crf: int, the encoder's constant-rate quality (0 best .. 51 worst for H.264,
         0..63 for VP9).

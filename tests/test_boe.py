@@ -19,11 +19,12 @@ from magenta_style import config as config_lib
 from magenta_style import demo_images
 from magenta_style import export_lib
 from magenta_style import generators
+from magenta_style import inference
 from magenta_style import layers
 from magenta_style import losses
 from magenta_style import style_dataset
 from magenta_style import style_spec
-from magenta_style import stylize
+from magenta_style import stylize_lib
 from magenta_style import tiling
 from magenta_style import train_lib
 from magenta_style import vgg
@@ -415,7 +416,7 @@ def test_tiling_is_a_clear_error_and_magenta_compatible_too():
     model = generators.build(_config())
     with pytest.raises(tiling.TilingError, match="Magenta generator only"):
         tiling.stylize_tiled(model, np.zeros((16, 16, 3), np.float32), 0)
-    assert not stylize.can_tile(model)
+    assert not inference.can_tile(model)
     with pytest.raises(ValueError, match="Magenta generator only"):
         generators.build(_config(), magenta_compatible=True)
 
@@ -517,11 +518,12 @@ def test_checkpoint_stylize_and_export_reloaded(exported, demo, tmp_path):
 
     spec = style_spec.parse("{0:0.2,2:0.8}")
     inputs = sorted(str(p) for p in pathlib.Path(demo["content"]).iterdir())[:1]
-    summary = stylize.stylize_files(model, model_config, inputs, spec, str(tmp_path / "out"),
-                                    strength=0.5, preserve_colors=True)
+    summary = stylize_lib.stylize_files(
+        model, model_config, inputs, str(tmp_path / "out"),
+        inference.StylizeOptions(styles=spec, strength=0.5, preserve_colors=True))
     assert len(summary.written) == 1 and not summary.failed
 
-    loaded, loaded_config = export_lib.load_any(version_dir)
+    loaded, loaded_config = inference.load(version_dir)
     assert loaded_config == model_config
     np.testing.assert_allclose(loaded(image, weights).numpy(), reference, atol=1e-5)
     saved = tf.saved_model.load(version_dir)

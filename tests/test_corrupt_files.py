@@ -1,6 +1,6 @@
 """Truncated or corrupt files are one-line errors naming the file, never tracebacks.
 
-Every loader goes through checkpoints.load_model / export_lib.load_any /
+Every loader goes through checkpoints.load_model / inference.load /
 vgg.build_vgg16, so these are tested here once, on a tiny model (alpha 0.25).
 """
 import os
@@ -11,6 +11,7 @@ import pytest
 from magenta_style import checkpoints
 from magenta_style import config as config_lib
 from magenta_style import export_lib
+from magenta_style import inference
 from magenta_style import transformer
 from magenta_style import vgg
 
@@ -61,7 +62,7 @@ def test_damaged_checkpoint_is_a_checkpoint_error(good, tmp_path, kind, names):
     damaged = str(tmp_path / "damaged")
     shutil.copytree(train_dir, damaged)
     _damage_checkpoint(kind, damaged)
-    for load in (checkpoints.load_model, export_lib.load_any):
+    for load in (checkpoints.load_model, inference.load):
         with pytest.raises(checkpoints.CheckpointError) as info:
             load(damaged)
         assert names in str(info.value) and damaged in str(info.value)
@@ -94,7 +95,7 @@ def test_damaged_export_is_a_checkpoint_error(good, tmp_path, kind):
         for sub in ("assets", "assets.extra"):
             _truncate(os.path.join(damaged, sub, "config.json"))
     with pytest.raises(checkpoints.CheckpointError) as info:
-        export_lib.load_any(damaged)
+        inference.load(damaged)
     assert damaged in str(info.value)
 
 

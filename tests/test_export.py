@@ -20,6 +20,8 @@ from magenta_style import color
 from magenta_style import config as config_lib
 from magenta_style import export
 from magenta_style import export_lib
+from magenta_style import export_warmup
+from magenta_style import inference
 from magenta_style import transformer
 
 NUM_STYLES = 2
@@ -77,7 +79,7 @@ def test_export_layout_and_metadata(tiny):
     for name in ("assets/config.json", "assets.extra/config.json",
                  "assets.extra/tf_serving_warmup_requests"):
         assert os.path.isfile(os.path.join(version_dir, name)), name
-    metadata = export_lib.read_metadata(base)
+    metadata = inference.read_metadata(base)
     assert config_lib.ModelConfig.from_dict(metadata["model"]) == model_config
     assert metadata["train"] == {"learning_rate": 0.001, "steps": 5}
     assert set(metadata["signatures"]) == set(SIGNATURE_NAMES)
@@ -86,7 +88,7 @@ def test_export_layout_and_metadata(tiny):
 def test_metadata_num_styles_and_variables_on_loaded_object(tiny, loaded):
     model, model_config, _, version_dir = tiny
     metadata = json.loads(loaded.metadata().numpy().decode())
-    assert metadata == export_lib.read_metadata(version_dir)
+    assert metadata == inference.read_metadata(version_dir)
     assert metadata["model"]["style_names"] == ["ink", "oil"]
     assert int(loaded.num_styles) == NUM_STYLES
     assert len(loaded.variables) == len(model.variables)
@@ -119,7 +121,7 @@ def test_existing_versions_and_refusing_to_overwrite(tmp_path, tiny):
     for name in ("1", "7", "abc", ".tmp-export-9-x"):
         (tmp_path / name).mkdir()
     (tmp_path / "12").write_text("a file, not a version")
-    assert export_lib.existing_versions(str(tmp_path)) == [1, 7]
+    assert inference.existing_versions(str(tmp_path)) == [1, 7]
     with pytest.raises(export_lib.ExportError, match="already exists"):
         export_lib.export_saved_model(model, model_config, str(tmp_path), version=7)
     with pytest.raises(export_lib.ExportError, match="positive integer"):
@@ -239,7 +241,7 @@ def test_refuses_a_version_of_another_model(tiny, tmp_path):
     with pytest.raises(export_lib.ExportError, match=r"cannot compare with .*config.json"):
         export_lib.check_same_model(str(broken), model_config)
     with pytest.raises(checkpoints.CheckpointError, match="unreadable export metadata"):
-        export_lib.load_stylizer(str(broken))
+        inference.load_export(str(broken))
     assert export.main(["export", f"--checkpoint={train_dir}", f"--export_dir={broken}",
                         "--warmup_size=0"]) == 2
 
@@ -382,11 +384,11 @@ def test_tf1_session_loader_runs_every_signature_and_the_warmup_requests(tiny, l
               for name, inputs in requests.items()}
     warmup = []
     for record in tf.data.TFRecordDataset(
-            os.path.join(version_dir, "assets.extra", export_lib.WARMUP_FILENAME)):
+            os.path.join(version_dir, "assets.extra", export_warmup.WARMUP_FILENAME)):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         warmup.append(log.predict_log.request)
     assert [r.model_spec.signature_name for r in warmup] == ["serving_default", "serving_bytes"]
-    assert all(r.model_spec.name == export_lib.DEFAULT_MODEL_NAME for r in warmup)
+    assert all(r.model_spec.name == export_warmup.DEFAULT_MODEL_NAME for r in warmup)
 
     with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
         meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], version_dir)
@@ -445,7 +447,7 @@ def test_saved_model_cli_run(tiny, loaded, tmp_path):
 
 def test_load_stylizer(tiny):
     model, model_config, _, version_dir = tiny
-    stylize, got_config = export_lib.load_stylizer(os.path.dirname(version_dir))
+    stylize, got_config = inference.load_export(os.path.dirname(version_dir))
     assert got_config == model_config
     image, weights = _inputs()
     ref = model(image, weights).numpy()
@@ -463,11 +465,11 @@ def test_load_stylizer(tiny):
     np.testing.assert_allclose(in_graph(image, weights).numpy(), ref, atol=1e-5)
 
     with pytest.raises(checkpoints.CheckpointError, match="disagrees"):
-        export_lib.load_stylizer(version_dir, num_styles=5)
-    assert export_lib.is_saved_model(version_dir)
-    assert not export_lib.is_saved_model(tiny[2])
+        inference.load_export(version_dir, num_styles=5)
+    assert inference.is_saved_model(version_dir)
+    assert not inference.is_saved_model(tiny[2])
     with pytest.raises(checkpoints.CheckpointError, match="not a SavedModel"):
-        export_lib.load_stylizer(tiny[2])
+        inference.load_export(tiny[2])
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,10 +15,13 @@ from magenta_style import data
 from magenta_style import demo_images
 from magenta_style import export
 from magenta_style import export_lib
+from magenta_style import export_signatures
 from magenta_style import images
+from magenta_style import inference
 from magenta_style import limits
 from magenta_style import cli
 from magenta_style import stylize
+from magenta_style import stylize_lib
 from magenta_style import transformer
 
 MODEL_CONFIG = config_lib.ModelConfig(num_styles=2, alpha=0.25)
@@ -75,7 +78,7 @@ def test_cap_follows_the_measured_cost_and_refuses_8000_squared():
 @pytest.fixture(scope="module")
 def module():
     model = transformer.build_transformer(MODEL_CONFIG)
-    return export_lib.StylizerModule(model, MODEL_CONFIG, "{}", max_pixels=1000)
+    return export_signatures.StylizerModule(model, MODEL_CONFIG, "{}", max_pixels=1000)
 
 
 def _weights(batch=1):
@@ -121,7 +124,7 @@ def test_export_records_the_cap_and_its_graph_enforces_it(tmp_path):
     budget = 5000 * limits.bytes_per_pixel(MODEL_CONFIG)
     version_dir = export_lib.export_saved_model(model, MODEL_CONFIG, str(tmp_path / "export"),
                                                 warmup_size=16, memory_budget_bytes=budget)
-    recorded = export_lib.read_metadata(version_dir)["limits"]
+    recorded = inference.read_metadata(version_dir)["limits"]
     assert recorded["max_pixels_per_request"] == 5000
     assert recorded["memory_budget_bytes"] == int(budget)
     loaded = tf.saved_model.load(version_dir)
@@ -141,14 +144,14 @@ def test_export_records_the_cap_and_its_graph_enforces_it(tmp_path):
 
     # stylize with this export: too large for one call of 2 styles, so one at a time; an
     # input above the export's cap is refused by the loader, without decoding it.
-    stylizer, model_config = export_lib.load_stylizer(version_dir)
+    stylizer, model_config = inference.load_export(version_dir)
     assert stylizer.max_pixels == 5000
     photo = tmp_path / "photo.png"
     images.save_image_atomic(photo, demo_images.content_image(0, 60))
     big = tmp_path / "big.png"
     big.write_bytes(png_header(100, 60))
-    summary = stylize.stylize_files(stylizer, model_config, [str(photo), str(big)], "[0,1]",
-                                    str(tmp_path / "out"))
+    summary = stylize_lib.stylize_files(stylizer, model_config, [str(photo), str(big)],
+                                        str(tmp_path / "out"), inference.StylizeOptions(styles="[0,1]"))
     assert len(summary.written) == 2
     assert [p for p, _ in summary.failed] == [str(big)]
     assert "100x60 = 0.0 Mpx exceeds the cap" in summary.failed[0][1]
@@ -158,12 +161,13 @@ def test_stylize_default_cap_refuses_8000_squared_untiled_only(tmp_path):
     huge = tmp_path / "huge.png"
     huge.write_bytes(png_header(8000, 8000))
     model = transformer.build_transformer(MODEL_CONFIG)
-    untiled = stylize.stylize_files(model, MODEL_CONFIG, [str(huge)], "[0]",
-                                    str(tmp_path / "a"), max_tile_pixels=0)
+    untiled = stylize_lib.stylize_files(model, MODEL_CONFIG, [str(huge)], str(tmp_path / "a"),
+                                        inference.StylizeOptions(styles="[0]", max_tile_pixels=0))
     assert "8000x8000 = 64.0 Mpx exceeds the cap" in untiled.failed[0][1]
     # Tiled, memory is bounded by the tile: the size is allowed (this file then fails to
     # decode, having no pixel data, which shows the cap let it through).
-    tiled = stylize.stylize_files(model, MODEL_CONFIG, [str(huge)], "[0]", str(tmp_path / "b"))
+    tiled = stylize_lib.stylize_files(model, MODEL_CONFIG, [str(huge)], str(tmp_path / "b"),
+                                      inference.StylizeOptions(styles="[0]"))
     assert "exceeds the cap" not in tiled.failed[0][1]
     args = stylize.parse_args(["stylize", "--checkpoint=c", "--input_image=i", "--output_dir=o"])
     assert args.max_pixels is None

@@ -10,12 +10,15 @@ import pytest
 import tensorflow as tf
 
 from magenta_style import checkpoints
+from magenta_style import cli
 from magenta_style import color
 from magenta_style import config
 from magenta_style import export_lib
 from magenta_style import images
+from magenta_style import inference
 from magenta_style import style_maps
 from magenta_style import stylize
+from magenta_style import stylize_lib
 from magenta_style import tiling
 from magenta_style import transformer
 
@@ -204,8 +207,9 @@ def test_styles_split_into_batches(loaded, tmp_path):
     model, model_config = loaded
     pixels = _write_rgb(tmp_path / "a.png", 12, 16)
     # 3 styles in batches of 2: one call with 2 weight rows, one with 1.
-    summary = stylize.stylize_files(model, model_config, [str(tmp_path / "a.png")], "[2,0,1]",
-                                    str(tmp_path / "o"), batch_size=2)
+    summary = stylize_lib.stylize_files(model, model_config, [str(tmp_path / "a.png")],
+                                        str(tmp_path / "o"),
+                                        inference.StylizeOptions(styles="[2,0,1]", batch_size=2))
     assert summary.failed == []
     assert summary.written == [str(tmp_path / "o" / f"a_{s}.png") for s in (2, 0, 1)]
     for style in range(NUM_STYLES):
@@ -308,7 +312,7 @@ def test_subprocess_usage_error_has_no_traceback(tmp_path):
 
 def test_no_retracing_for_new_sizes(loaded):
     model, model_config = loaded
-    fn = stylize.make_stylize_fn(model, model_config.num_styles)
+    fn = inference.make_stylize_fn(model, model_config.num_styles)
     for height, width, batch in [(8, 8, 1), (13, 21, 2), (32, 20, 3)]:
         out = fn(tf.zeros([batch, height, width, 3]), tf.ones([batch, NUM_STYLES]) / 3)
         assert out.shape == (batch, height, width, 3)
@@ -316,11 +320,11 @@ def test_no_retracing_for_new_sizes(loaded):
 
 
 def test_output_basenames():
-    assert stylize.output_basenames(["d/a.png", "d/b.jpg"]) == ["a", "b"]
-    assert stylize.output_basenames(["d/a.png"], "x") == ["x"]
-    assert stylize.output_basenames(["d/a.png", "d/b.jpg"], "x") == ["x_a", "x_b"]
-    assert stylize.output_basenames(["d/a.png", "d/a.jpg", "d/c.png"]) == ["a_png", "a_jpg", "c"]
-    assert stylize.output_basenames(["d/a.png", "e/a.png"]) == ["a_png", "a_png_2"]
+    assert stylize_lib.output_basenames(["d/a.png", "d/b.jpg"]) == ["a", "b"]
+    assert stylize_lib.output_basenames(["d/a.png"], "x") == ["x"]
+    assert stylize_lib.output_basenames(["d/a.png", "d/b.jpg"], "x") == ["x_a", "x_b"]
+    assert stylize_lib.output_basenames(["d/a.png", "d/a.jpg", "d/c.png"]) == ["a_png", "a_jpg", "c"]
+    assert stylize_lib.output_basenames(["d/a.png", "e/a.png"]) == ["a_png", "a_png_2"]
 
 
 def test_library_reports_nan_output_and_continues(tmp_path):
@@ -332,10 +336,10 @@ def test_library_reports_nan_output_and_continues(tmp_path):
         return images_batch * np.float32("nan")
 
     errors, progress = [], []
-    summary = stylize.stylize_files(
+    summary = stylize_lib.stylize_files(
         broken_model, config.ModelConfig(num_styles=2), [str(tmp_path / "a.png"),
                                                          str(tmp_path / "b.png")],
-        "[0,1]", str(tmp_path / "o"), on_error=lambda p, m: errors.append((p, m)),
+        str(tmp_path / "o"), inference.StylizeOptions(styles="[0,1]"), on_error=lambda p, m: errors.append((p, m)),
         on_progress=lambda done, total, path: progress.append((done, total)))
     assert summary.written == [] and len(summary.failed) == 2
     assert errors == summary.failed
@@ -347,7 +351,8 @@ def test_library_reports_nan_output_and_continues(tmp_path):
 def test_library_rejects_unknown_style(loaded, tmp_path):
     model, model_config = loaded
     with pytest.raises(stylize.style_spec.StyleSpecError):
-        stylize.stylize_files(model, model_config, [], "[5]", str(tmp_path))
+        stylize_lib.stylize_files(model, model_config, [], str(tmp_path),
+                                  inference.StylizeOptions(styles="[5]"))
 
 
 def test_progress_bar_on_a_terminal():
@@ -356,7 +361,7 @@ def test_progress_bar_on_a_terminal():
             return True
 
     stream = Tty()
-    progress = stylize._Progress(4, stream)
+    progress = cli.Progress(4, stream, stylize.PROGRAM)
     progress.update(1, 4, "/x/a.png")
     progress.message("stylize: error: /x/b.png: broken")
     progress.update(4, 4, "/x/d.png")
@@ -366,7 +371,7 @@ def test_progress_bar_on_a_terminal():
     assert "\r\033[Kstylize: error: /x/b.png: broken\n" in text
     assert text.endswith("\n")
     quiet = Tty()
-    stylize._Progress(1, quiet).update(1, 1, "a.png")
+    cli.Progress(1, quiet, stylize.PROGRAM).update(1, 1, "a.png")
     assert quiet.getvalue() == ""
 
 
@@ -527,9 +532,10 @@ def test_per_file_tiling_error_keeps_going(loaded, tmp_path, monkeypatch):
     monkeypatch.setattr(tiling, "stylize_tiled", broken_tiling)
     errors = []
     # 160x160 is above the smallest tile size and is tiled; 8x8 is not.
-    summary = stylize.stylize_files(
-        model, model_config, [str(tmp_path / "big.png"), str(tmp_path / "a.png")], "[0]",
-        str(tmp_path / "o2"), max_tile_pixels=stylize.min_tile_pixels(model),
+    summary = stylize_lib.stylize_files(
+        model, model_config, [str(tmp_path / "big.png"), str(tmp_path / "a.png")],
+        str(tmp_path / "o2"), inference.StylizeOptions(
+            styles="[0]", max_tile_pixels=inference.min_tile_pixels(model)),
         on_error=lambda p, m: errors.append(m))
     assert errors == [f"{tmp_path / 'big.png'}: no tiles today"]
     assert summary.written == [str(tmp_path / "o2" / "a_0.png")]
@@ -537,16 +543,16 @@ def test_per_file_tiling_error_keeps_going(loaded, tmp_path, monkeypatch):
 
 def test_output_suffixes():
     spec = stylize.style_spec.parse("{2:0.7,0:0.3}")
-    assert stylize.output_suffixes(spec) == ["0_300_2_700"]
-    assert stylize.output_suffixes(stylize.style_spec.parse("[1,0]"), strength=0.25,
+    assert stylize_lib.output_suffixes(spec) == ["0_300_2_700"]
+    assert stylize_lib.output_suffixes(stylize.style_spec.parse("[1,0]"), strength=0.25,
                                    preserve_colors=True) == ["1_s250_pc", "0_s250_pc"]
-    assert stylize.output_suffixes(style_map=True, strength=0.0) == ["map_s000"]
-    assert stylize.output_suffixes(style_map=True, preserve_colors=True) == ["map_pc"]
+    assert stylize_lib.output_suffixes(style_map=True, strength=0.0) == ["map_s000"]
+    assert stylize_lib.output_suffixes(style_map=True, preserve_colors=True) == ["map_pc"]
 
 
 def test_no_retracing_with_maps_strength_and_colors(loaded):
     model, model_config = loaded
-    fn = stylize.make_stylize_fn(model, NUM_STYLES, style_map=True, strength=0.5,
+    fn = inference.make_stylize_fn(model, NUM_STYLES, style_map=True, strength=0.5,
                                  preserve_colors=True)
     for height, width, batch in [(8, 8, 1), (13, 21, 2)]:
         maps = tf.ones([batch, height, width, NUM_STYLES]) / 3
@@ -611,9 +617,9 @@ def test_saved_model_refuses_tiling_flags(export_base, tmp_path, capsys):
 
 
 def test_load_stylizer_dispatch(native_checkpoint, export_base):
-    model, _ = stylize.load_stylizer(native_checkpoint)
-    assert stylize.can_tile(model)
-    fn, model_config = stylize.load_stylizer(export_base, num_styles=NUM_STYLES, alpha=0.25)
-    assert not stylize.can_tile(fn) and model_config.num_styles == NUM_STYLES
+    model, _ = inference.load(native_checkpoint)
+    assert inference.can_tile(model)
+    fn, model_config = inference.load(export_base, num_styles=NUM_STYLES, alpha=0.25)
+    assert not inference.can_tile(fn) and model_config.num_styles == NUM_STYLES
     with pytest.raises(checkpoints.CheckpointError, match="disagrees"):
-        stylize.load_stylizer(export_base, num_styles=4)
+        inference.load(export_base, num_styles=4)

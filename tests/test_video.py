@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from magenta_style import checkpoints
 from magenta_style import config
+from magenta_style import inference
 from magenta_style import transformer
 from magenta_style import video
 
@@ -148,10 +149,10 @@ def test_frame_stylizer_matches_the_network():
     model = transformer.build_transformer(config.ModelConfig(2, 0.25))
     frames = tf.random.stateless_uniform([3, 16, 20, 3], seed=[3, 4]).numpy()
     row = np.array([0.0, 1.0], np.float32)
-    stylizer = video.make_frame_stylizer(model, row, strength=0.5)
+    stylizer = inference.make_frame_stylizer(model, row, strength=0.5)
     expected = model(frames, tf.constant([1, 1, 1]), tf.constant([0.5] * 3)).numpy()
     np.testing.assert_allclose(stylizer(frames), expected, atol=1e-6)
-    colors = video.make_frame_stylizer(model, row, preserve_colors=True)(frames)
+    colors = inference.make_frame_stylizer(model, row, preserve_colors=True)(frames)
     chroma = lambda x: tf.image.rgb_to_yuv(x).numpy()[..., 1:]
     # Chroma follows the input except where clipping to [0, 1] bites.
     assert np.median(np.abs(chroma(colors) - chroma(frames))) < 1e-3

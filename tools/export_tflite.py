@@ -26,8 +26,8 @@ import tensorflow as tf
 
 from magenta_style import checkpoints
 from magenta_style import cli
-from magenta_style import export_lib
 from magenta_style import fileio
+from magenta_style import inference
 
 SIGNATURES = ("serving_default", "stylize_advanced", "stylize_map")
 QUANTIZE = ("float32", "float16")
@@ -121,15 +121,15 @@ def convert(saved_model, signature="serving_default", quantize="float32", input_
     if quantize not in QUANTIZE:
         raise UsageError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
     try:
-        saved_dir = export_lib.resolve_saved_model(saved_model)
-        metadata = export_lib.read_metadata(saved_dir)
+        saved_dir = inference.resolve_saved_model(saved_model)
+        metadata = inference.read_metadata(saved_dir)
     except checkpoints.CheckpointError as e:
         raise UsageError(f"--saved_model: {e}") from None
     if batch_size is None and input_size is not None:
         batch_size = 1
     if loaded is None:
         try:
-            loaded = export_lib.load_saved_model(saved_dir)
+            loaded = inference.load_saved_model(saved_dir)
         except checkpoints.CheckpointError as e:
             raise UsageError(f"--saved_model: {e}") from None
     function = _concrete_function(loaded, signature, metadata["model"]["num_styles"],

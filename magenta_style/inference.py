@@ -1,0 +1,570 @@
+"""Inference: load a model from any path, and stylize with it one way.
+
+Every command that stylizes (stylize, stylize_video, evaluate's grids, optimize's
+`--init=network`) and the export's serving functions go through this module:
+
+- `load(path)` reads a Magenta TF1 checkpoint, a native checkpoint (or the training
+  directory holding it) or an export (a SavedModel version directory, or an export
+  base whose highest integer version is used), and returns `(model, ModelConfig)`.
+  The model is a Keras network for checkpoints and an `ExportedModel` for exports;
+  both are called `model(images, style, strength=None)`.
+- `call_model` is the one place that adds strength and colour preservation to a model
+  call; `make_stylize_fn` and `make_frame_stylizer` compile it, and the export's
+  signatures (export_signatures.StylizerModule) trace it.
+- `StylizeOptions` is what a user chooses (styles or a style map, strength,
+  colours, tiling, batch size); `Stylizer` applies one such choice to images, batched
+  for normal sizes and tile by tile (tiling.py) above `max_tile_pixels`.
+
+Pixel caps: an untiled call holds all its activations at once, so it is held to
+`untiled_pixel_cap` (the export's own cap, else limits.max_pixels); tiled inputs only
+need a tile's memory (`default_max_pixels`).
+"""
+import dataclasses
+import json
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from magenta_style import checkpoints
+from magenta_style import color
+from magenta_style import config as config_lib
+from magenta_style import generators
+from magenta_style import images
+from magenta_style import limits
+from magenta_style import style_maps
+from magenta_style import style_spec
+from magenta_style import tiling
+from magenta_style import transformer
+
+# The metadata file of an export (in assets/ and assets.extra/), as beside a checkpoint.
+METADATA_FILENAME = config_lib.CONFIG_FILENAME
+# Rows recoloured at a time after tiling, so preserve_colors stays within the tiles'
+# memory bound on very large images.
+_COLOR_BAND_ROWS = 512
+_VERSION_RE = re.compile(r"^[0-9]+$")
+
+
+# ---------------------------------------------------------------------------------------
+# Reading an export.
+
+
+def existing_versions(export_base):
+    """Sorted integer version numbers of the sub-directories of `export_base`."""
+    if not os.path.isdir(export_base):
+        return []
+    return sorted(int(name) for name in os.listdir(export_base)
+                  if _VERSION_RE.match(name) and os.path.isdir(os.path.join(export_base, name)))
+
+
+def resolve_saved_model(path):
+    """The SavedModel directory for `path`: itself, or its largest integer version.
+
+    Raises:
+      checkpoints.CheckpointError: no SavedModel there.
+    """
+    if os.path.isdir(path) and tf.saved_model.contains_saved_model(path):
+        return path
+    versions = [v for v in existing_versions(path)
+                if tf.saved_model.contains_saved_model(os.path.join(path, str(v)))]
+    if versions:
+        return os.path.join(path, str(versions[-1]))
+    raise checkpoints.CheckpointError(
+        f"{path!r} is not a SavedModel directory nor an export base with integer versions")
+
+
+def is_saved_model(path):
+    """True when `path` is a SavedModel directory or an export base holding one."""
+    try:
+        resolve_saved_model(path)
+    except checkpoints.CheckpointError:
+        return False
+    return True
+
+
+def read_metadata(path):
+    """The metadata dict of an export (from its assets, without loading TensorFlow graphs).
+
+    Args:
+      path: a version directory or an export base (latest version).
+
+    Raises:
+      checkpoints.CheckpointError: not an export of this package.
+    """
+    saved_dir = resolve_saved_model(path)
+    for sub in ("assets", "assets.extra"):
+        candidate = os.path.join(saved_dir, sub, METADATA_FILENAME)
+        if os.path.exists(candidate):
+            try:
+                with open(candidate) as f:
+                    metadata = json.load(f)
+            except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError.
+                raise checkpoints.CheckpointError(
+                    f"{candidate}: unreadable export metadata: {e}") from None
+            if not isinstance(metadata, dict):
+                raise checkpoints.CheckpointError(f"{candidate}: export metadata is not a JSON "
+                                                  "object")
+            return metadata
+    raise checkpoints.CheckpointError(
+        f"{saved_dir!r} is a SavedModel without magenta_style metadata ({METADATA_FILENAME})")
+
+
+def load_saved_model(saved_dir):
+    """tf.saved_model.load, with a damaged export as one CheckpointError naming it.
+
+    A garbage saved_model.pb raises OSError (protobuf's parse error), a truncated
+    variables data file IndexError or DataLossError, depending on where it is cut.
+
+    Raises:
+      checkpoints.CheckpointError: the SavedModel cannot be loaded.
+    """
+    try:
+        return tf.saved_model.load(saved_dir)
+    except (OSError, ValueError, IndexError, tf.errors.OpError) as e:
+        text = (getattr(e, "message", None) or str(e)).strip()
+        reason = text.splitlines()[0] if text else type(e).__name__
+        raise checkpoints.CheckpointError(
+            f"{saved_dir!r}: cannot load the SavedModel (truncated or corrupt?): "
+            f"{reason[:300]}") from None
+
+
+class ExportedModel:
+    """An export called like the network: `model(images, style, strength=None)`.
+
+    Picks the signature that takes the inputs (see export_signatures.py): plain weights
+    `stylize`, per-pixel maps `stylize_map`, a strength `stylize_advanced`. Works eagerly
+    and inside tf.function.
+
+    Attributes:
+      saved_model: the restored object (kept alive with this callable).
+      max_pixels: int, the export's pixel cap per request, or None for exports made
+        before it existed.
+      compute_dtype: str, what the export's convolutions compute in.
+    """
+
+    def __init__(self, saved_model, num_styles, metadata):
+        self.saved_model = saved_model
+        self.num_styles = num_styles
+        self.max_pixels = (metadata.get("limits") or {}).get("max_pixels_per_request")
+        self.compute_dtype = metadata.get("compute_dtype", "float32")
+
+    def __call__(self, images, style, strength=None):
+        """images float32 [B, H, W, 3] in [0, 1]; style int ids [B], float32 weights
+        [B, num_styles] or maps [B, H, W, num_styles]; strength float32 [B] in [0, 1] or
+        None (full style) -> float32 [B, H, W, 3] in [0, 1]."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        style = tf.convert_to_tensor(style)
+        if style.dtype.is_integer:
+            style = tf.one_hot(style, self.num_styles, dtype=tf.float32)
+        style = tf.cast(style, tf.float32)
+        batch = tf.shape(images)[0]
+        loaded = self.saved_model
+        if strength is None and style.shape.rank != 4:
+            return loaded.stylize(images, style)["stylized_image"]
+        strength = (tf.ones([batch], tf.float32) if strength is None
+                    else tf.convert_to_tensor(strength, tf.float32))
+        if style.shape.rank == 4:
+            return loaded.stylize_map(images, style, strength)["stylized_image"]
+        return loaded.stylize_advanced(images, style, strength,
+                                       tf.zeros([batch], tf.bool))["stylized_image"]
+
+
+def load_export(path, num_styles=None, alpha=None):
+    """Loads an export (written by `magenta_style.export`) as an `ExportedModel`.
+
+    Args:
+      path: a version directory or an export base (its largest version is used).
+      num_styles, alpha: optional; when given they must agree with the export.
+
+    Returns:
+      (ExportedModel, config.ModelConfig).
+
+    Raises:
+      checkpoints.CheckpointError: not an export of this package, or num_styles /
+        alpha disagree with it.
+    """
+    saved_dir = resolve_saved_model(path)
+    metadata = read_metadata(saved_dir)
+    try:
+        model_config = config_lib.ModelConfig.from_dict(metadata["model"])
+    except (KeyError, TypeError, config_lib.ConfigError) as e:
+        raise checkpoints.CheckpointError(
+            f"{saved_dir!r}: unreadable model metadata: {e}") from None
+    checkpoints.check_agrees(model_config, num_styles, alpha, saved_dir)
+    loaded = load_saved_model(saved_dir)
+    return ExportedModel(loaded, model_config.num_styles, metadata), model_config
+
+
+# ---------------------------------------------------------------------------------------
+# Loading any model path.
+
+
+def load(path, num_styles=None, alpha=None):
+    """Loads a model for inference from a checkpoint or an export, whatever `path` holds.
+
+    The one place that decides how a model path is read.
+
+    Args:
+      path: str; a Magenta TF1 checkpoint prefix, a native checkpoint prefix, a
+        directory holding one (with config.json for native checkpoints), a SavedModel
+        written by `magenta_style.export`, or an export base directory with integer
+        version sub-directories (the highest version is used).
+      num_styles, alpha: optional; must agree with the model when given.
+
+    Returns:
+      (model, config.ModelConfig): `model(images, style, strength=None)` maps float32
+      [B, H, W, 3] in [0, 1], style ids [B], weights float32 [B, num_styles] or
+      per-pixel maps [B, H, W, num_styles], and optional strength float32 [B] in
+      [0, 1] to float32 [B, H, W, 3] in [0, 1]. For checkpoints it is the Keras
+      generator (a transformer.StyleTransferNetwork can also be tiled); for an export
+      an `ExportedModel`.
+
+    Raises:
+      checkpoints.CheckpointError: the path cannot be read as a model, or
+        num_styles/alpha disagree with it.
+    """
+    if is_saved_model(path):
+        return load_export(path, num_styles=num_styles, alpha=alpha)
+    return checkpoints.load_model(path, num_styles=num_styles, alpha=alpha)
+
+
+def with_compute_dtype(model, compute_dtype):
+    """The loaded `model` computing in `compute_dtype` ("float32" or "bfloat16").
+
+    A Magenta network is copied under that policy (transformer.with_compute_dtype); an
+    export computes in what it was exported with, so it must already be in it.
+
+    Raises:
+      ValueError: a BOE model asked for anything but float32, or an export made with
+        another compute dtype (the message names --compute_dtype).
+    """
+    if generators.is_boe(model):
+        if compute_dtype != "float32":
+            raise ValueError(f"--compute_dtype={compute_dtype} is implemented for Magenta's "
+                             "network only; this is a BOE model")
+        return model
+    if isinstance(model, transformer.StyleTransferNetwork):
+        return transformer.with_compute_dtype(model, compute_dtype)
+    if model.compute_dtype != compute_dtype:
+        raise ValueError(f"--compute_dtype={compute_dtype}: this model was exported to compute "
+                         f"in {model.compute_dtype}; export again with "
+                         f"--compute_dtype={compute_dtype} or pass the checkpoint")
+    return model
+
+
+# ---------------------------------------------------------------------------------------
+# Pixel caps and tiling.
+
+
+def can_tile(model):
+    """True when `model` can be stylized tile by tile (a Keras network, not a SavedModel)."""
+    return (isinstance(model, transformer.StyleTransferNetwork)
+            and not model.magenta_compatible)
+
+
+def min_tile_pixels(model):
+    """The smallest `max_tile_pixels` that tiling accepts for `model`: int."""
+    return (tiling.MIN_CORE_SIDE + 2 * tiling.default_halo(model)) ** 2
+
+
+def _padded_pixels(height, width):
+    """Pixels the network computes for an H x W input (it pads to a multiple of 4, >= 8)."""
+
+    def padded(size):
+        size = max(size, transformer.MIN_PADDED_SIZE)
+        return -(-size // transformer.SIZE_MULTIPLE) * transformer.SIZE_MULTIPLE
+
+    return padded(height) * padded(width)
+
+
+def untiled_pixel_cap(model, model_config):
+    """The most pixels (styles x height x width) one untiled model call may hold: int.
+
+    An export's own cap (its metadata), else `limits.max_pixels` at the default memory
+    budget: the network holds all activations of an untiled call at once.
+    """
+    return getattr(model, "max_pixels", None) or limits.max_pixels(model_config)
+
+
+def default_max_pixels(model, model_config, max_tile_pixels):
+    """The input cap when none is given: int.
+
+    Tiled inputs need memory for the tile only, so they may be as large as
+    images.DEFAULT_MAX_PIXELS; everything else is held to `untiled_pixel_cap` (an
+    8000 x 8000 photo would need about 24 GB at alpha 0.5).
+    """
+    if max_tile_pixels and can_tile(model):
+        return images.DEFAULT_MAX_PIXELS
+    return untiled_pixel_cap(model, model_config)
+
+
+# ---------------------------------------------------------------------------------------
+# What to stylize with.
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # eq would compare arrays elementwise.
+class StyleMap:
+    """A style map ready to be fitted to each input (see `style_maps.style_map_weights`).
+
+    Attributes:
+      mask: float32 [Hm, Wm, 3] RGB in [0, 1], the mask image (stretched to each input).
+      mapping: style_maps.StyleMapping, mask colour or grey level -> style or mix.
+      blur: float >= 0, Gaussian standard deviation of the soft edges, in input pixels.
+    """
+
+    mask: np.ndarray
+    mapping: style_maps.StyleMapping
+    blur: float = 0.0
+
+    def weights(self, num_styles, size):
+        """float32 [height, width, num_styles] per-pixel weights for an input of `size`."""
+        return style_maps.style_map_weights(self.mask, self.mapping, num_styles, size,
+                                            self.blur)
+
+
+def load_style_map(path, mapping, num_styles, blur=0.0, max_pixels=None):
+    """Reads a mask file into a StyleMap whose mapping fits a model of `num_styles`.
+
+    Raises:
+      style_maps.StyleMapError: the mask cannot be read ("--style_map: ..."), or the
+        mapping names a style the model does not have.
+    """
+    try:
+        mask, _ = images.load_image(path, max_pixels=max_pixels or images.DEFAULT_MAX_PIXELS)
+    except images.ImageError as e:
+        raise style_maps.StyleMapError(f"--style_map: {e}") from None
+    mapping.rows(num_styles)  # Unknown styles fail here, before any work.
+    return StyleMap(mask=mask, mapping=mapping, blur=blur)
+
+
+@dataclasses.dataclass(frozen=True)
+class StylizeOptions:
+    """How to stylize: the user's choices, independent of the model and the inputs.
+
+    Attributes:
+      styles: style_spec.StyleSpec, its text form ("[0,1]" one output per style,
+        "{0:0.3,2:0.7}" one mix), or None for every style. Ignored with `style_map`.
+      strength: float in [0, 1]: 0 gives the input photo, 1 the full style (see
+        transformer.StyleTransferNetwork).
+      preserve_colors: bool; keep each input's colours, take the stylized luminance
+        (color.preserve_colors).
+      style_map: optional StyleMap; one output per input with styles by region.
+      max_tile_pixels: int >= 0; inputs that the network pads to more pixels than this
+        are tiled (Keras Magenta networks only, see `can_tile`). 0: never tile.
+      tile_statistics: "exact" or "downscaled" (see `tiling.stylize_tiled`).
+      batch_size: int >= 1, weight rows (styles of one image) per untiled model call;
+        fewer where styles x pixels would exceed `untiled_pixel_cap`.
+    """
+
+    styles: object = None
+    strength: float = 1.0
+    preserve_colors: bool = False
+    style_map: StyleMap = None
+    max_tile_pixels: int = tiling.DEFAULT_MAX_TILE_PIXELS
+    tile_statistics: str = "exact"
+    batch_size: int = 4
+
+
+def call_model(model, images, style, strength=None, preserve_colors=False):
+    """The model call with strength and colour preservation: graph ops, no tf.function.
+
+    Args:
+      model: callable `model(images, style[, strength])` (see `load`).
+      images: float32 [B, H, W, 3] in [0, 1].
+      style: int ids [B], float32 weights [B, N] or per-pixel maps [B, H, W, N].
+      strength: None (the model's full style, called without strength), a float in
+        [0, 1] for every example, or float32 [B].
+      preserve_colors: bool for every example, or bool [B] (per example).
+
+    Returns:
+      float32 [B, H, W, 3] in [0, 1].
+    """
+    if strength is None:
+        out = model(images, style)
+    else:
+        if not isinstance(strength, tf.Tensor):
+            strength = tf.fill(tf.shape(images)[:1], tf.constant(strength, tf.float32))
+        out = model(images, style, strength)
+    if isinstance(preserve_colors, tf.Tensor):
+        recoloured = color.preserve_colors(images, out)
+        out = tf.where(preserve_colors[:, None, None, None], recoloured, out)
+    elif preserve_colors:
+        out = color.preserve_colors(images, out)
+    return out
+
+
+def make_stylize_fn(model, num_styles, style_map=False, strength=None, preserve_colors=False):
+    """`call_model` in a tf.function that compiles once for every image size.
+
+    Args:
+      model: callable `model(images, style[, strength])` as returned by `load`.
+      num_styles: int, the width of the style weights.
+      style_map: bool; False: style is float32 weights [B, num_styles]; True: per-pixel
+        maps float32 [B, H, W, num_styles].
+      strength: optional float in [0, 1], applied to every example; None calls
+        `model(images, style)` unchanged.
+      preserve_colors: bool; recolour each result with its input's chroma.
+
+    Returns:
+      A tf.function `fn(images, style)`: images float32 [B, H, W, 3] in [0, 1] with
+      any B, H, W; returns float32 [B, H, W, 3]. The input signature leaves B, H and W
+      unknown, so a new size does not retrace.
+    """
+    style_shape = [None, None, None, num_styles] if style_map else [None, num_styles]
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.float32, name="images"),
+        tf.TensorSpec(style_shape, tf.float32, name="style"),
+    ])
+    def stylize_fn(images_batch, style):
+        return call_model(model, images_batch, style, strength, preserve_colors)
+
+    return stylize_fn
+
+
+def make_frame_stylizer(model, style, strength=None, preserve_colors=False):
+    """A function that stylizes batches of frames (a video) with a fixed style.
+
+    Args:
+      model: callable `model(images, style[, strength])` (see `load`).
+      style: float32 weights [num_styles] (one style: one-hot) or a per-pixel map
+        [H, W, num_styles] (e.g. `StyleMap.weights`), applied to every frame.
+      strength: optional float in [0, 1].
+      preserve_colors: keep each frame's colours, take the stylized luminance.
+
+    Returns:
+      callable(frames float32 [B, H, W, 3] in [0, 1]) -> float32 numpy [B, H, W, 3].
+    """
+    style = np.asarray(style, np.float32)
+    fn = make_stylize_fn(model, style.shape[-1], style_map=style.ndim == 3,
+                         strength=strength, preserve_colors=preserve_colors)
+
+    def stylize_frames(frames):
+        frames = np.asarray(frames, np.float32)
+        return fn(tf.constant(frames), tf.constant(
+            np.broadcast_to(style, (len(frames),) + style.shape))).numpy()
+
+    return stylize_frames
+
+
+class Stylizer:
+    """Applies one `StylizeOptions` to images with one model: batched for normal sizes,
+    tile by tile above `max_tile_pixels` (Keras Magenta networks only).
+
+    Compiles once (`make_stylize_fn`), so build one per run, not per image.
+
+    Args:
+      model: callable `model(images, style[, strength])` (see `load`).
+      model_config: config.ModelConfig of the model.
+      options: StylizeOptions (None: the defaults).
+
+    Raises:
+      style_spec.StyleSpecError: `options.styles` is malformed or names a style the
+        model does not have.
+      style_maps.StyleMapError: the style map names a style the model does not have.
+      tiling.TilingError: `max_tile_pixels` is too small for the model, or
+        `tile_statistics` is unknown.
+      ValueError: bad batch_size or strength.
+    """
+
+    def __init__(self, model, model_config, options=None):
+        options = options or StylizeOptions()
+        num_styles = model_config.num_styles
+        self.spec = None
+        self.weight_rows = None
+        if options.style_map is not None:
+            options.style_map.mapping.rows(num_styles)  # Raises StyleMapError.
+        else:
+            spec = options.styles
+            if spec is None:
+                spec = style_spec.all_styles(num_styles)
+            elif not isinstance(spec, style_spec.StyleSpec):
+                spec = style_spec.parse(spec)
+            self.weight_rows = spec.weight_rows(num_styles)
+            self.spec = spec
+        strength = style_spec.check_strength(options.strength)
+        if options.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {options.batch_size}")
+        if options.tile_statistics not in tiling.STATISTICS_MODES:
+            raise tiling.TilingError(f"--tile_statistics must be one of "
+                                     f"{tiling.STATISTICS_MODES}, got "
+                                     f"{options.tile_statistics!r}")
+        max_tile_pixels = options.max_tile_pixels if can_tile(model) else 0
+        if max_tile_pixels and max_tile_pixels < min_tile_pixels(model):
+            raise tiling.TilingError(
+                f"--max_tile_pixels={max_tile_pixels} is too small for this model: a tile "
+                f"needs a {tiling.default_halo(model)}-pixel halo on each side; use at least "
+                f"{min_tile_pixels(model)}, or 0 to never tile")
+        self.model = model
+        self.num_styles = num_styles
+        self.options = dataclasses.replace(options, strength=strength,
+                                           max_tile_pixels=max_tile_pixels)
+        # None skips the strength input: the model's plain call at full strength.
+        self._strength = None if strength == 1.0 else strength
+        # Untiled calls take as many styles at once as keep them under this cap.
+        self._request_pixels = untiled_pixel_cap(model, model_config)
+        self._fn = make_stylize_fn(model, num_styles, style_map=options.style_map is not None,
+                                   strength=self._strength,
+                                   preserve_colors=options.preserve_colors)
+
+    def tiled(self, height, width):
+        """True when an input of height x width is stylized tile by tile."""
+        limit = self.options.max_tile_pixels
+        return bool(limit) and _padded_pixels(height, width) > limit
+
+    def styles(self, size):
+        """The style of each output for an input of `size` (height, width): weight rows
+        float32 [S, num_styles], or one map [1, height, width, num_styles]."""
+        if self.options.style_map is not None:
+            return self.options.style_map.weights(self.num_styles, size)[None]
+        return self.weight_rows
+
+    def outputs(self, rgb, progress=None):
+        """Stylizes one image, yielding each output as soon as it is computed.
+
+        Args:
+          rgb: float32 [H, W, 3] in [0, 1].
+          progress: optional callable(done, total) during tiled stylization.
+
+        Yields:
+          float32 numpy [H, W, 3] in [0, 1], one per style row (one with a style map),
+          in order.
+        """
+        rgb = np.asarray(rgb, np.float32)
+        styles = self.styles(rgb.shape[:2])
+        if self.tiled(*rgb.shape[:2]):
+            for style in styles:
+                yield self._one_tiled(rgb, style, progress)
+            return
+        batch_size = self.options.batch_size
+        if self._request_pixels:  # styles x pixels of one call stay under the memory cap.
+            pixels = rgb.shape[0] * rgb.shape[1]
+            batch_size = max(1, min(batch_size, self._request_pixels // pixels))
+        for start in range(0, len(styles), batch_size):
+            chunk = styles[start:start + batch_size]
+            batch = np.broadcast_to(rgb, (len(chunk),) + rgb.shape)
+            yield from self._fn(tf.constant(batch), tf.constant(chunk)).numpy()
+
+    def __call__(self, rgb, progress=None):
+        """float32 [H, W, 3] in [0, 1] -> float32 numpy [S, H, W, 3], every output."""
+        return np.stack(list(self.outputs(rgb, progress)))
+
+    def _one_tiled(self, rgb, style, progress):
+        out = tiling.stylize_tiled(self.model, rgb, style, strength=self._strength,
+                                   max_tile_pixels=self.options.max_tile_pixels,
+                                   statistics=self.options.tile_statistics,
+                                   progress=progress)
+        if self.options.preserve_colors:
+            for top in range(0, out.shape[0], _COLOR_BAND_ROWS):
+                band = slice(top, top + _COLOR_BAND_ROWS)
+                out[band] = color.preserve_colors(rgb[band], out[band]).numpy()
+        return out
+
+
+def stylize(model, model_config, rgb, options=None):
+    """Stylizes one image with `options`: float32 numpy [S, H, W, 3], one per output.
+
+    For many images build one `Stylizer` (this compiles anew on each call).
+    """
+    return Stylizer(model, model_config, options)(rgb)
