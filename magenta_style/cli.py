@@ -255,11 +255,15 @@ class Progress:
                 text = f"{done} {label}"
             self.stream.write(f"\r{text}\033[K")
             self._line_open = True
-        elif total:
-            decile = 10 * done // total
+        else:
+            # Logs get a line every ~10%, or at 1, 2, 4, 8, ... items when the total is
+            # unknown (a video whose container does not say).
+            line = f"{self.program}: {done}/{total}" if total else f"{self.program}: {done}"
+            line += f" {self.unit}" if note is None else f" {note}"
+            decile = 10 * done // total if total else done.bit_length()
             if decile > self._last_decile or done == total:
                 self._last_decile = decile
-                self.stream.write(f"{self.program}: {done}/{total} {self.unit}\n")
+                self.stream.write(line + "\n")
         self.stream.flush()
 
     def tiles(self, path, done, total):
