@@ -146,18 +146,23 @@ def run_with_private_flags(main):
 # What the stylizing commands (stylize, stylize_video) share.
 
 
+# name -> (definer, default, help) of the style-map flags.
+_STYLE_MAP_FLAGS = {
+    "style_map": (flags.DEFINE_string, None,
+                  "Mask image: different styles in different regions, mapped by "
+                  "--style_map_colors; replaces --which_styles."),
+    "style_map_colors": (flags.DEFINE_string, None,
+                         "Mask colour or grey level -> style or mix, e.g. "
+                         "'#ff0000:0,#0000ff:1' or '0:0,255:{0:0.5,1:0.5}'."),
+    "style_map_blur": (flags.DEFINE_float, 0.0,
+                       "Soft mask edges: Gaussian standard deviation in input pixels (>= 0)."),
+}
+
+
 def define_style_map_flags(flag_values):
     """Defines --style_map, --style_map_colors and --style_map_blur in `flag_values`."""
-    flags.DEFINE_string("style_map", None,
-                        "Mask image: different styles in different regions, mapped by "
-                        "--style_map_colors; replaces --which_styles.", flag_values=flag_values)
-    flags.DEFINE_string("style_map_colors", None,
-                        "Mask colour or grey level -> style or mix, e.g. "
-                        "'#ff0000:0,#0000ff:1' or '0:0,255:{0:0.5,1:0.5}'.",
-                        flag_values=flag_values)
-    flags.DEFINE_float("style_map_blur", 0.0,
-                       "Soft mask edges: Gaussian standard deviation in input pixels (>= 0).",
-                       flag_values=flag_values)
+    for name, (define, default, help_text) in _STYLE_MAP_FLAGS.items():
+        define(name, default, help_text, flag_values=flag_values)
 
 
 def parse_style_map_flags(flag_values):
