@@ -30,6 +30,7 @@ _PRESERVE_COLORS = flags.DEFINE_bool("preserve_colors", False,
                                      "Keep each frame's colours; take only the stylized "
                                      "luminance.")
 cli.define_style_map_flags(flags.FLAGS)
+flags.adopt_module_key_flags(cli)  # So that --help lists them with the others.
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Frames stylized per step.")
 _CRF = flags.DEFINE_integer("crf", 18, "Encoder quality, lower is better (H.264: 0-51, "
                             "VP9: 0-63).", lower_bound=0, upper_bound=63)
