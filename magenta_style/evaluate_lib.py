@@ -23,6 +23,7 @@ from magenta_style import data
 from magenta_style import fileio
 from magenta_style import images as images_lib
 from magenta_style import style_dataset
+from magenta_style import summaries
 from magenta_style import train_lib
 from magenta_style import vgg
 
@@ -232,7 +233,7 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
     log(f"evaluating {prefix} (step {step}) on {len(paths)} image(s), "
         f"{model_config.num_styles} style(s)")
     result = {"step": step, "checkpoint": prefix, "images": paths, "losses": []}
-    writer = tf.summary.create_file_writer(eval_dir)
+    writer = summaries.file_writer(eval_dir)
     os.makedirs(eval_dir, exist_ok=True)
     tag = _unused_tag(eval_dir, step)
     if info.grams is not None and vgg_checkpoint:
@@ -260,7 +261,7 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
             for entry in result["losses"]:
                 for name, value in entry.items():
                     if isinstance(value, float):
-                        train_lib.write_scalar(f"style_{entry['style']}/{name}", value, step)
+                        summaries.write_scalar(f"style_{entry['style']}/{name}", value, step)
         config_lib.write_json_atomic(os.path.join(eval_dir, f"losses_{tag}.json"), result)
     result["grid"] = None
     if grid:
@@ -277,7 +278,7 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
         path = os.path.join(eval_dir, f"style_grid_{tag}.png")
         images_lib.save_image_atomic(path, picture)
         with writer.as_default(step=step):
-            train_lib.write_images("style_grid", picture[None], step)
+            summaries.write_images("style_grid", picture[None], step)
         result["grid"] = path
         log(f"style grid: {path}")
     writer.flush()
