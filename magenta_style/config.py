@@ -654,6 +654,67 @@ class ExperimentConfig:
 
 
 # --------------------------------------------------------------------------------------
+# Flags -> configs (train.py's flags are named as the fields; no absl, no TensorFlow).
+# --------------------------------------------------------------------------------------
+
+def field_defaults(cls):
+    """{field name: default} of a config dataclass: what the commands' flags default to."""
+    return {f.name: f.default for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING}
+
+
+def format_style_coefficients(coefficients):
+    """(1.0, 0.5) -> "1.0,0.5", the --style_coefficients form."""
+    return ",".join(repr(float(c)) for c in coefficients)
+
+
+def parse_style_coefficients(text, what="--style_coefficients"):
+    """"1.0,0.5" (or "[1.0, 0.5]") -> (1.0, 0.5); "" -> () (all ones)."""
+    text = (text or "").strip().strip("[]")
+    try:
+        return tuple(float(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise ConfigError(f"{what}={text!r} is not a list of numbers") from None
+
+
+# ExperimentConfig's own fields (besides its train, data and loss sections).
+_EXPERIMENT_FIELDS = ("num_styles", "alpha", "generator") + _BOE_OPTIONS
+
+
+def experiment_from_flags(values, given=()):
+    """Training flag values -> a frozen, validated ExperimentConfig.
+
+    Args:
+      values: {flag name: value}, flags named as the config fields (train.py's);
+        content_weights, style_weights and style_coefficients as their flag text.
+        Other names are ignored.
+      given: names of the flags set on the command line. A weights flag left at its
+        default follows --vgg: its vgg_16/ names become vgg_19/ (a given one is kept).
+
+    Raises:
+      ConfigError, LossWeightsError: one line, naming the flag or field.
+    """
+    def fields(cls, **parsed):
+        return {**{f.name: values[f.name] for f in dataclasses.fields(cls)
+                   if f.name in values}, **parsed}
+
+    vgg = values.get("vgg", LossConfig.vgg)
+
+    def weights(name):
+        text = values[name] if name in given else values[name].replace("vgg_16/", f"{vgg}/")
+        return parse_layer_weights(text, f"--{name}")
+
+    data = DataConfig(**fields(DataConfig))
+    loss = LossConfig(**fields(
+        LossConfig, content_weights=weights("content_weights"),
+        style_weights=weights("style_weights"),
+        style_coefficients=parse_style_coefficients(values.get("style_coefficients"))))
+    train = TrainConfig(**fields(TrainConfig))
+    return ExperimentConfig(train=train, data=data, loss=loss,
+                            **{k: values[k] for k in _EXPERIMENT_FIELDS if k in values})
+
+
+# --------------------------------------------------------------------------------------
 # Per-image optimization (`python -m magenta_style.optimize`, optimize_lib).
 # --------------------------------------------------------------------------------------
 
