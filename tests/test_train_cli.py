@@ -118,7 +118,8 @@ def test_base_cfg_states_the_config_defaults():
               if line.strip().startswith("--")]
     assert len(stated) >= 10
     defaults = train.parse_args(["train", *required]).experiment
-    with_base = train.parse_args(["train", f"--flagfile={REPO / 'configs' / 'base.cfg'}", *required]).experiment
+    base_cfg = f"--flagfile={REPO / 'configs' / 'base.cfg'}"
+    with_base = train.parse_args(["train", base_cfg, *required]).experiment
     assert with_base == defaults
     for line in stated:  # Each line alone, too: a default of another flag cannot hide it.
         assert train.parse_args(["train", line, *required]).experiment == defaults, line
