@@ -654,6 +654,36 @@ class ExperimentConfig:
 
 
 # --------------------------------------------------------------------------------------
+# Evaluation (`python -m magenta_style.evaluate`, evaluate_lib.evaluate_checkpoint).
+# --------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """The evaluation settings that have defaults (the command checks its flags' ranges).
+
+    Attributes:
+      image_size: evaluation crop size, pixels (MIN_IMAGE_SIZE..MAX_IMAGE_SIZE).
+      max_images: at most this many evaluation images (--num_evaluation_images).
+      batch_size: images per model call.
+      grid: write a style grid PNG (--style_grid; evaluate_checkpoint's own default
+        is True).
+      crossover: add the stylized style images to the grid (--style_crossover).
+      optimum_iterations: > 0 adds the per-image optimum's loss and the amortization gap.
+      eval_interval_secs: > 0 keeps evaluating new checkpoints of a training dir.
+      eval_timeout_secs: with eval_interval_secs, stop after this long idle (None: never).
+    """
+
+    image_size: int = 256
+    max_images: int = 16
+    batch_size: int = 8
+    grid: bool = False
+    crossover: bool = False
+    optimum_iterations: int = 0
+    eval_interval_secs: int = 0
+    eval_timeout_secs: object = None
+
+
+# --------------------------------------------------------------------------------------
 # Flags -> configs (train.py's flags are named as the fields; no absl, no TensorFlow).
 # --------------------------------------------------------------------------------------
 

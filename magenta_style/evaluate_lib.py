@@ -171,10 +171,14 @@ def optimum_losses(checkpoint, images, styles, iterations):
     return results
 
 
+_EVAL = config_lib.EvalConfig()
+
+
 def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file=None,
-                        vgg_checkpoint=None, loss_config=None, image_size=256,
-                        max_images=16, batch_size=8, grid=True, crossover=False, log=print,
-                        optimum_iterations=0):
+                        vgg_checkpoint=None, loss_config=None, image_size=_EVAL.image_size,
+                        max_images=_EVAL.max_images, batch_size=_EVAL.batch_size, grid=True,
+                        crossover=_EVAL.crossover, log=print,
+                        optimum_iterations=_EVAL.optimum_iterations):
     """Evaluates one checkpoint: per-style losses (JSON + TensorBoard) and a style grid.
 
     Args:
