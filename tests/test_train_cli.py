@@ -57,7 +57,8 @@ def test_recipes_do_not_fix_num_styles():
         flags = [line.strip() for line in path.read_text().splitlines()
                  if line.strip().startswith("--")]
         assert not [f for f in flags if f.startswith("--num_styles")], path.name
-    readme = (REPO / "README.md").read_text()
+    readme = "".join(path.read_text() for path in
+                     [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     for name in re.findall(r"--flagfile=configs/(\w+\.cfg)", readme):
         assert (REPO / "configs" / name).is_file(), name
 
