@@ -4,6 +4,7 @@ Part of the command-line layer, like the entry points themselves: it is the only
 other module that touches absl flags. A user mistake becomes one line on stderr,
 `<program>: error: <what is wrong>`, and exit status 2, never a traceback.
 """
+import dataclasses
 import math
 import os
 import sys
@@ -45,6 +46,32 @@ def parse_flag_values(flag_values, argv, required=()):
         if not flag_values[name].value:
             raise UsageError(f"--{name} is required")
     return flag_values
+
+
+_DEFINE_BY_TYPE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer,
+                   float: flags.DEFINE_float, str: flags.DEFINE_string}
+
+
+def define_field_flags(flag_values, config_class, helps, choices=None):
+    """Defines one flag per field of a config dataclass, with the field's default.
+
+    The flag is named as the field and typed by its annotation (bool, int, float, str),
+    so a default is written once, in config.py.
+
+    Args:
+      flag_values: the absl FlagValues to define them in.
+      config_class: a dataclass of config.py.
+      helps: {field name: help text}, the fields to define.
+      choices: {field name: allowed values}: those become enum flags.
+    """
+    choices = choices or {}
+    fields = {field.name: field for field in dataclasses.fields(config_class)}
+    for name, text in helps.items():
+        default = fields[name].default
+        if name in choices:
+            flags.DEFINE_enum(name, default, list(choices[name]), text, flag_values=flag_values)
+        else:
+            _DEFINE_BY_TYPE[fields[name].type](name, default, text, flag_values=flag_values)
 
 
 _HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?", "h")

@@ -9,7 +9,9 @@ model is always rebuilt from what it was trained with; nobody retypes
 """
 import dataclasses
 import json
+import math
 import os
+import re
 
 from magenta_style import fileio
 
@@ -184,6 +186,193 @@ MAGENTA_STYLE_WEIGHTS = tuple((f"vgg_16/conv{i}", 1e-4) for i in range(1, 5))
 WEIGHT_BIAS_RATIO_MODES = ("elementwise", "kernel_sum")
 # Optimizers of TrainConfig.optimizer: Magenta's Adam, or the BOE patent's plain SGD.
 OPTIMIZERS = ("adam", "sgd")
+
+
+# --------------------------------------------------------------------------------------
+# Loss weights in flags: end point names and the NAME:WEIGHT form (no TensorFlow).
+# --------------------------------------------------------------------------------------
+
+# Error messages echo at most this many characters of a flag value: a 200k-entry
+# --which_styles must not become a megabyte error line.
+ECHO_LIMIT = 80
+
+
+def shorten(text, limit=ECHO_LIMIT):
+    """`text` for an error message: at most `limit` characters, elided in the middle.
+
+    Args:
+      text: any value (str() is taken).
+      limit: int >= 10.
+
+    Returns:
+      str, e.g. "[0,1,2,3,...(199,950 more characters)...,199998,199999]".
+    """
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 40, 10)
+    head, tail = text[:keep // 2 + keep % 2], text[len(text) - keep // 2:]
+    return f"{head}...({len(text) - len(head) - len(tail):,} more characters)...{tail}"
+
+
+# Magenta's VGG-16 end point names (the same tuple as vgg.END_POINTS; kept here so
+# flag parsing does not depend on the network module).
+END_POINTS = tuple(
+    f"vgg_16/{kind}{block}" for block in range(1, 6) for kind in ("conv", "pool"))
+
+
+def _architecture_end_points(architecture, blocks):
+    names = []
+    for block, reps in enumerate(blocks, start=1):
+        names += [f"{architecture}/conv{block}/conv{block}_{j}" for j in range(1, reps + 1)]
+        names += [f"{architecture}/conv{block}", f"{architecture}/pool{block}"]
+    return names
+
+
+# Every end point a weight may name: Magenta's blocks first (so their order is
+# unchanged), then VGG-16's per-convolution TF-slim scopes (vgg_16/conv4/conv4_2, Gatys'
+# layers) and VGG-19's blocks and convolutions (the same names as vgg.end_points).
+KNOWN_END_POINTS = END_POINTS + tuple(
+    name for name in _architecture_end_points("vgg_16", (2, 2, 3, 3, 3))
+    + _architecture_end_points("vgg_19", (2, 2, 4, 4, 4)) if name not in END_POINTS)
+
+
+class LossWeightsError(ValueError):
+    """A layer-weights specification is malformed or names an unknown end point."""
+
+
+def validate_layer_weights(weights, what="layer weights"):
+    """Checks and normalises a {end point: weight} mapping.
+
+    Args:
+      weights: mapping from end point name (one of KNOWN_END_POINTS) to a finite float >= 0.
+      what: how to name the mapping in error messages (e.g. "style weights").
+
+    Returns:
+      dict {name: float}, in KNOWN_END_POINTS order.
+
+    Raises:
+      LossWeightsError: an unknown end point name or a non-finite/negative/non-number
+        weight; the message names it.
+    """
+    if not isinstance(weights, dict):
+        raise LossWeightsError(f"{what} must be a mapping of end point to weight, got "
+                               f"{type(weights).__name__}")
+    for name, value in weights.items():
+        if name not in KNOWN_END_POINTS:
+            raise LossWeightsError(
+                f"{what}: unknown VGG end point {shorten(name)!r}; known end points are "
+                f"{', '.join(END_POINTS)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise LossWeightsError(f"{what}: weight of {name} must be a number, got {value!r}")
+        if not math.isfinite(value) or value < 0:
+            raise LossWeightsError(
+                f"{what}: weight of {name} must be finite and >= 0, got {value!r}")
+    return {name: float(weights[name]) for name in KNOWN_END_POINTS if name in weights}
+
+
+# The tokens of a layer-weights flag value: punctuation, a quoted name (no escapes: end
+# point names never need them), a number or a bare name (anything up to punctuation).
+_WEIGHTS_TOKEN_RE = re.compile(
+    r"""\s*(?:(?P<punct>[{}:,])|'(?P<sq>[^'\\]*)'|"(?P<dq>[^"\\]*)"|(?P<bare>[^\s{}:,'"]+))""")
+_WEIGHT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+                        r"|[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+
+
+def _weight_tokens(text, what):
+    """Splits `text` into (kind, value) tokens: kind is a punctuation char, "str" or "bare"."""
+    tokens, position = [], 0
+    while position < len(text):
+        match = _WEIGHTS_TOKEN_RE.match(text, position)
+        if match is None or match.end() == position:
+            if not text[position:].strip():
+                break
+            raise LossWeightsError(
+                f"{what}: cannot parse {shorten(text)!r}: unexpected "
+                f"{shorten(text[position:].strip(), 20)!r} (an unterminated quote?)")
+        position = match.end()
+        if match["punct"]:
+            tokens.append((match["punct"], match["punct"]))
+        elif match["bare"] is not None:
+            tokens.append(("bare", match["bare"]))
+        else:
+            tokens.append(("str", match["sq"] if match["sq"] is not None else match["dq"]))
+    return tokens
+
+
+def parse_layer_weights(text, what="layer weights"):
+    """Parses a flag value into {end point: weight}.
+
+    Two forms are accepted:
+    - `"vgg_16/conv3:1.0,vgg_16/conv4:2e-4"` (easy to write in a flagfile);
+    - Magenta's Python dict literal, `'{"vgg_16/conv3": 1.0}'` (quoted names, a
+      trailing comma allowed).
+    An empty or blank string gives {} (no terms). The text is read by a small
+    hand-written grammar (NAME:NUMBER pairs, optionally in braces), never evaluated,
+    so any malformed text (nested literals, non-string keys) is a one-line error.
+
+    Args:
+      text: str.
+      what: how to name the value in error messages (e.g. "--style_weights").
+
+    Returns:
+      dict {name: float}, validated as in validate_layer_weights.
+
+    Raises:
+      LossWeightsError: malformed text, unknown end point, or bad weight.
+    """
+    text = text.strip()
+    if not text:
+        return {}
+    tokens = _weight_tokens(text, what)
+    braced = tokens[0][0] == "{"
+    if braced:
+        if tokens[-1][0] != "}" or len(tokens) < 2:
+            raise LossWeightsError(f"{what}: cannot parse {shorten(text)!r} as a "
+                                   "dict literal: it must end with '}'")
+        tokens = tokens[1:-1]
+    weights, i = {}, 0
+
+    def bad(detail):
+        form = ("a dict literal like {\"vgg_16/conv3\": 1.0}" if braced
+                else "NAME:WEIGHT pairs (e.g. vgg_16/conv3:1.0)")
+        return LossWeightsError(f"{what}: cannot parse {shorten(text)!r} as {form}: "
+                                f"{detail}")
+
+    while i < len(tokens):
+        if tokens[i][0] == ",":  # Empty entries (a trailing comma) are skipped.
+            i += 1
+            continue
+        entry = tokens[i:i + 3]
+        kinds = [kind for kind, _ in entry]
+        name_kind = "str" if braced else "bare"
+        if len(entry) < 3 or kinds[1] != ":" or kinds[0] != name_kind or kinds[2] not in (
+                "bare", "str"):
+            if not braced and kinds[:1] == ["bare"] and ":" not in kinds:
+                raise LossWeightsError(f"{what}: expected NAME:WEIGHT (e.g. vgg_16/conv3:1.0), "
+                                       f"got {shorten(entry[0][1])!r}")
+            where = " ".join(shorten(value, 20) for _, value in entry)
+            detail = ("names must be quoted strings" if braced and kinds[:1] != ["str"]
+                      else "expected NAME:WEIGHT")
+            raise bad(f"{detail}, got {where!r}")
+        name, value = entry[0][1].strip(), entry[2][1]
+        if entry[2][0] == "str":
+            raise LossWeightsError(f"{what}: weight of {name} must be a number, got {value!r}")
+        if not _WEIGHT_RE.fullmatch(value):
+            raise LossWeightsError(f"{what}: weight of {name} is not a number: "
+                                   f"{shorten(value, 20)!r}")
+        if name in weights:
+            raise LossWeightsError(f"{what}: {name} is given twice")
+        weights[name] = float(value)
+        i += 3
+        if i < len(tokens) and tokens[i][0] != ",":
+            raise bad(f"expected ',' after {name}:{value}")
+    return validate_layer_weights(weights, what)
+
+
+def format_layer_weights(weights):
+    """The inverse of parse_layer_weights: {"vgg_16/conv3": 1.0} -> "vgg_16/conv3:1.0"."""
+    return ",".join(f"{name}:{weights[name]!r}" for name in KNOWN_END_POINTS if name in weights)
 
 
 def _check(condition, message):
@@ -462,6 +651,97 @@ class ExperimentConfig:
         return cls(num_styles=d.get("num_styles"), alpha=d.get("alpha", 1.0), **options,
                    data=DataConfig(**d.get("data", {})), loss=LossConfig(**d.get("loss", {})),
                    train=TrainConfig(**d["train"]))
+
+
+# --------------------------------------------------------------------------------------
+# Evaluation (`python -m magenta_style.evaluate`, evaluate_lib.evaluate_checkpoint).
+# --------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """The evaluation settings that have defaults (the command checks its flags' ranges).
+
+    Attributes:
+      image_size: evaluation crop size, pixels (MIN_IMAGE_SIZE..MAX_IMAGE_SIZE).
+      max_images: at most this many evaluation images (--num_evaluation_images).
+      batch_size: images per model call.
+      grid: write a style grid PNG (--style_grid; evaluate_checkpoint's own default
+        is True).
+      crossover: add the stylized style images to the grid (--style_crossover).
+      optimum_iterations: > 0 adds the per-image optimum's loss and the amortization gap.
+      eval_interval_secs: > 0 keeps evaluating new checkpoints of a training dir.
+      eval_timeout_secs: with eval_interval_secs, stop after this long idle (None: never).
+    """
+
+    image_size: int = 256
+    max_images: int = 16
+    batch_size: int = 8
+    grid: bool = False
+    crossover: bool = False
+    optimum_iterations: int = 0
+    eval_interval_secs: int = 0
+    eval_timeout_secs: object = None
+
+
+# --------------------------------------------------------------------------------------
+# Flags -> configs (train.py's flags are named as the fields; no absl, no TensorFlow).
+# --------------------------------------------------------------------------------------
+
+def field_defaults(cls):
+    """{field name: default} of a config dataclass: what the commands' flags default to."""
+    return {f.name: f.default for f in dataclasses.fields(cls)
+            if f.default is not dataclasses.MISSING}
+
+
+def format_style_coefficients(coefficients):
+    """(1.0, 0.5) -> "1.0,0.5", the --style_coefficients form."""
+    return ",".join(repr(float(c)) for c in coefficients)
+
+
+def parse_style_coefficients(text, what="--style_coefficients"):
+    """"1.0,0.5" (or "[1.0, 0.5]") -> (1.0, 0.5); "" -> () (all ones)."""
+    text = (text or "").strip().strip("[]")
+    try:
+        return tuple(float(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise ConfigError(f"{what}={text!r} is not a list of numbers") from None
+
+
+# ExperimentConfig's own fields (besides its train, data and loss sections).
+_EXPERIMENT_FIELDS = ("num_styles", "alpha", "generator") + _BOE_OPTIONS
+
+
+def experiment_from_flags(values, given=()):
+    """Training flag values -> a frozen, validated ExperimentConfig.
+
+    Args:
+      values: {flag name: value}, flags named as the config fields (train.py's);
+        content_weights, style_weights and style_coefficients as their flag text.
+        Other names are ignored.
+      given: names of the flags set on the command line. A weights flag left at its
+        default follows --vgg: its vgg_16/ names become vgg_19/ (a given one is kept).
+
+    Raises:
+      ConfigError, LossWeightsError: one line, naming the flag or field.
+    """
+    def fields(cls, **parsed):
+        return {**{f.name: values[f.name] for f in dataclasses.fields(cls)
+                   if f.name in values}, **parsed}
+
+    vgg = values.get("vgg", LossConfig.vgg)
+
+    def weights(name):
+        text = values[name] if name in given else values[name].replace("vgg_16/", f"{vgg}/")
+        return parse_layer_weights(text, f"--{name}")
+
+    data = DataConfig(**fields(DataConfig))
+    loss = LossConfig(**fields(
+        LossConfig, content_weights=weights("content_weights"),
+        style_weights=weights("style_weights"),
+        style_coefficients=parse_style_coefficients(values.get("style_coefficients"))))
+    train = TrainConfig(**fields(TrainConfig))
+    return ExperimentConfig(train=train, data=data, loss=loss,
+                            **{k: values[k] for k in _EXPERIMENT_FIELDS if k in values})
 
 
 # --------------------------------------------------------------------------------------

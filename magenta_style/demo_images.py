@@ -178,6 +178,11 @@ def write_demo_images(directory, num_content=len(CONTENT_NAMES), num_styles=len(
     return contents, styles
 
 
+def demo_data_paths(directory):
+    """(content folder, style dataset path) that prepare_demo_data writes in `directory`."""
+    return os.path.join(directory, CONTENT_DIR), os.path.join(directory, STYLE_DATASET)
+
+
 def prepare_demo_data(directory, vgg_checkpoint, num_styles=len(STYLE_NAMES), seed=0,
                       log=print):
     """Writes the demo images and their style dataset unless already there.
@@ -193,8 +198,7 @@ def prepare_demo_data(directory, vgg_checkpoint, num_styles=len(STYLE_NAMES), se
     Returns:
       (content folder, style dataset path).
     """
-    dataset = os.path.join(directory, STYLE_DATASET)
-    content_dir = os.path.join(directory, CONTENT_DIR)
+    content_dir, dataset = demo_data_paths(directory)
     info_path = os.path.join(directory, DEMO_INFO)
     info = {"version": DEMO_VERSION, "vgg_checkpoint": vgg_checkpoint,
             "num_styles": num_styles, "seed": seed}

@@ -24,6 +24,7 @@ from magenta_style import fileio
 from magenta_style import images as images_lib
 from magenta_style import inference
 from magenta_style import style_dataset
+from magenta_style import summaries
 from magenta_style import train_lib
 from magenta_style import vgg
 
@@ -172,10 +173,14 @@ def optimum_losses(checkpoint, images, styles, iterations):
     return results
 
 
+_EVAL = config_lib.EvalConfig()
+
+
 def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file=None,
-                        vgg_checkpoint=None, loss_config=None, image_size=256,
-                        max_images=16, batch_size=8, grid=True, crossover=False, log=print,
-                        optimum_iterations=0):
+                        vgg_checkpoint=None, loss_config=None, image_size=_EVAL.image_size,
+                        max_images=_EVAL.max_images, batch_size=_EVAL.batch_size, grid=True,
+                        crossover=_EVAL.crossover, log=print,
+                        optimum_iterations=_EVAL.optimum_iterations):
     """Evaluates one checkpoint: per-style losses (JSON + TensorBoard) and a style grid.
 
     Args:
@@ -234,7 +239,7 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
     log(f"evaluating {prefix} (step {step}) on {len(paths)} image(s), "
         f"{model_config.num_styles} style(s)")
     result = {"step": step, "checkpoint": prefix, "images": paths, "losses": []}
-    writer = tf.summary.create_file_writer(eval_dir)
+    writer = summaries.file_writer(eval_dir)
     os.makedirs(eval_dir, exist_ok=True)
     tag = _unused_tag(eval_dir, step)
     if info.grams is not None and vgg_checkpoint:
@@ -262,7 +267,7 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
             for entry in result["losses"]:
                 for name, value in entry.items():
                     if isinstance(value, float):
-                        train_lib.write_scalar(f"style_{entry['style']}/{name}", value, step)
+                        summaries.write_scalar(f"style_{entry['style']}/{name}", value, step)
         config_lib.write_json_atomic(os.path.join(eval_dir, f"losses_{tag}.json"), result)
     result["grid"] = None
     if grid:
@@ -279,7 +284,7 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
         path = os.path.join(eval_dir, f"style_grid_{tag}.png")
         images_lib.save_image_atomic(path, picture)
         with writer.as_default(step=step):
-            train_lib.write_images("style_grid", picture[None], step)
+            summaries.write_images("style_grid", picture[None], step)
         result["grid"] = path
         log(f"style grid: {path}")
     writer.flush()

@@ -32,181 +32,31 @@ Normalization (`normalization=` of content_loss, style_loss, total_loss), with F
   exists so a recipe says what it means, and a test holds the identity.
 """
 import math
-import re
 
 import tensorflow as tf
 
-from magenta_style import style_spec
+from magenta_style import config as config_lib
 
-# Magenta's VGG-16 end point names (the same tuple as vgg.END_POINTS; kept here so
-# this module does not depend on the network module).
-END_POINTS = tuple(
-    f"vgg_16/{kind}{block}" for block in range(1, 6) for kind in ("conv", "pool"))
+# The end point names and the layer-weights flag form live in the standard-library
+# config module (flags are parsed before TensorFlow starts); these names keep them here.
+END_POINTS = config_lib.END_POINTS
+KNOWN_END_POINTS = config_lib.KNOWN_END_POINTS
+LossWeightsError = config_lib.LossWeightsError
+validate_layer_weights = config_lib.validate_layer_weights
+parse_layer_weights = config_lib.parse_layer_weights
+format_layer_weights = config_lib.format_layer_weights
 
-DEFAULT_CONTENT_WEIGHTS = {"vgg_16/conv3": 1.0}
-DEFAULT_STYLE_WEIGHTS = {f"vgg_16/conv{block}": 1e-4 for block in range(1, 5)}
-DEFAULT_TOTAL_VARIATION_WEIGHT = 0.0
+# Magenta's defaults, as {end point: weight} (config.LossConfig holds them).
+DEFAULT_CONTENT_WEIGHTS = dict(config_lib.MAGENTA_CONTENT_WEIGHTS)
+DEFAULT_STYLE_WEIGHTS = dict(config_lib.MAGENTA_STYLE_WEIGHTS)
+DEFAULT_TOTAL_VARIATION_WEIGHT = config_lib.LossConfig.total_variation_weight
 
 NORMALIZATIONS = ("magenta", "gatys", "johnson")
-
-
-def _architecture_end_points(architecture, blocks):
-    names = []
-    for block, reps in enumerate(blocks, start=1):
-        names += [f"{architecture}/conv{block}/conv{block}_{j}" for j in range(1, reps + 1)]
-        names += [f"{architecture}/conv{block}", f"{architecture}/pool{block}"]
-    return names
-
-
-# Every end point a weight may name: Magenta's blocks first (so their order is
-# unchanged), then VGG-16's per-convolution TF-slim scopes (vgg_16/conv4/conv4_2, Gatys'
-# layers) and VGG-19's blocks and convolutions (the same names as vgg.end_points).
-KNOWN_END_POINTS = END_POINTS + tuple(
-    name for name in _architecture_end_points("vgg_16", (2, 2, 3, 3, 3))
-    + _architecture_end_points("vgg_19", (2, 2, 4, 4, 4)) if name not in END_POINTS)
 
 
 def _check_normalization(normalization):
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-
-
-class LossWeightsError(ValueError):
-    """A layer-weights specification is malformed or names an unknown end point."""
-
-
-def validate_layer_weights(weights, what="layer weights"):
-    """Checks and normalises a {end point: weight} mapping.
-
-    Args:
-      weights: mapping from end point name (one of KNOWN_END_POINTS) to a finite float >= 0.
-      what: how to name the mapping in error messages (e.g. "style weights").
-
-    Returns:
-      dict {name: float}, in KNOWN_END_POINTS order.
-
-    Raises:
-      LossWeightsError: an unknown end point name or a non-finite/negative/non-number
-        weight; the message names it.
-    """
-    if not isinstance(weights, dict):
-        raise LossWeightsError(f"{what} must be a mapping of end point to weight, got "
-                               f"{type(weights).__name__}")
-    for name, value in weights.items():
-        if name not in KNOWN_END_POINTS:
-            raise LossWeightsError(
-                f"{what}: unknown VGG end point {style_spec.shorten(name)!r}; known end points are "
-                f"{', '.join(END_POINTS)}")
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise LossWeightsError(f"{what}: weight of {name} must be a number, got {value!r}")
-        if not math.isfinite(value) or value < 0:
-            raise LossWeightsError(
-                f"{what}: weight of {name} must be finite and >= 0, got {value!r}")
-    return {name: float(weights[name]) for name in KNOWN_END_POINTS if name in weights}
-
-
-# The tokens of a layer-weights flag value: punctuation, a quoted name (no escapes: end
-# point names never need them), a number or a bare name (anything up to punctuation).
-_WEIGHTS_TOKEN_RE = re.compile(
-    r"""\s*(?:(?P<punct>[{}:,])|'(?P<sq>[^'\\]*)'|"(?P<dq>[^"\\]*)"|(?P<bare>[^\s{}:,'"]+))""")
-_WEIGHT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-                        r"|[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
-
-
-def _weight_tokens(text, what):
-    """Splits `text` into (kind, value) tokens: kind is a punctuation char, "str" or "bare"."""
-    tokens, position = [], 0
-    while position < len(text):
-        match = _WEIGHTS_TOKEN_RE.match(text, position)
-        if match is None or match.end() == position:
-            if not text[position:].strip():
-                break
-            raise LossWeightsError(
-                f"{what}: cannot parse {style_spec.shorten(text)!r}: unexpected "
-                f"{style_spec.shorten(text[position:].strip(), 20)!r} (an unterminated quote?)")
-        position = match.end()
-        if match["punct"]:
-            tokens.append((match["punct"], match["punct"]))
-        elif match["bare"] is not None:
-            tokens.append(("bare", match["bare"]))
-        else:
-            tokens.append(("str", match["sq"] if match["sq"] is not None else match["dq"]))
-    return tokens
-
-
-def parse_layer_weights(text, what="layer weights"):
-    """Parses a flag value into {end point: weight}.
-
-    Two forms are accepted:
-    - `"vgg_16/conv3:1.0,vgg_16/conv4:2e-4"` (easy to write in a flagfile);
-    - Magenta's Python dict literal, `'{"vgg_16/conv3": 1.0}'` (quoted names, a
-      trailing comma allowed).
-    An empty or blank string gives {} (no terms). The text is read by a small
-    hand-written grammar (NAME:NUMBER pairs, optionally in braces), never evaluated,
-    so any malformed text (nested literals, non-string keys) is a one-line error.
-
-    Args:
-      text: str.
-      what: how to name the value in error messages (e.g. "--style_weights").
-
-    Returns:
-      dict {name: float}, validated as in validate_layer_weights.
-
-    Raises:
-      LossWeightsError: malformed text, unknown end point, or bad weight.
-    """
-    text = text.strip()
-    if not text:
-        return {}
-    tokens = _weight_tokens(text, what)
-    braced = tokens[0][0] == "{"
-    if braced:
-        if tokens[-1][0] != "}" or len(tokens) < 2:
-            raise LossWeightsError(f"{what}: cannot parse {style_spec.shorten(text)!r} as a "
-                                   "dict literal: it must end with '}'")
-        tokens = tokens[1:-1]
-    weights, i = {}, 0
-
-    def bad(detail):
-        form = ("a dict literal like {\"vgg_16/conv3\": 1.0}" if braced
-                else "NAME:WEIGHT pairs (e.g. vgg_16/conv3:1.0)")
-        return LossWeightsError(f"{what}: cannot parse {style_spec.shorten(text)!r} as {form}: "
-                                f"{detail}")
-
-    while i < len(tokens):
-        if tokens[i][0] == ",":  # Empty entries (a trailing comma) are skipped.
-            i += 1
-            continue
-        entry = tokens[i:i + 3]
-        kinds = [kind for kind, _ in entry]
-        name_kind = "str" if braced else "bare"
-        if len(entry) < 3 or kinds[1] != ":" or kinds[0] != name_kind or kinds[2] not in (
-                "bare", "str"):
-            if not braced and kinds[:1] == ["bare"] and ":" not in kinds:
-                raise LossWeightsError(f"{what}: expected NAME:WEIGHT (e.g. vgg_16/conv3:1.0), "
-                                       f"got {style_spec.shorten(entry[0][1])!r}")
-            where = " ".join(style_spec.shorten(value, 20) for _, value in entry)
-            detail = ("names must be quoted strings" if braced and kinds[:1] != ["str"]
-                      else "expected NAME:WEIGHT")
-            raise bad(f"{detail}, got {where!r}")
-        name, value = entry[0][1].strip(), entry[2][1]
-        if entry[2][0] == "str":
-            raise LossWeightsError(f"{what}: weight of {name} must be a number, got {value!r}")
-        if not _WEIGHT_RE.fullmatch(value):
-            raise LossWeightsError(f"{what}: weight of {name} is not a number: "
-                                   f"{style_spec.shorten(value, 20)!r}")
-        if name in weights:
-            raise LossWeightsError(f"{what}: {name} is given twice")
-        weights[name] = float(value)
-        i += 3
-        if i < len(tokens) and tokens[i][0] != ",":
-            raise bad(f"expected ',' after {name}:{value}")
-    return validate_layer_weights(weights, what)
-
-
-def format_layer_weights(weights):
-    """The inverse of parse_layer_weights: {"vgg_16/conv3": 1.0} -> "vgg_16/conv3:1.0"."""
-    return ",".join(f"{name}:{weights[name]!r}" for name in KNOWN_END_POINTS if name in weights)
 
 
 def gram_matrix(features):

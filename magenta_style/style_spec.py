@@ -22,6 +22,8 @@ import re
 
 import numpy as np
 
+from magenta_style import config as config_lib
+
 # An unsigned integer style index and a decimal number in Python/JSON notation.
 _INDEX_RE = re.compile(r"[0-9]+")
 _NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
@@ -33,27 +35,9 @@ _NON_FINITE_RE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 # the output is NaN; 1e6 keeps thirteen orders of magnitude of margin and is far
 # beyond any useful extrapolation (every pixel saturates long before).
 MAX_ABS_WEIGHT = 1e6
-# Error messages echo at most this many characters of a flag value: a 200k-entry
-# --which_styles must not become a megabyte error line.
-ECHO_LIMIT = 80
-
-
-def shorten(text, limit=ECHO_LIMIT):
-    """`text` for an error message: at most `limit` characters, elided in the middle.
-
-    Args:
-      text: any value (str() is taken).
-      limit: int >= 10.
-
-    Returns:
-      str, e.g. "[0,1,2,3,...(199,950 more characters)...,199998,199999]".
-    """
-    text = str(text)
-    if len(text) <= limit:
-        return text
-    keep = max(limit - 40, 10)
-    head, tail = text[:keep // 2 + keep % 2], text[len(text) - keep // 2:]
-    return f"{head}...({len(text) - len(head) - len(tail):,} more characters)...{tail}"
+# Error messages echo at most ECHO_LIMIT characters of a flag value (config.shorten).
+ECHO_LIMIT = config_lib.ECHO_LIMIT
+shorten = config_lib.shorten
 
 
 class StyleSpecError(ValueError):

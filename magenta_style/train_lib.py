@@ -1,18 +1,20 @@
 """Training: one custom loop for every tf.distribute strategy (Magenta's trainer, in TF2).
 
-`run(experiment_config)` reads top to bottom:
+`run(experiment_config)` reads top to bottom, in four phases:
 
-  1. devices and strategy   (--num_cpu_devices, --strategy, mixed precision policy)
-  2. style dataset          (num_styles, names, per-style Gram tables)
-  3. model, VGG, optimizer  (built inside strategy.scope(); the optimizer is built
-                             before the first step: a lazily built Keras 3 optimizer
-                             fails under MirroredStrategy)
-  4. restore, in order      (1) resume from train_dir, (2) --finetune_from
-                             [--add_styles], (3) from scratch (seeded)
-  5. input pipeline         (distribute_datasets_from_function, starting at the
-                             restored data position)
-  6. loop                   steps_per_loop steps per tf.function call; checkpoints,
-                             summaries and the progress line in Python in between.
+  set-up      `_strategy` (--num_cpu_devices, --strategy), `_read_inputs` (style
+              dataset, content images, --finetune_from base: fail fast, before any
+              model is built), `_model_config`, `_prepare_train_dir` (lock, clean-up),
+              `_build_trainer` (model, VGG, optimizer inside strategy.scope(), under
+              the mixed precision policy; the optimizer is built before the first
+              step: a lazily built Keras 3 optimizer fails under MirroredStrategy)
+  restore     `_restore`, in order: (1) resume from train_dir, (2) --finetune_from
+              [--add_styles], (3) from scratch (seeded); then config.json and the
+              input pipeline (`_input_iterator`, from the restored data position)
+  the steps   `Trainer.train_steps`: steps_per_loop steps per tf.function call
+  after each  `_Loop._after_call`, in Python: the NaN check, the data position,
+  call        summaries (summaries.py), checkpoints and the progress line, each on
+              its own trigger; the loop stops at train_steps.
 
 Numerics are Magenta's: content + style loss from VGG-16 features, one random style
 per example with that style's Gram matrices, style weights scaled per example by
@@ -36,7 +38,6 @@ from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from magenta_style import checkpoints
 from magenta_style import config as config_lib
@@ -46,6 +47,7 @@ from magenta_style import fileio
 from magenta_style import generators
 from magenta_style import losses
 from magenta_style import style_dataset
+from magenta_style import summaries
 from magenta_style import transformer
 from magenta_style import vgg
 
@@ -97,7 +99,7 @@ class RunResult:
 
 
 # ----------------------------------------------------------------------------------
-# 1. Devices and strategy.
+# Devices and strategy.
 # ----------------------------------------------------------------------------------
 
 def split_cpu(num_devices):
@@ -199,7 +201,7 @@ def _is_chief(strategy):
 
 
 # ----------------------------------------------------------------------------------
-# 3. Model, loss network and the per-replica step.
+# Model, loss network and the per-replica step.
 # ----------------------------------------------------------------------------------
 
 # The weight-bias-ratio terms, reported for every generator with conv biases (BOE).
@@ -223,6 +225,25 @@ def loss_term_names(loss_config, with_stability=None, with_weight_bias=False):
         names += list(WEIGHT_BIAS_TERMS)
     names.append("total_loss")
     return sorted(names)
+
+
+def train_variables(model, train_scope):
+    """The variables a run trains: all ("all") or the instance-norm tables ("norm")."""
+    if train_scope == "norm":
+        return [v for v in model.trainable_variables if NORM_SCOPE in v.path]
+    return list(model.trainable_variables)
+
+
+def make_optimizer(kind, learning_rate, loss_scale=False):
+    """Magenta's Adam ("adam") or plain SGD ("sgd"), in a LossScaleOptimizer if asked."""
+    if kind == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate, beta_1=ADAM_BETA_1,
+                                          beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON)
+    if loss_scale:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
 
 
 class Trainer:
@@ -271,18 +292,8 @@ class Trainer:
             for name in self.style_weights}
         coefficients = loss_config.style_coefficients or (1.0,) * num_dataset_styles
         self.style_coefficients = tf.constant(coefficients, tf.float32)
-        if train_scope == "norm":
-            self.train_vars = [v for v in model.trainable_variables if NORM_SCOPE in v.path]
-        else:
-            self.train_vars = list(model.trainable_variables)
-        if optimizer == "sgd":
-            optimizer = keras.optimizers.SGD(learning_rate)
-        else:
-            optimizer = keras.optimizers.Adam(learning_rate, beta_1=ADAM_BETA_1,
-                                              beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON)
-        if loss_scale:
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        self.optimizer = optimizer
+        self.train_vars = train_variables(model, train_scope)
+        self.optimizer = make_optimizer(optimizer, learning_rate, loss_scale)
         # Built now, under the strategy scope: built lazily inside the first step it
         # fails under MirroredStrategy.
         self.optimizer.build(self.train_vars)
@@ -579,7 +590,7 @@ class _Every:
 
 
 def _agree(strategy, flag):
-    """True on every worker when the chief says so (time-based triggers differ per
+    """True on every worker when any worker says so (time-based triggers differ per
     worker, and checkpoints need every worker)."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return flag
@@ -588,7 +599,7 @@ def _agree(strategy, flag):
 
 
 # ----------------------------------------------------------------------------------
-# run()
+# run(): set-up, restore, the traced steps, after each call.
 # ----------------------------------------------------------------------------------
 
 def run(experiment, progress=None, loss_hook=None, strategy=None):
@@ -618,10 +629,57 @@ def _run(experiment, progress, loss_hook, strategy, held):
     """run(), with `held` (a contextlib.ExitStack) owning the train_dir lock."""
     started = time.monotonic()
     progress = progress or logging.info
-    cfg = experiment.train
-    train_dir = cfg.train_dir
+    # Set-up: strategy, inputs, the model's config, train_dir, then the Trainer.
+    strategy = _strategy(experiment.train, strategy)
+    inputs = _read_inputs(experiment)
+    model_config = _model_config(experiment, inputs)
+    is_chief = _is_chief(strategy)
+    if is_chief:
+        _prepare_train_dir(experiment.train.train_dir, held, progress)
+    _check_resume_config(experiment.train.train_dir, model_config)
+    trainer = _build_trainer(experiment, strategy, model_config, inputs, loss_hook)
+    # Restore: (1) resume from train_dir, (2) finetune base, (3) scratch.
+    manager, latest = _restore(trainer, experiment, strategy, inputs, progress)
+    preemption = _preemption_handler(strategy, manager)
+    if is_chief:
+        _save_run_config(experiment, model_config, inputs.label_offset)
+    iterator = _input_iterator(experiment, strategy, inputs, trainer)
+    progress(_describe_run(experiment, strategy, model_config, inputs))
+    # The traced steps, and after each call: checks, summaries, checkpoints, progress.
+    loop = _Loop(experiment, strategy, trainer, manager, preemption, iterator, latest,
+                 progress)
+    try:
+        loop.run(inputs)
+    finally:
+        if not is_chief:
+            shutil.rmtree(manager.directory, ignore_errors=True)
+    return loop.result(model_config, time.monotonic() - started)
 
-    # 1. Devices and strategy.
+
+# --- Set-up --------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    """What set-up read before any model is built.
+
+    Attributes:
+      info: style_dataset.StyleDataset (with images and Grams).
+      source: data.ContentSource, the content images.
+      base: the finetuning base model, or None.
+      base_config: its config.ModelConfig, or None.
+      label_offset: model style id of the dataset's style 0 (add_styles: the base's
+        style count; else 0).
+    """
+
+    info: object
+    source: object
+    base: object = None
+    base_config: object = None
+    label_offset: int = 0
+
+
+def _strategy(cfg, strategy):
+    """The run's strategy (built from cfg unless given); checks the batch splits over it."""
     if strategy is None:
         split_cpu(cfg.num_cpu_devices)
         strategy = make_strategy(cfg)
@@ -629,11 +687,12 @@ def _run(experiment, progress, loss_hook, strategy, held):
     if cfg.batch_size % replicas:
         raise TrainError(f"--batch_size={cfg.batch_size} does not split evenly over "
                          f"{replicas} replicas")
-    is_chief = _is_chief(strategy)
-    previous_policy = keras.config.dtype_policy()
-    policy = mixed_precision_policy(strategy) if cfg.mixed_precision else "float32"
+    return strategy
 
-    # 2. Style dataset and content images (fail fast, before any model is built).
+
+def _read_inputs(experiment):
+    """Style dataset, content images and finetuning base (fail fast, before any model)."""
+    cfg = experiment.train
     info = _read_style_dataset(experiment.data.style_dataset_file)
     if experiment.loss.style_coefficients and (
             len(experiment.loss.style_coefficients) != info.num_styles):
@@ -643,16 +702,22 @@ def _run(experiment, progress, loss_hook, strategy, held):
         source = data.resolve_content_source(experiment.data)
     except data.DataError as e:
         raise TrainError(str(e)) from None
-    base, base_config, label_offset = None, None, 0
-    if cfg.finetune_from:
-        base, base_config = _base_model(cfg.finetune_from)
-        if not math.isclose(base_config.alpha, experiment.alpha) and (
-                transformer.layer_widths(base_config.alpha)
-                != transformer.layer_widths(experiment.alpha)):
-            raise TrainError(f"--alpha={experiment.alpha} disagrees with --finetune_from "
-                             f"(alpha={base_config.alpha})")
-    if cfg.add_styles:
-        label_offset = base_config.num_styles
+    if not cfg.finetune_from:
+        return _Inputs(info, source)
+    base, base_config = _base_model(cfg.finetune_from)
+    if not math.isclose(base_config.alpha, experiment.alpha) and (
+            transformer.layer_widths(base_config.alpha)
+            != transformer.layer_widths(experiment.alpha)):
+        raise TrainError(f"--alpha={experiment.alpha} disagrees with --finetune_from "
+                         f"(alpha={base_config.alpha})")
+    return _Inputs(info, source, base, base_config,
+                   label_offset=base_config.num_styles if cfg.add_styles else 0)
+
+
+def _model_config(experiment, inputs):
+    """The config.ModelConfig this run trains: styles from the dataset (and the base)."""
+    info, base_config, label_offset = inputs.info, inputs.base_config, inputs.label_offset
+    if experiment.train.add_styles:
         names = tuple(base_config.style_names or
                       [str(i) for i in range(base_config.num_styles)]) + tuple(info.names)
     else:
@@ -674,21 +739,28 @@ def _run(experiment, progress, loss_hook, strategy, held):
             raise TrainError("--finetune_from trains only the instance-norm tables, and a "
                              "--boe_norm=plain model has none; use --boe_norm=conditional")
     try:
-        model_config = config_lib.ModelConfig(num_styles=num_styles, alpha=alpha,
-                                              style_names=names, **options)
+        return config_lib.ModelConfig(num_styles=num_styles, alpha=alpha,
+                                      style_names=names, **options)
     except config_lib.ConfigError as e:  # e.g. --boe_norm=plain with a multi-style dataset.
         raise TrainError(str(e)) from None
-    if is_chief:
-        # The lock comes before anything else touches train_dir, the clean-up of a
-        # killed run's leftovers included: those look like a live trainer's save.
-        _lock_train_dir(train_dir, held)
-        removed = checkpoints.clean_checkpoint_leftovers(train_dir)
-        if removed:
-            progress(f"removed what an interrupted save left in {train_dir}: "
-                     f"{', '.join(removed)}")
-    _check_resume_config(train_dir, model_config)
 
-    # 3. Model, loss network, optimizer: all inside the strategy scope.
+
+def _prepare_train_dir(train_dir, held, progress):
+    """Chief only: locks train_dir, then removes what a killed run's save left there."""
+    # The lock comes before anything else touches train_dir, the clean-up of a
+    # killed run's leftovers included: those look like a live trainer's save.
+    _lock_train_dir(train_dir, held)
+    removed = checkpoints.clean_checkpoint_leftovers(train_dir)
+    if removed:
+        progress(f"removed what an interrupted save left in {train_dir}: "
+                 f"{', '.join(removed)}")
+
+
+def _build_trainer(experiment, strategy, model_config, inputs, loss_hook):
+    """Model, loss network and optimizer, seeded, all inside the strategy scope."""
+    cfg = experiment.train
+    previous_policy = keras.config.dtype_policy()
+    policy = _policy(cfg, strategy)
     keras.utils.set_random_seed(cfg.seed)
     keras.config.set_dtype_policy(policy)
     try:
@@ -700,18 +772,36 @@ def _run(experiment, progress, loss_hook, strategy, held):
                                           conv_end_points=needs_conv_end_points(experiment.loss))
             except vgg.VGGWeightsError as e:
                 raise TrainError(str(e)) from None
-            style_grams = dataset_grams(vgg_net, info, dict(experiment.loss.style_weights))
-            trainer = Trainer(
+            style_grams = dataset_grams(vgg_net, inputs.info, dict(experiment.loss.style_weights))
+            return Trainer(
                 model, vgg_net, style_grams, experiment.loss, cfg.batch_size, cfg.learning_rate,
-                label_offset=label_offset, train_scope="norm" if base is not None else "all",
-                frozen_style_rows=label_offset, clip_gradient_norm=cfg.clip_gradient_norm,
+                label_offset=inputs.label_offset,
+                train_scope="norm" if inputs.base is not None else "all",
+                frozen_style_rows=inputs.label_offset, clip_gradient_norm=cfg.clip_gradient_norm,
                 loss_scale=policy == "mixed_float16",
                 jit_compile=cfg.jit_compile and device_kind(strategy) != "tpu",
                 loss_hook=loss_hook, optimizer=cfg.optimizer)
     finally:
         keras.config.set_dtype_policy(previous_policy)
 
-    # 4. Restore: (1) resume from train_dir, (2) finetune base, (3) scratch.
+
+def _policy(cfg, strategy):
+    """The Keras dtype policy of the run: float32, or --mixed_precision's."""
+    return mixed_precision_policy(strategy) if cfg.mixed_precision else "float32"
+
+
+# --- Restore -------------------------------------------------------------------------
+
+def _restore(trainer, experiment, strategy, inputs, progress):
+    """Resumes from train_dir, else starts from the finetuning base, else from scratch.
+
+    Returns:
+      (tf.train.CheckpointManager saving into train_dir, or a worker's scratch dir;
+       the prefix resumed from, or "").
+    """
+    cfg = experiment.train
+    train_dir = cfg.train_dir
+    is_chief = _is_chief(strategy)
     checkpoint = trainer.checkpoint()
     save_dir = train_dir if is_chief else os.path.join(
         train_dir, f".worker_tmp_{strategy.cluster_resolver.task_id}")
@@ -722,138 +812,199 @@ def _run(experiment, progress, loss_hook, strategy, held):
         raise TrainError(str(e)) from None
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=cfg.max_to_keep)
     if latest:
-        legacy = not checkpoints.has_named_layout(latest, model)
+        legacy = not checkpoints.has_named_layout(latest, trainer.model)
         status = (trainer.checkpoint(legacy=True) if legacy else checkpoint).read(latest)
         try:
             status.assert_existing_objects_matched()
         except AssertionError as e:
             raise TrainError(f"cannot resume from {latest}: {e}") from None
         progress(f"resuming from {latest} at step {int(trainer.step.numpy())}")
-    elif base is not None:
-        _init_from_base(model, base, cfg.add_styles)
-        what = (f"adding {info.num_styles} style(s) to the {label_offset} of"
+    elif inputs.base is not None:
+        _init_from_base(trainer.model, inputs.base, cfg.add_styles)
+        what = (f"adding {inputs.info.num_styles} style(s) to the {inputs.label_offset} of"
                 if cfg.add_styles else "finetuning gamma/beta on top of")
         progress(f"{what} {cfg.finetune_from}: convolutions frozen")
     else:
         progress(f"training from scratch (seed {cfg.seed})")
-    resumed_from = int(trainer.step.numpy())
-    preemption = None
-    if isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
-                             tf.distribute.TPUStrategy)):
-        try:
-            preemption = tf.distribute.experimental.PreemptionCheckpointHandler(
-                strategy.cluster_resolver, manager)
-        except (ValueError, NotImplementedError, TypeError) as e:
-            logging.warning("no preemption handling: %s", e)
-    if is_chief:
-        config_lib.save_model_config(train_dir, model_config, extra={
-            "train": experiment.to_dict(),
-            "finetune": {"from": cfg.finetune_from, "add_styles": cfg.add_styles,
-                         "base_num_styles": label_offset},
-            "vgg_checkpoint": experiment.loss.vgg_checkpoint})
+    return manager, latest or ""
 
-    # 5. Input pipeline, from the restored data position.
+
+def _save_run_config(experiment, model_config, label_offset):
+    """Chief only: writes train_dir/config.json (the model and how it was trained)."""
+    cfg = experiment.train
+    config_lib.save_model_config(cfg.train_dir, model_config, extra={
+        "train": experiment.to_dict(),
+        "finetune": {"from": cfg.finetune_from, "add_styles": cfg.add_styles,
+                     "base_num_styles": label_offset},
+        "vgg_checkpoint": experiment.loss.vgg_checkpoint})
+
+
+def _input_iterator(experiment, strategy, inputs, trainer):
+    """The distributed input pipeline, starting at the restored data position."""
     dataset_fn = data.make_dataset_fn(
-        source, experiment.data, cfg.batch_size, info.num_styles, seed=cfg.seed,
-        start_index=int(trainer.next_index.numpy()), label_offset=label_offset,
+        inputs.source, experiment.data, experiment.train.batch_size, inputs.info.num_styles,
+        seed=experiment.train.seed, start_index=int(trainer.next_index.numpy()),
+        label_offset=inputs.label_offset,
         stability_stddev=(experiment.loss.stability_noise_stddev
                           if experiment.loss.stability_weight > 0 else 0.0))
-    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
-    progress(f"{model_config.generator} generator, "
-             f"{model_config.num_styles} styles, alpha {alpha}, content: {source.description}; "
-             f"{replicas} replica(s) ({type(strategy).__name__}, {device_kind(strategy)}), "
-             f"global batch {cfg.batch_size}, {experiment.data.image_size}px, policy {policy}")
+    return iter(strategy.distribute_datasets_from_function(dataset_fn))
 
-    # 6. The loop.
-    writer = (tf.summary.create_file_writer(train_dir) if is_chief
-              else tf.summary.create_noop_writer())
+
+def _describe_run(experiment, strategy, model_config, inputs):
+    """The progress line that says what trains, on what, where."""
+    cfg = experiment.train
+    return (f"{model_config.generator} generator, "
+            f"{model_config.num_styles} styles, alpha {model_config.alpha}, content: "
+            f"{inputs.source.description}; {strategy.num_replicas_in_sync} replica(s) "
+            f"({type(strategy).__name__}, {device_kind(strategy)}), "
+            f"global batch {cfg.batch_size}, {experiment.data.image_size}px, "
+            f"policy {_policy(cfg, strategy)}")
+
+
+# --- The traced steps, and after each call ------------------------------------------
+
+class _Loop:
+    """Calls the traced steps until train_steps; after each call: checks the losses,
+    records the data position, writes summaries, saves, prints the progress line."""
+
+    def __init__(self, experiment, strategy, trainer, manager, preemption, iterator, latest,
+                 progress):
+        self.experiment, self.cfg = experiment, experiment.train
+        self.strategy, self.trainer, self.manager = strategy, trainer, manager
+        self.preemption, self.iterator, self.progress = preemption, iterator, progress
+        self.step = self.resumed_from = int(trainer.step.numpy())
+        self.save_trigger = _Every(self.cfg.save_interval_steps, self.cfg.save_interval_secs,
+                                   self.step)
+        self.summary_trigger = _Every(self.cfg.summary_interval_steps,
+                                      self.cfg.save_summaries_secs, self.step)
+        self.log_trigger = _Every(0, self.cfg.log_interval_secs, self.step)
+        self.last_checkpoint = latest
+        self.last_terms = {}
+        self.history = {}
+        self.rate_time, self.rate_step = time.monotonic(), self.step
+        self.steps_per_sec = float("nan")
+        self.first = True
+
+    def run(self, inputs):
+        """Trains to train_steps; raises NonFiniteLossError or a one-line TrainError."""
+        cfg = self.cfg
+        writer = summaries.file_writer(cfg.train_dir, _is_chief(self.strategy))
+        try:
+            preview = _preview_batch(inputs.source, self.experiment, inputs.info,
+                                     inputs.label_offset, cfg.image_summary_count)
+        except tf.errors.InvalidArgumentError as e:
+            _raise_content_failure(e)
+        if self.step < cfg.train_steps:  # The first call traces the step: tens of seconds.
+            self.progress("tracing the training step (tens of seconds on a CPU) before the "
+                          "first progress line")
+        try:
+            while self.step < cfg.train_steps:
+                num = self._call_size()
+                call_started = time.monotonic()
+                out = self._call(num)
+                self._after_call(num, out, time.monotonic() - call_started, writer, preview)
+        except tf.errors.InvalidArgumentError as e:
+            _raise_content_failure(e)
+        finally:
+            writer.flush()
+
+    def _call_size(self):
+        """Steps in the next call: steps_per_loop, cut to reach the next step trigger."""
+        limits = [self.cfg.steps_per_loop, self.cfg.train_steps - self.step]
+        limits += [t.steps_left(self.step) for t in (self.save_trigger, self.summary_trigger)
+                   if t.steps_left(self.step)]
+        return max(1, min(limits))
+
+    def _call(self, num):
+        """One call of the traced steps (under the preemption handler when there is one)."""
+        if self.preemption is not None:
+            return self.preemption.run(self.trainer.train_steps, self.strategy,
+                                       self.iterator, num)
+        return self.trainer.train_steps(self.strategy, self.iterator, num)
+
+    def _after_call(self, num, out, call_secs, writer, preview):
+        totals, terms, max_index, skipped = out
+        self._check_finite(totals)
+        self._record(num, totals, terms, max_index, skipped)
+        done = self.step >= self.cfg.train_steps
+        if _agree(self.strategy, self.summary_trigger.due(self.step) or done):
+            summaries.write_training_summaries(
+                writer, self.step, terms, self.cfg.learning_rate, self.cfg.batch_size,
+                self.steps_per_sec, int(self.trainer.skipped_images.numpy()),
+                model=self.trainer.model, preview=preview)
+            self.summary_trigger.reset(self.step)
+        if _agree(self.strategy, self.save_trigger.due(self.step) or done):
+            self.last_checkpoint = self.manager.save(checkpoint_number=self.step)
+            self.save_trigger.reset(self.step)
+        if (self.log_trigger.due(self.step, slack_secs=call_secs / 2) or done
+                or self.step == self.resumed_from + num):
+            self.progress(self._progress_line(terms))
+            self.log_trigger.reset(self.step)
+
+    def _check_finite(self, totals):
+        """Stops the run, without saving, at the first step whose loss is NaN or inf."""
+        bad = np.flatnonzero(~np.isfinite(totals))
+        if bad.size:
+            bad_step = self.step + int(bad[0]) + 1
+            kept = (f"last good checkpoint {self.last_checkpoint}" if self.last_checkpoint
+                    else "no checkpoint was written")
+            raise NonFiniteLossError(
+                f"total_loss is {totals[bad[0]]} at step {bad_step}; stopped without "
+                f"saving ({kept})", bad_step)
+
+    def _record(self, num, totals, terms, max_index, skipped):
+        """Advances the step, the data position, the skipped count and the step rate."""
+        self.history.update({self.step + i + 1: float(t) for i, t in enumerate(totals)})
+        self.step += num
+        self.trainer.next_index.assign(max_index + 1)
+        self.trainer.skipped_images.assign_add(skipped)
+        if skipped:
+            logging.warning("skipped %d undecodable content image(s) (%d so far)", skipped,
+                            int(self.trainer.skipped_images.numpy()))
+        self.last_terms = terms
+        now = time.monotonic()
+        if now > self.rate_time and self.step > self.rate_step:
+            self.steps_per_sec = (self.step - self.rate_step) / (now - self.rate_time)
+        if self.first:  # The first call includes tracing; do not let it skew the rate.
+            self.rate_time, self.rate_step, self.first = now, self.step, False
+
+    def _progress_line(self, terms):
+        cfg, rate = self.cfg, self.steps_per_sec
+        eta = (cfg.train_steps - self.step) / rate if rate > 0 else math.inf
+        return (f"step {self.step}/{cfg.train_steps} | total_loss {terms['total_loss']:.4g} "
+                f"(content {terms['total_content_loss']:.4g}, style "
+                f"{terms['total_style_loss']:.4g}) | "
+                + (f"W {terms['weight_bias_ratio/W']:.3g}, B "
+                   f"{terms['weight_bias_ratio/B']:.3g}, W/B "
+                   f"{terms['weight_bias_ratio_loss']:.4g} | "
+                   if self.trainer.with_weight_bias else "")
+                + f"{rate:.2f} steps/s, {rate * cfg.batch_size:.1f} img/s | ETA "
+                f"{_format_eta(eta)}")
+
+    def result(self, model_config, wall_seconds):
+        """The RunResult of the loop's run."""
+        last_checkpoint = self.last_checkpoint
+        if not last_checkpoint and self.step >= self.cfg.train_steps:
+            last_checkpoint = tf.train.latest_checkpoint(self.cfg.train_dir) or ""
+        return RunResult(train_dir=self.cfg.train_dir, step=self.step,
+                         checkpoint=last_checkpoint, losses=self.last_terms,
+                         model_config=model_config,
+                         skipped_images=int(self.trainer.skipped_images.numpy()),
+                         resumed_from_step=self.resumed_from, wall_seconds=wall_seconds,
+                         total_losses=self.history)
+
+
+def _preemption_handler(strategy, manager):
+    """A PreemptionCheckpointHandler on multi-worker and TPU strategies, else None."""
+    if not isinstance(strategy, (tf.distribute.MultiWorkerMirroredStrategy,
+                                 tf.distribute.TPUStrategy)):
+        return None
     try:
-        preview = _preview_batch(source, experiment, info, label_offset,
-                                 cfg.image_summary_count)
-    except tf.errors.InvalidArgumentError as e:
-        _raise_content_failure(e)
-    step = resumed_from
-    save_trigger = _Every(cfg.save_interval_steps, cfg.save_interval_secs, step)
-    summary_trigger = _Every(cfg.summary_interval_steps, cfg.save_summaries_secs, step)
-    log_trigger = _Every(0, cfg.log_interval_secs, step)
-    last_checkpoint = latest or ""
-    last_terms = {}
-    history = {}
-    rate_time, rate_step = time.monotonic(), step
-    steps_per_sec = float("nan")
-    first = True
-    if step < cfg.train_steps:  # The first call traces the step: tens of seconds on a CPU.
-        progress("tracing the training step (tens of seconds on a CPU) before the first "
-                 "progress line")
-    try:
-        while step < cfg.train_steps:
-            limits = [cfg.steps_per_loop, cfg.train_steps - step]
-            limits += [t.steps_left(step) for t in (save_trigger, summary_trigger)
-                       if t.steps_left(step)]
-            num = max(1, min(limits))
-            call_started = time.monotonic()
-            if preemption is not None:
-                out = preemption.run(trainer.train_steps, strategy, iterator, num)
-            else:
-                out = trainer.train_steps(strategy, iterator, num)
-            totals, terms, max_index, skipped = out
-            bad = np.flatnonzero(~np.isfinite(totals))
-            if bad.size:
-                bad_step = step + int(bad[0]) + 1
-                kept = (f"last good checkpoint {last_checkpoint}" if last_checkpoint
-                        else "no checkpoint was written")
-                raise NonFiniteLossError(
-                    f"total_loss is {totals[bad[0]]} at step {bad_step}; stopped without "
-                    f"saving ({kept})", bad_step)
-            history.update({step + i + 1: float(t) for i, t in enumerate(totals)})
-            step += num
-            trainer.next_index.assign(max_index + 1)
-            trainer.skipped_images.assign_add(skipped)
-            if skipped:
-                logging.warning("skipped %d undecodable content image(s) (%d so far)", skipped,
-                                int(trainer.skipped_images.numpy()))
-            last_terms = terms
-            now = time.monotonic()
-            call_secs = now - call_started
-            if now > rate_time and step > rate_step:
-                steps_per_sec = (step - rate_step) / (now - rate_time)
-            if first:  # The first call includes tracing; do not let it skew the rate.
-                rate_time, rate_step, first = now, step, False
-            done = step >= cfg.train_steps
-            if _agree(strategy, summary_trigger.due(step) or done):
-                _write_summaries(writer, step, terms, trainer, cfg, steps_per_sec,
-                                 preview, model)
-                summary_trigger.reset(step)
-            if _agree(strategy, save_trigger.due(step) or done):
-                last_checkpoint = manager.save(checkpoint_number=step)
-                save_trigger.reset(step)
-            if (log_trigger.due(step, slack_secs=call_secs / 2) or done
-                    or step == resumed_from + num):
-                eta = (cfg.train_steps - step) / steps_per_sec if steps_per_sec > 0 else math.inf
-                progress(f"step {step}/{cfg.train_steps} | total_loss {terms['total_loss']:.4g} "
-                         f"(content {terms['total_content_loss']:.4g}, style "
-                         f"{terms['total_style_loss']:.4g}) | "
-                         + (f"W {terms['weight_bias_ratio/W']:.3g}, B "
-                            f"{terms['weight_bias_ratio/B']:.3g}, W/B "
-                            f"{terms['weight_bias_ratio_loss']:.4g} | "
-                            if trainer.with_weight_bias else "")
-                         + f"{steps_per_sec:.2f} steps/s, "
-                         f"{steps_per_sec * cfg.batch_size:.1f} img/s | ETA "
-                         f"{_format_eta(eta)}")
-                log_trigger.reset(step)
-    except tf.errors.InvalidArgumentError as e:
-        _raise_content_failure(e)
-    finally:
-        writer.flush()
-        if not is_chief:
-            shutil.rmtree(save_dir, ignore_errors=True)
-    if not last_checkpoint and step >= cfg.train_steps:
-        last_checkpoint = tf.train.latest_checkpoint(train_dir) or ""
-    return RunResult(train_dir=train_dir, step=step, checkpoint=last_checkpoint,
-                     losses=last_terms, model_config=model_config,
-                     skipped_images=int(trainer.skipped_images.numpy()),
-                     resumed_from_step=resumed_from,
-                     wall_seconds=time.monotonic() - started, total_losses=history)
+        return tf.distribute.experimental.PreemptionCheckpointHandler(
+            strategy.cluster_resolver, manager)
+    except (ValueError, NotImplementedError, TypeError) as e:
+        logging.warning("no preemption handling: %s", e)
+        return None
 
 
 def _raise_content_failure(error):
@@ -875,47 +1026,3 @@ def _preview_batch(source, experiment, info, label_offset, count):
     size = experiment.data.image_size
     styles = tf.stack([tf.image.resize(info.images[i], [size, size]) for i in dataset_labels])
     return batch["image"], batch["label"], styles
-
-
-def write_scalar(name, value, step):
-    """Writes a TensorBoard scalar to the default writer (no tensorboard import needed)."""
-    metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-        data_class=summary_pb2.DATA_CLASS_SCALAR)
-    tf.summary.write(name, tf.constant(value, tf.float32), step=step, metadata=metadata)
-
-
-def write_images(name, images, step):
-    """Writes TensorBoard images (float [N, H, W, 3] in [0, 1]) to the default writer."""
-    images = tf.convert_to_tensor(images, tf.float32)
-    pngs = tf.map_fn(lambda x: tf.io.encode_png(tf.image.convert_image_dtype(
-        tf.clip_by_value(x, 0.0, 1.0), tf.uint8, saturate=True)),
-        images, fn_output_signature=tf.string)
-    shape = tf.shape(images)
-    tensor = tf.concat([tf.strings.as_string([shape[2], shape[1]]), pngs], axis=0)
-    metadata = summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="images"),
-        data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
-    tf.summary.write(name, tensor, step=step, metadata=metadata)
-
-
-def _write_summaries(writer, step, terms, trainer, cfg, steps_per_sec, preview, model):
-    with writer.as_default(step=step):
-        for name, value in terms.items():
-            write_scalar(name, value, step)
-        write_scalar("learning_rate", float(cfg.learning_rate), step)
-        if math.isfinite(steps_per_sec):
-            write_scalar("throughput/steps_per_sec", steps_per_sec, step)
-            write_scalar("throughput/images_per_sec", steps_per_sec * cfg.batch_size, step)
-        write_scalar("skipped_images", float(trainer.skipped_images.numpy()), step)
-        if preview is not None:
-            content, labels, styles = preview
-            try:
-                stylized = model(content, labels)
-            except (ValueError, tf.errors.OpError) as e:  # e.g. TPU variables on the host.
-                logging.warning("image summaries skipped: %s", str(e).splitlines()[0])
-            else:
-                write_images("image/0_content", content, step)
-                write_images("image/1_style", styles, step)
-                write_images("image/2_stylized", stylized, step)
-    writer.flush()

@@ -94,11 +94,18 @@ def test_notebook_runs_headlessly(export_dir, tmp_path, monkeypatch, with_image)
 def test_readme_python_snippets_import_the_modules_they_use():
     # The Colab snippet once called json.loads without importing json.
     import ast
+    import glob
     import re
     import sys
 
-    with open(os.path.join(REPO, "README.md")) as f:
-        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    # The README and the reference pages in docs/ that it links to.
+    pages = [os.path.join(REPO, "README.md")] + sorted(
+        glob.glob(os.path.join(REPO, "docs", "*.md")))
+    text = ""
+    for page in pages:
+        with open(page) as f:
+            text += f.read()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
     assert blocks
     modules = set(sys.stdlib_module_names) | {"np", "tf", "hub", "keras", "grpc", "PIL"}
     for block in blocks:

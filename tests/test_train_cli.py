@@ -57,7 +57,8 @@ def test_recipes_do_not_fix_num_styles():
         flags = [line.strip() for line in path.read_text().splitlines()
                  if line.strip().startswith("--")]
         assert not [f for f in flags if f.startswith("--num_styles")], path.name
-    readme = (REPO / "README.md").read_text()
+    readme = "".join(path.read_text() for path in
+                     [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
     for name in re.findall(r"--flagfile=configs/(\w+\.cfg)", readme):
         assert (REPO / "configs" / name).is_file(), name
 
@@ -104,3 +105,25 @@ def test_video_crf_is_range_checked(tmp_path):
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--crf=1000" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_base_cfg_states_the_config_defaults():
+    # base.cfg writes Magenta's defaults out for reading; the dataclasses in config.py
+    # hold them. A value changed in one place only must fail here.
+    from magenta_style import config as config_lib
+    from magenta_style import train
+
+    required = ["--train_dir=/tmp/run", "--style_dataset_file=styles.tfrecord",
+                "--vgg_checkpoint=standin:0"]
+    stated = [line.strip() for line in (REPO / "configs" / "base.cfg").read_text().splitlines()
+              if line.strip().startswith("--")]
+    assert len(stated) >= 10
+    defaults = train.parse_args(["train", *required]).experiment
+    base_cfg = f"--flagfile={REPO / 'configs' / 'base.cfg'}"
+    with_base = train.parse_args(["train", base_cfg, *required]).experiment
+    assert with_base == defaults
+    for line in stated:  # Each line alone, too: a default of another flag cannot hide it.
+        assert train.parse_args(["train", line, *required]).experiment == defaults, line
+    assert defaults.train == config_lib.TrainConfig(train_dir="/tmp/run")
+    assert defaults.loss == config_lib.LossConfig(vgg_checkpoint="standin:0")
+    assert defaults.data == config_lib.DataConfig(style_dataset_file="styles.tfrecord")

@@ -188,7 +188,7 @@ def referenced_tools(root, relpath):
 
 
 # Non-Python files tests read from the tree; a py_test must list them in `data`.
-DATA_DIRS = ("configs", "notebooks")
+DATA_DIRS = ("configs", "notebooks", "docs")
 
 
 # Top-level files tests may read (by name).
@@ -196,15 +196,18 @@ DATA_FILES = ("README.md",)
 
 
 def referenced_data_files(root, relpath):
-    """configs/ and notebooks/ files a test names (as "dir/name" or "name" next to "dir"),
+    """configs/, notebooks/ and docs/ files a test names (as "dir/name", or "name" or a glob
+    next to "dir"),
     and the top-level DATA_FILES it names."""
     strings = _string_constants(root, relpath)
     files = {name for name in DATA_FILES if name in strings and (root / name).is_file()}
     for directory in DATA_DIRS:
         for item in sorted((root / directory).glob("*")):
             path = f"{directory}/{item.name}"
-            if any(s.endswith(path) for s in strings) or (
-                    directory in strings and item.name in strings):
+            # "dir/name", or "dir" with "name" or a glob such as "*.md" that matches it.
+            if any(s.endswith(path) for s in strings) or (directory in strings and (
+                    item.name in strings
+                    or any("*" in s and item.match(s) for s in strings))):
                 files.add(path)
     return files
 
@@ -289,7 +292,7 @@ def py_test_deps(root, relpath):
 
 def py_test_data(root, relpath):
     """What a py_test needs as data: conftest.py etc., the tools it runs, and the
-    configs/ and notebooks/ files it reads."""
+    configs/, notebooks/ and docs/ files it reads."""
     tools = {f":{_tool_binary_name(root, t)}" for t in referenced_tools(root, relpath)}
     data = {TEST_SUPPORT} | tools | referenced_data_files(root, relpath)
     if relpath == CHECKER_TEST:
