@@ -97,6 +97,12 @@ def resolve_moments(moments, norm, x):
     return moments
 
 
+def _per_example(rows):
+    """[B, C] -> [B, 1, 1, C] in one reshape. (Not [:, None, None, :]: in eager mode each
+    slice is several ops, and tiling runs every layer eagerly on many windows.)"""
+    return tf.reshape(rows, [-1, 1, 1, rows.shape[-1]])
+
+
 def instance_norm(x, gamma, beta, epsilon=INSTANCE_NORM_EPSILON, moments=None):
     """(x - mean) / sqrt(variance + epsilon) * gamma + beta, statistics per example and channel.
 
@@ -124,8 +130,10 @@ def instance_norm(x, gamma, beta, epsilon=INSTANCE_NORM_EPSILON, moments=None):
       float32 [B, H, W, C].
     """
     if moments is not None:
+        # Given statistics: one multiply-add over x (gamma folded into the scale), as the
+        # two-pass formula whose ~1e-7 differences tiling's tolerance already covers.
         mean, variance = moments
-        return tf.nn.batch_normalization(x, mean, variance, None, None, epsilon) * gamma + beta
+        return tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
     shape = tf.shape(x)
     batch, height, width = shape[0], shape[1], shape[2]
     channels = x.shape[-1]
@@ -240,17 +248,17 @@ class ConditionalInstanceNorm(keras.layers.Layer):
                         ids, self.num_styles,
                         message=f"style id must be < num_styles ({self.num_styles})")]):
                 ids = tf.identity(ids)
-            return (tf.gather(gamma, ids)[:, None, None, :],
-                    tf.gather(beta, ids)[:, None, None, :])
+            return _per_example(tf.gather(gamma, ids)), _per_example(tf.gather(beta, ids))
         if style.shape[-1] is not None and style.shape[-1] != self.num_styles:
             raise ValueError(
                 f"style weights have {style.shape[-1]} entries in the last axis but the model "
                 f"has num_styles={self.num_styles}")
         weights = tf.cast(style, tf.float32)
         if kind == "weights":
-            # [B, S, 1] * [1, S, C] summed over S: exact for one-hot rows.
-            mix = lambda table: tf.reduce_sum(weights[:, :, None] * table[None], axis=1)
-            return mix(gamma)[:, None, None, :], mix(beta)[:, None, None, :]
+            # [B, S, 1] * [S, C] summed over S: exact for one-hot rows.
+            column = tf.reshape(weights, [-1, self.num_styles, 1])
+            mix = lambda table: _per_example(tf.reduce_sum(column * table, axis=1))
+            return mix(gamma), mix(beta)
         weights = tf.image.resize(weights, feature_shape[1:3], method="bilinear")
         # Accumulate style by style: bounded memory ([B, H, W, C], not [B, H, W, S, C]) and
         # exact for one-hot pixels.
@@ -328,7 +336,9 @@ class ConvInstanceNorm(keras.layers.Layer):
             h = self._upsample_by_2_conv(inputs)
         else:
             p = self.kernel_size // 2
-            padded = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+            # A constant, not a list: eager tf.pad converts a nested list on its slow path.
+            paddings = tf.constant([[0, 0], [p, p], [p, p], [0, 0]])
+            padded = tf.pad(inputs, paddings, mode="REFLECT")
             kernel = tf.cast(self.kernel, padded.dtype)
             h = tf.nn.conv2d(padded, kernel, strides=self.strides, padding="VALID")
         # The norm runs in float32; hand the next layer this layer's compute dtype.
