@@ -67,7 +67,11 @@ class TilingError(ValueError):
 
 
 class _Reached(Exception):
-    """Raised by `_Statistics` to end a pass at the input of the norm it is collecting."""
+    """Raised by `_Statistics` to end a pass at the input of the norm it is collecting.
+
+    It carries nothing: Keras re-creates exceptions raised inside a layer's call (to
+    add the call's arguments to the message), so the tensor stays on `_Statistics`.
+    """
 
 
 class _Statistics:
@@ -130,8 +134,8 @@ def default_halo(model):
 
 def _pad_indices(size, minimum):
     """Source indices of the network's bottom/right reflect padding of one axis: int numpy."""
-    return transformer.reflect_indices(size, 0, transformer.padded_size(size, minimum)
-                                       - size).numpy()
+    padded = transformer.padded_size(size, minimum)
+    return transformer.reflect_indices(size, 0, padded - size).numpy()
 
 
 def _bilinear_axis(in_size, out_size, start, stop):
@@ -306,11 +310,10 @@ def _downscaled_stats(model, image, style, strength, max_tile_pixels):
         small_style = tf.image.resize(style.weights[None], size, method="bilinear").numpy()[0]
     rows = _pad_indices(size[0], model.min_padded_size)
     cols = _pad_indices(size[1], model.min_padded_size)
-    whole = (0, len(rows))
-    x = _window(small, rows, cols, _Tile(whole, (0, len(cols)), whole, (0, len(cols))))
+    x = tf.constant(small[rows[:, None], cols[None, :]][None])
     small = _Style(small_style, model.num_styles, (len(rows), len(cols)))
     statistics = _Statistics(model, record=True)
-    model.forward(x, small.inputs(whole, (0, len(cols))), strength, moments=statistics)
+    model.forward(x, small.inputs((0, len(rows)), (0, len(cols))), strength, moments=statistics)
     return statistics.known
 
 
