@@ -67,7 +67,7 @@ class Stage:
     kind: str
     layers: tuple
     geometry: tuple = ()
-    activation: object = None
+    activation: str = None
     branches: tuple = ()
 
     @property
