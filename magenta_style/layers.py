@@ -130,8 +130,8 @@ def instance_norm(x, gamma, beta, epsilon=INSTANCE_NORM_EPSILON, moments=None):
       float32 [B, H, W, C].
     """
     if moments is not None:
-        # Given statistics: one multiply-add over x (gamma folded into the scale), as the
-        # two-pass formula whose ~1e-7 differences tiling's tolerance already covers.
+        # Given statistics: gamma folded into the scale, one multiply-add over x (the
+        # formula tiling has always used; it differs from the fused path by rounding only).
         mean, variance = moments
         return tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
     shape = tf.shape(x)
@@ -256,7 +256,7 @@ class ConditionalInstanceNorm(keras.layers.Layer):
         weights = tf.cast(style, tf.float32)
         if kind == "weights":
             # [B, S, 1] * [S, C] summed over S: exact for one-hot rows.
-            column = tf.reshape(weights, [-1, self.num_styles, 1])
+            column = tf.expand_dims(weights, -1)
             mix = lambda table: _per_example(tf.reduce_sum(column * table, axis=1))
             return mix(gamma), mix(beta)
         weights = tf.image.resize(weights, feature_shape[1:3], method="bilinear")
