@@ -65,6 +65,8 @@ KERNEL_SIZE = 3
 BASE_WIDTHS = (32, 64, 128)
 BIAS_INIT_STDDEV = 0.01
 VARIANTS = ("yuv444", "yuv420")
+# The functions a plain conv stage ends in (layers.Stage.activation).
+_ACTIVATIONS = {"relu": tf.nn.relu, "tanh": tf.tanh}
 
 
 def layer_widths(alpha):
@@ -170,7 +172,8 @@ class InstanceNorm(keras.layers.Layer):
     """The patent's instance norm: (x - mean) / sqrt(var + eps) per example and channel.
 
     No learnt scale or offset. Statistics over H and W, epsilon 1e-5 as
-    ConditionalInstanceNorm; always float32. Call: [B, H, W, C] -> float32 [B, H, W, C].
+    ConditionalInstanceNorm; always float32. Call: [B, H, W, C] -> float32 [B, H, W, C],
+    with optional `moments` as ConditionalInstanceNorm's.
     """
 
     def __init__(self, epsilon=layers.INSTANCE_NORM_EPSILON, **kwargs):
@@ -178,9 +181,13 @@ class InstanceNorm(keras.layers.Layer):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
 
-    def call(self, inputs):
+    def norm_layers(self):
+        return (self,)
+
+    def call(self, inputs, moments=None):
         x = tf.cast(inputs, tf.float32)
-        mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+        given = layers.resolve_moments(moments, self, x)
+        mean, variance = given or tf.nn.moments(x, axes=[1, 2], keepdims=True)
         return tf.nn.batch_normalization(x, mean, variance, None, None, self.epsilon)
 
     def get_config(self):
@@ -221,7 +228,8 @@ class BoeSubNetwork(keras.layers.Layer):
       composite: "mux", "shuffle" or "bilinear".
 
     Call: `inputs` [B, H, W, 1] (H, W multiples of 4), `style` and `strength` as
-    ConditionalInstanceNorm (unused with plain norm). Returns [B, H, W, 1] in [-1, 1].
+    ConditionalInstanceNorm (unused with plain norm), optional `moments` (the callable
+    form of ConditionalInstanceNorm's). Returns [B, H, W, 1] in [-1, 1].
 
     Weights: `conv1..conv5` (or `sd`, `conv2..conv4`, `su`) with `kernel` and `bias`;
     with conditional norm `InstanceNormK/{beta,gamma}`.
@@ -283,45 +291,64 @@ class BoeSubNetwork(keras.layers.Layer):
                  else ("conv1", "conv2", "conv3", "conv4", "conv5"))
         return [getattr(self, n) for n in names]
 
-    def stages(self, inputs, style, strength=None):
+    def structure(self):
+        """The stages in call order: tuple of layers.Stage (conv, norm, pool, composite)."""
+
+        def conv(layer, activation):
+            k, s = layer.kernel_size[0], layer.strides[0]
+            if isinstance(layer, keras.layers.Conv2DTranspose):
+                geometry = ((1, 1, s),)  # 2x2 stride 2: each input pixel fills its own block.
+            else:
+                geometry = ((1 if k == s else k, s, 1),)
+            return layers.Stage("conv", (layer,), geometry, activation=activation)
+
+        def norm(layer):
+            return layers.Stage("norm", (layer,))
+
+        def composite(layer):
+            # Bilinear x2 reads one input pixel beyond its own on each side.
+            reach = ((3, 1, 1),) if self.composite == "bilinear" else ()
+            return layers.Stage("composite", (layer,), reach + ((1, 1, 2),))
+
+        pool = lambda layer: layers.Stage("pool", (layer,), ((1, 2, 1),))
+        if self.chroma420:
+            stages = [conv(self.sd, "relu")]
+        else:
+            stages = [conv(self.conv1, "relu"), norm(self.norm1), pool(self.pool1)]
+        stages += [conv(self.conv2, "relu"), norm(self.norm2), pool(self.pool2),
+                   conv(self.conv3, "relu"), norm(self.norm3), composite(self.composite1),
+                   conv(self.conv4, "relu")]
+        if self.chroma420:
+            stages.append(conv(self.su, "tanh"))
+        else:
+            stages += [norm(self.norm4), composite(self.composite2), conv(self.conv5, "tanh")]
+        return tuple(stages)
+
+    def stages(self, inputs, style, strength=None, moments=None):
         """Every stage's output in call order: list of (layer name, tensor).
 
-        The last entry is the sub-network's output. Tests read the IN outputs and the
-        resolutions from it; `call` returns its last tensor.
+        Runs `structure()`. The last entry is the sub-network's output. Tests read the IN
+        outputs and the resolutions from it; `call` returns its last tensor.
         """
         out = []
-
-        def add(name, h):
-            out.append((name, h))
-            return h
-
-        def normed(layer, h):
-            if self.norm == "conditional":
-                h = layer(h, style, strength)
+        h = tf.cast(inputs, self.compute_dtype)
+        for stage in self.structure():
+            layer = stage.layers[0]
+            if stage.kind == "norm":
+                if self.norm == "conditional":
+                    h = layer(h, style, strength, moments=moments)
+                else:
+                    h = layer(h, moments=moments)
+                h = tf.cast(h, self.compute_dtype)
             else:
                 h = layer(h)
-            return add(layer.name, tf.cast(h, self.compute_dtype))
-
-        h = tf.cast(inputs, self.compute_dtype)
-        if self.chroma420:
-            h = add("sd", tf.nn.relu(self.sd(h)))
-        else:
-            h = add("conv1", tf.nn.relu(self.conv1(h)))
-            h = add("pool1", self.pool1(normed(self.norm1, h)))
-        h = add("conv2", tf.nn.relu(self.conv2(h)))
-        h = add("pool2", self.pool2(normed(self.norm2, h)))
-        h = add("conv3", tf.nn.relu(self.conv3(h)))
-        h = add("composite1", self.composite1(normed(self.norm3, h)))
-        h = add("conv4", tf.nn.relu(self.conv4(h)))
-        if self.chroma420:
-            add("su", tf.tanh(self.su(h)))
-        else:
-            h = add("composite2", self.composite2(normed(self.norm4, h)))
-            add("conv5", tf.tanh(self.conv5(h)))
+                if stage.activation:
+                    h = _ACTIVATIONS[stage.activation](h)
+            out.append((layer.name, h))
         return out
 
-    def call(self, inputs, style, strength=None):
-        return self.stages(inputs, style, strength)[-1][1]
+    def call(self, inputs, style, strength=None, moments=None):
+        return self.stages(inputs, style, strength, moments)[-1][1]
 
     def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
         return inputs_shape
@@ -376,6 +403,8 @@ class BoeGenerator(keras.Model):
 
     # Consumers ask this of every model (tiling, stylize): output size = input size.
     magenta_compatible = False
+    # The smallest padded side (transformer.padded_size): 4, both down-samplings' grid.
+    min_padded_size = SIZE_MULTIPLE
 
     def build(self, images_shape, style_shape=None, strength_shape=None):
         pass  # Sublayers build on the first call (see `build_boe`).
@@ -393,31 +422,36 @@ class BoeGenerator(keras.Model):
         convs = [c for net in self.subnetworks() for c in net.conv_layers()]
         return [c.kernel for c in convs], [c.bias for c in convs]
 
+    def structure(self):
+        """One "branch" stage: YUV channel i through sub-network i (layers.Stage)."""
+        nets = tuple(self.subnetworks())
+        return (layers.Stage("branch", nets, branches=tuple(net.structure() for net in nets)),)
+
+    def forward(self, images, style, strength=None, moments=None):
+        """The generator on an already padded batch (no padding, cropping or input mix).
+
+        Args:
+          images: [B, H, W, 3] RGB in [0, 1], H and W multiples of 4.
+          style, strength: as `call`, maps of the images' size.
+          moments: optional, the callable form of layers.ConditionalInstanceNorm's.
+
+        Returns:
+          float32 [B, H, W, 3] in [0, 1].
+        """
+        norm_strength = strength if self.norm == "conditional" else None
+        yuv = color.rgb_to_yuv(2.0 * tf.cast(images, tf.float32) - 1.0, "boe")
+        (branch,) = self.structure()
+        outs = [tf.cast(net(yuv[..., i:i + 1], style, norm_strength, moments=moments),
+                        tf.float32) for i, net in enumerate(branch.layers)]
+        out = color.yuv_to_rgb(tf.concat(outs, axis=-1), "boe")
+        return tf.clip_by_value((out + 1.0) * 0.5, 0.0, 1.0)
+
     def call(self, images, style, strength=None):
         style = tf.convert_to_tensor(style)
         layers._style_kind(style)  # pylint: disable=protected-access
         rgb = tf.cast(images, tf.float32)
-        shape = tf.shape(rgb)
-        height, width = shape[1], shape[2]
-
-        def padded(size):
-            size = tf.maximum(size, SIZE_MULTIPLE)
-            return (size + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE
-
-        rows = transformer._reflect_indices(  # pylint: disable=protected-access
-            height, 0, padded(height) - height)
-        cols = transformer._reflect_indices(  # pylint: disable=protected-access
-            width, 0, padded(width) - width)
-        x = tf.gather(tf.gather(rgb, rows, axis=1), cols, axis=2)
-        if style.shape.rank == 4:
-            # Per-pixel style maps are padded like the image to stay aligned with it.
-            style = tf.gather(tf.gather(style, rows, axis=1), cols, axis=2)
-        norm_strength = strength if self.norm == "conditional" else None
-        yuv = color.rgb_to_yuv(2.0 * x - 1.0, "boe")
-        outs = [tf.cast(net(yuv[..., i:i + 1], style, norm_strength), tf.float32)
-                for i, net in enumerate(self.subnetworks())]
-        out = color.yuv_to_rgb(tf.concat(outs, axis=-1), "boe")
-        out = tf.clip_by_value((out + 1.0) * 0.5, 0.0, 1.0)[:, :height, :width, :]
+        x, style, height, width = transformer.pad_inputs(rgb, style, SIZE_MULTIPLE)
+        out = self.forward(x, style, strength)[:, :height, :width, :]
         if strength is not None:
             s = tf.reshape(tf.cast(strength, tf.float32), [-1, 1, 1, 1])
             out = s * out + (1.0 - s) * rgb

@@ -7,10 +7,17 @@
 - `NearestUpsample`: integer-factor nearest-neighbour upsampling written as
   broadcast + reshape, which XLA can differentiate on every backend
   (tf.image.resize's nearest mode has no XLA gradient kernel on CPU).
+- `Stage`: one step of a generator's forward pass, as the networks describe their
+  structure (`structure()`) to schedulers such as tiling.py.
+
+Every layer holding an instance norm takes `moments=`: statistics computed elsewhere
+(e.g. over a whole image that is run tile by tile) instead of its input's own.
 
 Reference: Dumoulin, Shlens, Kudlur, "A Learned Representation for Artistic
 Style", ICLR 2017.
 """
+import dataclasses
+
 import keras
 import tensorflow as tf
 
@@ -34,7 +41,69 @@ def _style_kind(style):
         f"[B, H, W, num_styles]; got a tensor of shape {style.shape}")
 
 
-def instance_norm(x, gamma, beta, epsilon=INSTANCE_NORM_EPSILON):
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One step of a generator's forward pass, in call order (a network's `structure()`).
+
+    The network's own forward pass runs through the same tuple of stages, so the
+    layout is written once; schedulers (tiling.py) read it for the receptive field
+    and the instance norms, and call the real layers.
+
+    Attributes:
+      kind: "conv" (a ConvInstanceNorm, or a plain conv + `activation`), "upsample"
+        (UpsampleConvInstanceNorm), "residual" (ResidualBlock: input + its convs),
+        "norm" (an instance norm alone), "pool", "composite" (an up-sampling layer),
+        or "branch" (parallel sub-networks: input channel i goes through branch i,
+        the outputs are concatenated).
+      layers: the Keras layer(s) the stage calls; for "branch" one per branch.
+      geometry: the spatial operations in order, each (kernel_size, stride, upsample):
+        the input is up-sampled by `upsample`, then every output pixel reads a
+        kernel_size x kernel_size window with `stride` (kernel 1: a pointwise op or
+        one that reads only its own stride x stride block).
+      activation: for a plain "conv": "relu" or "tanh" after the layer; else None.
+      branches: for "branch": each branch's own tuple of Stage.
+    """
+
+    kind: str
+    layers: tuple
+    geometry: tuple = ()
+    activation: str = None
+    branches: tuple = ()
+
+    @property
+    def norms(self):
+        """The instance norms inside the stage, in call order (they take `moments=`).
+
+        Read from the layers' `norm_layers()`, so only once they are built (a
+        ResidualBlock makes its convs on its first call).
+        """
+        if self.branches:
+            return tuple(n for branch in self.branches for stage in branch for n in stage.norms)
+        return tuple(n for layer in self.layers for n in getattr(layer, "norm_layers", tuple)())
+
+
+def all_norms(stages):
+    """The instance norms of `stages` in call order (branches one after another): tuple."""
+    return tuple(n for stage in stages for n in stage.norms)
+
+
+def resolve_moments(moments, norm, x):
+    """`moments` as ConditionalInstanceNorm takes it, for `norm` and its float32 input `x`.
+
+    Returns (mean, variance) or None (use x's own statistics).
+    """
+    if callable(moments):
+        return moments(norm, x)
+    return moments
+
+
+def _per_example(rows):
+    """[B, C] -> [B, 1, 1, C] in one reshape. (Not [:, None, None, :]: in eager mode each
+    slice is several ops, and tiling runs every layer eagerly on many windows.)"""
+    return tf.reshape(rows, [-1, 1, 1, rows.shape[-1]])
+
+
+def instance_norm(x, gamma, beta, epsilon=INSTANCE_NORM_EPSILON, moments=None):
     """(x - mean) / sqrt(variance + epsilon) * gamma + beta, statistics per example and channel.
 
     One FusedBatchNormV3 (training mode) instead of Magenta's tf.nn.moments +
@@ -54,10 +123,17 @@ def instance_norm(x, gamma, beta, epsilon=INSTANCE_NORM_EPSILON):
       x: float32 [B, H, W, C] (C static).
       gamma, beta: float32 [B, 1, 1, C] or per-pixel maps [B, H, W, C].
       epsilon: the variance epsilon (1e-5 in Magenta; used exactly, no clamping).
+      moments: optional (mean, variance), float32 [B, 1, 1, C], used instead of x's
+        own statistics (tiling passes the whole image's).
 
     Returns:
       float32 [B, H, W, C].
     """
+    if moments is not None:
+        # Given statistics: gamma folded into the scale, one multiply-add over x (the
+        # formula tiling has always used; it differs from the fused path by rounding only).
+        mean, variance = moments
+        return tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
     shape = tf.shape(x)
     batch, height, width = shape[0], shape[1], shape[2]
     channels = x.shape[-1]
@@ -101,6 +177,11 @@ class ConditionalInstanceNorm(keras.layers.Layer):
         (gamma, beta) towards the style-neutral plain instance norm (1, 0).
         (StyleTransferNetwork also mixes its input back in, so that its
         strength 0 is the photo itself.)
+      moments: optional precomputed statistics instead of the input's own: (mean,
+        variance) float32 [B, 1, 1, C], or a callable(norm_layer, inputs) returning
+        them or None (None: the input's own). The layers that hold norms pass the
+        callable form to each of their norms, which is how tiling.py gives every norm
+        the whole image's statistics.
 
     The mix is an elementwise weighted sum, not a matmul: TF32 matmuls on recent
     GPUs would round the tables, and a one-hot row must reproduce the gathered
@@ -127,7 +208,7 @@ class ConditionalInstanceNorm(keras.layers.Layer):
         self.num_styles = int(num_styles)
         self.epsilon = float(epsilon)
 
-    def build(self, inputs_shape, style_shape=None, strength_shape=None):
+    def build(self, inputs_shape, style_shape=None, strength_shape=None, moments_shape=None):
         channels = inputs_shape[-1]
         if channels is None:
             raise ValueError("ConditionalInstanceNorm needs a known channel count")
@@ -167,17 +248,17 @@ class ConditionalInstanceNorm(keras.layers.Layer):
                         ids, self.num_styles,
                         message=f"style id must be < num_styles ({self.num_styles})")]):
                 ids = tf.identity(ids)
-            return (tf.gather(gamma, ids)[:, None, None, :],
-                    tf.gather(beta, ids)[:, None, None, :])
+            return _per_example(tf.gather(gamma, ids)), _per_example(tf.gather(beta, ids))
         if style.shape[-1] is not None and style.shape[-1] != self.num_styles:
             raise ValueError(
                 f"style weights have {style.shape[-1]} entries in the last axis but the model "
                 f"has num_styles={self.num_styles}")
         weights = tf.cast(style, tf.float32)
         if kind == "weights":
-            # [B, S, 1] * [1, S, C] summed over S: exact for one-hot rows.
-            mix = lambda table: tf.reduce_sum(weights[:, :, None] * table[None], axis=1)
-            return mix(gamma)[:, None, None, :], mix(beta)[:, None, None, :]
+            # [B, S, 1] * [S, C] summed over S: exact for one-hot rows.
+            column = tf.expand_dims(weights, -1)
+            mix = lambda table: _per_example(tf.reduce_sum(column * table, axis=1))
+            return mix(gamma), mix(beta)
         weights = tf.image.resize(weights, feature_shape[1:3], method="bilinear")
         # Accumulate style by style: bounded memory ([B, H, W, C], not [B, H, W, S, C]) and
         # exact for one-hot pixels.
@@ -188,10 +269,13 @@ class ConditionalInstanceNorm(keras.layers.Layer):
             beta_map += w * beta[s]
         return gamma_map, beta_map
 
-    def call(self, inputs, style, strength=None):
+    def norm_layers(self):
+        return (self,)
+
+    def call(self, inputs, style, strength=None, moments=None):
         x = tf.cast(inputs, tf.float32)
         gamma, beta = self.mixed_params(style, tf.shape(x), strength)
-        return instance_norm(x, gamma, beta, self.epsilon)
+        return instance_norm(x, gamma, beta, self.epsilon, resolve_moments(moments, self, x))
 
     def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
         return inputs_shape
@@ -215,7 +299,7 @@ class ConvInstanceNorm(keras.layers.Layer):
     conditional instance norm (also before the final sigmoid) and activated.
 
     Call: `inputs` [B, H, W, Cin] (H, W > kernel_size // 2), `style` and optional
-    `strength` as in ConditionalInstanceNorm. Output
+    `strength` and `moments` as in ConditionalInstanceNorm. Output
     [B, ceil(H / strides), ceil(W / strides), filters]. With `upsample_by_2=True`
     (3x3, stride 1 only) the input is first nearest-upsampled x2: output
     [B, 2H, 2W, filters], computed at the input's resolution.
@@ -243,16 +327,23 @@ class ConvInstanceNorm(keras.layers.Layer):
             name="weights", shape=shape,
             initializer=keras.initializers.RandomNormal(stddev=KERNEL_INIT_STDDEV))
 
-    def call(self, inputs, style, strength=None, upsample_by_2=False):
+    def norm_layers(self):
+        """The instance norms this layer calls, in order: (norm,)."""
+        return (self.norm,)
+
+    def call(self, inputs, style, strength=None, upsample_by_2=False, moments=None):
         if upsample_by_2:
             h = self._upsample_by_2_conv(inputs)
         else:
             p = self.kernel_size // 2
-            padded = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+            # A constant, not a list: eager tf.pad converts a nested list on its slow path.
+            paddings = tf.constant([[0, 0], [p, p], [p, p], [0, 0]])
+            padded = tf.pad(inputs, paddings, mode="REFLECT")
             kernel = tf.cast(self.kernel, padded.dtype)
             h = tf.nn.conv2d(padded, kernel, strides=self.strides, padding="VALID")
         # The norm runs in float32; hand the next layer this layer's compute dtype.
-        return tf.cast(self._activation_fn(self.norm(h, style, strength)), self.compute_dtype)
+        h = self.norm(h, style, strength, moments=moments)
+        return tf.cast(self._activation_fn(h), self.compute_dtype)
 
     def _upsample_by_2_conv(self, inputs):
         """conv(reflect_pad(nearest_upsample_x2(inputs), 1)) for this 3x3 stride-1 kernel.
@@ -341,7 +432,8 @@ class UpsampleConvInstanceNorm(keras.layers.Layer):
     """Nearest upsampling by `factor`, then a stride-1 ConvInstanceNorm (Magenta's `ops.upsampling`).
 
     Resize-then-convolve instead of a transposed conv avoids checkerboard artifacts.
-    Call: `inputs` [B, H, W, Cin], `style`, optional `strength` -> [B, fH, fW, filters].
+    Call: `inputs` [B, H, W, Cin], `style`, optional `strength` and `moments` (as
+    ConditionalInstanceNorm's) -> [B, fH, fW, filters].
     Weights live under the inner block named `conv` (Magenta: `.../convK/conv/weights`).
     """
 
@@ -359,12 +451,15 @@ class UpsampleConvInstanceNorm(keras.layers.Layer):
     def build(self, inputs_shape, style_shape=None, strength_shape=None):
         pass  # Sublayers build on first call.
 
-    def call(self, inputs, style, strength=None):
+    def norm_layers(self):
+        return self.conv.norm_layers()
+
+    def call(self, inputs, style, strength=None, moments=None):
         if self.factor == 2 and self.kernel_size == 3:
             # The same numbers without forming the upsampled image (see
             # ConvInstanceNorm._upsample_by_2_conv): 2.25x fewer MACs.
-            return self.conv(inputs, style, strength, upsample_by_2=True)
-        return self.conv(self.upsample(inputs), style, strength)
+            return self.conv(inputs, style, strength, upsample_by_2=True, moments=moments)
+        return self.conv(self.upsample(inputs), style, strength, moments=moments)
 
     def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
         shape = self.upsample.compute_output_shape(inputs_shape)
@@ -381,7 +476,8 @@ class ResidualBlock(keras.layers.Layer):
     """x + conv2(relu(conv1(x))), both 3x3 ConvInstanceNorm with C = channels of x.
 
     Magenta's `ops.residual_block`: ReLU after the first conv only, identity shortcut.
-    Call: `inputs` [B, H, W, C], `style`, optional `strength` -> [B, H, W, C].
+    Call: `inputs` [B, H, W, C], `style`, optional `strength` and `moments` (the
+    callable form of ConditionalInstanceNorm's: one block holds two norms) -> [B, H, W, C].
     """
 
     def __init__(self, num_styles, kernel_size=3, **kwargs):
@@ -398,8 +494,13 @@ class ResidualBlock(keras.layers.Layer):
         self.conv2 = ConvInstanceNorm(channels, self.kernel_size, self.num_styles,
                                       activation=None, name="conv2", dtype=self.dtype_policy)
 
-    def call(self, inputs, style, strength=None):
-        return inputs + self.conv2(self.conv1(inputs, style, strength), style, strength)
+    def norm_layers(self):
+        """The two convs' norms (once built)."""
+        return self.conv1.norm_layers() + self.conv2.norm_layers()
+
+    def call(self, inputs, style, strength=None, moments=None):
+        h = self.conv1(inputs, style, strength, moments=moments)
+        return inputs + self.conv2(h, style, strength, moments=moments)
 
     def compute_output_shape(self, inputs_shape, style_shape=None, strength_shape=None):
         return inputs_shape

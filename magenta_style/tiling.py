@@ -28,12 +28,18 @@ image scaled to fit one tile, then makes a single tiled pass: about as fast as
 untiled, but approximate (fine detail has less variance at low resolution, so the
 result is close to, not equal to, the untiled one).
 
-Everything here works on one image at a time (batch 1) in float32.
+Tiling is a scheduler only: it plans the windows, merges the statistics and runs the
+network's own layers on each window through `model.forward` (the network between its
+padding and its crop), reading the norms and the receptive field from
+`model.structure()` (layers.Stage). Every norm asks a `_Statistics` object for its
+moments (the `moments=` argument of layers.ConditionalInstanceNorm), which hands out
+the merged whole-image statistics, or ends the pass at the norm being collected.
+
+Everything here works on one image at a time (batch 1); statistics are merged in float64.
 """
 import dataclasses
 import math
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -49,54 +55,75 @@ STATISTICS_MODES = ("exact", "downscaled")
 # Tile cores smaller than this waste most of the work on the halo.
 MIN_CORE_SIDE = 32
 
+# The generators tiled. Tiling reads only their `structure()`, `forward` and
+# `min_padded_size`; boe.BoeGenerator has them too and tiles exactly
+# (tests/test_tiling.py), but stays out of this tuple until stylize.can_tile and
+# test_boe's refusal test admit it.
+TILED_GENERATORS = (transformer.StyleTransferNetwork,)
+
 
 class TilingError(ValueError):
     """The tiling settings cannot work for this image; the message is one line."""
 
 
-@dataclasses.dataclass(frozen=True)
-class _Conv:
-    """One ConvInstanceNorm of the network, in forward order."""
+class _Reached(Exception):
+    """Raised by `_Statistics` to end a pass at the input of the norm it is collecting.
 
-    layer: layers.ConvInstanceNorm
-    upsample: int  # Nearest upsampling factor applied to its input (1: none).
-    residual: str  # "begin": its input is a residual block's input; "end": add it after.
-
-
-def _program(model):
-    """The network as a flat list of _Conv, in the order `StyleTransferNetwork.call` runs them."""
-    program = [_Conv(model.contract_conv1, 1, ""), _Conv(model.contract_conv2, 1, ""),
-               _Conv(model.contract_conv3, 1, "")]
-    for i in range(1, transformer.RESIDUAL_BLOCKS + 1):
-        block = getattr(model, f"residual{i}")
-        program += [_Conv(block.conv1, 1, "begin"), _Conv(block.conv2, 1, "end")]
-    for expand in (model.expand_conv1, model.expand_conv2, model.expand_conv3):
-        program.append(_Conv(expand.conv, expand.upsample.factor, ""))
-    return program
+    It carries nothing: Keras re-creates exceptions raised inside a layer's call (to
+    add the call's arguments to the message), so the tensor stays on `_Statistics`.
+    """
 
 
-def _norm_factors(program):
-    """The resolution divisor (1, 2 or 4) of each norm's input, in program order."""
-    factors, factor = [], 1
-    for conv in program:
-        factor = factor // conv.upsample * conv.layer.strides
-        factors.append(factor)
-    return factors
+class _Statistics:
+    """The `moments` callable the network's norms ask (layers.ConditionalInstanceNorm).
+
+    Norms 0..len(known)-1 get the whole image's statistics in `known`. The next norm
+    either ends the run (its input is kept in `captured` for the caller to merge) or,
+    with record=True, uses and records its own input's statistics.
+    """
+
+    def __init__(self, model, record=False):
+        self.norms = layers.all_norms(model.structure())
+        self._index = {id(norm): i for i, norm in enumerate(self.norms)}
+        self.record = record
+        self.known = []
+        self.captured = None
+
+    def __call__(self, norm, x):
+        index = self._index[id(norm)]
+        if index < len(self.known):
+            return self.known[index]
+        if index != len(self.known):
+            raise AssertionError(f"norm {index} ran before norm {len(self.known)}")
+        if self.record:
+            self.known.append(tf.nn.moments(x, axes=[1, 2], keepdims=True))
+            return self.known[-1]
+        self.captured = x
+        raise _Reached()
+
+
+def _radius(stages, radius=0, factor=1):
+    """(radius, factor) after `stages`, from their geometry (see `receptive_radius`)."""
+    for stage in stages:
+        if stage.branches:
+            ends = [_radius(branch, radius, factor) for branch in stage.branches]
+            radius, factor = max(r for r, _ in ends), ends[0][1]
+        for kernel_size, stride, upsample in stage.geometry:
+            factor //= upsample
+            radius += (kernel_size // 2) * factor
+            factor *= stride
+            radius = -(-radius // factor) * factor
+    return radius, factor
 
 
 def receptive_radius(model):
     """How far (in input pixels) an error at a window edge can travel inward: int.
 
-    Each k x k convolution at 1/f resolution widens the reach by (k // 2) * f pixels;
-    every stride-2 step also rounds the reach up to its coarser grid.
+    Read from the network's `structure()`: each k x k window at 1/f resolution widens
+    the reach by (k // 2) * f pixels; every stride-2 step also rounds the reach up to
+    its coarser grid; parallel branches reach as far as the farthest.
     """
-    radius, factor = 0, 1
-    for conv in _program(model):
-        factor //= conv.upsample
-        radius += (conv.layer.kernel_size // 2) * factor
-        factor *= conv.layer.strides
-        radius = -(-radius // factor) * factor
-    return radius
+    return _radius(model.structure())[0]
 
 
 def default_halo(model):
@@ -105,18 +132,10 @@ def default_halo(model):
     return -(-receptive_radius(model) // size) * size + size
 
 
-def _reflect_indices(size, padded):
-    """numpy version of the network's bottom/right reflect padding of one axis: int [padded]."""
-    i = np.arange(padded)
-    period = max(2 * (size - 1), 1)
-    j = np.mod(i, period)
-    return np.minimum(j, period - j) * (1 if size > 1 else 0)
-
-
-def _padded_size(size):
-    size = max(size, transformer.MIN_PADDED_SIZE)
-    multiple = transformer.SIZE_MULTIPLE
-    return -(-size // multiple) * multiple
+def _pad_indices(size, minimum):
+    """Source indices of the network's bottom/right reflect padding of one axis: int numpy."""
+    padded = transformer.padded_size(size, minimum)
+    return transformer.reflect_indices(size, 0, padded - size).numpy()
 
 
 def _bilinear_axis(in_size, out_size, start, stop):
@@ -178,28 +197,17 @@ class _Style:
         self.padded_shape = padded_shape
 
     def inputs(self, rows, cols):
-        """The style tensors for a window: ([1, N] row, ()) or ((), maps at 1/1, 1/2, 1/4)."""
+        """The style tensor for a window: the weights [1, N], or the map's window [1, h, w, N].
+
+        The map is resized to the padded image here, a window at a time; each norm then
+        resizes the window to its own resolution as in the untiled network, which is exact
+        because windows start on the 4-pixel grid (a 2x or 4x bilinear down-sampling then
+        reads only pixels of the window).
+        """
         if not self.is_map:
-            return tf.constant(self.weights[None]), ()
-        maps = []
-        for factor in (1, 2, 4):
-            height, width = (d // factor for d in self.padded_shape)
-            window = resize_window(self.weights, height, width,
-                                   (rows[0] // factor, rows[1] // factor),
-                                   (cols[0] // factor, cols[1] // factor))
-            maps.append(tf.constant(window[None]))
-        return tf.zeros([1, self.weights.shape[-1]]), tuple(maps)
-
-
-def _params(norm, row, maps, factor, strength):
-    """(gamma, beta) float32 for `norm`, mixed by the layer itself.
-
-    Maps are already windowed at the feature map's resolution, so the layer's resize
-    to `feature_shape` is the identity.
-    """
-    style = maps[{1: 0, 2: 1, 4: 2}[factor]] if maps else row
-    strength = None if strength is None else tf.reshape(strength, [1])
-    return norm.mixed_params(style, tf.shape(style), strength)
+            return tf.constant(self.weights[None])
+        window = resize_window(self.weights, *self.padded_shape, rows, cols)
+        return tf.constant(window[None])
 
 
 class _Moments:
@@ -229,74 +237,6 @@ class _Moments:
         shape = [1, 1, 1, -1]
         return (tf.constant(np.reshape(self.mean, shape), tf.float32),
                 tf.constant(np.reshape(self.m2 / self.count, shape), tf.float32))
-
-
-def _run(program, x, params, stats, stop_at):
-    """Runs the network on one window.
-
-    Args:
-      program: list of _Conv.
-      x: float32 [1, h, w, 3], the window of the padded image.
-      params: callable(index, norm, factor) -> (gamma, beta) of norm `index` for
-        this window (see `_params`).
-      stats: tuple of (mean, variance) for the first len(stats) norms; the other norms
-        use their own window's moments (so with no stats and the whole padded image as
-        the window, this is the untiled network).
-      stop_at: int or None; return the input of norm `stop_at` (pre-norm) instead of
-        the output.
-
-    Returns:
-      (result, new_stats): with stop_at, the pre-norm tensor at 1/f resolution;
-      otherwise the output [1, h, w, 3]. new_stats: the moments this run computed.
-    """
-    factor = 1
-    residual_input = None
-    new_stats = []
-    for index, conv in enumerate(program):
-        layer = conv.layer
-        if conv.upsample > 1:
-            x = tf.repeat(tf.repeat(x, conv.upsample, axis=1), conv.upsample, axis=2)
-            factor //= conv.upsample
-        if conv.residual == "begin":
-            residual_input = x
-        p = layer.kernel_size // 2
-        padded = tf.pad(x, tf.constant([[0, 0], [p, p], [p, p], [0, 0]]), mode="REFLECT")
-        h = tf.nn.conv2d(padded, tf.cast(layer.kernel, tf.float32), strides=layer.strides,
-                         padding="VALID")
-        factor *= layer.strides
-        if index == stop_at:
-            return h, ()
-        if index < len(stats):
-            mean, variance = stats[index]
-        else:
-            mean, variance = tf.nn.moments(h, axes=[1, 2], keepdims=True)
-            new_stats.append((mean, variance))
-        gamma, beta = params(index, layer.norm, factor)
-        h = tf.nn.batch_normalization(h, mean, variance, beta, gamma, layer.norm.epsilon)
-        x = keras.activations.get(layer.activation)(h)
-        if conv.residual == "end":
-            x = residual_input + x
-    return x, tuple(new_stats)
-
-
-class _Runner:
-    """Runs `_run` eagerly (windows are large, so per-op overhead is small and no shape
-    retraces), caching the mixed (gamma, beta) of a fixed style across windows."""
-
-    def __init__(self, program, strength):
-        self._program = program
-        self._strength = None if strength is None else tf.constant(strength, tf.float32)
-        self._cache = {}
-
-    def __call__(self, x, row, maps, stats, stop_at):
-        if maps:
-            params = lambda index, norm, factor: _params(norm, row, maps, factor, self._strength)
-        else:
-            def params(index, norm, factor):
-                if index not in self._cache:
-                    self._cache[index] = _params(norm, row, maps, factor, self._strength)
-                return self._cache[index]
-        return _run(self._program, x, params, stats, stop_at)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -359,8 +299,8 @@ def _core(tensor, tile, factor):
     return tensor[:, top:top + height, left:left + width, :]
 
 
-def _downscaled_stats(model, program, image, style, strength, max_tile_pixels):
-    """All norm statistics from one untiled run on a downscaled copy of the image."""
+def _downscaled_stats(model, image, style, strength, max_tile_pixels):
+    """All norm statistics from one untiled run on a downscaled copy of the image: list."""
     height, width = image.shape[:2]
     scale = min(1.0, math.sqrt(max_tile_pixels / (height * width)))
     size = [max(1, round(height * scale)), max(1, round(width * scale))]
@@ -368,15 +308,13 @@ def _downscaled_stats(model, program, image, style, strength, max_tile_pixels):
     small_style = style.weights
     if style.is_map:
         small_style = tf.image.resize(style.weights[None], size, method="bilinear").numpy()[0]
-    padded = (_padded_size(size[0]), _padded_size(size[1]))
-    x = tf.constant(small[_reflect_indices(size[0], padded[0])[:, None],
-                          _reflect_indices(size[1], padded[1])[None, :]][None])
-    small = _Style(small_style, model.num_styles, padded)
-    row, maps = small.inputs((0, padded[0]), (0, padded[1]))
-    strength = None if strength is None else tf.constant(strength, tf.float32)
-    _, stats = _run(program, x, lambda i, norm, f: _params(norm, row, maps, f, strength), (),
-                    None)
-    return list(stats)
+    rows = _pad_indices(size[0], model.min_padded_size)
+    cols = _pad_indices(size[1], model.min_padded_size)
+    x = tf.constant(small[rows[:, None], cols[None, :]][None])
+    small = _Style(small_style, model.num_styles, (len(rows), len(cols)))
+    statistics = _Statistics(model, record=True)
+    model.forward(x, small.inputs((0, len(rows)), (0, len(cols))), strength, moments=statistics)
+    return statistics.known
 
 
 def stylize_tiled(model, image, style, strength=None, max_tile_pixels=DEFAULT_MAX_TILE_PIXELS,
@@ -406,9 +344,7 @@ def stylize_tiled(model, image, style, strength=None, max_tile_pixels=DEFAULT_MA
       TilingError: bad settings, a style that does not fit the model, or a
         magenta_compatible model.
     """
-    if not isinstance(model, transformer.StyleTransferNetwork):
-        # The tile program mirrors the Magenta network's layers; other generators (BOE)
-        # have no program yet and are stylized whole.
+    if not isinstance(model, TILED_GENERATORS):
         raise TilingError(f"tiling supports the Magenta generator only, not "
                           f"{type(model).__name__}; stylize the image whole "
                           "(--max_tile_pixels=0)")
@@ -424,49 +360,51 @@ def stylize_tiled(model, image, style, strength=None, max_tile_pixels=DEFAULT_MA
         raise TilingError(f"halo_pixels must be a non-negative multiple of "
                           f"{transformer.SIZE_MULTIPLE}, got {halo}")
     height, width = image.shape[:2]
-    padded = (_padded_size(height), _padded_size(width))
-    style = _Style(style, model.num_styles, padded)
-    program = _program(model)
-    tiles = plan_tiles(padded[0], padded[1], max_tile_pixels, halo)
-    row_index = _reflect_indices(height, padded[0])
-    col_index = _reflect_indices(width, padded[1])
+    row_index = _pad_indices(height, model.min_padded_size)
+    col_index = _pad_indices(width, model.min_padded_size)
+    style = _Style(style, model.num_styles, (len(row_index), len(col_index)))
+    tiles = plan_tiles(len(row_index), len(col_index), max_tile_pixels, halo)
+    strength_arg = None if strength is None else tf.constant([strength], tf.float32)
 
-    stats = []
-    passes = len(program) + 1
+    merged = _Statistics(model)
+    passes = len(merged.norms) + 1
     if statistics == "downscaled":
-        stats = _downscaled_stats(model, program, image, style, strength, max_tile_pixels)
+        merged.known = _downscaled_stats(model, image, style, strength_arg, max_tile_pixels)
         passes = 1
     total = passes * len(tiles)
     done = 0
 
-    def tick():
+    def run(tile):
+        """The network on `tile`'s window, with the statistics known so far."""
         nonlocal done
+        x = _window(image, row_index, col_index, tile)
+        try:
+            y = model.forward(x, style.inputs(tile.rows, tile.cols), strength_arg,
+                              moments=merged)
+        except _Reached:
+            y = None  # Stopped at the next norm's input: merged.captured.
         done += 1
         if progress is not None:
             progress(done, total)
+        return y
 
-    runner = _Runner(program, strength)
-    factors = _norm_factors(program)
-    while len(stats) < len(program):
+    # Pass k runs every window up to norm k and merges the cores' moments of its input.
+    while len(merged.known) < len(merged.norms):
         moments = _Moments()
         for tile in tiles:
-            x = _window(image, row_index, col_index, tile)
-            h, _ = runner(x, *style.inputs(tile.rows, tile.cols), stats, len(stats))
-            moments.add(_core(h, tile, factors[len(stats)]))
-            tick()
-        stats.append(moments.result())
+            run(tile)
+            h = merged.captured
+            moments.add(_core(h, tile, (tile.rows[1] - tile.rows[0]) // h.shape[1]))
+        merged.known.append(moments.result())
 
     output = np.empty([height, width, 3], np.float32)
     for tile in tiles:
-        x = _window(image, row_index, col_index, tile)
-        y, _ = runner(x, *style.inputs(tile.rows, tile.cols), stats, None)
-        y = _core(y, tile, 1).numpy()[0]
+        y = _core(tf.cast(run(tile), tf.float32), tile, 1).numpy()[0]
         r0, r1 = tile.core_rows
         c0, c1 = tile.core_cols
         # Cores in the padding (bottom/right) are cropped off, as the network crops.
         output[r0:min(r1, height), c0:min(c1, width)] = y[:max(0, min(r1, height) - r0),
                                                          :max(0, min(c1, width) - c0)]
-        tick()
     if strength is not None:
         # As the network does: the content is mixed back in by (1 - strength).
         output = strength * output + (1.0 - strength) * image
@@ -487,7 +425,8 @@ def stylize_image(model, image, style, strength=None, max_tile_pixels=DEFAULT_MA
     """
     image = np.asarray(image, np.float32)
     height, width = image.shape[:2]
-    if max_tile_pixels is None or _padded_size(height) * _padded_size(width) <= max_tile_pixels:
+    pixels = transformer.padded_size(height) * transformer.padded_size(width)
+    if max_tile_pixels is None or pixels <= max_tile_pixels:
         style_arg = np.asarray(style)
         if style_arg.ndim == 0:
             style_arg = tf.constant([int(style_arg)], tf.int32)

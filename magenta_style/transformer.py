@@ -33,7 +33,7 @@ def layer_widths(alpha):
     return int(alpha * 32), int(alpha * 64), int(alpha * 128)
 
 
-def _reflect_indices(size, before, after):
+def reflect_indices(size, before, after):
     """Indices that reflect-pad an axis of length `size` by any amount (int32 [before+size+after]).
 
     Unlike tf.pad(mode="REFLECT"), the pad may exceed size - 1 (the pattern repeats),
@@ -45,9 +45,38 @@ def _reflect_indices(size, before, after):
     return tf.minimum(j, period - j) * tf.cast(size > 1, tf.int32)
 
 
-def _padded_size(size):
-    size = tf.maximum(size, MIN_PADDED_SIZE)
-    return (size + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE
+def padded_size(size, minimum=MIN_PADDED_SIZE):
+    """The side a generator computes for an input side `size`: at least `minimum`, rounded up
+    to a multiple of SIZE_MULTIPLE. int -> int, or int32 tensor -> int32 tensor.
+
+    The one definition of the padding: both networks (`minimum` 8 here, 4 for boe.py's),
+    tiling and stylize's size checks follow it.
+    """
+    size = tf.maximum(size, minimum) if tf.is_tensor(size) else max(int(size), minimum)
+    return -(-size // SIZE_MULTIPLE) * SIZE_MULTIPLE
+
+
+def pad_inputs(images, style, minimum=MIN_PADDED_SIZE):
+    """Reflect-pads images (and per-pixel style maps) at the bottom/right to `padded_size`.
+
+    Args:
+      images: [B, H, W, C] tensor.
+      style: the network's style argument; per-pixel maps [B, H, W, S] are padded like
+        the image so that they stay aligned with it when each layer resizes them to its
+        resolution, ids and weight rows pass unchanged.
+      minimum: the smallest padded side (see `padded_size`).
+
+    Returns:
+      (padded images, style, H, W): H and W the input's (int32 scalars), to crop back to.
+    """
+    shape = tf.shape(images)
+    height, width = shape[1], shape[2]
+    rows = reflect_indices(height, 0, padded_size(height, minimum) - height)
+    cols = reflect_indices(width, 0, padded_size(width, minimum) - width)
+    images = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
+    if style.shape.rank == 4:
+        style = tf.gather(tf.gather(style, rows, axis=1), cols, axis=2)
+    return images, style, height, width
 
 
 @keras.saving.register_keras_serializable(package="magenta_style")
@@ -69,7 +98,13 @@ class StyleTransferNetwork(keras.Model):
     back, so any size gives the same size out and sizes that are multiples of 4 are
     computed exactly as Magenta does. With `magenta_compatible=True` nothing is
     padded and the output size is Magenta's (e.g. 93x129 in -> 96x132 out).
+
+    `structure()` lists the stages in call order; `forward` runs them (all of the
+    network between padding and cropping).
     """
+
+    # The smallest padded side (see `padded_size`); tiling pads windows' images by it.
+    min_padded_size = MIN_PADDED_SIZE
 
     def __init__(self, num_styles, alpha=1.0, magenta_compatible=False, **kwargs):
         super().__init__(**kwargs)
@@ -101,29 +136,45 @@ class StyleTransferNetwork(keras.Model):
     def build(self, images_shape, style_shape=None, strength_shape=None):
         pass  # Sublayers build on the first call (see `build_transformer`).
 
+    def structure(self):
+        """The stages in call order: tuple of layers.Stage (conv, residual, upsample)."""
+        stages = []
+        for conv in (self.contract_conv1, self.contract_conv2, self.contract_conv3):
+            stages.append(layers.Stage("conv", (conv,), ((conv.kernel_size, conv.strides, 1),)))
+        for i in range(1, RESIDUAL_BLOCKS + 1):
+            block = getattr(self, f"residual{i}")
+            k = block.kernel_size
+            stages.append(layers.Stage("residual", (block,), ((k, 1, 1), (k, 1, 1))))
+        for expand in (self.expand_conv1, self.expand_conv2, self.expand_conv3):
+            stages.append(layers.Stage("upsample", (expand,),
+                                       ((expand.kernel_size, 1, expand.factor),)))
+        return tuple(stages)
+
+    def forward(self, images, style, strength=None, moments=None):
+        """The stages alone, on an already padded batch (no padding, cropping or input mix).
+
+        Args:
+          images: [B, H, W, 3] in [0, 1], H and W >= 8 and multiples of 4 (or any
+            size Magenta's network accepts, as with magenta_compatible).
+          style, strength: as `call`, maps of the images' size.
+          moments: optional, the callable form of layers.ConditionalInstanceNorm's.
+
+        Returns:
+          [B, H, W, 3] in [0, 1], the model's compute dtype.
+        """
+        h = tf.cast(images, self.compute_dtype)
+        for stage in self.structure():
+            h = stage.layers[0](h, style, strength, moments=moments)
+        return h
+
     def call(self, images, style, strength=None):
         if strength is not None and self.magenta_compatible:
             raise ValueError("strength needs magenta_compatible=False (output size = input size)")
         x = tf.cast(images, self.compute_dtype)
         style = tf.convert_to_tensor(style)
         if not self.magenta_compatible:
-            shape = tf.shape(x)
-            height, width = shape[1], shape[2]
-            rows = _reflect_indices(height, 0, _padded_size(height) - height)
-            cols = _reflect_indices(width, 0, _padded_size(width) - width)
-            x = tf.gather(tf.gather(x, rows, axis=1), cols, axis=2)
-            if style.shape.rank == 4:
-                # Per-pixel style maps are padded like the image so that they stay aligned
-                # with it when each layer resizes them to its resolution.
-                style = tf.gather(tf.gather(style, rows, axis=1), cols, axis=2)
-        h = self.contract_conv1(x, style, strength)
-        h = self.contract_conv2(h, style, strength)
-        h = self.contract_conv3(h, style, strength)
-        for i in range(1, RESIDUAL_BLOCKS + 1):
-            h = getattr(self, f"residual{i}")(h, style, strength)
-        h = self.expand_conv1(h, style, strength)
-        h = self.expand_conv2(h, style, strength)
-        h = self.expand_conv3(h, style, strength)
+            x, style, height, width = pad_inputs(x, style)
+        h = self.forward(x, style, strength)
         if not self.magenta_compatible:
             h = h[:, :height, :width, :]
         out = tf.cast(h, tf.float32)

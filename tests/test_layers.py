@@ -169,3 +169,20 @@ def test_upsample_gradient_compiles_with_xla():
 
     x = tf.ones([1, 2, 2, 1])
     np.testing.assert_allclose(grad(x).numpy(), 8.0 * np.ones([1, 2, 2, 1]))
+
+
+def test_given_moments_replace_the_inputs_own():
+    layer, x = _random_cin()
+    g, b = layer.gamma.numpy()[[1, 2]][:, None, None], layer.beta.numpy()[[1, 2]][:, None, None]
+    own = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+    np.testing.assert_allclose(layer(x, tf.constant([1, 2]), moments=own),
+                               layer(x, tf.constant([1, 2])), atol=1e-5)
+    other = (tf.fill([2, 1, 1, 4], 0.5), tf.fill([2, 1, 1, 4], 4.0))
+    expected = (x.numpy() - 0.5) / np.sqrt(4.0 + 1e-5) * g + b
+    np.testing.assert_allclose(layer(x, tf.constant([1, 2]), moments=other), expected, atol=1e-5)
+    # The callable form, as blocks pass it to each of their norms: asked with the layer.
+    asked = []
+    block = layers.ResidualBlock(3)
+    block(x, tf.constant([0, 1]))
+    block(x, tf.constant([0, 1]), moments=lambda norm, h: asked.append(norm) or other)
+    assert asked == list(block.norm_layers()) == [block.conv1.norm, block.conv2.norm]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from magenta_style import boe
 from magenta_style import config
 from magenta_style import tiling
 from magenta_style import transformer
@@ -142,3 +143,25 @@ def test_downscaled_statistics_are_close_on_a_smooth_image(model):
     # Approximate by design, but far closer than per-tile statistics.
     assert 0 < error < 0.05
     assert error < 0.3 * naive_error
+
+
+def test_the_same_scheduler_tiles_the_boe_generator_exactly(monkeypatch):
+    """Tiling reads only a network's structure(): the BOE generator's parallel Y/U/V
+    branches (4:2:0 chroma at half resolution) tile as exactly as the Magenta network."""
+    keras.utils.set_random_seed(1)
+    net = boe.build_boe(config.ModelConfig(2, 0.25, generator="boe_yuv420",
+                                           boe_norm="conditional", boe_composite="bilinear"))
+    rng = np.random.default_rng(6)
+    for weight in net.weights:
+        if weight.name in ("gamma", "beta"):
+            weight.assign(rng.normal(float(weight.name == "gamma"), 0.3, weight.shape))
+    # Y: 3x3 (1) + pool (2) + 3x3 at 1/2 (4) + pool (4) + 3x3 at 1/4 (8) + bilinear x2 at
+    # 1/4 (12) + 3x3 at 1/2 (14) + bilinear x2 at 1/2 (16) + 3x3 (17).
+    assert tiling.receptive_radius(net) == 17
+    monkeypatch.setattr(tiling, "TILED_GENERATORS", (boe.BoeGenerator,))
+    image = _image(38, 62, seed=7)  # Padded to 40 x 64 like the network pads it.
+    max_pixels = _tile_pixels(net)
+    assert len(tiling.plan_tiles(40, 64, max_pixels, tiling.default_halo(net))) == 4
+    expected = net(image[None], tf.constant([1]), tf.constant([0.8])).numpy()[0]
+    tiled = tiling.stylize_tiled(net, image, 1, strength=0.8, max_tile_pixels=max_pixels)
+    np.testing.assert_allclose(tiled, expected, atol=TOLERANCE, rtol=0)
