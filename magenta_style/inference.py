@@ -259,8 +259,8 @@ def with_compute_dtype(model, compute_dtype):
 
 def can_tile(model):
     """True when `model` can be stylized tile by tile (a Keras network, not a SavedModel)."""
-    return (isinstance(model, transformer.StyleTransferNetwork)
-            and not model.magenta_compatible)
+    return (isinstance(model, tiling.TILED_GENERATORS)
+            and not getattr(model, "magenta_compatible", False))
 
 
 def min_tile_pixels(model):
@@ -269,13 +269,8 @@ def min_tile_pixels(model):
 
 
 def _padded_pixels(height, width):
-    """Pixels the network computes for an H x W input (it pads to a multiple of 4, >= 8)."""
-
-    def padded(size):
-        size = max(size, transformer.MIN_PADDED_SIZE)
-        return -(-size // transformer.SIZE_MULTIPLE) * transformer.SIZE_MULTIPLE
-
-    return padded(height) * padded(width)
+    """Pixels the network computes for an H x W input (`transformer.padded_size` per side)."""
+    return transformer.padded_size(height) * transformer.padded_size(width)
 
 
 def untiled_pixel_cap(model, model_config):
