@@ -1,7 +1,26 @@
 """magenta_style: multi-style image stylization (Dumoulin, Shlens, Kudlur 2016) in TF2/Keras.
 
-Importing the package has no side effects; import the submodule you need,
-e.g. `from magenta_style import transformer`.
+Code map, top to bottom; a module imports only its own layer and those below it
+(tests/test_package.py checks this):
+
+- commands, `python -m magenta_style.<command>`: train, evaluate, stylize,
+  stylize_video, export, optimize. Flags -> one frozen config -> library code.
+- cli: the commands' shared flags, one-line usage errors and progress bars.
+- training/: train_lib (the distributed loop, in phases), summaries, evaluate_lib,
+  dirlock (one trainer per train_dir).
+- serving/: export_lib (numbered SavedModel versions), signatures, warmup.
+- optimization/: optimize_lib (per-image optimization of the pixels).
+- inference/: stylizer (`load(path)` for any model, `StylizeOptions`, the one stylize
+  path), stylize_lib (files in, files out), style_spec, style_maps, tiling.
+- data/: pipeline (content images), style_dataset (Magenta's TFRecords and Grams),
+  demo_images.
+- networks/: layers, transformer (Magenta's network), boe (BOE's generator),
+  generators (the one builder), vgg, losses, patch_loss, checkpoints.
+- config: frozen configs, every default and config.json (standard library only).
+- media/: images, video, fileio (atomic writes), limits (pixel caps), color.
+
+Importing the package has no side effects; import the module you need, e.g.
+`from magenta_style.networks import transformer`.
 """
 
 __version__ = "0.1.0"

@@ -218,7 +218,7 @@ def parse_style_map_flags(flag_values):
     if not fv.style_map_colors:
         raise UsageError("--style_map needs --style_map_colors, e.g. '#000000:0,#ffffff:1'")
     # Here, not at the top: this module is imported before TensorFlow (quiet_tf_logging).
-    from magenta_style import style_maps  # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import style_maps  # pylint: disable=import-outside-toplevel
     try:
         mapping = style_maps.parse_mapping(fv.style_map_colors)
     except style_maps.StyleMapError as e:
@@ -231,7 +231,7 @@ def parse_style_map_flags(flag_values):
 
 def parse_strength(value):
     """--strength as a float in [0, 1]; UsageError otherwise (style_spec.check_strength)."""
-    from magenta_style import style_spec  # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import style_spec  # pylint: disable=import-outside-toplevel
     try:
         return style_spec.check_strength(value)
     except ValueError as e:

@@ -13,7 +13,7 @@ import math
 import os
 import re
 
-from magenta_style import fileio
+from magenta_style.media import fileio
 
 CONFIG_FILENAME = "config.json"
 
@@ -803,7 +803,7 @@ class OptimizeConfig:
       report: path of the JSON report, or "".
       max_pixels: cap on input and output pixels.
       jit_compile: compile the loss and gradient with XLA.
-      style_loss: "gram" or "patch" (magenta_style.patch_loss).
+      style_loss: "gram" or "patch" (magenta_style.networks.patch_loss).
       style_semantic_map, content_semantic_map: semantic maps for the patch loss.
       semantic_weight: gamma of the patch loss.
       patch_size: k of the patch loss.

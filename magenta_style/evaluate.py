@@ -88,7 +88,7 @@ def parse_args(argv):
 
 def run(args):
     """Evaluates as parsed (once, or each new checkpoint); returns the exit status."""
-    from magenta_style import evaluate_lib  # pylint: disable=import-outside-toplevel
+    from magenta_style.training import evaluate_lib  # pylint: disable=import-outside-toplevel
     settings = args.settings
 
     def evaluate(checkpoint):

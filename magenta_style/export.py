@@ -6,7 +6,7 @@ writes `exports/magenta_style/<N>/` where N is one more than the largest existin
 version (TF Serving serves the largest). `--checkpoint` is a training directory, a
 native checkpoint prefix or a Magenta TF1 checkpoint prefix. Existing versions are
 never overwritten; the export is written beside them and renamed into place when
-complete. Signatures: see magenta_style/export_signatures.py or the README.
+complete. Signatures: see magenta_style/serving/signatures.py or the README.
 """
 # Before anything imports TensorFlow, which reads its C++ log level once: no
 # "failed call to cuInit" line on machines without a GPU (cli.quiet_tf_logging).
@@ -19,11 +19,11 @@ import sys
 
 from absl import flags
 
-from magenta_style import checkpoints
-from magenta_style import export_lib
-from magenta_style import export_warmup
-from magenta_style import limits
-from magenta_style import transformer
+from magenta_style.media import limits
+from magenta_style.networks import checkpoints
+from magenta_style.networks import transformer
+from magenta_style.serving import export_lib
+from magenta_style.serving import warmup as export_warmup
 
 PROGRAM = "magenta_style.export"
 

@@ -94,7 +94,7 @@ def usage_text():
 def parse_args(argv):
     """argv -> config.OptimizeConfig (validated; nothing is read). cli.UsageError if bad."""
     fv = cli.parse_flag_values(_flag_values(), argv, required=("output_image",))
-    from magenta_style import optimize_lib  # pylint: disable=import-outside-toplevel
+    from magenta_style.optimization import optimize_lib  # pylint: disable=import-outside-toplevel
     try:
         mix = tuple(float(w) for w in fv.style_mix)
     except ValueError:
@@ -195,9 +195,9 @@ def run(cfg, stderr=None):
       cli.UsageError: bad inputs (one line, exit status 2).
     """
     stderr = stderr or sys.stderr
-    from magenta_style import images  # pylint: disable=import-outside-toplevel
-    from magenta_style import optimize_lib  # pylint: disable=import-outside-toplevel
-    from magenta_style import vgg  # pylint: disable=import-outside-toplevel
+    from magenta_style.media import images  # pylint: disable=import-outside-toplevel
+    from magenta_style.networks import vgg  # pylint: disable=import-outside-toplevel
+    from magenta_style.optimization import optimize_lib  # pylint: disable=import-outside-toplevel
     if not cfg.output_image.lower().endswith(images.OUTPUT_SUFFIXES):
         raise cli.UsageError(f"--output_image={cfg.output_image}: use one of "
                              f"{', '.join(images.OUTPUT_SUFFIXES)}")

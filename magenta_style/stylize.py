@@ -35,15 +35,15 @@ import sys
 
 from absl import flags
 
-from magenta_style import checkpoints
-from magenta_style import generators
-from magenta_style import images
-from magenta_style import inference
-from magenta_style import style_maps
-from magenta_style import style_spec
-from magenta_style import stylize_lib
-from magenta_style import tiling
-from magenta_style import transformer
+from magenta_style.inference import style_maps
+from magenta_style.inference import style_spec
+from magenta_style.inference import stylize_lib
+from magenta_style.inference import stylizer as inference
+from magenta_style.inference import tiling
+from magenta_style.media import images
+from magenta_style.networks import checkpoints
+from magenta_style.networks import generators
+from magenta_style.networks import transformer
 
 PROGRAM = "stylize"
 # Show a progress bar from this many input images on.

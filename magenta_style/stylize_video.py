@@ -14,7 +14,7 @@ import sys
 from absl import flags
 
 from magenta_style import cli
-from magenta_style import fileio
+from magenta_style.media import fileio
 
 PROGRAM = "stylize_video"
 
@@ -57,7 +57,7 @@ class VideoJob:
 
 def _job_from_flags():
     # Imported here so that flag errors come back before TensorFlow loads.
-    from magenta_style import style_spec
+    from magenta_style.inference import style_spec
 
     for flag in (_CHECKPOINT, _INPUT, _OUTPUT):
         if not flag.value:
@@ -85,8 +85,8 @@ def _job_from_flags():
 
 def run(job):
     """Stylizes `job.input` into `job.output`; returns the number of frames written."""
-    from magenta_style import inference
-    from magenta_style import video
+    from magenta_style.inference import stylizer as inference
+    from magenta_style.media import video
 
     info = video.probe(job.input)
     model, model_config = inference.load(job.checkpoint)
@@ -113,10 +113,10 @@ def run(job):
 def main(argv):
     if len(argv) > 1:
         cli.fail(PROGRAM, f"unexpected arguments {argv[1:]}")
-    from magenta_style import checkpoints
-    from magenta_style import style_maps
-    from magenta_style import style_spec
-    from magenta_style import video
+    from magenta_style.inference import style_maps
+    from magenta_style.inference import style_spec
+    from magenta_style.media import video
+    from magenta_style.networks import checkpoints
 
     user_errors = (cli.UsageError, style_spec.StyleSpecError, style_maps.StyleMapError,
                    video.VideoError, checkpoints.CheckpointError)

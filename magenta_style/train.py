@@ -147,7 +147,7 @@ def parse_args(argv):
             raise cli.UsageError("--demo_data_dir needs --vgg_checkpoint (the quickstart "
                                  "uses hed)")
         # Where run() draws the demo data: the run's content images and style dataset.
-        from magenta_style import demo_images  # pylint: disable=import-outside-toplevel
+        from magenta_style.data import demo_images  # pylint: disable=import-outside-toplevel
         values["content_images"], values["style_dataset_file"] = demo_images.demo_data_paths(
             fv.demo_data_dir)
     try:
@@ -163,16 +163,16 @@ def run(args):
     """Trains as parsed; returns the exit status (1: the loss became NaN or infinite)."""
     experiment = args.experiment
     # Imported late: TensorFlow starts in 2-4 s and flag errors should not wait for it.
-    from magenta_style import train_lib  # pylint: disable=import-outside-toplevel
+    from magenta_style.training import train_lib  # pylint: disable=import-outside-toplevel
     try:
         train_lib.split_cpu(experiment.train.num_cpu_devices)
         if args.demo_data_dir:
-            from magenta_style import demo_images  # pylint: disable=import-outside-toplevel
+            from magenta_style.data import demo_images  # pylint: disable=import-outside-toplevel
             demo_images.prepare_demo_data(args.demo_data_dir, experiment.loss.vgg_checkpoint)
         result = train_lib.run(experiment, progress=lambda line: print(line, flush=True))
         grid = None
         if args.style_grid:
-            from magenta_style import evaluate_lib  # pylint: disable=import-outside-toplevel
+            from magenta_style.training import evaluate_lib  # pylint: disable=import-outside-toplevel
             print("writing the style grid (every content image in every style)", flush=True)
             grid = evaluate_lib.style_grid_from_training(experiment, result.train_dir)
     except train_lib.NonFiniteLossError as e:

@@ -73,7 +73,7 @@ def slim_vgg16(fixtures_dir):
 def seed7_vgg(slim_vgg16, tmp_path_factory):
     """The fixtures' seed-7 stand-in VGG: slim_vgg16.py writes a TF-slim checkpoint, and
     the real slim loader (vgg.build_vgg16) reads it."""
-    from magenta_style import vgg
+    from magenta_style.networks import vgg
 
     prefix = slim_vgg16.write_checkpoint(str(tmp_path_factory.mktemp("vgg") / "vgg_16.ckpt"),
                                          seed=7)

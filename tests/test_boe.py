@@ -12,22 +12,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from magenta_style import boe
-from magenta_style import checkpoints
-from magenta_style import color
 from magenta_style import config as config_lib
-from magenta_style import demo_images
-from magenta_style import export_lib
-from magenta_style import generators
-from magenta_style import inference
-from magenta_style import layers
-from magenta_style import losses
-from magenta_style import style_dataset
-from magenta_style import style_spec
-from magenta_style import stylize_lib
-from magenta_style import tiling
-from magenta_style import train_lib
-from magenta_style import vgg
+from magenta_style.data import demo_images
+from magenta_style.data import style_dataset
+from magenta_style.inference import style_spec
+from magenta_style.inference import stylize_lib
+from magenta_style.inference import stylizer as inference
+from magenta_style.inference import tiling
+from magenta_style.media import color
+from magenta_style.networks import boe
+from magenta_style.networks import checkpoints
+from magenta_style.networks import generators
+from magenta_style.networks import layers
+from magenta_style.networks import losses
+from magenta_style.networks import vgg
+from magenta_style.serving import export_lib
+from magenta_style.training import train_lib
 
 ALPHA = 0.25
 # The patent's recipe (configs/boe_yuv444.cfg): content from block 2, style from blocks

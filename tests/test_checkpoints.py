@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from magenta_style import checkpoints
 from magenta_style import config
-from magenta_style import transformer
+from magenta_style.networks import checkpoints
+from magenta_style.networks import transformer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARITY_ATOL = 1e-4  # fixtures/README.md: a faithful port agrees to < 1e-4.

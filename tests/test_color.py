@@ -1,9 +1,9 @@
-"""Tests for magenta_style.color.preserve_colors."""
+"""Tests for magenta_style.media.color.preserve_colors."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from magenta_style import color
+from magenta_style.media import color
 
 
 def _images(seed, shape=(2, 8, 12, 3)):

@@ -8,12 +8,12 @@ import shutil
 
 import pytest
 
-from magenta_style import checkpoints
 from magenta_style import config as config_lib
-from magenta_style import export_lib
-from magenta_style import inference
-from magenta_style import transformer
-from magenta_style import vgg
+from magenta_style.inference import stylizer as inference
+from magenta_style.networks import checkpoints
+from magenta_style.networks import transformer
+from magenta_style.networks import vgg
+from magenta_style.serving import export_lib
 
 
 def _truncate(path, fraction=0.5):

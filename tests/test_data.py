@@ -4,9 +4,9 @@ import pytest
 import tensorflow as tf
 
 from magenta_style import config as config_lib
-from magenta_style import data
-from magenta_style import demo_images
-from magenta_style import images as images_lib
+from magenta_style.data import demo_images
+from magenta_style.data import pipeline as data
+from magenta_style.media import images as images_lib
 
 SIZE = 32
 

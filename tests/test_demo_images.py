@@ -4,7 +4,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from magenta_style import demo_images
+from magenta_style.data import demo_images
 
 
 def test_deterministic_and_in_range():

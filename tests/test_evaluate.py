@@ -9,13 +9,13 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from magenta_style import checkpoints
 from magenta_style import config as config_lib
-from magenta_style import demo_images
-from magenta_style import evaluate_lib
-from magenta_style import style_dataset
-from magenta_style import transformer
-from magenta_style import vgg
+from magenta_style.data import demo_images
+from magenta_style.data import style_dataset
+from magenta_style.networks import checkpoints
+from magenta_style.networks import transformer
+from magenta_style.networks import vgg
+from magenta_style.training import evaluate_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

@@ -15,14 +15,14 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from magenta_style import checkpoints
-from magenta_style import color
 from magenta_style import config as config_lib
 from magenta_style import export
-from magenta_style import export_lib
-from magenta_style import export_warmup
-from magenta_style import inference
-from magenta_style import transformer
+from magenta_style.inference import stylizer as inference
+from magenta_style.media import color
+from magenta_style.networks import checkpoints
+from magenta_style.networks import transformer
+from magenta_style.serving import export_lib
+from magenta_style.serving import warmup as export_warmup
 
 NUM_STYLES = 2
 SIGNATURE_NAMES = ("serving_default", "serving_bytes", "stylize_advanced",

@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from magenta_style import checkpoints
 from magenta_style import config
-from magenta_style import transformer
-from magenta_style import video
+from magenta_style.media import video
+from magenta_style.networks import checkpoints
+from magenta_style.networks import transformer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

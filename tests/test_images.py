@@ -1,4 +1,4 @@
-"""Tests for magenta_style.images: every input mode/format, size cap, bad files, atomic writes."""
+"""Tests for magenta_style.media.images: every input mode/format, size cap, bad files, atomic writes."""
 import os
 import struct
 import zlib
@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from magenta_style import images
+from magenta_style.media import images
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)

@@ -1,4 +1,4 @@
-"""Unit tests for magenta_style.layers (tiny shapes)."""
+"""Unit tests for magenta_style.networks.layers (tiny shapes)."""
 import json
 
 import keras
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from magenta_style import layers
+from magenta_style.networks import layers
 
 
 def _random_cin(num_styles=3, channels=4, seed=0):

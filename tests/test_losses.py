@@ -1,4 +1,4 @@
-"""Tests for magenta_style.losses: formulas, reductions, weights parsing, Magenta parity."""
+"""Tests for magenta_style.networks.losses: formulas, reductions, weights parsing, Magenta parity."""
 import json
 
 import numpy as np
@@ -6,8 +6,8 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from magenta_style import losses
-from magenta_style import style_dataset
+from magenta_style.data import style_dataset
+from magenta_style.networks import losses
 
 CHANNELS = {"vgg_16/conv1": 4, "vgg_16/conv2": 6, "vgg_16/conv3": 8, "vgg_16/conv4": 5}
 
@@ -56,11 +56,11 @@ def test_losses_match_magenta(seed7_vgg, fixtures_dir):
 def test_training_batch_losses_and_gradients_match_magenta(seed7_vgg, fixtures_dir):
     """Magenta's trainer on a 2-example batch with mixed styles and style coefficients.
 
-    Needs the transformer (magenta_style.checkpoints / transformer) to produce the
+    Needs the transformer (magenta_style.networks.checkpoints / transformer) to produce the
     stylized batch; checks the loss reductions and that d(mean of per-example totals)
     is Magenta's gradient.
     """
-    from magenta_style import checkpoints
+    from magenta_style.networks import checkpoints
 
     base = fixtures_dir / "magenta" / "trainstep_a025_s2"
     expected = json.loads((base / "expected_training.json").read_text())

@@ -12,8 +12,8 @@ from PIL import Image
 import pytest
 
 from magenta_style import config as config_lib
-from magenta_style import export_lib
-from magenta_style import transformer
+from magenta_style.networks import transformer
+from magenta_style.serving import export_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(REPO, "notebooks", "magenta_style_colab.ipynb")

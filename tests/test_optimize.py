@@ -14,16 +14,16 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from magenta_style import checkpoints
 from magenta_style import config as config_lib
-from magenta_style import demo_images
-from magenta_style import losses
+from magenta_style.data import demo_images
+from magenta_style.data import style_dataset
+from magenta_style.networks import checkpoints
+from magenta_style.networks import losses
+from magenta_style.networks import transformer
+from magenta_style.networks import vgg
+from magenta_style.optimization import optimize_lib
 from magenta_style import optimize
-from magenta_style import optimize_lib
-from magenta_style import style_dataset
-from magenta_style import train_lib
-from magenta_style import transformer
-from magenta_style import vgg
+from magenta_style.training import train_lib
 
 STANDIN = "standin:7"
 
@@ -473,7 +473,7 @@ def test_network_init_minimizes_the_networks_own_loss(network):
 
 
 def test_evaluate_reports_the_amortization_gap(network, tmp_path):
-    from magenta_style import evaluate_lib  # pylint: disable=import-outside-toplevel
+    from magenta_style.training import evaluate_lib  # pylint: disable=import-outside-toplevel
     train_dir, dataset, _, root = network
     result = evaluate_lib.evaluate_checkpoint(
         str(train_dir), str(tmp_path), str(root / "content"), style_dataset_file=dataset,
@@ -694,7 +694,7 @@ def test_training_vgg19_recomputes_grams_and_checks_layer_names(tmp_path):
     info = style_dataset.StyleDatasetInfo(
         num_styles=2, names=("a", "b"), images=tuple(style),
         grams={"vgg_16/conv1": np.zeros([2, 64, 64], np.float32)})
-    grams = train_lib.dataset_grams(net, info, dict(loss.style_weights))
+    grams = style_dataset.dataset_grams(net, info, dict(loss.style_weights))
     assert set(grams) == {"vgg_16/conv1", "vgg_19/conv2/conv2_1"}
     expected = losses.gram_matrix(net(tf.constant(style[1][None]))["vgg_19/conv2/conv2_1"])
     np.testing.assert_allclose(grams["vgg_19/conv2/conv2_1"][1], expected[0], rtol=1e-5)

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from magenta_style import checkpoints
 from magenta_style import config
-from magenta_style import demo_images
-from magenta_style import style_dataset
-from magenta_style import transformer
+from magenta_style.data import demo_images
+from magenta_style.data import style_dataset
+from magenta_style.networks import checkpoints
+from magenta_style.networks import transformer
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",

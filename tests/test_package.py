@@ -30,7 +30,7 @@ def _imports_absl_flags(path):
 
 
 def test_only_entry_points_define_flags():
-    offenders = [p.name for p in sorted(PACKAGE.glob("*.py"))
+    offenders = [p.name for p in sorted(PACKAGE.rglob("*.py"))
                  if p.name not in ENTRY_POINTS and _imports_absl_flags(p)]
     assert offenders == [], f"library modules must not import absl.flags: {offenders}"
 
@@ -38,3 +38,42 @@ def test_only_entry_points_define_flags():
 def test_importing_the_package_has_no_side_effects():
     import magenta_style
     assert magenta_style.__version__
+
+
+# The package's layers, top to bottom (the README's code map): a module may import its
+# own layer and the layers below it, never one above. The commands sit on top.
+LAYERS = ("commands", "cli", "training", "serving", "optimization", "inference", "data",
+          "networks", "config", "media")
+
+
+def _layer(path):
+    relative = path.relative_to(PACKAGE)
+    if len(relative.parts) > 1:
+        return relative.parts[0]
+    stem = relative.stem
+    return stem if stem in LAYERS else "commands" if path.name in ENTRY_POINTS else "package"
+
+
+def _imported_layers(path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("magenta_style"):
+            parts = node.module.split(".")
+            if len(parts) > 1:
+                yield node.lineno, parts[1]
+            else:
+                for alias in node.names:
+                    yield node.lineno, alias.name
+
+
+def test_imports_flow_down_the_layers():
+    upward = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        layer = _layer(path)
+        if layer == "package":
+            continue
+        assert layer in LAYERS, f"{path.relative_to(PACKAGE)} belongs to no layer"
+        for line, target in _imported_layers(path):
+            target = target if target in LAYERS else "commands"
+            if LAYERS.index(target) < LAYERS.index(layer):
+                upward.append(f"{path.relative_to(PACKAGE)}:{line} imports {target}")
+    assert not upward, "imports against the layer order:\n" + "\n".join(upward)

@@ -8,8 +8,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from magenta_style import patch_loss
-from magenta_style import vgg
+from magenta_style.networks import patch_loss
+from magenta_style.networks import vgg
 
 LAYERS = ("vgg_16/conv2", "vgg_16/conv3")
 SIZE = 32
@@ -317,7 +317,7 @@ def _colour_map(one_hot):
 
 def _optimize(net19, tmp_path, gamma, image_size=SIZE, scales=2, on_snapshot=None):
     from magenta_style import config
-    from magenta_style import optimize_lib
+    from magenta_style.optimization import optimize_lib
     style, one_hot = two_region_style()
     _save_png(tmp_path / "style_sem.png", _colour_map(one_hot))
     # The doodle moves the border (A: 12 columns instead of 16), so it is not the style's
@@ -368,7 +368,7 @@ def test_optimisation_reduces_loss_and_doodle_follows_map(net19, tmp_path):
 def test_optimize_input_errors(net19, tmp_path):
     """Check 6 through optimize_lib: half a map pair, or a scale too small for a patch."""
     from magenta_style import config
-    from magenta_style import optimize_lib
+    from magenta_style.optimization import optimize_lib
     style, one_hot = two_region_style()
     _save_png(tmp_path / "style_sem.png", _colour_map(one_hot))
     common = dict(style_images=("style.png",), style_loss="patch", vgg="vgg_19",
@@ -386,7 +386,7 @@ def test_optimize_input_errors(net19, tmp_path):
 def test_optimize_reads_the_maps_together(net19, tmp_path):
     """A label doodle using fewer labels than its style's map gets the style's channels."""
     from magenta_style import config
-    from magenta_style import optimize_lib
+    from magenta_style.optimization import optimize_lib
     style, _ = two_region_style()
     labels = np.zeros([SIZE, SIZE], np.int64)
     labels[:, 16:] = 1

@@ -10,19 +10,19 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from magenta_style import config as config_lib
-from magenta_style import data
-from magenta_style import demo_images
-from magenta_style import export
-from magenta_style import export_lib
-from magenta_style import export_signatures
-from magenta_style import images
-from magenta_style import inference
-from magenta_style import limits
 from magenta_style import cli
+from magenta_style import config as config_lib
+from magenta_style.data import demo_images
+from magenta_style.data import pipeline as data
+from magenta_style import export
+from magenta_style.inference import stylize_lib
+from magenta_style.inference import stylizer as inference
+from magenta_style.media import images
+from magenta_style.media import limits
+from magenta_style.networks import transformer
+from magenta_style.serving import export_lib
+from magenta_style.serving import signatures as export_signatures
 from magenta_style import stylize
-from magenta_style import stylize_lib
-from magenta_style import transformer
 
 MODEL_CONFIG = config_lib.ModelConfig(num_styles=2, alpha=0.25)
 

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from magenta_style import checkpoints
 from magenta_style import cli
 from magenta_style import config as config_lib
 from magenta_style import export
-from magenta_style import export_lib
-from magenta_style import inference
-from magenta_style import layers
+from magenta_style.inference import stylizer as inference
+from magenta_style.networks import checkpoints
+from magenta_style.networks import layers
+from magenta_style.networks import transformer
+from magenta_style.serving import export_lib
 from magenta_style import stylize
-from magenta_style import transformer
 
 
 @pytest.mark.parametrize("height,width", [(1, 1), (2, 3), (5, 8)])

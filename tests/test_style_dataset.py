@@ -1,4 +1,4 @@
-"""Tests for magenta_style.style_dataset and tools/create_style_dataset.py."""
+"""Tests for magenta_style.data.style_dataset and tools/create_style_dataset.py."""
 import json
 import os
 import pathlib
@@ -10,9 +10,9 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from magenta_style import losses
-from magenta_style import style_dataset
-from magenta_style import vgg
+from magenta_style.data import style_dataset
+from magenta_style.networks import losses
+from magenta_style.networks import vgg
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 TOOL = REPO_ROOT / "tools" / "create_style_dataset.py"

@@ -1,4 +1,4 @@
-"""Tests for magenta_style.style_maps: mapping syntax, mask -> weights, blur."""
+"""Tests for magenta_style.inference.style_maps: mapping syntax, mask -> weights, blur."""
 import keras
 import numpy as np
 from PIL import Image
@@ -6,8 +6,8 @@ import pytest
 import tensorflow as tf
 
 from magenta_style import config
-from magenta_style import style_maps
-from magenta_style import transformer
+from magenta_style.inference import style_maps
+from magenta_style.networks import transformer
 
 
 def test_parse_colours_and_mixes():

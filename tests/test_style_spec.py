@@ -1,8 +1,8 @@
-"""Tests for magenta_style.style_spec: strict --which_styles parsing and output naming."""
+"""Tests for magenta_style.inference.style_spec: strict --which_styles parsing and output naming."""
 import numpy as np
 import pytest
 
-from magenta_style import style_spec
+from magenta_style.inference import style_spec
 
 
 @pytest.mark.parametrize("text, styles", [

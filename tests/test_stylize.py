@@ -9,18 +9,18 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from magenta_style import checkpoints
 from magenta_style import cli
-from magenta_style import color
 from magenta_style import config
-from magenta_style import export_lib
-from magenta_style import images
-from magenta_style import inference
-from magenta_style import style_maps
+from magenta_style.inference import style_maps
+from magenta_style.inference import stylize_lib
+from magenta_style.inference import stylizer as inference
+from magenta_style.inference import tiling
+from magenta_style.media import color
+from magenta_style.media import images
+from magenta_style.networks import checkpoints
+from magenta_style.networks import transformer
+from magenta_style.serving import export_lib
 from magenta_style import stylize
-from magenta_style import stylize_lib
-from magenta_style import tiling
-from magenta_style import transformer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STYLES = 3

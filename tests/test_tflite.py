@@ -14,8 +14,8 @@ import pytest
 import tensorflow as tf
 
 from magenta_style import config as config_lib
-from magenta_style import export_lib
-from magenta_style import transformer
+from magenta_style.networks import transformer
+from magenta_style.serving import export_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "export_tflite.py")

@@ -1,13 +1,13 @@
-"""Tests for magenta_style.tiling: tiled stylization equals untiled stylization."""
+"""Tests for magenta_style.inference.tiling: tiled stylization equals untiled stylization."""
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from magenta_style import boe
 from magenta_style import config
-from magenta_style import tiling
-from magenta_style import transformer
+from magenta_style.inference import tiling
+from magenta_style.networks import boe
+from magenta_style.networks import transformer
 
 # Tiled and untiled runs differ only by float32 summation order in the statistics
 # (float64 merge of per-tile moments vs one tf.nn.moments); measured ~1e-5.

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from magenta_style import checkpoints
 from magenta_style import config as config_lib
-from magenta_style import demo_images
-from magenta_style import style_dataset
-from magenta_style import train_lib
-from magenta_style import vgg
+from magenta_style.data import demo_images
+from magenta_style.data import style_dataset
+from magenta_style.networks import checkpoints
+from magenta_style.networks import vgg
+from magenta_style.training import train_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

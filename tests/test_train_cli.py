@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 
-from magenta_style import train_lib
+from magenta_style.training import train_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 

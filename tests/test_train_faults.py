@@ -13,14 +13,14 @@ import time
 import pytest
 import tensorflow as tf
 
-from magenta_style import checkpoints
 from magenta_style import config as config_lib
-from magenta_style import data
-from magenta_style import demo_images
-from magenta_style import dirlock
-from magenta_style import style_dataset
-from magenta_style import train_lib
-from magenta_style import vgg
+from magenta_style.data import demo_images
+from magenta_style.data import pipeline as data
+from magenta_style.data import style_dataset
+from magenta_style.networks import checkpoints
+from magenta_style.networks import vgg
+from magenta_style.training import dirlock
+from magenta_style.training import train_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -129,7 +129,7 @@ def test_no_readable_checkpoint_refuses_with_how_to_start_over(demo, trained, tm
 
 _HOLDER = """
 import sys, time
-from magenta_style import dirlock
+from magenta_style.training import dirlock
 with dirlock.hold(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(300)

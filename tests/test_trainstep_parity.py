@@ -12,13 +12,13 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from magenta_style import checkpoints
 from magenta_style import config as config_lib
-from magenta_style import losses
-from magenta_style import style_dataset
-from magenta_style import train_lib
-from magenta_style import transformer
-from magenta_style import vgg
+from magenta_style.data import style_dataset
+from magenta_style.networks import checkpoints
+from magenta_style.networks import losses
+from magenta_style.networks import transformer
+from magenta_style.networks import vgg
+from magenta_style.training import train_lib
 
 LOSS_RTOL_STEP_1 = 1e-5
 LOSS_RTOL_STEP_2 = 1e-4

@@ -1,4 +1,4 @@
-"""Unit tests for magenta_style.transformer: architecture, sizes, parameter counts."""
+"""Unit tests for magenta_style.networks.transformer: architecture, sizes, parameter counts."""
 import json
 
 import keras
@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from magenta_style import config
-from magenta_style import transformer
+from magenta_style.networks import transformer
 
 
 def _model(num_styles=2, alpha=0.25, **kwargs):

@@ -1,4 +1,4 @@
-"""Tests for magenta_style.vgg: end points, the three weight sources, parity with Magenta."""
+"""Tests for magenta_style.networks.vgg: end points, the three weight sources, parity with Magenta."""
 import logging
 
 import h5py
@@ -8,8 +8,8 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from magenta_style import losses
-from magenta_style import vgg
+from magenta_style.networks import losses
+from magenta_style.networks import vgg
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for magenta_style.video and the stylize_video CLI on clips made here with PyAV."""
+"""Tests for magenta_style.media.video and the stylize_video CLI on clips made here with PyAV."""
 import fractions
 import os
 import subprocess
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from magenta_style import checkpoints
 from magenta_style import config
-from magenta_style import inference
-from magenta_style import transformer
-from magenta_style import video
+from magenta_style.inference import stylizer as inference
+from magenta_style.media import video
+from magenta_style.networks import checkpoints
+from magenta_style.networks import transformer
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -46,11 +46,11 @@ from absl import flags  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from magenta_style import checkpoints  # noqa: E402
+from magenta_style.networks import checkpoints  # noqa: E402
 from magenta_style import config as config_lib  # noqa: E402
-from magenta_style import export_lib  # noqa: E402
-from magenta_style import generators  # noqa: E402
-from magenta_style import transformer  # noqa: E402
+from magenta_style.serving import export_lib  # noqa: E402
+from magenta_style.networks import generators  # noqa: E402
+from magenta_style.networks import transformer  # noqa: E402
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Optional checkpoint to benchmark.")
 _SIZES = flags.DEFINE_list("sizes", ["512", "1024", "2048"], "Square sizes.")

@@ -43,7 +43,7 @@ def _peak_rss_mb():
 
 
 def _images(size):
-    from magenta_style import images  # pylint: disable=import-outside-toplevel
+    from magenta_style.media import images  # pylint: disable=import-outside-toplevel
     content = os.path.join(DATA, "content", "golden_gate_sq.jpg")
     style = os.path.join(DATA, "styles", "red_texture_sq.jpg")
     if os.path.exists(content) and os.path.exists(style):
@@ -77,7 +77,7 @@ def child(args):
     """Runs one configuration; prints one JSON line."""
     sys.path.insert(0, ROOT)
     from magenta_style import config as config_lib  # pylint: disable=import-outside-toplevel
-    from magenta_style import optimize_lib  # pylint: disable=import-outside-toplevel
+    from magenta_style.optimization import optimize_lib  # pylint: disable=import-outside-toplevel
     content, style = _images(args.size)
     maps = {}
     if args.style_loss == "patch":

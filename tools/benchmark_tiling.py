@@ -19,10 +19,10 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from magenta_style import checkpoints
 from magenta_style import config as config_lib
-from magenta_style import tiling
-from magenta_style import transformer
+from magenta_style.inference import tiling
+from magenta_style.networks import checkpoints
+from magenta_style.networks import transformer
 
 _HEIGHT = flags.DEFINE_integer("height", 3000, "Image height.")
 _WIDTH = flags.DEFINE_integer("width", 4000, "Image width.")

@@ -43,9 +43,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from magenta_style import config as config_lib  # noqa: E402
-from magenta_style import train_lib  # noqa: E402
-from magenta_style import transformer  # noqa: E402
-from magenta_style import vgg  # noqa: E402
+from magenta_style.training import train_lib  # noqa: E402
+from magenta_style.networks import transformer  # noqa: E402
+from magenta_style.networks import vgg  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

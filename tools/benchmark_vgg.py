@@ -26,8 +26,8 @@ from absl import logging  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from magenta_style import losses  # noqa: E402
-from magenta_style import vgg  # noqa: E402
+from magenta_style.networks import losses  # noqa: E402
+from magenta_style.networks import vgg  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["256"], "Square image sizes in pixels (>= 32).")

@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from magenta_style import checkpoints  # noqa: E402
-from magenta_style import transformer  # noqa: E402
+from magenta_style.networks import checkpoints  # noqa: E402
+from magenta_style.networks import transformer  # noqa: E402
 
 
 def main(argv):

@@ -16,10 +16,10 @@ from absl import app
 from absl import flags
 import tensorflow as tf
 
-from magenta_style import checkpoints
 from magenta_style import config as config_lib
-from magenta_style import fileio
-from magenta_style import transformer
+from magenta_style.media import fileio
+from magenta_style.networks import checkpoints
+from magenta_style.networks import transformer
 
 _MAGENTA_CHECKPOINT = flags.DEFINE_string(
     "magenta_checkpoint", None, "Magenta TF1 checkpoint prefix (V1 or V2 format).", required=True)

@@ -2,7 +2,7 @@
 
 Writes one record per style image in Magenta's TFRecord layout (label, JPEG image,
 Gram matrices of VGG-16's end points) plus each style's name. Old Magenta tools
-read the result, and the trainer reads it with `magenta_style.style_dataset`.
+read the result, and the trainer reads it with `magenta_style.data.style_dataset`.
 
     python tools/create_style_dataset.py --vgg_checkpoint=/path/vgg_16.ckpt \
         --style_files='/path/styles/*.jpg' --output_file=/tmp/styles.tfrecord
@@ -22,9 +22,9 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from magenta_style import fileio  # noqa: E402
-from magenta_style import style_dataset  # noqa: E402
-from magenta_style import vgg  # noqa: E402
+from magenta_style.media import fileio  # noqa: E402
+from magenta_style.data import style_dataset  # noqa: E402
+from magenta_style.networks import vgg  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("vgg_checkpoint", None,

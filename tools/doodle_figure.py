@@ -30,10 +30,10 @@ import tensorflow as tf
 
 from magenta_style import cli
 from magenta_style import config
-from magenta_style import images
-from magenta_style import optimize_lib
-from magenta_style import patch_loss
-from magenta_style import vgg
+from magenta_style.media import images
+from magenta_style.networks import patch_loss
+from magenta_style.networks import vgg
+from magenta_style.optimization import optimize_lib
 
 _VGG = flags.DEFINE_string("vgg_checkpoint", None,
                            "VGG-19 weights (vgg_19.ckpt, a Keras .h5, 'imagenet') or "

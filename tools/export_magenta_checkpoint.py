@@ -15,8 +15,8 @@ import sys
 from absl import app
 from absl import flags
 
-from magenta_style import checkpoints
 from magenta_style import config as config_lib
+from magenta_style.networks import checkpoints
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Training directory or native checkpoint prefix.", required=True)

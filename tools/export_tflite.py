@@ -24,10 +24,10 @@ import sys
 from absl import flags
 import tensorflow as tf
 
-from magenta_style import checkpoints
 from magenta_style import cli
-from magenta_style import fileio
-from magenta_style import inference
+from magenta_style.inference import stylizer as inference
+from magenta_style.media import fileio
+from magenta_style.networks import checkpoints
 
 SIGNATURES = ("serving_default", "stylize_advanced", "stylize_map")
 QUANTIZE = ("float32", "float16")

@@ -10,7 +10,7 @@ Writes (PNG, small):
   so strength 0 is the content itself), then with --preserve_colors at strength 1.
 - style_map.png: the mask, then the image stylized with the mask (left style
   `map_styles[0]`, right `map_styles[1]`, soft edge), next to each style alone.
-Content images come from magenta_style.demo_images (drawn by code, no downloads).
+Content images come from magenta_style.data.demo_images (drawn by code, no downloads).
 """
 import os
 
@@ -19,11 +19,11 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from magenta_style import checkpoints
-from magenta_style import color
-from magenta_style import demo_images
-from magenta_style import images
-from magenta_style import style_maps
+from magenta_style.data import demo_images
+from magenta_style.inference import style_maps
+from magenta_style.media import color
+from magenta_style.media import images
+from magenta_style.networks import checkpoints
 
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model to draw with.", required=True)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "docs", "Where the PNGs go.")

@@ -21,9 +21,9 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from magenta_style import checkpoints
-from magenta_style import demo_images
-from magenta_style import video
+from magenta_style.data import demo_images
+from magenta_style.media import video
+from magenta_style.networks import checkpoints
 
 _CHECKPOINT = flags.DEFINE_list("checkpoint", [], "Checkpoints (comma-separated) to score.")
 _STYLE = flags.DEFINE_integer("style", 0, "Style index.")

@@ -35,8 +35,8 @@ def child(alpha, signature, sides, generator=None):
     import tensorflow as tf
 
     from magenta_style import config as config_lib
-    from magenta_style import export_signatures
-    from magenta_style import transformer
+    from magenta_style.networks import transformer
+    from magenta_style.serving import signatures as export_signatures
 
     model_config = config_lib.ModelConfig(num_styles=2, alpha=alpha)
     model = transformer.build_transformer(model_config)

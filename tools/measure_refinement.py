@@ -22,8 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from magenta_style import config as config_lib  # pylint: disable=wrong-import-position
-from magenta_style import images  # pylint: disable=wrong-import-position
-from magenta_style import optimize_lib  # pylint: disable=wrong-import-position
+from magenta_style.media import images  # pylint: disable=wrong-import-position
+from magenta_style.optimization import optimize_lib  # pylint: disable=wrong-import-position
 
 
 def main():

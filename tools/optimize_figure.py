@@ -22,8 +22,8 @@ sys.path.insert(0, ROOT)
 DATA = os.path.join(ROOT, "..", "shared", "data")
 
 from magenta_style import config as config_lib  # pylint: disable=wrong-import-position
-from magenta_style import images  # pylint: disable=wrong-import-position
-from magenta_style import optimize_lib  # pylint: disable=wrong-import-position
+from magenta_style.media import images  # pylint: disable=wrong-import-position
+from magenta_style.optimization import optimize_lib  # pylint: disable=wrong-import-position
 
 GAP = 4
 LABEL_HEIGHT = 14

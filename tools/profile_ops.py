@@ -90,7 +90,7 @@ def _workload(what, size, batch, num_styles):
     labels = np.arange(batch, dtype=np.int32) % num_styles
     if what == "infer":
         from magenta_style import config as config_lib
-        from magenta_style import transformer
+        from magenta_style.networks import transformer
         model = transformer.build_transformer(config_lib.ModelConfig(num_styles=num_styles))
         weights = tf.one_hot(labels, num_styles)
         fn = tf.function(lambda x, w: model(x, w))

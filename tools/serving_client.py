@@ -28,8 +28,8 @@ from absl import flags
 from PIL import Image
 
 from magenta_style import cli
-from magenta_style import fileio
-from magenta_style import images
+from magenta_style.media import fileio
+from magenta_style.media import images
 
 DEFAULT_REST_SERVER = "http://localhost:8501"
 DEFAULT_GRPC_SERVER = "localhost:8500"

@@ -39,17 +39,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from magenta_style import checkpoints
 from magenta_style import config as config_lib
-from magenta_style import data
-from magenta_style import dirlock
-from magenta_style import fileio
-from magenta_style import generators
-from magenta_style import losses
-from magenta_style import style_dataset
-from magenta_style import summaries
-from magenta_style import transformer
-from magenta_style import vgg
+from magenta_style.data import pipeline as data
+from magenta_style.data import style_dataset
+from magenta_style.media import fileio
+from magenta_style.networks import checkpoints
+from magenta_style.networks import generators
+from magenta_style.networks import losses
+from magenta_style.networks import transformer
+from magenta_style.networks import vgg
+from magenta_style.training import dirlock
+from magenta_style.training import summaries
 
 ADAM_BETA_1 = 0.9
 ADAM_BETA_2 = 0.999
@@ -515,28 +515,6 @@ def needs_conv_end_points(loss_config):
                for name, _ in loss_config.content_weights + loss_config.style_weights)
 
 
-def dataset_grams(vgg_net, info, names):
-    """The style dataset's Grams, recomputed from its images for end points it lacks.
-
-    A style dataset stores Grams of VGG-16's block end points; VGG-19 or per-convolution
-    layers need them computed with `vgg_net` from the stored style images.
-
-    Returns:
-      dict {end point: float32 [num_styles, C, C]} with every name in `names`.
-    """
-    grams = dict(info.grams)
-    missing = [name for name in names if name not in grams]
-    if missing:
-        if info.images is None:
-            raise TrainError(f"the style dataset has no Grams for {', '.join(missing)} and "
-                             "no images to compute them from")
-        per_style = [vgg_net(tf.constant(np.asarray(image, np.float32)[None]))
-                     for image in info.images]
-        for name in missing:
-            grams[name] = np.stack([losses.gram_matrix(f[name]).numpy()[0] for f in per_style])
-    return grams
-
-
 def _check_resume_config(train_dir, model_config):
     saved = config_lib.load_model_config(train_dir)
     if saved is None:
@@ -772,7 +750,11 @@ def _build_trainer(experiment, strategy, model_config, inputs, loss_hook):
                                           conv_end_points=needs_conv_end_points(experiment.loss))
             except vgg.VGGWeightsError as e:
                 raise TrainError(str(e)) from None
-            style_grams = dataset_grams(vgg_net, inputs.info, dict(experiment.loss.style_weights))
+            try:
+                style_grams = style_dataset.dataset_grams(
+                    vgg_net, inputs.info, dict(experiment.loss.style_weights))
+            except style_dataset.StyleDatasetError as e:
+                raise TrainError(str(e)) from None
             return Trainer(
                 model, vgg_net, style_grams, experiment.loss, cfg.batch_size, cfg.learning_rate,
                 label_offset=inputs.label_offset,

@@ -33,7 +33,7 @@ import sys
 from absl import logging
 import tensorflow as tf
 
-from magenta_style import limits
+from magenta_style.media import limits
 
 # Magenta resizes the shorter side to image_size + MAGENTA_RESIZE_MARGIN, then takes
 # the central image_size x image_size crop (image_utils.imagenet_inputs).
@@ -451,7 +451,7 @@ def make_dataset_fn(source, data_config, global_batch_size, num_styles, seed=0,
 
             def report():
                 with tf.control_dependencies([tf.print(
-                        "magenta_style.data: skipping undecodable content image", name,
+                        "magenta_style.data.pipeline: skipping undecodable content image", name,
                         output_stream=sys.stderr)]):
                     return named + 1
 

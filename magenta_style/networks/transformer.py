@@ -16,7 +16,7 @@ gamma/beta table. Layer and weight names mirror Magenta's checkpoint keys
 import keras
 import tensorflow as tf
 
-from magenta_style import layers
+from magenta_style.networks import layers
 
 # The two stride-2 convolutions: H and W must be multiples of this for the output
 # to have the input's size.

@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
-from magenta_style import fileio
+from magenta_style.media import fileio
 
 # 100 million pixels (e.g. 12500 x 8000): above every phone or DSLR photo, far below
 # what a decompression bomb asks for. The decoded float32 RGB is then at most 1.2 GB;

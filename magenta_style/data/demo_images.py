@@ -15,9 +15,9 @@ import os
 import numpy as np
 
 from magenta_style import config as config_lib
-from magenta_style import images as images_lib
-from magenta_style import style_dataset
-from magenta_style import vgg
+from magenta_style.data import style_dataset
+from magenta_style.media import images as images_lib
+from magenta_style.networks import vgg
 
 CONTENT_NAMES = ("sunset", "blocks", "orbits", "valley", "tiles", "bubbles")
 STYLE_NAMES = ("stripes", "waves", "dots", "cells", "marble", "zigzag")

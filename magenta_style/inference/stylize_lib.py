@@ -9,8 +9,8 @@ import os
 
 import tensorflow as tf
 
-from magenta_style import images
-from magenta_style import inference
+from magenta_style.inference import stylizer as inference
+from magenta_style.media import images
 
 OUTPUT_FORMATS = ("png", "jpg", "webp")
 # The suffix of outputs made with a style map (instead of the style indices).

@@ -46,9 +46,9 @@ py_function and no XLA are used in any saved function.
 """
 import tensorflow as tf
 
-from magenta_style import inference
-from magenta_style import limits
-from magenta_style import style_spec
+from magenta_style.inference import style_spec
+from magenta_style.inference import stylizer as inference
+from magenta_style.media import limits
 
 SIGNATURES = {
     "serving_default": (

@@ -23,7 +23,7 @@ import time
 import av
 import numpy as np
 
-from magenta_style import fileio
+from magenta_style.media import fileio
 
 # Output suffix -> (video encoder, pixel format).
 _ENCODERS = {

@@ -1,6 +1,6 @@
 """Magenta's perceptual losses as pure TensorFlow functions on VGG feature dicts.
 
-The caller runs the VGG (see `magenta_style.vgg`) and passes its end point dicts in;
+The caller runs the VGG (see `magenta_style.networks.vgg`) and passes its end point dicts in;
 this module never builds a network, so every function can be tested with random
 tensors.
 

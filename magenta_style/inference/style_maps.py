@@ -32,7 +32,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from magenta_style import images
+from magenta_style.media import images
 
 _COLOR_RE = re.compile(r"#(?:[0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
 _GREY_RE = re.compile(r"[0-9]{1,3}")

@@ -54,9 +54,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from magenta_style import color
-from magenta_style import layers
-from magenta_style import transformer
+from magenta_style.media import color
+from magenta_style.networks import layers
+from magenta_style.networks import transformer
 
 # The two 2x down-samplings: H and W must be multiples of this inside the network.
 SIZE_MULTIPLE = 4

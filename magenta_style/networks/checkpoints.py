@@ -28,8 +28,8 @@ from absl import logging
 import tensorflow as tf
 
 from magenta_style import config as config_lib
-from magenta_style import generators
-from magenta_style import transformer
+from magenta_style.networks import generators
+from magenta_style.networks import transformer
 
 MAGENTA_SCOPE = "transformer"
 # Keys a trained Magenta checkpoint holds besides the transformer; never mapped.

@@ -59,7 +59,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from magenta_style import images
+from magenta_style.media import images
 
 DEFAULT_SEMANTIC_WEIGHT = 50.0
 DEFAULT_PATCH_SIZE = 3

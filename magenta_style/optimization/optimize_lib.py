@@ -39,14 +39,15 @@ import numpy as np
 import scipy.optimize
 import tensorflow as tf
 
-from magenta_style import color
 from magenta_style import config as config_lib
-from magenta_style import images as images_lib
-from magenta_style import losses
-from magenta_style import vgg
+from magenta_style.data import style_dataset
+from magenta_style.media import color
+from magenta_style.media import images as images_lib
+from magenta_style.networks import losses
+from magenta_style.networks import vgg
 
 try:  # The patch loss (issue 12) lives in its own module; Gram runs work without it.
-    from magenta_style import patch_loss
+    from magenta_style.networks import patch_loss
 except ImportError:  # pragma: no cover - only while patch_loss.py is not in the tree.
     patch_loss = None
 
@@ -237,9 +238,8 @@ class _Objective:
 
 def _network_objective(cfg, path, style):
     """The loss a fast network was trained with: (objective, model, style id, vgg settings)."""
-    from magenta_style import checkpoints  # pylint: disable=import-outside-toplevel
-    from magenta_style import inference  # pylint: disable=import-outside-toplevel
-    from magenta_style import style_dataset  # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import stylizer as inference  # pylint: disable=import-outside-toplevel
+    from magenta_style.networks import checkpoints  # pylint: disable=import-outside-toplevel
     try:
         model, model_config = inference.load(path)
         if inference.is_saved_model(path):
@@ -515,7 +515,7 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
     # 1. Inputs.
     content_map_full = style_map = None
     if cfg.style_loss == "patch" and patch_loss is None:
-        raise OptimizeError("style_loss=patch needs magenta_style.patch_loss, which this "
+        raise OptimizeError("style_loss=patch needs magenta_style.networks.patch_loss, which this "
                             "installation lacks")
     if content is None and cfg.content_image:
         content = _load(cfg.content_image, "content image", cfg.max_pixels)
@@ -597,9 +597,8 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
             objective.fixed_grams):
         # Trained with VGG-19 or per-convolution layers: Grams from the dataset's images,
         # as the trainer computes them.
-        from magenta_style import train_lib  # pylint: disable=import-outside-toplevel
         info, row = objective.dataset
-        grams = train_lib.dataset_grams(vgg_net, info, objective.style_weights)
+        grams = style_dataset.dataset_grams(vgg_net, info, objective.style_weights)
         objective = dataclasses.replace(
             objective, fixed_grams={name: grams[name][row] for name in grams})
 
@@ -608,7 +607,7 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
     if content is None and init == "content":
         init = "noise"  # Doodle mode: nothing to start from but noise.
     if network is not None and not start_from_content:
-        from magenta_style import inference  # pylint: disable=import-outside-toplevel
+        from magenta_style.inference import stylizer as inference  # pylint: disable=import-outside-toplevel
         full = _resize(content, (height, width))
         start = inference.call_model(network_model, tf.constant(full[None]),
                                      tf.constant([style_id]))

@@ -19,13 +19,13 @@ from absl import logging as absl_logging
 import tensorflow as tf
 
 import magenta_style
-from magenta_style import checkpoints
 from magenta_style import config as config_lib
-from magenta_style import export_signatures
-from magenta_style import export_warmup
-from magenta_style import inference
-from magenta_style import limits
-from magenta_style import transformer
+from magenta_style.inference import stylizer as inference
+from magenta_style.media import limits
+from magenta_style.networks import checkpoints
+from magenta_style.networks import transformer
+from magenta_style.serving import signatures as export_signatures
+from magenta_style.serving import warmup as export_warmup
 
 FORMAT_NAME = "magenta_style.saved_model"
 FORMAT_VERSION = 1

@@ -17,16 +17,16 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
-from magenta_style import checkpoints
 from magenta_style import config as config_lib
-from magenta_style import data
-from magenta_style import fileio
-from magenta_style import images as images_lib
-from magenta_style import inference
-from magenta_style import style_dataset
-from magenta_style import summaries
-from magenta_style import train_lib
-from magenta_style import vgg
+from magenta_style.data import pipeline as data
+from magenta_style.data import style_dataset
+from magenta_style.inference import stylizer as inference
+from magenta_style.media import fileio
+from magenta_style.media import images as images_lib
+from magenta_style.networks import checkpoints
+from magenta_style.networks import vgg
+from magenta_style.training import summaries
+from magenta_style.training import train_lib
 
 GRID_PADDING = 2
 
@@ -154,7 +154,7 @@ def optimum_losses(checkpoint, images, styles, iterations):
     Raises:
       EvalError: the model has no training loss to minimize.
     """
-    from magenta_style import optimize_lib  # pylint: disable=import-outside-toplevel
+    from magenta_style.optimization import optimize_lib  # pylint: disable=import-outside-toplevel
     results = []
     for style in styles:
         starts, ends = [], []
@@ -246,8 +246,8 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
         try:
             vgg_net = vgg.get_vgg16(vgg_checkpoint, loss_config.vgg_pooling, loss_config.vgg,
                                     train_lib.needs_conv_end_points(loss_config))
-            grams = train_lib.dataset_grams(vgg_net, info, dict(loss_config.style_weights))
-        except (vgg.VGGWeightsError, train_lib.TrainError) as e:
+            grams = style_dataset.dataset_grams(vgg_net, info, dict(loss_config.style_weights))
+        except (vgg.VGGWeightsError, style_dataset.StyleDatasetError) as e:
             raise EvalError(str(e)) from None
         # The dataset's styles are the model's last ones (add_styles puts them there).
         per_style = per_style_losses(model, vgg_net, grams, content, loss_config,

@@ -27,16 +27,16 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from magenta_style import checkpoints
-from magenta_style import color
 from magenta_style import config as config_lib
-from magenta_style import generators
-from magenta_style import images
-from magenta_style import limits
-from magenta_style import style_maps
-from magenta_style import style_spec
-from magenta_style import tiling
-from magenta_style import transformer
+from magenta_style.inference import style_maps
+from magenta_style.inference import style_spec
+from magenta_style.inference import tiling
+from magenta_style.media import color
+from magenta_style.media import images
+from magenta_style.media import limits
+from magenta_style.networks import checkpoints
+from magenta_style.networks import generators
+from magenta_style.networks import transformer
 
 # The metadata file of an export (in assets/ and assets.extra/), as beside a checkpoint.
 METADATA_FILENAME = config_lib.CONFIG_FILENAME

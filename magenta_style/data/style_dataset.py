@@ -31,8 +31,8 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from magenta_style import fileio
-from magenta_style import losses
+from magenta_style.media import fileio
+from magenta_style.networks import losses
 
 # Gram matrix channels per end point (VGG-16): the layout's fixed feature lengths.
 GRAM_CHANNELS = {
@@ -356,6 +356,28 @@ def read_style_dataset(path, with_images=False):
             tf.io.decode_jpeg(f[IMAGE_FEATURE].bytes_list.value[0], channels=3).numpy()
             .astype(np.float32) / 255.0 for f in ordered)
     return StyleDatasetInfo(num_styles=num_styles, names=names, grams=grams, images=images)
+
+
+def dataset_grams(vgg_net, info, names):
+    """The style dataset's Grams, recomputed from its images for end points it lacks.
+
+    A style dataset stores Grams of VGG-16's block end points; VGG-19 or per-convolution
+    layers need them computed with `vgg_net` from the stored style images.
+
+    Returns:
+      dict {end point: float32 [num_styles, C, C]} with every name in `names`.
+    """
+    grams = dict(info.grams)
+    missing = [name for name in names if name not in grams]
+    if missing:
+        if info.images is None:
+            raise StyleDatasetError(f"the style dataset has no Grams for {', '.join(missing)} and "
+                             "no images to compute them from")
+        per_style = [vgg_net(tf.constant(np.asarray(image, np.float32)[None]))
+                     for image in info.images]
+        for name in missing:
+            grams[name] = np.stack([losses.gram_matrix(f[name]).numpy()[0] for f in per_style])
+    return grams
 
 
 def style_names(path):

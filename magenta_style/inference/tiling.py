@@ -43,8 +43,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from magenta_style import layers
-from magenta_style import transformer
+from magenta_style.networks import layers
+from magenta_style.networks import transformer
 
 # Largest window (core + halo) computed at once, in pixels. About 1 Mpx keeps the peak
 # memory of an alpha=1 network well under 2 GB on CPU.

@@ -10,8 +10,8 @@ float32 [B, H, W, 3] in [0, 1] -> same shape, and the attributes `num_styles`,
 """
 import tensorflow as tf
 
-from magenta_style import boe
-from magenta_style import transformer
+from magenta_style.networks import boe
+from magenta_style.networks import transformer
 
 
 def build(model_config, magenta_compatible=False):

@@ -1,0 +1,3 @@
+"""Training inputs: the content-image pipeline, style datasets (Magenta's
+TFRecords) and the procedurally drawn demo images.
+"""

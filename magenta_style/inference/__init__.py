@@ -1,0 +1,3 @@
+"""Inference: loading any model (checkpoint or export), the one stylize path,
+style specs, per-pixel style maps and tiling of large images.
+"""

@@ -1,0 +1,3 @@
+"""Image and video files: decoding, encoding, atomic writes, pixel limits and
+colour-space conversions.
+"""

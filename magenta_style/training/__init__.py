@@ -1,0 +1,3 @@
+"""Training: the distributed train loop, checkpoint directories (locking,
+resuming), summaries and evaluation of checkpoints.
+"""
