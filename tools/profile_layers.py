@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from magenta_style import config as config_lib  # noqa: E402
+from magenta_style import layers  # noqa: E402
 from magenta_style import losses  # noqa: E402
 from magenta_style import transformer  # noqa: E402
 from magenta_style import vgg  # noqa: E402
@@ -63,11 +64,15 @@ def _parts(name, layer, shape, labels):
         return {}
     p = conv.kernel_size // 2
     x = tf.random.uniform(shape)
-    padded = tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+    padded = layers.mirror_pad(x, (p, p), (p, p))
     h = tf.nn.conv2d(padded, conv.kernel, strides=conv.strides, padding="VALID")
-    pad = tf.function(lambda x: tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT"))
-    cv = tf.function(lambda x: tf.nn.conv2d(x, conv.kernel, strides=conv.strides,
-                                            padding="VALID"))
+    pad = tf.function(lambda x: layers.mirror_pad(x, (p, p), (p, p)))
+    if conv.strides == 1 and conv.kernel_size >= 5 and conv.filters < 8:
+        # The blocked form ConvInstanceNorm uses for few output channels.
+        cv = tf.function(lambda x: layers._space_to_depth_conv(x, conv.kernel))
+    else:
+        cv = tf.function(lambda x: tf.nn.conv2d(x, conv.kernel, strides=conv.strides,
+                                                padding="VALID"))
     norm = tf.function(lambda x: conv._activation_fn(conv.norm(x, labels)))
     return {f"  {name}: pad": lambda: pad(x), f"  {name}: conv": lambda: cv(padded),
             f"  {name}: norm+act": lambda: norm(h)}
