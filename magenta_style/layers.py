@@ -12,6 +12,7 @@ Reference: Dumoulin, Shlens, Kudlur, "A Learned Representation for Artistic
 Style", ICLR 2017.
 """
 import keras
+import numpy as np
 import tensorflow as tf
 
 # Magenta's variance epsilon for instance norm; kept for numerical parity.
@@ -204,8 +205,8 @@ def _mirror_indices(size, before, after, mode):
     """int32 [before + size + after]: the rows (or columns) tf.pad(mode=mode) reads."""
     if mode == "REFLECT":
         with tf.control_dependencies([tf.debugging.assert_greater(
-                size, max(before, after),
-                message=f"reflect padding by {max(before, after)} needs more pixels")]):
+                size, tf.maximum(before, after),
+                message="reflect padding needs more pixels than the pad")]):
             size = tf.identity(size)
         return tf.concat([tf.range(before, 0, -1), tf.range(size),
                           tf.range(size - 2, size - 2 - after, -1)], axis=0)
@@ -225,20 +226,20 @@ def mirror_pad(x, rows, cols, mode="REFLECT"):
 
     Args:
       x: [B, H, W, C] (C static), any dtype; H, W > the pad for REFLECT.
-      rows, cols: python ints (before, after).
+      rows, cols: (before, after), python ints or int32 scalars.
       mode: "REFLECT" or "SYMMETRIC".
 
     Returns:
       [B, H + sum(rows), W + sum(cols), C], x's dtype.
     """
     (top, bottom), (left, right) = rows, cols
-    if not (top or bottom or left or right):
+    if all(isinstance(v, int) and v == 0 for v in (top, bottom, left, right)):
         return x
     shape = tf.shape(x)
     batch, height, width, channels = shape[0], shape[1], shape[2], x.shape[-1]
     index = (_mirror_indices(height, top, bottom, mode)[:, None] * width
              + _mirror_indices(width, left, right, mode)[None, :])
-    paddings = [[0, 0], [top, bottom], [left, right], [0, 0]]
+    paddings = tf.stack([[0, 0], [top, bottom], [left, right], [0, 0]])
 
     @tf.custom_gradient
     def pad(x):
@@ -261,28 +262,29 @@ def _space_to_depth_conv(padded, kernel):
     output pixel (2I + a, 2J + b); each phase's 9x9 taps sit in a 10x10 window of
     blocks, zero elsewhere), then depth_to_space: 1.23x the MACs but 2.7-2.8x faster
     for the layer at 512 px on the CPU; the values differ by summation order only
-    (~2e-6). An odd padded size gets one zero row/column that only outputs beyond
-    the true size read, and those are cropped.
+    (~2e-6).
 
-    padded [B, Hp, Wp, Cin], kernel [k, k, Cin, Cout] (k odd) -> [B, Hp-k+1, Wp-k+1, Cout].
+    padded [B, Hp, Wp, Cin] with Hp, Wp EVEN (the caller pads odd sizes by one more
+    row/column, which only outputs it crops read), kernel [k, k, Cin, Cout] (k odd)
+    -> [B, Hp - k + 1, Wp - k + 1, Cout].
     """
     k, cin, cout = kernel.shape[0], kernel.shape[2], kernel.shape[3]
     n = (k + 1) // 2  # blocks a phase's window spans
-    phases = []
-    for a in (0, 1):
-        for b in (0, 1):
-            # Phase a's tap u sits at block row (a + u) // 2, offset (a + u) % 2.
-            window = tf.pad(kernel, [[a, 2 * n - k - a], [b, 2 * n - k - b], [0, 0], [0, 0]])
-            window = tf.reshape(window, [n, 2, n, 2, cin, cout])
-            phases.append(tf.transpose(window, [0, 2, 1, 3, 4, 5]))  # [I, J, r, c, Cin, Cout]
-    # [I, J, r, c, Cin, (a, b), Cout]: space_to_depth's and depth_to_space's channel orders.
-    blocked = tf.reshape(tf.stack(phases, axis=5), [n, n, 4 * cin, 4 * cout])
-    shape = tf.shape(padded)
-    height, width = shape[1] - k + 1, shape[2] - k + 1
-    padded = tf.pad(padded, [[0, 0], [0, shape[1] % 2], [0, shape[2] % 2], [0, 0]])
-    h = tf.nn.depth_to_space(tf.nn.conv2d(tf.nn.space_to_depth(padded, 2), blocked, strides=1,
-                                          padding="VALID"), 2)
-    return h[:, :height, :width, :]
+    # select[I, r, a, u] = 1 where output phase a reads tap u at block I, offset r:
+    # 2 I + r = a + u.
+    select = np.zeros([n, 2, 2, k], np.float32)
+    for i in range(n):
+        for r in (0, 1):
+            for a in (0, 1):
+                if 0 <= 2 * i + r - a < k:
+                    select[i, r, a, 2 * i + r - a] = 1.0
+    select = tf.constant(select, kernel.dtype)
+    # [I, J, r, c, Cin, a, b, Cout]: space_to_depth's and depth_to_space's channel orders.
+    # (An einsum with constant selectors, as in _upsample_by_2_conv: TFLite folds it.)
+    blocked = tf.reshape(tf.einsum("iraU,jcbV,UVxy->ijrcxaby", select, select, kernel),
+                         [n, n, 4 * cin, 4 * cout])
+    return tf.nn.depth_to_space(tf.nn.conv2d(tf.nn.space_to_depth(padded, 2), blocked,
+                                             strides=1, padding="VALID"), 2)
 
 
 # Nearest x2 then a 3-tap conv with reflect pad 1, per output phase a in {0, 1}: the two
@@ -333,11 +335,18 @@ class ConvInstanceNorm(keras.layers.Layer):
             h = self._upsample_by_2_conv(inputs)
         else:
             p = self.kernel_size // 2
-            padded = mirror_pad(inputs, (p, p), (p, p))
-            kernel = tf.cast(self.kernel, padded.dtype)
-            if self.strides == 1 and self.kernel_size >= 5 and self.filters < 8:
-                h = _space_to_depth_conv(padded, kernel)
+            kernel = tf.cast(self.kernel, self.compute_dtype)
+            if (self.strides == 1 and self.kernel_size >= 5 and self.filters < 8
+                    and inputs.shape[-1] is not None and inputs.shape[-1] >= 4 * self.filters):
+                # Few outputs from many inputs (the last 9x9 conv): on 2x2 blocks. An odd
+                # size is padded by one more reflected row/column (read only by the
+                # outputs cropped here), never by a tf.pad of dynamic size, which stops
+                # TFLite converting dynamic-size models.
+                shape = tf.shape(inputs)
+                padded = mirror_pad(inputs, (p, p + shape[1] % 2), (p, p + shape[2] % 2))
+                h = _space_to_depth_conv(padded, kernel)[:, :shape[1], :shape[2], :]
             else:
+                padded = mirror_pad(inputs, (p, p), (p, p))
                 h = tf.nn.conv2d(padded, kernel, strides=self.strides, padding="VALID")
         # The norm runs in float32; hand the next layer this layer's compute dtype.
         return tf.cast(self._activation_fn(self.norm(h, style, strength)), self.compute_dtype)
