@@ -335,7 +335,7 @@ class ConvInstanceNorm(keras.layers.Layer):
             h = self._upsample_by_2_conv(inputs)
         else:
             p = self.kernel_size // 2
-            kernel = tf.cast(self.kernel, self.compute_dtype)
+            kernel = tf.cast(self.kernel, inputs.dtype)
             if (self.strides == 1 and self.kernel_size >= 5 and self.filters < 8
                     and inputs.shape[-1] is not None and inputs.shape[-1] >= 4 * self.filters):
                 # Few outputs from many inputs (the last 9x9 conv): on 2x2 blocks. An odd
