@@ -35,7 +35,7 @@ EXTRAS_REQUIRE = {
     "tflite": TFLITE_REQUIRES,
     "tensorboard": TENSORBOARD_REQUIRES,
     # The tests cover video, serving and TFLite too.
-    "test": ["pytest==9.2.0"] + VIDEO_REQUIRES + SERVING_REQUIRES + TFLITE_REQUIRES,
+    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0"] + VIDEO_REQUIRES + SERVING_REQUIRES + TFLITE_REQUIRES,
 }
 
 setuptools.setup(

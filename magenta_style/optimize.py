@@ -12,7 +12,6 @@ patch-based semantic loss (--style_loss=patch, --style_semantic_map,
 --content_semantic_map; a content map without --content_image is a doodle).
 Ctrl-C writes the best image so far. See docs/optimize.md.
 """
-import json
 import os
 import sys
 import time

@@ -63,6 +63,28 @@ def load_script():
     return _load_script
 
 
+def _write_demo_data(root, num_content, num_styles, content_size, style_size=32):
+    """Draws demo content/style images into root and writes their style dataset with the
+    seed-0 stand-in VGG. Returns (content files, style files, dataset path)."""
+    from magenta_style.data import demo_images
+    from magenta_style.data import style_dataset
+    from magenta_style.networks import vgg
+
+    contents, styles = demo_images.write_demo_images(
+        root, num_content=num_content, num_styles=num_styles, content_size=content_size,
+        style_size=style_size)
+    dataset = str(root / "styles.tfrecord")
+    style_dataset.write_style_dataset(dataset, styles, vgg_model=vgg.build_vgg16("standin:0"))
+    return contents, styles, dataset
+
+
+@pytest.fixture(scope="session")
+def write_demo_data():
+    """`write_demo_data(root, num_content, num_styles, content_size, style_size=32)` ->
+    (content files, style files, style dataset path): tiny demo data for training runs."""
+    return _write_demo_data
+
+
 @pytest.fixture(scope="session")
 def slim_vgg16(fixtures_dir):
     """The fixtures' slim_vgg16.py: writes TF-slim checkpoints of stand-in VGG weights."""

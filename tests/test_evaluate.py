@@ -11,10 +11,8 @@ import pytest
 
 from magenta_style import config as config_lib
 from magenta_style.data import demo_images
-from magenta_style.data import style_dataset
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
-from magenta_style.networks import vgg
 from magenta_style.training import evaluate_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -36,12 +34,9 @@ def test_style_grid_layout():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, write_demo_data):
     root = tmp_path_factory.mktemp("eval")
-    contents, styles = demo_images.write_demo_images(root, num_content=3, num_styles=2,
-                                                     content_size=40, style_size=32)
-    dataset = str(root / "styles.tfrecord")
-    style_dataset.write_style_dataset(dataset, styles, vgg_model=vgg.build_vgg16("standin:0"))
+    _, _, dataset = write_demo_data(root, num_content=3, num_styles=2, content_size=40)
     model_config = config_lib.ModelConfig(num_styles=2, alpha=0.25, style_names=("a", "b"))
     model = transformer.build_transformer(model_config)
     train_dir = root / "train"

@@ -15,7 +15,6 @@ import pytest
 import tensorflow as tf
 
 from magenta_style import config as config_lib
-from magenta_style.data import demo_images
 from magenta_style.data import style_dataset
 from magenta_style.networks import checkpoints
 from magenta_style.networks import losses
@@ -429,12 +428,9 @@ def test_cli_interrupt_writes_the_best_image(files, tmp_path, capsys, monkeypatc
 
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory):
+def network(tmp_path_factory, write_demo_data):
     root = tmp_path_factory.mktemp("net")
-    _, styles = demo_images.write_demo_images(root, num_content=1, num_styles=2,
-                                              content_size=32, style_size=32)
-    dataset = str(root / "styles.tfrecord")
-    style_dataset.write_style_dataset(dataset, styles, vgg_model=vgg.build_vgg16("standin:0"))
+    _, _, dataset = write_demo_data(root, num_content=1, num_styles=2, content_size=32)
     model_config = config_lib.ModelConfig(num_styles=2, alpha=0.25, style_names=("a", "b"))
     model = transformer.build_transformer(model_config)
     train_dir = root / "train"

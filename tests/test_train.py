@@ -28,13 +28,10 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, write_demo_data):
     root = tmp_path_factory.mktemp("demo")
-    contents, styles = demo_images.write_demo_images(root, num_content=4, num_styles=3,
-                                                     content_size=48, style_size=32)
+    _, _, dataset = write_demo_data(root, num_content=4, num_styles=3, content_size=48)
     standin = vgg.build_vgg16("standin:0")
-    dataset = str(root / "styles.tfrecord")
-    style_dataset.write_style_dataset(dataset, styles, vgg_model=standin)
     extra = str(root / "extra.tfrecord")
     extra_styles = [str(root / "extra_a.png"), str(root / "extra_b.png")]
     for i, path in enumerate(extra_styles):

@@ -16,9 +16,7 @@ import tensorflow as tf
 from magenta_style import config as config_lib
 from magenta_style.data import demo_images
 from magenta_style.data import pipeline as data
-from magenta_style.data import style_dataset
 from magenta_style.networks import checkpoints
-from magenta_style.networks import vgg
 from magenta_style.training import dirlock
 from magenta_style.training import train_lib
 
@@ -26,12 +24,9 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, write_demo_data):
     root = tmp_path_factory.mktemp("demo")
-    contents, styles = demo_images.write_demo_images(root, num_content=3, num_styles=2,
-                                                     content_size=40, style_size=32)
-    dataset = str(root / "styles.tfrecord")
-    style_dataset.write_style_dataset(dataset, styles, vgg_model=vgg.build_vgg16("standin:0"))
+    contents, _, dataset = write_demo_data(root, num_content=3, num_styles=2, content_size=40)
     return {"content": str(root / demo_images.CONTENT_DIR), "styles": dataset,
             "content_files": contents}
 

@@ -20,7 +20,6 @@ import os
 import tempfile
 import textwrap
 
-from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
