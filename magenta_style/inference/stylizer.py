@@ -10,7 +10,7 @@ Every command that stylizes (stylize, stylize_video, evaluate's grids, optimize'
   both are called `model(images, style, strength=None)`.
 - `call_model` is the one place that adds strength and colour preservation to a model
   call; `make_stylize_fn` and `make_frame_stylizer` compile it, and the export's
-  signatures (export_signatures.StylizerModule) trace it.
+  signatures (serving/signatures.py, StylizerModule) trace it.
 - `StylizeOptions` is what a user chooses (styles or a style map, strength,
   colours, tiling, batch size); `Stylizer` applies one such choice to images, batched
   for normal sizes and tile by tile (tiling.py) above `max_tile_pixels`.
@@ -132,7 +132,7 @@ def load_saved_model(saved_dir):
 class ExportedModel:
     """An export called like the network: `model(images, style, strength=None)`.
 
-    Picks the signature that takes the inputs (see export_signatures.py): plain weights
+    Picks the signature that takes the inputs (see serving/signatures.py): plain weights
     `stylize`, per-pixel maps `stylize_map`, a strength `stylize_advanced`. Works eagerly
     and inside tf.function.
 

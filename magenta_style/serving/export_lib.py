@@ -1,13 +1,13 @@
 """SavedModel export for TF Serving, TF Hub / Colab and TFLite: atomic numbered versions.
 
 An export is `<export_base>/<version>/` (TF Serving only loads integer-named
-version folders) holding the SavedModel of export_signatures.StylizerModule (its
+version folders) holding the SavedModel of signatures.StylizerModule (its
 signatures and what the loaded object offers are described there), its metadata
 (`assets/config.json`, also in `assets.extra/`) and TF Serving warmup requests
-(`assets.extra/tf_serving_warmup_requests`, export_warmup.py). A version is
+(`assets.extra/tf_serving_warmup_requests`, warmup.py). A version is
 written beside the others under a hidden name and renamed into place when
 complete, and a base never mixes models (`check_same_model`). Reading an export
-back is inference.py's job (`inference.load`, `inference.read_metadata`).
+back is inference/stylizer.py's job (`inference.load`, `inference.read_metadata`).
 """
 import json
 import logging
