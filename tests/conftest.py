@@ -85,6 +85,26 @@ def write_demo_data():
     return _write_demo_data
 
 
+def _export_tiny_model(root, num_styles, seed):
+    """Exports a random alpha-0.25 network with distinct styles under root/exports (no
+    warmup file); returns the version directory."""
+    from magenta_style import config as config_lib
+    from magenta_style.networks import transformer
+    from magenta_style.serving import export_lib
+
+    model_config = config_lib.ModelConfig(num_styles=num_styles, alpha=0.25)
+    model = transformer.build_transformer(model_config)
+    _randomize_norms(model, seed=seed)
+    return export_lib.export_saved_model(model, model_config, str(root / "exports"),
+                                         warmup_size=0)
+
+
+@pytest.fixture(scope="session")
+def export_tiny_model():
+    """`export_tiny_model(root, num_styles, seed)` -> version dir of a tiny export."""
+    return _export_tiny_model
+
+
 @pytest.fixture(scope="session")
 def slim_vgg16(fixtures_dir):
     """The fixtures' slim_vgg16.py: writes TF-slim checkpoints of stand-in VGG weights."""

@@ -21,9 +21,6 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from magenta_style import config as config_lib
-from magenta_style.networks import transformer
-from magenta_style.serving import export_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "serving_client.py")
@@ -37,13 +34,9 @@ def client(load_script):
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory, randomize_norms):
-    model_config = config_lib.ModelConfig(num_styles=NUM_STYLES, alpha=0.25)
-    model = transformer.build_transformer(model_config)
-    randomize_norms(model, seed=5)
-    base = str(tmp_path_factory.mktemp("serving") / "exports")
-    return tf.saved_model.load(export_lib.export_saved_model(model, model_config, base,
-                                                             warmup_size=0))
+def loaded(tmp_path_factory, export_tiny_model):
+    return tf.saved_model.load(
+        export_tiny_model(tmp_path_factory.mktemp("serving"), NUM_STYLES, seed=5))
 
 
 def _to_tensor(name, value, signature):

@@ -13,9 +13,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from magenta_style import config as config_lib
-from magenta_style.networks import transformer
-from magenta_style.serving import export_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "export_tflite.py")
@@ -30,13 +27,9 @@ def tool(load_script):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, randomize_norms):
+def exported(tmp_path_factory, export_tiny_model):
     """(version_dir, loaded SavedModel) of a tiny model with distinct styles."""
-    model_config = config_lib.ModelConfig(num_styles=NUM_STYLES, alpha=0.25)
-    model = transformer.build_transformer(model_config)
-    randomize_norms(model, seed=3)
-    base = str(tmp_path_factory.mktemp("tflite") / "exports")
-    version_dir = export_lib.export_saved_model(model, model_config, base, warmup_size=0)
+    version_dir = export_tiny_model(tmp_path_factory.mktemp("tflite"), NUM_STYLES, seed=3)
     return version_dir, tf.saved_model.load(version_dir)
 
 
