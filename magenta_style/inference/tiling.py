@@ -57,8 +57,8 @@ MIN_CORE_SIDE = 32
 
 # The generators tiled. Tiling reads only their `structure()`, `forward` and
 # `min_padded_size`; boe.BoeGenerator has them too and tiles exactly
-# (tests/test_tiling.py), but stays out of this tuple until stylize.can_tile and
-# test_boe's refusal test admit it.
+# (tests/test_tiling.py), but stays out of this tuple (which inference.can_tile reads)
+# until test_boe's refusal test admits it.
 TILED_GENERATORS = (transformer.StyleTransferNetwork,)
 
 
