@@ -128,9 +128,10 @@ def test_style_map_selects_styles_by_region_at_odd_sizes():
     images = tf.random.stateless_uniform([1, 18, 30, 3], seed=[8, 8])
     uniform = np.zeros([1, 18, 30, 2], np.float32)
     uniform[..., 1] = 1.0
-    # A map that is one style everywhere is exactly that style (after padding to 20x32).
-    np.testing.assert_array_equal(model(images, uniform).numpy(),
-                                  model(images, tf.constant([1])).numpy())
+    # A map that is one style everywhere is that style (after padding to 20x32), to
+    # rounding: maps are applied after the fused normalisation, ids inside it.
+    np.testing.assert_allclose(model(images, uniform).numpy(),
+                               model(images, tf.constant([1])).numpy(), rtol=1e-6, atol=1e-6)
 
 
 def test_strength_endpoints_are_the_photo_and_the_full_style():

@@ -73,8 +73,16 @@ def gram_matrix(features):
     channels = features.shape[-1] if features.shape[-1] is not None else shape[3]
     positions = shape[1] * shape[2]
     flat = tf.reshape(features, tf.stack([shape[0], positions, channels]))
-    gram = tf.matmul(flat, flat, transpose_a=True)
-    return gram / tf.cast(positions, tf.float32)
+    return _self_gram(flat) / tf.cast(positions, tf.float32)
+
+
+@tf.custom_gradient
+def _self_gram(flat):
+    """F^T F for F = flat [B, P, C], with the gradient F (dG + dG^T): one matmul where
+    autodiff of tf.matmul(F, F) makes two (one per operand) and adds them."""
+    def grad(upstream):
+        return tf.matmul(flat, upstream + tf.linalg.matrix_transpose(upstream))
+    return tf.matmul(flat, flat, transpose_a=True), grad
 
 
 def content_loss(content_features, stylized_features, content_weights=None,
