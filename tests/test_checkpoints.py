@@ -304,3 +304,33 @@ def test_export_magenta_checkpoint_tool(nstyle, content, tmp_path):
                              f"--output={tmp_path / 'x'}"], capture_output=True, text=True,
                             timeout=300)
     assert broken.returncode == 2 and "Traceback" not in broken.stderr
+
+
+def test_save_quietly_drops_only_the_sharding_log_line(tmp_path):
+    import logging
+    from absl import logging as absl_logging
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(v=tf.Variable(1.0)),
+                                         str(tmp_path), max_to_keep=2)
+    handler, logger = Keep(level=logging.DEBUG), absl_logging.get_absl_logger()
+    old_verbosity = absl_logging.get_verbosity()
+    logger.addHandler(handler)
+    absl_logging.set_verbosity(absl_logging.INFO)
+    try:
+        manager.save(checkpoint_number=1)
+        plain = list(records)
+        records.clear()
+        prefix = checkpoints.save_quietly(manager, 2)
+        absl_logging.info("after the save")
+    finally:
+        logger.removeHandler(handler)
+        absl_logging.set_verbosity(old_verbosity)
+    assert [r for r in plain if "Sharding callback duration" in r]  # TF does log it
+    assert not [r for r in records if "Sharding callback duration" in r]
+    assert "after the save" in records and prefix.endswith("ckpt-2")

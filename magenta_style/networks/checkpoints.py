@@ -18,7 +18,9 @@ Two formats:
 
 `load_model(path)` accepts either and returns the model with its ModelConfig.
 """
+import contextlib
 import dataclasses
+import logging as python_logging
 import math
 import os
 import re
@@ -40,6 +42,35 @@ _IGNORED_MAGENTA_KEYS = re.compile(
 _PROBE_KEY = "transformer/contract/conv1/InstanceNorm/gamma"
 _WIDTH_KEYS = ("transformer/contract/conv1/weights", "transformer/contract/conv2/weights",
                "transformer/contract/conv3/weights")
+
+
+class _DropLogRecords(python_logging.Filter):
+    """A logging filter that drops records whose format string contains `fragment`."""
+
+    def __init__(self, fragment):
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record):
+        return self.fragment not in str(record.msg)
+
+
+@contextlib.contextmanager
+def without_log_lines(fragment):
+    """Drops TensorFlow's absl log lines containing `fragment` inside the block (TF logs
+    some INFO lines on every save that say nothing to a user)."""
+    drop = _DropLogRecords(fragment)
+    logging.get_absl_logger().addFilter(drop)
+    try:
+        yield
+    finally:
+        logging.get_absl_logger().removeFilter(drop)
+
+
+def save_quietly(manager, checkpoint_number):
+    """manager.save(checkpoint_number=...) without TF's "Sharding callback duration" line."""
+    with without_log_lines("Sharding callback duration"):
+        return manager.save(checkpoint_number=checkpoint_number)
 
 
 class CheckpointError(ValueError):
@@ -389,7 +420,7 @@ def save_model(model, model_config, directory, step=0):
     """
     os.makedirs(directory, exist_ok=True)
     manager = tf.train.CheckpointManager(training_checkpoint(model), directory, max_to_keep=1)
-    prefix = manager.save(checkpoint_number=step)
+    prefix = save_quietly(manager, step)
     config_lib.save_model_config(directory, model_config)
     return prefix
 

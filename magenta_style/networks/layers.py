@@ -317,15 +317,27 @@ class ConditionalInstanceNorm(keras.layers.Layer):
         return {**super().get_config(), "num_styles": self.num_styles, "epsilon": self.epsilon}
 
 
+def reflect_indices(size, before, after):
+    """Indices that reflect-pad an axis of length `size` by any amount (int32 [before+size+after]).
+
+    Unlike tf.pad(mode="REFLECT"), the pad may exceed size - 1 (the pattern repeats),
+    so 1-pixel images work too.
+    """
+    i = tf.range(-before, size + after)
+    period = tf.maximum(2 * (size - 1), 1)
+    j = tf.math.floormod(i, period)
+    return tf.minimum(j, period - j) * tf.cast(size > 1, tf.int32)
+
+
 def _mirror_indices(size, before, after, mode):
     """int32 [before + size + after]: the rows (or columns) tf.pad(mode=mode) reads."""
     if mode == "REFLECT":
+        # tf.pad's limit, which its gradient (MirrorPadGrad) needs too.
         with tf.control_dependencies([tf.debugging.assert_greater(
                 size, tf.maximum(before, after),
                 message="reflect padding needs more pixels than the pad")]):
             size = tf.identity(size)
-        return tf.concat([tf.range(before, 0, -1), tf.range(size),
-                          tf.range(size - 2, size - 2 - after, -1)], axis=0)
+        return reflect_indices(size, before, after)
     return tf.concat([tf.range(before - 1, -1, -1), tf.range(size),
                       tf.range(size - 1, size - 1 - after, -1)], axis=0)
 

@@ -33,18 +33,6 @@ def layer_widths(alpha):
     return int(alpha * 32), int(alpha * 64), int(alpha * 128)
 
 
-def reflect_indices(size, before, after):
-    """Indices that reflect-pad an axis of length `size` by any amount (int32 [before+size+after]).
-
-    Unlike tf.pad(mode="REFLECT"), the pad may exceed size - 1 (the pattern repeats),
-    so 1-pixel images work too.
-    """
-    i = tf.range(-before, size + after)
-    period = tf.maximum(2 * (size - 1), 1)
-    j = tf.math.floormod(i, period)
-    return tf.minimum(j, period - j) * tf.cast(size > 1, tf.int32)
-
-
 def padded_size(size, minimum=MIN_PADDED_SIZE):
     """The side a generator computes for an input side `size`: at least `minimum`, rounded up
     to a multiple of SIZE_MULTIPLE. int -> int, or int32 tensor -> int32 tensor.
@@ -71,8 +59,8 @@ def pad_inputs(images, style, minimum=MIN_PADDED_SIZE):
     """
     shape = tf.shape(images)
     height, width = shape[1], shape[2]
-    rows = reflect_indices(height, 0, padded_size(height, minimum) - height)
-    cols = reflect_indices(width, 0, padded_size(width, minimum) - width)
+    rows = layers.reflect_indices(height, 0, padded_size(height, minimum) - height)
+    cols = layers.reflect_indices(width, 0, padded_size(width, minimum) - width)
     images = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
     if style.shape.rank == 4:
         style = tf.gather(tf.gather(style, rows, axis=1), cols, axis=2)

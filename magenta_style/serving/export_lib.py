@@ -10,12 +10,10 @@ complete, and a base never mixes models (`check_same_model`). Reading an export
 back is inference/stylizer.py's job (`inference.load`, `inference.read_metadata`).
 """
 import json
-import logging
 import os
 import shutil
 import tempfile
 
-from absl import logging as absl_logging
 import tensorflow as tf
 
 import magenta_style
@@ -58,17 +56,6 @@ def build_metadata(model_config, extra=None):
         "signatures": export_signatures.SIGNATURES,
     })
     return payload
-
-
-class _DropLogRecords(logging.Filter):
-    """A logging filter that drops records whose format string contains `fragment`."""
-
-    def __init__(self, fragment):
-        super().__init__()
-        self.fragment = fragment
-
-    def filter(self, record):
-        return self.fragment not in str(record.msg)
 
 
 def _model_identity(model_dict):
@@ -183,12 +170,8 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
         # TF logs one "input name(s) resource with unsupported characters which will be
         # renamed" line per signature: those are the captured weights' internal handles,
         # not the signature inputs (image, style_weights, ...), whose names are valid.
-        rename_notice = _DropLogRecords("which will be renamed to")
-        absl_logging.get_absl_logger().addFilter(rename_notice)
-        try:
+        with checkpoints.without_log_lines("which will be renamed to"):
             tf.saved_model.save(module, saved_dir, signatures=module.serving_signatures())
-        finally:
-            absl_logging.get_absl_logger().removeFilter(rename_notice)
         extra_dir = os.path.join(saved_dir, "assets.extra")
         os.makedirs(extra_dir, exist_ok=True)
         shutil.copy(metadata_path, os.path.join(extra_dir, METADATA_FILENAME))

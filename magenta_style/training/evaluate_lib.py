@@ -121,7 +121,7 @@ def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, l
     """
     trainer = train_lib.Trainer(model, vgg_net, grams, loss_config,
                                 global_batch_size=batch_size, learning_rate=1e-3,
-                                label_offset=label_offset)
+                                label_offset=label_offset, optimizer=None)
     num_styles = int(next(iter(grams.values())).shape[0])
     images = tf.convert_to_tensor(images, tf.float32)
     count = int(images.shape[0])

@@ -259,7 +259,8 @@ class Trainer:
       loss_config: config.LossConfig.
       global_batch_size: int.
       learning_rate: float.
-      optimizer: "adam" (Magenta's) or "sgd" (plain SGD, the BOE patent's).
+      optimizer: "adam" (Magenta's) or "sgd" (plain SGD, the BOE patent's), or None for
+        a Trainer that only computes losses (evaluation): no optimizer, no slots.
       label_offset: first model style id the dataset's styles map to (add_styles).
       train_scope: "all" or "norm" (only gamma/beta: finetuning).
       frozen_style_rows: rows 0..frozen_style_rows-1 of every gamma/beta table get no
@@ -293,10 +294,12 @@ class Trainer:
         coefficients = loss_config.style_coefficients or (1.0,) * num_dataset_styles
         self.style_coefficients = tf.constant(coefficients, tf.float32)
         self.train_vars = train_variables(model, train_scope)
-        self.optimizer = make_optimizer(optimizer, learning_rate, loss_scale)
-        # Built now, under the strategy scope: built lazily inside the first step it
-        # fails under MirroredStrategy.
-        self.optimizer.build(self.train_vars)
+        self.optimizer = None
+        if optimizer is not None:
+            self.optimizer = make_optimizer(optimizer, learning_rate, loss_scale)
+            # Built now, under the strategy scope: built lazily inside the first step it
+            # fails under MirroredStrategy.
+            self.optimizer.build(self.train_vars)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.next_index = tf.Variable(0, dtype=tf.int64, trainable=False, name="next_index")
         self.skipped_images = tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -916,7 +919,7 @@ class _Loop:
                 model=self.trainer.model, preview=preview)
             self.summary_trigger.reset(self.step)
         if _agree(self.strategy, self.save_trigger.due(self.step) or done):
-            self.last_checkpoint = self.manager.save(checkpoint_number=self.step)
+            self.last_checkpoint = checkpoints.save_quietly(self.manager, self.step)
             self.save_trigger.reset(self.step)
         if (self.log_trigger.due(self.step, slack_secs=call_secs / 2) or done
                 or self.step == self.resumed_from + num):
