@@ -245,13 +245,16 @@ def test_conv_macs_is_exact_on_the_magenta_network():
     macs = generators.conv_macs(lambda x, w: model(x, w), tf.TensorSpec([1, size, size, 3]),
                                 tf.TensorSpec([1, 1]))
     # Per output pixel at full resolution, by hand from transformer.py's layer list. The
-    # two upsampling convs run as four 2x2 phase convs (layers.ConvInstanceNorm
-    # ._upsample_by_2_conv): 4 taps per output pixel instead of 9. The last 9x9 conv
-    # (32 -> 3) runs on 2x2 blocks (layers._space_to_depth_conv): a 5x5 conv from 4 * 32 to
-    # 4 * 3 channels per block of 4 output pixels.
+    # last 9x9 conv (32 -> 3) runs on 2x2 blocks (layers._space_to_depth_conv): a 5x5 conv
+    # from 4 * 32 to 4 * 3 channels per block of 4 output pixels.
     per_pixel = (81 * 3 * 32 + 9 * 32 * 64 / 4 + 9 * 64 * 128 / 16 + 10 * 9 * 128 * 128 / 16
-                 + 4 * 128 * 64 / 4 + 4 * 64 * 32 + 25 * (4 * 32) * (4 * 3) / 4)
-    assert macs == per_pixel * size * size
+                 + 25 * (4 * 32) * (4 * 3) / 4)
+    # The two upsampling convs (layers.ConvInstanceNorm._upsample_by_2_conv): one 2x2 conv
+    # with the four output phases as 4 x filters channels, on the input replicate-padded to
+    # (h + 1) x (w + 1), so (h + 1) ** 2 positions.
+    upsampling = ((size // 4 + 1) ** 2 * 4 * 128 * (4 * 64)
+                  + (size // 2 + 1) ** 2 * 4 * 64 * (4 * 32))
+    assert macs == per_pixel * size * size + upsampling
 
 
 @pytest.mark.parametrize("norm", ["plain", "conditional"])
