@@ -875,8 +875,9 @@ class _Loop:
         cfg = self.cfg
         writer = summaries.file_writer(cfg.train_dir, _is_chief(self.strategy))
         try:
-            preview = _preview_batch(inputs.source, self.experiment, inputs.info,
-                                     inputs.label_offset, cfg.image_summary_count)
+            preview = _preview(inputs.source, self.experiment, inputs.info,
+                               inputs.label_offset, cfg.image_summary_count,
+                               self.trainer.model)
         except tf.errors.InvalidArgumentError as e:
             _raise_content_failure(e)
         if self.step < cfg.train_steps:  # The first call traces the step: tens of seconds.
@@ -916,7 +917,7 @@ class _Loop:
             summaries.write_training_summaries(
                 writer, self.step, terms, self.cfg.learning_rate, self.cfg.batch_size,
                 self.steps_per_sec, int(self.trainer.skipped_images.numpy()),
-                model=self.trainer.model, preview=preview)
+                preview=preview)
             self.summary_trigger.reset(self.step)
         if _agree(self.strategy, self.save_trigger.due(self.step) or done):
             self.last_checkpoint = checkpoints.save_quietly(self.manager, self.step)
@@ -925,6 +926,10 @@ class _Loop:
                 or self.step == self.resumed_from + num):
             self.progress(self._progress_line(terms))
             self.log_trigger.reset(self.step)
+        if self.first:
+            # The first call traced the step, and its summaries traced the preview: the
+            # rate counts from here, so one-time costs do not skew it.
+            self.rate_time, self.rate_step, self.first = time.monotonic(), self.step, False
 
     def _check_finite(self, totals):
         """Stops the run, without saving, at the first step whose loss is NaN or inf."""
@@ -950,8 +955,6 @@ class _Loop:
         now = time.monotonic()
         if now > self.rate_time and self.step > self.rate_step:
             self.steps_per_sec = (self.step - self.rate_step) / (now - self.rate_time)
-        if self.first:  # The first call includes tracing; do not let it skew the rate.
-            self.rate_time, self.rate_step, self.first = now, self.step, False
 
     def _progress_line(self, terms):
         cfg, rate = self.cfg, self.steps_per_sec
@@ -1000,8 +1003,8 @@ def _raise_content_failure(error):
     raise TrainError(message) from None
 
 
-def _preview_batch(source, experiment, info, label_offset, count):
-    """A fixed small batch for image summaries: (content [n,S,S,3], labels, styles)."""
+def _preview(source, experiment, info, label_offset, count, model):
+    """The summaries.Preview of `count` content images (None when count is 0)."""
     if not count:
         return None
     fn = data.make_dataset_fn(source, experiment.data, count, info.num_styles,
@@ -1010,4 +1013,4 @@ def _preview_batch(source, experiment, info, label_offset, count):
     dataset_labels = batch["label"].numpy() - label_offset
     size = experiment.data.image_size
     styles = tf.stack([tf.image.resize(info.images[i], [size, size]) for i in dataset_labels])
-    return batch["image"], batch["label"], styles
+    return summaries.Preview(batch["image"], batch["label"], styles, model)
