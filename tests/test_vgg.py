@@ -321,6 +321,33 @@ def test_tf_function_xla_and_gradients(seed7_vgg):
     assert np.isfinite(grad).all() and np.abs(grad).max() > 0
 
 
+def test_traced_calls_read_the_weights_as_constants_with_the_same_values(seed7_vgg):
+    images = _images(batch=2, height=32, width=32, seed=4)
+
+    def features_and_gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            features = seed7_vgg(x)
+            # A second call, as the trainer makes for the content images.
+            loss = tf.reduce_sum(tf.square(features["vgg_16/conv4"]
+                                           - seed7_vgg(0.5 * x)["vgg_16/conv4"]))
+        return features, tape.gradient(loss, x)
+
+    eager = features_and_gradient(images)
+    traced_fn = tf.function(features_and_gradient)
+    traced = traced_fn(images)
+    for name in eager[0]:
+        np.testing.assert_array_equal(traced[0][name].numpy(), eager[0][name].numpy())
+    np.testing.assert_array_equal(traced[1].numpy(), eager[1].numpy())
+    graph = traced_fn.get_concrete_function(images).graph
+    # On a CPU-only machine the 13 kernels enter the graph as constants (oneDNN then keeps
+    # their reordered copies), once per graph although VGG is called twice.
+    kernels = [op for op in graph.get_operations() if op.type == "Const"
+               and len(op.outputs[0].shape) == 4 and op.outputs[0].shape[0] == 3]
+    assert len(kernels) == (13 if vgg._cpu_only() else 0)
+    assert keras.saving.get_registered_object("magenta_style>VGG16Features") is vgg.VGG16Features
+
+
 def test_mirrored_strategy_builds_replicated_weights(seed7_checkpoint):
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     if len(devices) < 2:
