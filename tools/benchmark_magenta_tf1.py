@@ -169,7 +169,10 @@ def total_loss(images, stylized, grams, coefficients):
 
 
 def _session(graph):
-    return tf1.Session(graph=graph, config=tf1.ConfigProto(allow_soft_placement=True))
+    # The process's inter-op setting (profile_ops.py --serial) applies here too.
+    return tf1.Session(graph=graph, config=tf1.ConfigProto(
+        allow_soft_placement=True,
+        inter_op_parallelism_threads=tf.config.threading.get_inter_op_parallelism_threads()))
 
 
 class InferenceGraph:
