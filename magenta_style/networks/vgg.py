@@ -214,7 +214,9 @@ def _constant_conv(conv, net):
             kernel, bias = conv.kernel.numpy(), conv.bias.numpy()
         cache[conv] = (tf.constant(kernel), tf.constant(bias))
     kernel, bias = cache[conv]
-    return tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(net, kernel, 1, "SAME"), bias))
+    # The layer's own stride, padding and activation, so the two paths cannot drift apart.
+    return conv.activation(tf.nn.bias_add(
+        tf.nn.conv2d(net, kernel, conv.strides, conv.padding.upper()), bias))
 
 
 @keras.saving.register_keras_serializable(package="magenta_style")
