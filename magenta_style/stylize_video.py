@@ -97,17 +97,52 @@ def run(job):
                                              num_styles, (info.height, info.width))
     else:
         style = job.which_styles.weight_rows(num_styles)[0]
+    batch_size = _frames_per_call(job, info, model, model_config)
     stylizer = inference.make_frame_stylizer(model, style, strength=job.strength,
                                              preserve_colors=job.preserve_colors)
     bar = cli.Progress(info.frames, sys.stderr, PROGRAM, unit="frames", min_total=0)
     try:
         return video.stylize_video(
-            job.input, job.output, stylizer, batch_size=job.batch_size, crf=job.crf,
+            job.input, job.output, stylizer, batch_size=batch_size, crf=job.crf,
             max_frames=job.max_frames,
             progress=lambda done, total, fps: bar.update(
                 done, total, note=f"frames, {fps:.1f} frames/s"))
     finally:
         bar.close()
+
+
+def _frames_per_call(job, info, model, model_config):
+    """--batch_size, lowered so that one call stays under the model's pixel cap.
+
+    Checked before anything is decoded or written: an export refuses a request over its
+    cap in the graph, which would otherwise fail on the first batch.
+
+    Raises:
+      video.VideoError: one frame alone is over an export's cap.
+    """
+    from magenta_style.inference import stylizer as inference
+    from magenta_style.media import limits
+    from magenta_style.media import video
+
+    cap = inference.untiled_pixel_cap(model, model_config)
+    frame_pixels = info.width * info.height
+    size = f"{info.width}x{info.height}"
+    if frame_pixels > cap:
+        if getattr(model, "max_pixels", None):  # An export: its graph refuses the frame.
+            raise video.VideoError(
+                f"{job.input}: frames of {size} are over this export's cap of {cap} pixels "
+                "per request; scale the video down first (e.g. ffmpeg -vf scale=-2:720) or "
+                "re-export with a larger --memory_budget_gib")
+        gib = frame_pixels * limits.bytes_per_pixel(model_config) / 2**30
+        print(f"{PROGRAM}: frames of {size} need about {gib:.1f} GiB each; stylizing them "
+              "one at a time", file=sys.stderr)
+        return 1
+    if job.batch_size * frame_pixels > cap:
+        batch_size = cap // frame_pixels
+        print(f"{PROGRAM}: --batch_size={job.batch_size} lowered to {batch_size}: that many "
+              f"frames of {size} fill the {cap}-pixel memory cap of one call", file=sys.stderr)
+        return batch_size
+    return job.batch_size
 
 
 def main(argv):

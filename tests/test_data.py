@@ -154,3 +154,13 @@ def test_resolve_errors(tmp_path):
 def test_load_eval_images(folder):
     images, paths = data.load_eval_images(str(folder), 16, limit=3)
     assert images.shape == (3, 16, 16, 3) and len(paths) == 3
+
+
+def test_tfds_source_needs_tensorflow_datasets(monkeypatch):
+    import importlib.util  # pylint: disable=import-outside-toplevel
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None
+                        if name == "tensorflow_datasets" else real_find_spec(name, *a))
+    with pytest.raises(data.DataError, match="--tfds_name=coco/2017 needs tensorflow-datasets"):
+        data.resolve_content_source(config_lib.DataConfig(style_dataset_file="x",
+                                                          tfds_name="coco/2017"))

@@ -26,6 +26,7 @@ A source whose images keep failing stops the pipeline with an InvalidArgumentErr
 that `content_failure_message` turns into one line (it used to loop forever), and a
 TFRecord source without a single record is refused up front.
 """
+import importlib.util
 import os
 import re
 import sys
@@ -131,11 +132,10 @@ def resolve_content_source(data_config):
         TFDS asked for but not installed.
     """
     if data_config.tfds_name:
-        try:
-            import tensorflow_datasets  # noqa: F401  pylint: disable=import-outside-toplevel
-        except ImportError:
+        # Only an availability check: importing TFDS here would cost seconds and memory.
+        if importlib.util.find_spec("tensorflow_datasets") is None:
             raise DataError(f"--tfds_name={data_config.tfds_name} needs tensorflow-datasets "
-                            "(pip install tensorflow-datasets)") from None
+                            "(pip install tensorflow-datasets)")
         return ContentSource("tfds", (), f"TFDS {data_config.tfds_name} "
                              f"[{data_config.tfds_split}]",
                              tfds=(data_config.tfds_name, data_config.tfds_split,
