@@ -228,29 +228,28 @@ def _video_job(checkpoint, clip, output, batch_size):
 
 def test_batches_fit_the_exports_pixel_cap_and_oversized_frames_are_refused_up_front(
         clip, tmp_path, capfd):
-    """A 32 x 32 clip (1024 pixels a frame) through exports capped at 2500 and 500 pixels."""
+    """An export capped at 2500 pixels: a 32 x 32 clip (1024 pixels a frame) goes in
+    batches of 2, a 64 x 64 one (4096 pixels) is refused before anything is written."""
     from magenta_style import stylize_video
     from magenta_style.media import limits
     from magenta_style.serving import export_lib
 
     model_config = config.ModelConfig(2, 0.25)
     model = transformer.build_transformer(model_config)
-    per_pixel = limits.bytes_per_pixel(model_config)
-    exports = {}
-    for cap in (2500, 500):
-        exports[cap] = export_lib.export_saved_model(
-            model, model_config, str(tmp_path / f"cap{cap}"), warmup_size=0,
-            memory_budget_bytes=cap * per_pixel)
-        assert inference.load(exports[cap])[0].max_pixels == cap
+    export = export_lib.export_saved_model(
+        model, model_config, str(tmp_path / "cap2500"), warmup_size=0,
+        memory_budget_bytes=2500 * limits.bytes_per_pixel(model_config))
+    assert inference.load(export)[0].max_pixels == 2500
 
     # --batch_size=4 would be 4096 pixels a call, which the export's graph refuses.
     out = tmp_path / "fits.mp4"
-    assert stylize_video.run(_video_job(exports[2500], clip, out, batch_size=4)) == 8
+    assert stylize_video.run(_video_job(export, clip, out, batch_size=4)) == 8
     assert "--batch_size=4 lowered to 2" in capfd.readouterr().err
     assert video.probe(out).frames == 8
 
+    large = make_clip(tmp_path / "large.mp4", frames=2, size=(64, 64), audio=False)
     refused = tmp_path / "refused.mp4"
     with pytest.raises(video.VideoError,
-                       match=r"frames of 32x32 are over this export's cap of 500 pixels"):
-        stylize_video.run(_video_job(exports[500], clip, refused, batch_size=1))
+                       match=r"frames of 64x64 are over this export's cap of 2500 pixels"):
+        stylize_video.run(_video_job(export, large, refused, batch_size=1))
     assert not refused.exists() and not list(tmp_path.glob("*refused*"))

@@ -408,7 +408,7 @@ def make_stylize_fn(model, num_styles, style_map=False, strength=None, preserve_
     """
     style_shape = [None, None, None, num_styles] if style_map else [None, num_styles]
 
-    @tf.function(input_signature=[
+    @tf.function(autograph=False, input_signature=[
         tf.TensorSpec([None, None, None, 3], tf.float32, name="images"),
         tf.TensorSpec(style_shape, tf.float32, name="style"),
     ])

@@ -68,7 +68,8 @@ class Preview:
         self.content, self.labels = content, labels
         self._fixed = {"image/0_content": encode_images(content),
                        "image/1_style": encode_images(styles)}
-        self._stylize = tf.function(lambda images, labels: model(images, labels))
+        self._stylize = tf.function(lambda images, labels: model(images, labels),
+                                    autograph=False)  # Nothing to convert; saves a second.
 
     def write(self, step):
         """Writes the three image summaries to the default writer (or warns, if the

@@ -430,13 +430,17 @@ class Trainer:
         """Returns loop(iterator, num_steps) -> (per-step total_loss [n], last terms,
         last max index, skipped sum), one tf.function call for num_steps steps."""
 
+        # Autograph is for the loop only: the step has no tensor-dependent Python control
+        # flow, and converting it (the transformer, VGG and losses) cost seconds per trace.
+        replica_step = tf.autograph.experimental.do_not_convert(self.replica_step)
+
         def loop(iterator, num_steps):
             totals = tf.TensorArray(tf.float32, size=num_steps)
             terms = {name: tf.constant(0.0) for name in self.term_names}
             max_index = tf.constant(-1, tf.int64)
             skipped = tf.constant(0, tf.int64)
             for i in tf.range(num_steps):
-                reported, index, gaps = strategy.run(self.replica_step, args=(next(iterator),))
+                reported, index, gaps = strategy.run(replica_step, args=(next(iterator),))
                 terms = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, reported[name],
                                                axis=None) for name in self.term_names}
                 # ReduceOp has no MAX: gather the per-replica maxima.
