@@ -5,10 +5,21 @@
 - `fixtures_dir`: the reference outputs of the original Magenta code. Missing
   fixtures skip the parity tests with a reason, except when
   MAGENTA_STYLE_REQUIRE_FIXTURES=1 (set by .ci/run), where they fail instead.
+- Two tiers: `slow` (registered in pytest.ini) marks every test that runs a subprocess, a
+  training run, an export, TFLite or video. Files of such tests carry `pytestmark`; single
+  tests carry `@pytest.mark.slow`, and a test that asks for `run_command` (the one way tests
+  start a subprocess outside slow files) is marked here automatically.
+  tests/test_tiers.py scans the tests and fails on a heavy test without the mark.
+- Memory: after each test file, Keras' global state is cleared and garbage collected, so one
+  pytest worker running many files stays small. MAGENTA_STYLE_RSS_LOG=path appends each
+  file's peak and current resident memory of the worker to that file.
 """
+import gc
 import importlib.util
 import os
 import pathlib
+import resource
+import subprocess
 
 import pytest
 
@@ -28,6 +39,58 @@ def pytest_configure(config):
     # Unit tests never parse absl flags; CLI tests pass argv explicitly.
     from absl import flags
     flags.FLAGS.mark_as_parsed()
+
+
+@pytest.hookimpl(tryfirst=True)  # Before `-m` deselects: the mark must be there by then.
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "run_command" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
+class _CommandRunner:
+    """`run_command(argv, **kwargs)` is subprocess.run; `run_command.popen` is subprocess.Popen."""
+
+    def __call__(self, *args, **kwargs):
+        return subprocess.run(*args, **kwargs)
+
+    popen = staticmethod(subprocess.Popen)
+
+
+@pytest.fixture
+def run_command():
+    """Runs a subprocess (subprocess.run; `.popen` for subprocess.Popen). A test that uses it,
+    directly or through its fixtures, is marked `slow` by pytest_collection_modifyitems."""
+    return _CommandRunner()
+
+
+def _resident_mb():
+    """(peak, current) resident memory of this process in MB (Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # ru_maxrss is in KB.
+    try:
+        with open("/proc/self/statm") as statm:
+            current = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        current = float("nan")
+    return peak, current
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_memory_after_each_file(request):
+    """Clears Keras' global state and collects garbage after a test file, so that models the
+    file built are freed before the worker's next file (module fixtures end before this)."""
+    yield
+    import tensorflow as tf
+
+    tf.keras.backend.clear_session(free_memory=True)
+    gc.collect()
+    log = os.environ.get("MAGENTA_STYLE_RSS_LOG")
+    if log:
+        peak, current = _resident_mb()
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with open(log, "a") as out:
+            out.write(f"{worker} pid={os.getpid()} {request.module.__name__} "
+                      f"peak_mb={peak:.0f} after_mb={current:.0f}\n")
 
 
 def _fixtures_root():

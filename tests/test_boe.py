@@ -5,7 +5,6 @@ TFLite on a BOE model.
 import dataclasses
 import os
 import pathlib
-import subprocess
 import sys
 
 import numpy as np
@@ -467,6 +466,7 @@ def trained(demo, tmp_path_factory):
     return train_dir, result, lines
 
 
+@pytest.mark.slow
 def test_run_records_generator_and_logs_w_and_b(trained):
     train_dir, result, lines = trained
     saved = config_lib.read_config_json(str(train_dir))
@@ -484,6 +484,7 @@ def test_run_records_generator_and_logs_w_and_b(trained):
     assert {"weight_bias_ratio/W", "weight_bias_ratio/B", "weight_bias_ratio_loss"} <= tags
 
 
+@pytest.mark.slow
 def test_two_replicas_agree_with_one(demo, trained, tmp_path):
     cpus = tf.config.list_logical_devices("CPU")
     assert len(cpus) >= 2, "tests/conftest.py should split the CPU into 2 logical devices"
@@ -496,6 +497,7 @@ def test_two_replicas_agree_with_one(demo, trained, tmp_path):
         result.losses["weight_bias_ratio_loss"], rel=1e-4)
 
 
+@pytest.mark.slow
 def test_plain_norm_with_several_styles_is_a_one_line_error(demo, tmp_path):
     with pytest.raises(train_lib.TrainError, match="use --boe_norm=conditional") as info:
         train_lib.run(_experiment(demo, tmp_path, boe_norm="plain"),
@@ -513,6 +515,7 @@ def exported(trained, tmp_path_factory):
     return model, model_config, version_dir
 
 
+@pytest.mark.slow
 def test_checkpoint_stylize_and_export_reloaded(exported, demo, tmp_path):
     model, model_config, version_dir = exported
     assert isinstance(model, boe.BoeGenerator) and model_config.generator == "boe_yuv420"
@@ -538,6 +541,7 @@ def test_checkpoint_stylize_and_export_reloaded(exported, demo, tmp_path):
     np.testing.assert_allclose(out, image.numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_tflite_dynamic_size_matches_the_saved_model(exported, load_script):
     tool = load_script(os.path.join(os.path.dirname(os.path.dirname(__file__)), "tools",
                                     "export_tflite.py"))
@@ -554,6 +558,7 @@ def test_tflite_dynamic_size_matches_the_saved_model(exported, load_script):
         assert np.abs(out - ref["stylized_image"].numpy()).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_finetune_options_must_match(demo, trained, tmp_path):
     train_dir, _, _ = trained
     experiment = _experiment(demo, tmp_path, boe_pooling="avg")
@@ -563,13 +568,13 @@ def test_finetune_options_must_match(demo, trained, tmp_path):
         train_lib.run(experiment, strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
 
 
-def test_recipe_parses_and_chi_on_magenta_is_a_one_line_cli_error(tmp_path):
+def test_recipe_parses_and_chi_on_magenta_is_a_one_line_cli_error(run_command, tmp_path):
     # configs/boe_yuv444.cfg through the real command line; switching its generator back
     # to magenta while it sets chi > 0 must fail before TensorFlow starts.
     repo = pathlib.Path(__file__).resolve().parent.parent
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     # (boe_yuv420.cfg differs only in --generator, which this overrides.)
-    proc = subprocess.run(
+    proc = run_command(
         [sys.executable, "-m", "magenta_style.train", "--flagfile=configs/boe_yuv444.cfg",
          f"--train_dir={tmp_path}", "--style_dataset_file=x", "--content_images=y",
          "--vgg_checkpoint=standin:0", "--generator=magenta"],

@@ -12,7 +12,6 @@ the exact stanza to paste (or: run `python tools/build_file.py`), when:
 import importlib.util
 import os
 import pathlib
-import subprocess
 import sys
 import textwrap
 
@@ -137,10 +136,10 @@ def test_checker_reports_what_to_change(mini_repo, change, expected_message):
     assert expected_message in problems
 
 
-def _run_runner(tmp_path, test_source):
+def _run_runner(run_command, tmp_path, test_source):
     _write(tmp_path, "test_sample.py", test_source)
     env = {k: v for k, v in os.environ.items() if k != "XML_OUTPUT_FILE"}
-    return subprocess.run([sys.executable, str(REPO_ROOT / RUNNER), "test_sample.py"],
+    return run_command([sys.executable, str(REPO_ROOT / RUNNER), "test_sample.py"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -149,8 +148,8 @@ def _run_runner(tmp_path, test_source):
     ("def test_bad():\n    assert False\n", 1),
     ("X = 1\n", 5),
 ])
-def test_bazel_runner_exit_code_follows_pytest(tmp_path, source, exit_code):
-    result = _run_runner(tmp_path, source)
+def test_bazel_runner_exit_code_follows_pytest(run_command, tmp_path, source, exit_code):
+    result = _run_runner(run_command, tmp_path, source)
     assert result.returncode == exit_code, result.stdout + result.stderr
     if exit_code == 5:
         assert "collected no tests" in result.stderr

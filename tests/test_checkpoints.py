@@ -1,7 +1,6 @@
 """Magenta checkpoint loading and parity with the original Magenta outputs (fixtures)."""
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -190,9 +189,9 @@ def test_native_checkpoint_of_other_config_fails_clearly(tmp_path):
         checkpoints.load_model(str(tmp_path / "m"))
 
 
-def test_convert_tool_writes_native_checkpoint(nstyle, content, tmp_path):
+def test_convert_tool_writes_native_checkpoint(run_command, nstyle, content, tmp_path):
     out = tmp_path / "converted"
-    result = subprocess.run(
+    result = run_command(
         [sys.executable, os.path.join(REPO, "tools", "convert_magenta_checkpoint.py"),
          f"--magenta_checkpoint={nstyle / 'model.ckpt'}", f"--output_dir={out}",
          "--style_names=red,green,blue"], capture_output=True, text=True, timeout=300)
@@ -206,11 +205,11 @@ def test_convert_tool_writes_native_checkpoint(nstyle, content, tmp_path):
     assert np.abs(model(content, tf.constant([2])).numpy() - expected).max() < PARITY_ATOL
 
 
-def test_convert_tool_rejects_non_magenta_checkpoint(tmp_path):
+def test_convert_tool_rejects_non_magenta_checkpoint(run_command, tmp_path):
     model_config = config.ModelConfig(2, 0.25)
     native = checkpoints.save_model(transformer.build_transformer(model_config), model_config,
                                     str(tmp_path / "native"))
-    result = subprocess.run(
+    result = run_command(
         [sys.executable, os.path.join(REPO, "tools", "convert_magenta_checkpoint.py"),
          f"--magenta_checkpoint={native}", f"--output_dir={tmp_path / 'out'}"],
         capture_output=True, text=True, timeout=300)
@@ -283,13 +282,13 @@ def test_magenta_checkpoint_written_back_loads_with_magenta_names(nstyle, conten
     np.testing.assert_array_equal(again(batch, ids).numpy(), model(batch, ids).numpy())
 
 
-def test_export_magenta_checkpoint_tool(nstyle, content, tmp_path):
+def test_export_magenta_checkpoint_tool(run_command, nstyle, content, tmp_path):
     native = tmp_path / "native"
     model, model_config = checkpoints.load_model(str(nstyle / "model.ckpt"))
     checkpoints.save_model(model, model_config, str(native), step=12)
     tool = os.path.join(REPO, "tools", "export_magenta_checkpoint.py")
     out = tmp_path / "magenta" / "model.ckpt"
-    result = subprocess.run([sys.executable, tool, f"--checkpoint={native}", f"--output={out}"],
+    result = run_command([sys.executable, tool, f"--checkpoint={native}", f"--output={out}"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "num_styles=3 alpha=0.5 global_step=12" in result.stdout
@@ -297,10 +296,10 @@ def test_export_magenta_checkpoint_tool(nstyle, content, tmp_path):
     expected = np.load(nstyle / "expected_styles.npy")[1:2]
     back, _ = checkpoints.load_model(str(out))
     assert np.abs(back(content, tf.constant([1])).numpy() - expected).max() < PARITY_ATOL
-    again = subprocess.run([sys.executable, tool, f"--checkpoint={native}", f"--output={out}"],
+    again = run_command([sys.executable, tool, f"--checkpoint={native}", f"--output={out}"],
                            capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "already exists" in again.stderr
-    broken = subprocess.run([sys.executable, tool, f"--checkpoint={tmp_path / 'nope'}",
+    broken = run_command([sys.executable, tool, f"--checkpoint={tmp_path / 'nope'}",
                              f"--output={tmp_path / 'x'}"], capture_output=True, text=True,
                             timeout=300)
     assert broken.returncode == 2 and "Traceback" not in broken.stderr

@@ -15,6 +15,9 @@ from magenta_style.networks import transformer
 from magenta_style.networks import vgg
 from magenta_style.serving import export_lib
 
+# Every test here uses damaged copies of an export.
+pytestmark = pytest.mark.slow
+
 
 def _truncate(path, fraction=0.5):
     with open(path, "r+b") as f:

@@ -2,7 +2,6 @@
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
 import numpy as np
@@ -66,9 +65,9 @@ def test_evaluate_checkpoint(trained, tmp_path):
     assert list(tmp_path.glob("events.out.tfevents.*"))
 
 
-def test_cli_errors_are_one_line(tmp_path):
+def test_cli_errors_are_one_line(run_command, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, "-m", "magenta_style.evaluate",
+    proc = run_command([sys.executable, "-m", "magenta_style.evaluate",
                            f"--checkpoint={tmp_path}", f"--content_images={tmp_path}"],
                           cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2
@@ -109,9 +108,9 @@ def test_evaluating_a_step_again_keeps_the_earlier_results(trained, tmp_path):
         assert first.size != second.size
 
 
-def test_cli_image_size_range(tmp_path):
+def test_cli_image_size_range(run_command, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, "-m", "magenta_style.evaluate",
+    proc = run_command([sys.executable, "-m", "magenta_style.evaluate",
                            f"--checkpoint={tmp_path}", f"--content_images={tmp_path}",
                            "--image_size=7"],
                           cwd=REPO, capture_output=True, text=True, timeout=120, env=env)

@@ -24,6 +24,9 @@ from magenta_style.networks import transformer
 from magenta_style.serving import export_lib
 from magenta_style.serving import warmup as export_warmup
 
+# Every test here uses exports (a shared tiny export, and the export command).
+pytestmark = pytest.mark.slow
+
 NUM_STYLES = 2
 SIGNATURE_NAMES = ("serving_default", "serving_bytes", "stylize_advanced",
                    "stylize_bytes_advanced", "stylize_map")

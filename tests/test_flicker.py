@@ -1,6 +1,5 @@
 """Tests for the flicker metric (video.panning_clip / warping_error) and tools/flicker_metric.py."""
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -48,11 +47,11 @@ def test_warping_error_margin_and_errors():
         video.panning_clip(_canvas(10, 10), 4, (8, 8), shift=(1, 1))
 
 
-def test_tool_prints_one_line_per_checkpoint(tmp_path):
+def test_tool_prints_one_line_per_checkpoint(run_command, tmp_path):
     model_config = config.ModelConfig(2, 0.25)
     checkpoints.save_model(transformer.build_transformer(model_config), model_config,
                            str(tmp_path / "m"))
-    result = subprocess.run(
+    result = run_command(
         [sys.executable, "tools/flicker_metric.py", f"--checkpoint={tmp_path / 'm'}",
          "--frames=4", "--size=32", "--margin=4"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)

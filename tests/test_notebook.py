@@ -58,6 +58,7 @@ def test_notebook_is_clean_json_without_shell_magics():
                 assert not line.lstrip().startswith(("!", "%")), line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_image", [False, True])
 def test_notebook_runs_headlessly(export_dir, tmp_path, monkeypatch, with_image):
     content = ""

@@ -13,6 +13,9 @@ from magenta_style.data import style_dataset
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
 
+# Every test here uses commands in subprocesses.
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "",
        "PYTHONPATH": str(REPO)}

@@ -21,6 +21,9 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+# Every test here uses an export served over REST/gRPC, and the client as a subprocess.
+pytestmark = pytest.mark.slow
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "serving_client.py")

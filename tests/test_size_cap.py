@@ -119,6 +119,7 @@ def test_bytes_signatures_check_the_header_before_decoding(module):
         module.stylize_bytes(tf.constant([small, small]), _weights(2))
 
 
+@pytest.mark.slow
 def test_export_records_the_cap_and_its_graph_enforces_it(tmp_path):
     model = transformer.build_transformer(MODEL_CONFIG)
     budget = 5000 * limits.bytes_per_pixel(MODEL_CONFIG)

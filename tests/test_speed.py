@@ -100,6 +100,7 @@ def bf16_export(tmp_path_factory, randomize_norms):
     return model, train_dir, version_dir
 
 
+@pytest.mark.slow
 def test_bfloat16_export_records_its_dtype_and_stays_close(bf16_export):
     model, _, version_dir = bf16_export
     assert inference.read_metadata(version_dir)["compute_dtype"] == "bfloat16"
@@ -111,6 +112,7 @@ def test_bfloat16_export_records_its_dtype_and_stays_close(bf16_export):
     assert 0 < diff.mean() < 0.02 and diff.max() < 0.2, (diff.mean(), diff.max())
 
 
+@pytest.mark.slow
 def test_stylize_compute_dtype_flag(bf16_export, tmp_path, capsys):
     _, train_dir, version_dir = bf16_export
     photo = tmp_path / "photo.png"

@@ -2,7 +2,6 @@
 import json
 import os
 import pathlib
-import subprocess
 import sys
 
 import numpy as np
@@ -231,14 +230,14 @@ def test_reader_rejects_bad_files(tmp_path):
 # ------------------------------------------------------------------ the tool
 
 
-def _run_tool(*args):
-    return subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True,
+def _run_tool(run_command, *args):
+    return run_command([sys.executable, str(TOOL), *args], capture_output=True, text=True,
                           timeout=300, cwd=str(REPO_ROOT))
 
 
-def test_tool_writes_a_dataset_with_the_standin_logged(tmp_path, styledata, written):
+def test_tool_writes_a_dataset_with_the_standin_logged(run_command, tmp_path, styledata, written):
     output = tmp_path / "out" / "tool.tfrecord"
-    result = _run_tool("--vgg_checkpoint=standin:7", f"--style_files={styledata}/style_*.png",
+    result = _run_tool(run_command, "--vgg_checkpoint=standin:7", f"--style_files={styledata}/style_*.png",
                        f"--output_file={output}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "STAND-IN" in result.stderr and "2/2" in result.stderr
@@ -251,11 +250,11 @@ def test_tool_writes_a_dataset_with_the_standin_logged(tmp_path, styledata, writ
                                    atol=1e-6 * np.abs(reference.grams[name]).max())
 
 
-def test_tool_unreadable_image_is_one_line_and_writes_nothing(tmp_path):
+def test_tool_unreadable_image_is_one_line_and_writes_nothing(run_command, tmp_path):
     _save_png(tmp_path / "a.png")
     (tmp_path / "b.png").write_bytes(b"GIF89a broken")
     output = tmp_path / "out.tfrecord"
-    result = _run_tool("--vgg_checkpoint=standin:7", f"--style_files={tmp_path}/*.png",
+    result = _run_tool(run_command, "--vgg_checkpoint=standin:7", f"--style_files={tmp_path}/*.png",
                        f"--output_file={output}")
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines()

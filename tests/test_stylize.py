@@ -1,7 +1,6 @@
 """Tests for magenta_style.stylize: the library function and the command line end to end."""
 import io
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -294,8 +293,8 @@ def test_help(capsys):
     assert "--which_styles" in out and "Exit status" in out
 
 
-def test_subprocess_usage_error_has_no_traceback(tmp_path):
-    result = subprocess.run(
+def test_subprocess_usage_error_has_no_traceback(run_command, tmp_path):
+    result = run_command(
         [sys.executable, "-m", "magenta_style.stylize", "--checkpoint=x", "--input_image=y",
          f"--output_dir={tmp_path}", "--which_styles={0:0.5"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
@@ -575,6 +574,7 @@ def export_base(native_checkpoint, tmp_path_factory):
     return base
 
 
+@pytest.mark.slow
 def test_saved_model_matches_the_checkpoint(native_checkpoint, export_base, tmp_path, capsys):
     _write_rgb(tmp_path / "p.png", 14, 22, seed=10)
     mask = np.zeros([14, 22], np.uint8)
@@ -606,6 +606,7 @@ def test_saved_model_matches_the_checkpoint(native_checkpoint, export_base, tmp_
             assert np.abs(written - outputs["ckpt"][name]).max() <= 1, (source, name)
 
 
+@pytest.mark.slow
 def test_saved_model_refuses_tiling_flags(export_base, tmp_path, capsys):
     _write_rgb(tmp_path / "p.png", 8, 8)
     code, _, err = _run([f"--checkpoint={export_base}", f"--input_image={tmp_path / 'p.png'}",
@@ -616,6 +617,7 @@ def test_saved_model_refuses_tiling_flags(export_base, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_load_stylizer_dispatch(native_checkpoint, export_base):
     model, _ = inference.load(native_checkpoint)
     assert inference.can_tile(model)

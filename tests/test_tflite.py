@@ -13,6 +13,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+# Every test here uses TFLite conversions of an export.
+pytestmark = pytest.mark.slow
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "export_tflite.py")

@@ -24,6 +24,9 @@ from magenta_style.networks import checkpoints
 from magenta_style.networks import vgg
 from magenta_style.training import train_lib
 
+# Every test here uses training runs and training subprocesses.
+pytestmark = pytest.mark.slow
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 

@@ -5,7 +5,6 @@ import json
 import os
 import pathlib
 import re
-import subprocess
 import sys
 
 from magenta_style.training import train_lib
@@ -24,12 +23,12 @@ print(json.dumps([[list(k), v] for k, v in out.items()]))
 """
 
 
-def test_what_next_derives_paths_from_the_run_and_checks_tensorboard(tmp_path):
+def test_what_next_derives_paths_from_the_run_and_checks_tensorboard(run_command, tmp_path):
     # Once fixed /tmp/exported and /tmp/stylized: a second model silently became
     # version 2 of the first model's export base. And `tensorboard` was suggested
     # although it is not installed by default.
     dirs = {name: str(tmp_path / name) for name in ("run_a", "run_b")}
-    proc = subprocess.run([sys.executable, "-c", _WHAT_NEXT, *dirs.values()], cwd=REPO,
+    proc = run_command([sys.executable, "-c", _WHAT_NEXT, *dirs.values()], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -98,8 +97,8 @@ def test_quiet_tf_logging_hides_cuinit_errors_without_a_driver(monkeypatch):
     assert os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0"
 
 
-def test_video_crf_is_range_checked(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "magenta_style.stylize_video",
+def test_video_crf_is_range_checked(run_command, tmp_path):
+    proc = run_command([sys.executable, "-m", "magenta_style.stylize_video",
                            f"--checkpoint={tmp_path}", f"--input={tmp_path}/a.mp4",
                            f"--output={tmp_path}/b.mp4", "--crf=1000"], cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)

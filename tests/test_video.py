@@ -15,6 +15,9 @@ from magenta_style.media import video
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
 
+# Every test here uses video files and the stylize_video command.
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
