@@ -55,6 +55,7 @@ setuptools.setup(
             "magenta-style-evaluate=magenta_style.evaluate:run_main",
             "magenta-style-stylize-video=magenta_style.stylize_video:run_main",
             "magenta-style-optimize=magenta_style.optimize:run_main",
+            "magenta-style-create-style-dataset=magenta_style.create_style_dataset:run_main",
         ],
     },
 )

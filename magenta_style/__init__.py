@@ -4,7 +4,8 @@ Code map, top to bottom; a module imports only its own layer and those below it
 (tests/test_package.py checks this):
 
 - commands, `python -m magenta_style.<command>`: train, evaluate, stylize,
-  stylize_video, export, optimize. Flags -> one frozen config -> library code.
+  stylize_video, export, optimize, create_style_dataset. Flags -> one frozen config ->
+  library code.
 - cli: the commands' shared flags, one-line usage errors and progress bars.
 - training/: train_lib (the distributed loop, in phases), summaries, evaluate_lib,
   dirlock (one trainer per train_dir).

@@ -915,3 +915,31 @@ class OptimizeConfig:
             if d[name] is not None:
                 d[name] = dict(getattr(self, name))
         return d
+
+
+# --------------------------------------------------------------------------------------
+# Style datasets (python -m magenta_style.create_style_dataset).
+# --------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class StyleDatasetConfig:
+    """What create_style_dataset writes; its flags are these fields.
+
+    Attributes:
+      vgg_checkpoint: VGG-16 weights for the Gram matrices (see vgg.build_vgg16); "" is
+        allowed only without Gram matrices.
+      style_files: glob(s) of style images, comma-separated; labels follow the sorted
+        matches of each pattern, patterns in the order given.
+      output_file: the TFRecord file to write (atomically).
+      compute_gram_matrices: store the Gram matrices (training needs them).
+      style_size: resize each style image so its shorter side has this many pixels first
+        (>= 1); None keeps the file's size.
+      style_names: names by label; () uses the file names without extension.
+    """
+
+    vgg_checkpoint: str = ""
+    style_files: str = ""
+    output_file: str = ""
+    compute_gram_matrices: bool = True
+    style_size: int = None
+    style_names: tuple = ()

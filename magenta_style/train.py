@@ -37,7 +37,7 @@ def _define_flags(fv):
                 "boe_pooling": config_lib.BOE_POOLINGS,
                 "boe_composite": config_lib.BOE_COMPOSITES})
     cli.define_field_flags(fv, config_lib.DataConfig, {
-        "style_dataset_file": "Style TFRecord (tools/create_style_dataset.py).",
+        "style_dataset_file": "Style TFRecord (python -m magenta_style.create_style_dataset).",
         "image_size": "Training crop size, pixels.",
         "content_images": "Glob, folder or comma-list of JPEG/PNG files or of TFRecord "
                           "files with image/encoded.",

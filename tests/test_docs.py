@@ -124,11 +124,10 @@ def _tool_flag_names(path):
             names.add(first.value[2:])
     for target in re.findall(r"[\"']((?:benchmarks|figures|build)/\w+\.py)[\"']", source):
         names |= _tool_flag_names(f"tools/{target}")
-    module = re.search(r"import_module\([\"'](magenta_style\.\w+)[\"']\)|"
-                       r"from magenta_style import (\w+)\s+#\s*command", source)
-    if module:
-        name = module.group(1) or f"magenta_style.{module.group(2)}"
-        names |= {flag.name for flag in _command_flag_values(name)}
+    for name in re.findall(r"^from magenta_style import (\w+)", source, re.M):
+        module = importlib.import_module(f"magenta_style.{name}")
+        if callable(getattr(module, "_flag_values", None)):  # An alias of a package command.
+            names |= {flag for flag in module._flag_values()}
     return names
 
 

@@ -497,7 +497,7 @@ def _read_style_dataset(path):
         raise TrainError(str(e)) from None
     if info.grams is None:
         raise TrainError(f"style dataset {path} has no Gram matrices (rebuild it with "
-                         "tools/create_style_dataset.py --compute_gram_matrices)")
+                         "python -m magenta_style.create_style_dataset --compute_gram_matrices)")
     return info
 
 
