@@ -18,7 +18,8 @@ import textwrap
 import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-_spec = importlib.util.spec_from_file_location("build_file", REPO_ROOT / "tools" / "build_file.py")
+_spec = importlib.util.spec_from_file_location(
+    "build_file", REPO_ROOT / "tools" / "build" / "build_file.py")
 build_file = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(build_file)
 

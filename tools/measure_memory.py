@@ -1,112 +1,11 @@
-"""Measures the memory one stylization request costs per pixel, for docs/limits.md and
-`limits.BYTES_PER_PIXEL`.
-
-    python tools/measure_memory.py --alphas=0.25,0.5,0.75,1.0 --sides=512,1024,1536
-
-For each alpha and signature a fresh process builds the network (random weights:
-memory does not depend on them), wraps it in the export's own serving functions
-(export_signatures.StylizerModule, without a pixel cap), runs one small request to trace
-it, then requests of increasing size, and reports its peak resident memory
-(ru_maxrss) after each. The slope of a least-squares line through (pixels, peak) is
-the cost of one more pixel; the intercept is the process's fixed cost (TensorFlow,
-the traced graph). Peaks, not averages, are what kills a server. CPU (oneDNN)
-figures; other devices allocate differently.
+"""Alias of tools/benchmarks/measure_memory.py (its new place, with the other measurement scripts), kept so
+that existing commands work: runs it with the same flags. Runs on import, as a script does;
+Bazel builds it into the py_binary of tools/benchmarks/measure_memory.py.
 """
-import argparse
-import json
 import os
-import resource
-import subprocess
+import runpy
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-SIGNATURES = ("serving_default", "serving_bytes")
-
-
-def _peak_bytes():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB.
-
-
-def child(alpha, signature, sides, generator=None):
-    """Runs in its own process; prints one JSON line {side: peak bytes}."""
-    import numpy as np
-    import tensorflow as tf
-
-    from magenta_style import config as config_lib
-    from magenta_style.networks import transformer
-    from magenta_style.serving import signatures as export_signatures
-
-    model_config = config_lib.ModelConfig(num_styles=2, alpha=alpha)
-    model = transformer.build_transformer(model_config)
-    module = export_signatures.StylizerModule(model, model_config, "{}", max_pixels=0)
-    weights = tf.constant([[1.0, 0.0]])
-    rng = np.random.default_rng(0)
-
-    def request(side):
-        pixels = rng.integers(0, 256, [side, side, 3], dtype=np.uint8)
-        if signature == "serving_bytes":
-            png = tf.io.encode_png(pixels)[None]
-            module.stylize_bytes(png, weights)["stylized_image_bytes"].numpy()
-        else:
-            image = tf.constant(pixels[None].astype(np.float32) / 255.0)
-            module.stylize(image, weights)["stylized_image"].numpy()
-
-    request(64)  # Traces; later sizes do not retrace.
-    peaks = {}
-    for side in sides:
-        request(side)
-        peaks[side] = _peak_bytes()
-    print(json.dumps({"alpha": alpha, "signature": signature, "peaks": peaks}))
-
-
-def fit(peaks):
-    """Least-squares (bytes per pixel, fixed bytes) through {side: peak bytes}."""
-    xs = [int(side) ** 2 for side in peaks]
-    ys = list(peaks.values())
-    n = len(xs)
-    mean_x, mean_y = sum(xs) / n, sum(ys) / n
-    slope = (sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys))
-             / sum((x - mean_x) ** 2 for x in xs))
-    return slope, mean_y - slope * mean_x
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--alphas", default="0.25,0.5,0.75,1.0")
-    parser.add_argument("--sides", default="512,1024,1536",
-                        help="square request sizes, ascending (at least two)")
-    parser.add_argument("--signatures", default=",".join(SIGNATURES))
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--alpha", type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--signature", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    sides = sorted(int(s) for s in args.sides.split(","))
-    if args.child:
-        child(args.alpha, args.signature, sides)
-        return 0
-    if len(sides) < 2:
-        parser.error("--sides needs at least two sizes")
-    print("| alpha | signature | bytes per pixel | fixed (MiB) | peaks (MiB) at sides "
-          f"{', '.join(map(str, sides))} |")
-    print("|---|---|---|---|---|")
-    for alpha in (float(a) for a in args.alphas.split(",")):
-        for signature in args.signatures.split(","):
-            out = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--child", f"--alpha={alpha}",
-                 f"--signature={signature}", f"--sides={args.sides}"],
-                capture_output=True, text=True, check=False)
-            if out.returncode:
-                print(out.stderr[-2000:], file=sys.stderr)
-                return 1
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            slope, fixed = fit(result["peaks"])
-            peaks = ", ".join(f"{p / 2**20:.0f}" for p in result["peaks"].values())
-            print(f"| {alpha} | {signature} | {slope:.0f} | {fixed / 2**20:.0f} | {peaks} |",
-                  flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+_TARGET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "benchmarks/measure_memory.py")
+sys.argv[0] = _TARGET
+runpy.run_path(_TARGET, run_name="__main__")

@@ -7,7 +7,7 @@ claim 20000 x 20000. Exports therefore refuse, in the graph, requests above
 `max_pixels(model_config, memory_budget_bytes)`, and the encoded-image signatures
 read the size from the file header (`encoded_image_size`) before decoding anything.
 See docs/limits.md for the figures and how they were measured
-(tools/measure_memory.py).
+(tools/benchmarks/measure_memory.py).
 """
 import math
 
@@ -18,7 +18,7 @@ import tensorflow as tf
 DEFAULT_MEMORY_BUDGET_BYTES = 4 * 2**30
 
 # generator -> {alpha: peak bytes per pixel of one request}, the larger of the float and
-# the encoded-image signatures, measured with tools/measure_memory.py on CPU (oneDNN,
+# the encoded-image signatures, measured with tools/benchmarks/measure_memory.py on CPU (oneDNN,
 # TF 2.21, square requests of 512-1536 px; docs/limits.md). A new generator adds its own
 # row, measured the same way.
 BYTES_PER_PIXEL = {
@@ -43,7 +43,7 @@ def bytes_per_pixel(model_config):
     table = BYTES_PER_PIXEL.get(generator)
     if table is None:
         logging.warning("no measured memory cost for generator %r; using %r's (add a row "
-                        "to limits.BYTES_PER_PIXEL with tools/measure_memory.py)",
+                        "to limits.BYTES_PER_PIXEL with tools/benchmarks/measure_memory.py)",
                         generator, DEFAULT_GENERATOR)
         table = BYTES_PER_PIXEL[DEFAULT_GENERATOR]
     alphas = sorted(table)
