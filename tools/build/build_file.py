@@ -17,6 +17,7 @@ stanza this script would write. Standard library only.
 """
 import ast
 import dataclasses
+import functools
 import pathlib
 import re
 import sys
@@ -100,6 +101,30 @@ def parse_build(root):
 # ------------------------------------------------------------ source analysis
 
 
+@functools.lru_cache(maxsize=None)
+def _parse_file(path, mtime_ns, size):
+    """(ast, its import nodes, its string constants) of one version of a file."""
+    del mtime_ns, size  # The cache key: a file written since is read again.
+    tree = ast.parse(pathlib.Path(path).read_text(), filename=path)
+    nodes = list(ast.walk(tree))
+    imports = [n for n in nodes if isinstance(n, (ast.Import, ast.ImportFrom))]
+    strings = frozenset(n.value for n in nodes
+                        if isinstance(n, ast.Constant) and isinstance(n.value, str))
+    return tree, imports, strings
+
+
+def _facts(root, relpath):
+    """_parse_file of root/relpath: each file is walked once per version (the checks ask
+    about the same files hundreds of times)."""
+    path = root / relpath
+    stat = path.stat()
+    return _parse_file(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+def _parse(root, relpath):
+    return _facts(root, relpath)[0]
+
+
 def library_name(relpath):
     """Target name for a package file: magenta_style/a.py -> "a", sub/b.py -> "sub_b".
 
@@ -133,10 +158,9 @@ def _package_libraries(root, dotted):
 
 def imported_modules(root, relpath):
     """Dotted magenta_style modules that the Python file root/relpath imports (anywhere in it)."""
-    tree = ast.parse((root / relpath).read_text(), filename=relpath)
     package = ".".join(pathlib.PurePosixPath(relpath).parent.parts)
     modules = set()
-    for node in ast.walk(tree):
+    for node in _facts(root, relpath)[1]:
         if isinstance(node, ast.Import):
             modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -164,7 +188,7 @@ def library_deps(root, relpath):
 
 def has_main_block(root, relpath):
     """Whether root/relpath has a top-level `if __name__ == "__main__":` block."""
-    tree = ast.parse((root / relpath).read_text(), filename=relpath)
+    tree = _parse(root, relpath)
     for node in tree.body:
         if isinstance(node, ast.If) and isinstance(node.test, ast.Compare):
             names = [ast.unparse(n) for n in [node.test.left, *node.test.comparators]]
@@ -174,9 +198,7 @@ def has_main_block(root, relpath):
 
 
 def _string_constants(root, relpath):
-    tree = ast.parse((root / relpath).read_text(), filename=relpath)
-    return {n.value for n in ast.walk(tree)
-            if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    return set(_facts(root, relpath)[2])
 
 
 def referenced_tools(root, relpath):
@@ -229,9 +251,8 @@ def referenced_package_modules(root, relpath):
 
 def local_test_helpers(root, relpath):
     """tests/*.py helper modules (not conftest) that a test file imports."""
-    tree = ast.parse((root / relpath).read_text(), filename=relpath)
     names = set()
-    for node in ast.walk(tree):
+    for node in _facts(root, relpath)[1]:
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
