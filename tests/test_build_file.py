@@ -141,7 +141,7 @@ def _run_runner(run_command, tmp_path, test_source):
     _write(tmp_path, "test_sample.py", test_source)
     env = {k: v for k, v in os.environ.items() if k != "XML_OUTPUT_FILE"}
     return run_command([sys.executable, str(REPO_ROOT / RUNNER), "test_sample.py"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("source, exit_code", [

@@ -289,7 +289,7 @@ def test_export_magenta_checkpoint_tool(run_command, nstyle, content, tmp_path):
     tool = os.path.join(REPO, "tools", "export_magenta_checkpoint.py")
     out = tmp_path / "magenta" / "model.ckpt"
     result = run_command([sys.executable, tool, f"--checkpoint={native}", f"--output={out}"],
-                            capture_output=True, text=True, timeout=300)
+                         capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "num_styles=3 alpha=0.5 global_step=12" in result.stdout
     assert checkpoints.is_magenta_checkpoint(str(out))
@@ -297,11 +297,11 @@ def test_export_magenta_checkpoint_tool(run_command, nstyle, content, tmp_path):
     back, _ = checkpoints.load_model(str(out))
     assert np.abs(back(content, tf.constant([1])).numpy() - expected).max() < PARITY_ATOL
     again = run_command([sys.executable, tool, f"--checkpoint={native}", f"--output={out}"],
-                           capture_output=True, text=True, timeout=300)
+                        capture_output=True, text=True, timeout=300)
     assert again.returncode != 0 and "already exists" in again.stderr
     broken = run_command([sys.executable, tool, f"--checkpoint={tmp_path / 'nope'}",
-                             f"--output={tmp_path / 'x'}"], capture_output=True, text=True,
-                            timeout=300)
+                          f"--output={tmp_path / 'x'}"], capture_output=True, text=True,
+                         timeout=300)
     assert broken.returncode == 2 and "Traceback" not in broken.stderr
 
 

@@ -68,8 +68,8 @@ def test_evaluate_checkpoint(trained, tmp_path):
 def test_cli_errors_are_one_line(run_command, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     proc = run_command([sys.executable, "-m", "magenta_style.evaluate",
-                           f"--checkpoint={tmp_path}", f"--content_images={tmp_path}"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+                        f"--checkpoint={tmp_path}", f"--content_images={tmp_path}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2
     # TensorFlow's C++ start-up may log before absl is configured; ours is one line.
     assert "Traceback" not in proc.stderr
@@ -111,9 +111,9 @@ def test_evaluating_a_step_again_keeps_the_earlier_results(trained, tmp_path):
 def test_cli_image_size_range(run_command, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     proc = run_command([sys.executable, "-m", "magenta_style.evaluate",
-                           f"--checkpoint={tmp_path}", f"--content_images={tmp_path}",
-                           "--image_size=7"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
+                        f"--checkpoint={tmp_path}", f"--content_images={tmp_path}",
+                        "--image_size=7"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(
         "magenta_style.evaluate: error: --image_size=7 must be in [32, 4096]")

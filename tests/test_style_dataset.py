@@ -232,13 +232,13 @@ def test_reader_rejects_bad_files(tmp_path):
 
 def _run_tool(run_command, *args):
     return run_command([sys.executable, str(TOOL), *args], capture_output=True, text=True,
-                          timeout=300, cwd=str(REPO_ROOT))
+                       timeout=300, cwd=str(REPO_ROOT))
 
 
 def test_tool_writes_a_dataset_with_the_standin_logged(run_command, tmp_path, styledata, written):
     output = tmp_path / "out" / "tool.tfrecord"
-    result = _run_tool(run_command, "--vgg_checkpoint=standin:7", f"--style_files={styledata}/style_*.png",
-                       f"--output_file={output}")
+    result = _run_tool(run_command, "--vgg_checkpoint=standin:7",
+                       f"--style_files={styledata}/style_*.png", f"--output_file={output}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "STAND-IN" in result.stderr and "2/2" in result.stderr
     assert "style_0, style_1" in result.stdout
@@ -254,8 +254,8 @@ def test_tool_unreadable_image_is_one_line_and_writes_nothing(run_command, tmp_p
     _save_png(tmp_path / "a.png")
     (tmp_path / "b.png").write_bytes(b"GIF89a broken")
     output = tmp_path / "out.tfrecord"
-    result = _run_tool(run_command, "--vgg_checkpoint=standin:7", f"--style_files={tmp_path}/*.png",
-                       f"--output_file={output}")
+    result = _run_tool(run_command, "--vgg_checkpoint=standin:7",
+                       f"--style_files={tmp_path}/*.png", f"--output_file={output}")
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines()
               if line.startswith("create_style_dataset: error:")]

@@ -29,8 +29,8 @@ def test_what_next_derives_paths_from_the_run_and_checks_tensorboard(run_command
     # although it is not installed by default.
     dirs = {name: str(tmp_path / name) for name in ("run_a", "run_b")}
     proc = run_command([sys.executable, "-c", _WHAT_NEXT, *dirs.values()], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=False,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                       capture_output=True, text=True, timeout=120, check=False,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     printed = {tuple(k): v for k, v in json.loads(proc.stdout.strip().splitlines()[-1])}
     runs = {name: {str(installed): printed[d, installed] for installed in (False, True)}
@@ -99,9 +99,9 @@ def test_quiet_tf_logging_hides_cuinit_errors_without_a_driver(monkeypatch):
 
 def test_video_crf_is_range_checked(run_command, tmp_path):
     proc = run_command([sys.executable, "-m", "magenta_style.stylize_video",
-                           f"--checkpoint={tmp_path}", f"--input={tmp_path}/a.mp4",
-                           f"--output={tmp_path}/b.mp4", "--crf=1000"], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=False)
+                        f"--checkpoint={tmp_path}", f"--input={tmp_path}/a.mp4",
+                        f"--output={tmp_path}/b.mp4", "--crf=1000"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--crf=1000" in proc.stderr.strip().splitlines()[-1]
 
