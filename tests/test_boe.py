@@ -158,6 +158,7 @@ def _train(trainer, steps):
     return [tuple(float(v) for v in step()) for _ in range(steps)]
 
 
+@pytest.mark.slow
 def test_training_with_chi_ends_with_lower_ratio_than_without(standin_vgg):
     # Also 1.10 check 6's short run: the loss falls and the analysis network is untouched.
     before = [w.numpy().copy() for w in standin_vgg.weights]

@@ -503,6 +503,7 @@ def _tiled_run(native_checkpoint, tmp_path, capsys, *flags):
                         "--strength=0.7", "--preserve_colors", *flags)
 
 
+@pytest.mark.slow
 def test_tiled_output_equals_untiled(native_checkpoint, loaded, tmp_path, capsys):
     model = loaded[0]
     # The smallest cores are 32 px; 64 px cores keep the test quick (10 tiles).

@@ -39,6 +39,7 @@ def _tile_pixels(model, core=32):
     return (core + 2 * tiling.default_halo(model)) ** 2
 
 
+@pytest.mark.slow
 def test_tiled_equals_untiled_for_a_style_id(model):
     image = _image(122, 150)  # Not multiples of 4: the bottom/right padding is tiled too.
     max_pixels = _tile_pixels(model)
@@ -53,6 +54,7 @@ def test_tiled_equals_untiled_for_a_style_id(model):
     assert calls[-1] == (17 * len(tiles), 17 * len(tiles))
 
 
+@pytest.mark.slow
 def test_tiled_equals_untiled_for_a_style_map_with_strength(model):
     image = _image(96, 104, seed=1)
     ramp = np.linspace(0, 1, 104, dtype=np.float32)[None, :].repeat(96, axis=0)
@@ -64,6 +66,7 @@ def test_tiled_equals_untiled_for_a_style_map_with_strength(model):
     np.testing.assert_allclose(tiled, expected, atol=TOLERANCE, rtol=0)
 
 
+@pytest.mark.slow
 def test_a_short_halo_breaks_equality(model):
     """The halo is what makes tiles exact: the comparison above can fail."""
     image = _image(96, 96, seed=2)
@@ -73,6 +76,7 @@ def test_a_short_halo_breaks_equality(model):
     assert np.abs(tiled - expected).max() > 1e-2
 
 
+@pytest.mark.slow
 def test_weights_row_matches_the_network(model):
     image = _image(64, 72, seed=3)
     weights = np.array([0.2, 0.0, 0.8], np.float32)
@@ -128,6 +132,7 @@ def test_stylize_image_runs_small_images_untiled(model):
     np.testing.assert_array_equal(out, expected)
 
 
+@pytest.mark.slow
 def test_downscaled_statistics_are_close_on_a_smooth_image(model):
     rng = np.random.default_rng(5)
     image = tf.image.resize(rng.uniform(size=(1, 4, 5, 3)), [160, 200]).numpy()[0]

@@ -98,6 +98,7 @@ def test_one_adam_step_matches(setup):
     _assert_losses(means, expected["losses_before_step_2"], LOSS_RTOL_STEP_2)
 
 
+@pytest.mark.slow
 def test_compiled_loop_matches(setup_fresh):
     """The same two steps through the compiled loop (tf.function, strategy.run).
 

@@ -303,6 +303,7 @@ def test_keras_h5_of_the_wrong_network_is_a_clear_error(tmp_path):
 # ------------------------------------------------------------------ execution modes
 
 
+@pytest.mark.slow
 def test_tf_function_xla_and_gradients(seed7_vgg):
     images = _images(batch=2, height=32, width=32)
     eager = seed7_vgg(images)
@@ -348,6 +349,7 @@ def test_traced_calls_read_the_weights_as_constants_with_the_same_values(seed7_v
     assert keras.saving.get_registered_object("magenta_style>VGG16Features") is vgg.VGG16Features
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_builds_replicated_weights(seed7_checkpoint):
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     if len(devices) < 2:
