@@ -659,39 +659,47 @@ class ExperimentConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """The evaluation settings that have defaults (the command checks its flags' ranges).
+    """The evaluation settings; the evaluate command's flags are named as the fields.
 
     Attributes:
       image_size: evaluation crop size, pixels (MIN_IMAGE_SIZE..MAX_IMAGE_SIZE).
-      max_images: at most this many evaluation images (--num_evaluation_images).
-      batch_size: images per model call.
-      grid: write a style grid PNG (--style_grid; evaluate_checkpoint's own default
-        is True).
-      crossover: add the stylized style images to the grid (--style_crossover).
+      num_evaluation_images: at most this many evaluation images (>= 1).
+      batch_size: images per model call (>= 1).
+      style_grid: write a style grid PNG. Off by default: the command has always
+        needed --style_grid for one, and this is also evaluate_checkpoint's default.
+      style_crossover: add the stylized style images to the grid.
       optimum_iterations: > 0 adds the per-image optimum's loss and the amortization gap.
       eval_interval_secs: > 0 keeps evaluating new checkpoints of a training dir.
       eval_timeout_secs: with eval_interval_secs, stop after this long idle (None: never).
     """
 
     image_size: int = 256
-    max_images: int = 16
+    num_evaluation_images: int = 16
     batch_size: int = 8
-    grid: bool = False
-    crossover: bool = False
+    style_grid: bool = False
+    style_crossover: bool = False
     optimum_iterations: int = 0
     eval_interval_secs: int = 0
-    eval_timeout_secs: object = None
+    eval_timeout_secs: int = None
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        """Raises ConfigError naming the flag (--name=value) that is out of range."""
+        for name in ("image_size", "num_evaluation_images", "batch_size"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, f"--{name} must be >= 1, got {value}")
+        _check(MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
+               f"--image_size={self.image_size} must be in [{MIN_IMAGE_SIZE}, "
+               f"{MAX_IMAGE_SIZE}] (VGG-16 needs {MIN_IMAGE_SIZE} px)")
+        _check(self.optimum_iterations >= 0,
+               f"--optimum_iterations must be >= 0, got {self.optimum_iterations}")
 
 
 # --------------------------------------------------------------------------------------
 # Flags -> configs (train.py's flags are named as the fields; no absl, no TensorFlow).
 # --------------------------------------------------------------------------------------
-
-def field_defaults(cls):
-    """{field name: default} of a config dataclass: what the commands' flags default to."""
-    return {f.name: f.default for f in dataclasses.fields(cls)
-            if f.default is not dataclasses.MISSING}
-
 
 def format_style_coefficients(coefficients):
     """(1.0, 0.5) -> "1.0,0.5", the --style_coefficients form."""
@@ -824,7 +832,7 @@ class OptimizeConfig:
     content_weights: object = None
     style_weights: object = None
     normalization: str = ""
-    tv_weight: object = None
+    tv_weight: float = None
     preserve_colors: bool = False
     optimizer: str = "lbfgs"
     learning_rate: float = 0.02

@@ -59,10 +59,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from magenta_style import config
 from magenta_style.media import images
 
-DEFAULT_SEMANTIC_WEIGHT = 50.0
-DEFAULT_PATCH_SIZE = 3
+# gamma and k: the paper's, written once as the optimize command's defaults.
+DEFAULT_SEMANTIC_WEIGHT = config.OptimizeConfig.semantic_weight
+DEFAULT_PATCH_SIZE = config.OptimizeConfig.patch_size
 DEFAULT_MATCH_BUDGET_BYTES = 128 * 2 ** 20
 # Style patches per chunk of the match; with the budget this bounds a block's width
 # however large the style is (a 2000 x 2000 style has 250k patches at conv3_1).

@@ -178,8 +178,8 @@ _EVAL = config_lib.EvalConfig()
 
 def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file=None,
                         vgg_checkpoint=None, loss_config=None, image_size=_EVAL.image_size,
-                        max_images=_EVAL.max_images, batch_size=_EVAL.batch_size, grid=True,
-                        crossover=_EVAL.crossover, log=print,
+                        max_images=_EVAL.num_evaluation_images, batch_size=_EVAL.batch_size,
+                        grid=_EVAL.style_grid, crossover=_EVAL.style_crossover, log=print,
                         optimum_iterations=_EVAL.optimum_iterations):
     """Evaluates one checkpoint: per-style losses (JSON + TensorBoard) and a style grid.
 
