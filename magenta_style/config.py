@@ -215,26 +215,40 @@ def shorten(text, limit=ECHO_LIMIT):
     return f"{head}...({len(text) - len(head) - len(tail):,} more characters)...{tail}"
 
 
-# Magenta's VGG-16 end point names (the same tuple as vgg.END_POINTS; kept here so
-# flag parsing does not depend on the network module).
-END_POINTS = tuple(
-    f"vgg_16/{kind}{block}" for block in range(1, 6) for kind in ("conv", "pool"))
+# Convolutions per block of the VGG loss networks (their channels: networks/vgg.py).
+VGG_CONVS_PER_BLOCK = {"vgg_16": (2, 2, 3, 3, 3), "vgg_19": (2, 2, 4, 4, 4)}
 
 
-def _architecture_end_points(architecture, blocks):
+def end_points(architecture="vgg_16", conv_end_points=False):
+    """End point names of a VGG loss network in network order: the one definition.
+
+    Here, in the standard-library layer, so flags are checked before TensorFlow starts;
+    networks/vgg.py names its outputs with it.
+
+    Args:
+      architecture: "vgg_16" or "vgg_19".
+      conv_end_points: also every convolution's TF-slim scope (`vgg_19/conv4/conv4_2`),
+        each placed before its block's `convK`/`poolK`.
+
+    Returns:
+      tuple of str, e.g. ("vgg_16/conv1", "vgg_16/pool1", ...).
+    """
     names = []
-    for block, reps in enumerate(blocks, start=1):
-        names += [f"{architecture}/conv{block}/conv{block}_{j}" for j in range(1, reps + 1)]
+    for block, reps in enumerate(VGG_CONVS_PER_BLOCK[architecture], start=1):
+        if conv_end_points:
+            names += [f"{architecture}/conv{block}/conv{block}_{j}" for j in range(1, reps + 1)]
         names += [f"{architecture}/conv{block}", f"{architecture}/pool{block}"]
-    return names
+    return tuple(names)
 
 
+# Magenta's VGG-16 end point names.
+END_POINTS = end_points()
 # Every end point a weight may name: Magenta's blocks first (so their order is
 # unchanged), then VGG-16's per-convolution TF-slim scopes (vgg_16/conv4/conv4_2, Gatys'
-# layers) and VGG-19's blocks and convolutions (the same names as vgg.end_points).
+# layers) and VGG-19's blocks and convolutions.
 KNOWN_END_POINTS = END_POINTS + tuple(
-    name for name in _architecture_end_points("vgg_16", (2, 2, 3, 3, 3))
-    + _architecture_end_points("vgg_19", (2, 2, 4, 4, 4)) if name not in END_POINTS)
+    name for name in end_points("vgg_16", True) + end_points("vgg_19", True)
+    if name not in END_POINTS)
 
 
 class LossWeightsError(ValueError):
@@ -275,8 +289,10 @@ def validate_layer_weights(weights, what="layer weights"):
 # point names never need them), a number or a bare name (anything up to punctuation).
 _WEIGHTS_TOKEN_RE = re.compile(
     r"""\s*(?:(?P<punct>[{}:,])|'(?P<sq>[^'\\]*)'|"(?P<dq>[^"\\]*)"|(?P<bare>[^\s{}:,'"]+))""")
-_WEIGHT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-                        r"|[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+# A decimal number in Python/JSON notation, and the non-finite words float() takes: the
+# one number grammar of every flag text (layer weights, --which_styles, style maps).
+NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+NON_FINITE_RE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 
 
 def _weight_tokens(text, what):
@@ -358,7 +374,7 @@ def parse_layer_weights(text, what="layer weights"):
         name, value = entry[0][1].strip(), entry[2][1]
         if entry[2][0] == "str":
             raise LossWeightsError(f"{what}: weight of {name} must be a number, got {value!r}")
-        if not _WEIGHT_RE.fullmatch(value):
+        if not (NUMBER_RE.fullmatch(value) or NON_FINITE_RE.fullmatch(value)):
             raise LossWeightsError(f"{what}: weight of {name} is not a number: "
                                    f"{shorten(value, 20)!r}")
         if name in weights:
@@ -783,7 +799,7 @@ class OptimizeConfig:
     """One per-image optimization run (Gatys et al.; the patch loss of Champandard).
 
     Layer weights are ((end point, weight), ...) with full end point names (see
-    losses.KNOWN_END_POINTS); None takes the recipe's (or, with style_loss="patch", the
+    KNOWN_END_POINTS); None takes the recipe's (or, with style_loss="patch", the
     patch loss's) defaults. See docs/optimize.md for every field's meaning.
 
     Attributes:

@@ -199,7 +199,7 @@ def run(args, stderr=None):
                              "generator only; this BOE model stylizes each image whole")
     if args.compute_dtype:
         try:
-            model = stylizer.with_compute_dtype(model, args.compute_dtype)
+            model = transformer.with_compute_dtype(model, args.compute_dtype)
         except ValueError as e:
             raise cli.UsageError(str(e)) from None
     if not stylizer.can_tile(model) and args.options.max_tile_pixels and args.tiling_flags:
@@ -214,7 +214,7 @@ def run(args, stderr=None):
     style_map = None
     if args.style_map is not None:
         try:
-            style_map = stylizer.load_style_map(
+            style_map = style_maps.read_style_map(
                 args.style_map, args.style_map_colors, model_config.num_styles,
                 args.style_map_blur, max_pixels=args.max_pixels)
         except style_maps.StyleMapError as e:

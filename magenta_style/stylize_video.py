@@ -97,16 +97,18 @@ def run(job):
       video.VideoError, checkpoints.CheckpointError, style_maps.StyleMapError: bad
         inputs (`main` turns them into one-line usage errors).
     """
-    from magenta_style.inference import stylizer  # pylint: disable=import-outside-toplevel
-    from magenta_style.media import video  # pylint: disable=import-outside-toplevel
+    # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import style_maps
+    from magenta_style.inference import stylizer
+    from magenta_style.media import video
 
     info = video.probe(job.input)
     model, model_config = stylizer.load(job.checkpoint)
     num_styles = model_config.num_styles
     if job.style_map:
-        style = stylizer.load_style_map(job.style_map, job.style_map_colors, num_styles,
-                                        job.style_map_blur).weights(
-                                            num_styles, (info.height, info.width))
+        style = style_maps.read_style_map(job.style_map, job.style_map_colors, num_styles,
+                                          job.style_map_blur).weights(
+                                              num_styles, (info.height, info.width))
     else:
         style = job.which_styles.weight_rows(num_styles)[0]
     batch_size = _frames_per_call(job, info, model, model_config)

@@ -35,21 +35,13 @@ import math
 
 import tensorflow as tf
 
-from magenta_style import config as config_lib
+from magenta_style import config
 
-# The end point names and the layer-weights flag form live in the standard-library
-# config module (flags are parsed before TensorFlow starts); these names keep them here.
-END_POINTS = config_lib.END_POINTS
-KNOWN_END_POINTS = config_lib.KNOWN_END_POINTS
-LossWeightsError = config_lib.LossWeightsError
-validate_layer_weights = config_lib.validate_layer_weights
-parse_layer_weights = config_lib.parse_layer_weights
-format_layer_weights = config_lib.format_layer_weights
-
-# Magenta's defaults, as {end point: weight} (config.LossConfig holds them).
-DEFAULT_CONTENT_WEIGHTS = dict(config_lib.MAGENTA_CONTENT_WEIGHTS)
-DEFAULT_STYLE_WEIGHTS = dict(config_lib.MAGENTA_STYLE_WEIGHTS)
-DEFAULT_TOTAL_VARIATION_WEIGHT = config_lib.LossConfig.total_variation_weight
+# Magenta's defaults, as the {end point: weight} the loss functions take (config.py
+# holds them, with the end point names and the layer-weights flag form).
+DEFAULT_CONTENT_WEIGHTS = dict(config.MAGENTA_CONTENT_WEIGHTS)
+DEFAULT_STYLE_WEIGHTS = dict(config.MAGENTA_STYLE_WEIGHTS)
+DEFAULT_TOTAL_VARIATION_WEIGHT = config.LossConfig.total_variation_weight
 
 NORMALIZATIONS = ("magenta", "gatys", "johnson")
 
@@ -301,7 +293,7 @@ WEIGHT_BIAS_RATIO_EPSILON = 1e-8
 
 
 def weight_bias_ratio(kernels, biases, mode="elementwise", epsilon=WEIGHT_BIAS_RATIO_EPSILON):
-    """The BOE patent's weight-bias-ratio loss L_L1 = W / (B + epsilon) (seed-systems.md 1.6).
+    """The BOE patent's weight-bias-ratio loss L_L1 = W / (B + epsilon) (its claims).
 
     B is the mean absolute bias over every bias scalar. W has two readings of the text:
       - "elementwise" (the claims: "average of the absolute values of all kernels"):

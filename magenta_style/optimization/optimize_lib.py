@@ -44,12 +44,8 @@ from magenta_style.data import style_dataset
 from magenta_style.media import color
 from magenta_style.media import images as images_lib
 from magenta_style.networks import losses
+from magenta_style.networks import patch_loss
 from magenta_style.networks import vgg
-
-try:  # The patch loss (issue 12) lives in its own module; Gram runs work without it.
-    from magenta_style.networks import patch_loss
-except ImportError:  # pragma: no cover - only while patch_loss.py is not in the tree.
-    patch_loss = None
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-8
@@ -70,12 +66,12 @@ RECIPES = {
         style_weights="relu1_2:5.0,relu2_2:5.0,relu3_3:5.0,relu4_3:5.0",
         normalization="johnson", tv_weight=1e-6),
     "magenta": dict(
-        content_weights=losses.format_layer_weights(losses.DEFAULT_CONTENT_WEIGHTS),
-        style_weights=losses.format_layer_weights(losses.DEFAULT_STYLE_WEIGHTS),
+        content_weights=config_lib.format_layer_weights(losses.DEFAULT_CONTENT_WEIGHTS),
+        style_weights=config_lib.format_layer_weights(losses.DEFAULT_STYLE_WEIGHTS),
         normalization="magenta", tv_weight=0.0),
 }
 
-# The patch loss's defaults (issue 12 / Champandard 2016): style on conv3_1 and conv4_1
+# The patch loss's defaults (Champandard 2016): style on conv3_1 and conv4_1
 # (sem3_1, sem4_1) at beta 25 each (the low end of the paper's 25..250), content conv4_2
 # at alpha 10.
 PATCH_DEFAULTS = dict(content_weights="conv4_2:10.0", style_weights="conv3_1:25.0,conv4_1:25.0")
@@ -134,7 +130,7 @@ def qualify_layer_weights(text, architecture):
 
     `conv4_2`/`relu4_2` become `<architecture>/conv4/conv4_2`, `conv3`/`pool3` become
     `<architecture>/conv3`; full names pass through. Parsing and validation are
-    losses.parse_layer_weights'.
+    config_lib.parse_layer_weights'.
 
     Raises:
       OptimizeError: malformed text, an unknown layer, or a layer of the other VGG.
@@ -144,8 +140,8 @@ def qualify_layer_weights(text, architecture):
     qualified = _SHORT_BLOCK.sub(lambda m: f"{architecture}/{m.group(1)}{m.group(2)}",
                                  qualified)
     try:
-        weights = losses.parse_layer_weights(qualified, "layer weights")
-    except losses.LossWeightsError as e:
+        weights = config_lib.parse_layer_weights(qualified, "layer weights")
+    except config_lib.LossWeightsError as e:
         raise OptimizeError(str(e)) from None
     known = set(vgg.end_points(architecture, conv_end_points=True))
     for name in weights:
@@ -238,12 +234,12 @@ class _Objective:
 
 def _network_objective(cfg, path, style):
     """The loss a fast network was trained with: (objective, model, style id, vgg settings)."""
-    from magenta_style.inference import stylizer as inference  # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import stylizer  # pylint: disable=import-outside-toplevel
     from magenta_style.networks import checkpoints  # pylint: disable=import-outside-toplevel
     try:
-        model, model_config = inference.load(path)
-        if inference.is_saved_model(path):
-            saved = inference.read_metadata(path)
+        model, model_config = stylizer.load(path)
+        if stylizer.is_saved_model(path):
+            saved = stylizer.read_metadata(path)
         else:
             _, directory = checkpoints.resolve_checkpoint(path)
             saved = config_lib.read_config_json(directory) or {}
@@ -514,9 +510,6 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
     stopped = None
     # 1. Inputs.
     content_map_full = style_map = None
-    if cfg.style_loss == "patch" and patch_loss is None:
-        raise OptimizeError("style_loss=patch needs magenta_style.networks.patch_loss, which this "
-                            "installation lacks")
     if content is None and cfg.content_image:
         content = _load(cfg.content_image, "content image", cfg.max_pixels)
     if styles is None:
@@ -607,9 +600,9 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
     if content is None and init == "content":
         init = "noise"  # Doodle mode: nothing to start from but noise.
     if network is not None and not start_from_content:
-        from magenta_style.inference import stylizer as inference  # pylint: disable=import-outside-toplevel
+        from magenta_style.inference import stylizer  # pylint: disable=import-outside-toplevel
         full = _resize(content, (height, width))
-        start = inference.call_model(network_model, tf.constant(full[None]),
+        start = stylizer.call_model(network_model, tf.constant(full[None]),
                                      tf.constant([style_id]))
         start = np.asarray(start, np.float32)[0]
     elif init == "content" or network is not None:

@@ -7,7 +7,7 @@ signatures and what the loaded object offers are described there), its metadata
 (`assets.extra/tf_serving_warmup_requests`, warmup.py). A version is
 written beside the others under a hidden name and renamed into place when
 complete, and a base never mixes models (`check_same_model`). Reading an export
-back is inference/stylizer.py's job (`inference.load`, `inference.read_metadata`).
+back is inference/stylizer.py's job (`stylizer.load`, `stylizer.read_metadata`).
 """
 import json
 import os
@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import magenta_style
 from magenta_style import config as config_lib
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.media import limits
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
@@ -27,7 +27,7 @@ from magenta_style.serving import warmup as export_warmup
 
 FORMAT_NAME = "magenta_style.saved_model"
 FORMAT_VERSION = 1
-METADATA_FILENAME = inference.METADATA_FILENAME
+METADATA_FILENAME = stylizer.METADATA_FILENAME
 
 
 class ExportError(ValueError):
@@ -75,12 +75,12 @@ def check_same_model(export_base, model_config):
         message names the version and the difference.
     """
     wanted = _model_identity(model_config.to_dict())
-    for version in inference.existing_versions(export_base):
+    for version in stylizer.existing_versions(export_base):
         version_dir = os.path.join(export_base, str(version))
         if not tf.saved_model.contains_saved_model(version_dir):
             continue
         try:
-            found = _model_identity(dict(inference.read_metadata(version_dir)["model"]))
+            found = _model_identity(dict(stylizer.read_metadata(version_dir)["model"]))
         except (checkpoints.CheckpointError, KeyError, TypeError, ValueError) as e:
             raise ExportError(f"cannot compare with {version_dir}: {e}; pass "
                               "--allow_different_model to add a version anyway") from None
@@ -137,7 +137,7 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
     if not allow_different_model:
         check_same_model(export_base, model_config)
     if version is None:
-        version = max(inference.existing_versions(export_base), default=0) + 1
+        version = max(stylizer.existing_versions(export_base), default=0) + 1
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ExportError(f"version must be a positive integer, got {version!r}")
     final_dir = os.path.join(export_base, str(version))

@@ -20,7 +20,7 @@ import tensorflow as tf
 from magenta_style import config as config_lib
 from magenta_style.data import pipeline as data
 from magenta_style.data import style_dataset
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.media import fileio
 from magenta_style.media import images as images_lib
 from magenta_style.networks import checkpoints
@@ -48,7 +48,7 @@ def stylize_all(model, images, num_styles, batch_size=8):
       np.float32 [num_styles, N, H, W, 3] in [0, 1].
     """
     images = tf.convert_to_tensor(images, tf.float32)
-    stylize_fn = inference.make_stylize_fn(model, num_styles)
+    stylize_fn = stylizer.make_stylize_fn(model, num_styles)
     out = []
     for style in np.eye(num_styles, dtype=np.float32):
         rows = []

@@ -24,7 +24,7 @@ batch (tf.nn.compute_average_loss), because replicas' gradients are summed.
 
 The checkpoint holds the transformer, the optimizer, the step and the data position
 (never VGG, which always comes from its own weights). With a fixed seed a resumed run
-ends with the same weights as an uninterrupted one: see data.py.
+ends with the same weights as an uninterrupted one: see data/pipeline.py.
 """
 import contextlib
 import dataclasses
@@ -209,7 +209,7 @@ WEIGHT_BIAS_TERMS = ("weight_bias_ratio/W", "weight_bias_ratio/B", "weight_bias_
                      "weighted_weight_bias_ratio_loss")
 
 
-def loss_term_names(loss_config, with_stability=None, with_weight_bias=False):
+def loss_term_names(loss_config, with_weight_bias=False):
     """Names of the batch-mean terms a step reports (Magenta's names + ours)."""
     names = []
     for name, _ in loss_config.content_weights:
@@ -218,8 +218,7 @@ def loss_term_names(loss_config, with_stability=None, with_weight_bias=False):
     for name, _ in loss_config.style_weights:
         names += [f"style_loss/{name}", f"weighted_style_loss/{name}"]
     names += ["total_style_loss", "total_variation_loss", "weighted_total_variation_loss"]
-    stability = loss_config.stability_weight > 0 if with_stability is None else with_stability
-    if stability:
+    if loss_config.stability_weight > 0:
         names += ["stability_loss", "weighted_stability_loss"]
     if with_weight_bias:
         names += list(WEIGHT_BIAS_TERMS)
