@@ -33,53 +33,76 @@ BOE_NORMS = ("plain", "conditional")
 # pixel shuffle (depth-to-space); bilinear = interpolation.
 BOE_POOLINGS = ("max", "avg", "demuxout")
 BOE_COMPOSITES = ("mux", "shuffle", "bilinear")
-_BOE_OPTIONS = ("boe_norm", "boe_pooling", "boe_composite")
 
 
-def check_generator_options(generator, num_styles, alpha, boe_norm, boe_pooling,
-                            boe_composite):
-    """Raises ConfigError when the generator options do not fit together (one line)."""
-    if generator not in GENERATORS:
-        raise ConfigError(f"generator must be one of {', '.join(GENERATORS)}, got {generator!r}")
-    for name, value, choices in (("boe_norm", boe_norm, BOE_NORMS),
-                                 ("boe_pooling", boe_pooling, BOE_POOLINGS),
-                                 ("boe_composite", boe_composite, BOE_COMPOSITES)):
-        if value not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    if generator == "magenta":
-        return
-    if boe_norm == "plain" and num_styles is not None and num_styles != 1:
-        raise ConfigError(
-            f"--boe_norm=plain trains one style (instance norm without scale/offset), but "
-            f"there are {num_styles} styles; use --boe_norm=conditional for several styles "
-            "and mixing")
-    if boe_composite in ("mux", "shuffle") and (int(alpha * 64) % 4 or int(alpha * 128) % 4):
-        raise ConfigError(f"--boe_composite={boe_composite} groups channels by 4, but "
-                          f"alpha={alpha} gives widths {int(alpha * 64)}/{int(alpha * 128)}; "
-                          "pick an alpha with multiples of 4 or --boe_composite=bilinear")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GeneratorOptions:
+    """Which generator network, and the BOE generator's options: the fields ModelConfig
+    (a built model) and ExperimentConfig (a training run) share, named as the flags.
+
+    Keyword-only, so the sharing classes keep their own positional fields first.
+
+    Attributes:
+      generator: one of GENERATORS; "magenta" (default, and what a config.json without
+        the field means) or a BOE variant.
+      boe_norm, boe_pooling, boe_composite: the BOE generator's options (BOE_NORMS,
+        BOE_POOLINGS, BOE_COMPOSITES); ignored by "magenta".
+    """
+
+    generator: str = "magenta"
+    boe_norm: str = "plain"
+    boe_pooling: str = "max"
+    boe_composite: str = "mux"
+
+    def generator_options(self):
+        """{field: value} of the GeneratorOptions fields (ModelConfig keyword arguments)."""
+        return {field.name: getattr(self, field.name)
+                for field in dataclasses.fields(GeneratorOptions)}
+
+    def check_generator_options(self, num_styles, alpha):
+        """Raises ConfigError when the options do not fit together, or with these
+        num_styles (None: not known yet) and alpha (one line)."""
+        if self.generator not in GENERATORS:
+            raise ConfigError(f"generator must be one of {', '.join(GENERATORS)}, got "
+                              f"{self.generator!r}")
+        for name, choices in (("boe_norm", BOE_NORMS), ("boe_pooling", BOE_POOLINGS),
+                              ("boe_composite", BOE_COMPOSITES)):
+            value = getattr(self, name)
+            if value not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        if self.generator == "magenta":
+            return
+        if self.boe_norm == "plain" and num_styles is not None and num_styles != 1:
+            raise ConfigError(
+                f"--boe_norm=plain trains one style (instance norm without scale/offset), "
+                f"but there are {num_styles} styles; use --boe_norm=conditional for several "
+                "styles and mixing")
+        if self.boe_composite in ("mux", "shuffle") and (int(alpha * 64) % 4
+                                                         or int(alpha * 128) % 4):
+            raise ConfigError(f"--boe_composite={self.boe_composite} groups channels by 4, but "
+                              f"alpha={alpha} gives widths {int(alpha * 64)}/"
+                              f"{int(alpha * 128)}; pick an alpha with multiples of 4 or "
+                              "--boe_composite=bilinear")
+
+
+_GENERATOR_FIELDS = tuple(field.name for field in dataclasses.fields(GeneratorOptions))
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(GeneratorOptions):
     """What is needed to rebuild the transformer network.
 
     Attributes:
       num_styles: number of learned styles (rows of every gamma/beta table), >= 1.
       alpha: width multiplier; layer widths are `int(alpha * n)` for n in 32/64/128.
       style_names: optional human-readable name per style (empty, or num_styles long).
-      generator: one of GENERATORS; "magenta" (default, and what a config.json
-        without the field means) or a BOE variant.
-      boe_norm, boe_pooling, boe_composite: the BOE generator's options (BOE_NORMS,
-        BOE_POOLINGS, BOE_COMPOSITES); ignored by "magenta" and then not written.
+      generator, boe_norm, boe_pooling, boe_composite: GeneratorOptions (keyword-only);
+        the BOE options are not written for "magenta".
     """
 
     num_styles: int
     alpha: float = 1.0
     style_names: tuple = ()
-    generator: str = "magenta"
-    boe_norm: str = "plain"
-    boe_pooling: str = "max"
-    boe_composite: str = "mux"
 
     def __post_init__(self):
         # Normalise JSON lists to tuples so configs compare equal after a round trip.
@@ -101,15 +124,13 @@ class ModelConfig:
                 f"{self.num_styles}")
         if not all(isinstance(n, str) for n in self.style_names):
             raise ConfigError("style_names must be strings")
-        check_generator_options(self.generator, self.num_styles, self.alpha, self.boe_norm,
-                                self.boe_pooling, self.boe_composite)
+        self.check_generator_options(self.num_styles, self.alpha)
 
     def to_dict(self):
         d = {"num_styles": self.num_styles, "alpha": float(self.alpha),
              "style_names": list(self.style_names)}
         if self.generator != "magenta":  # Magenta's config.json stays as it always was.
-            d.update(generator=self.generator, boe_norm=self.boe_norm,
-                     boe_pooling=self.boe_pooling, boe_composite=self.boe_composite)
+            d.update(self.generator_options())
         return d
 
     @classmethod
@@ -603,7 +624,7 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(GeneratorOptions):
     """Everything a training run needs; built once from flags, then passed around.
 
     Attributes:
@@ -611,7 +632,8 @@ class ExperimentConfig:
         base model's styles with add_styles).
       alpha: width multiplier of the transformer.
       data, loss, train: DataConfig, LossConfig, TrainConfig.
-      generator, boe_norm, boe_pooling, boe_composite: as ModelConfig.
+      generator, boe_norm, boe_pooling, boe_composite: GeneratorOptions (keyword-only),
+        passed on to the ModelConfig of the run.
     """
 
     train: TrainConfig
@@ -619,10 +641,6 @@ class ExperimentConfig:
     loss: LossConfig = LossConfig()
     num_styles: object = None
     alpha: float = 1.0
-    generator: str = "magenta"
-    boe_norm: str = "plain"
-    boe_pooling: str = "max"
-    boe_composite: str = "mux"
 
     def __post_init__(self):
         self.validate()
@@ -637,22 +655,16 @@ class ExperimentConfig:
         _check(bool(self.loss.vgg_checkpoint),
                "vgg_checkpoint is required (TF-slim vgg_16.ckpt, 'imagenet', a Keras .h5 "
                "file, 'hed', or 'standin:SEED' for random test weights)")
-        check_generator_options(self.generator, self.num_styles, self.alpha, self.boe_norm,
-                                self.boe_pooling, self.boe_composite)
+        self.check_generator_options(self.num_styles, self.alpha)
         _check(self.loss.weight_bias_ratio_weight == 0 or self.generator != "magenta",
                "--weight_bias_ratio_weight needs a generator with conv biases "
                "(--generator=boe_yuv444 or boe_yuv420): the Magenta generator's convolutions "
                "have none (each is followed by instance norm)")
 
-    def model_options(self):
-        """The generator fields, as ModelConfig keyword arguments."""
-        return {"generator": self.generator, "boe_norm": self.boe_norm,
-                "boe_pooling": self.boe_pooling, "boe_composite": self.boe_composite}
-
     def to_dict(self):
         """JSON-ready dict (the "train" section of config.json)."""
         return {"num_styles": self.num_styles, "alpha": float(self.alpha),
-                **self.model_options(),
+                **self.generator_options(),
                 "data": dataclasses.asdict(self.data),
                 "loss": {**dataclasses.asdict(self.loss),
                          "content_weights": dict(self.loss.content_weights),
@@ -663,7 +675,7 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, d):
         """Inverse of to_dict."""
-        options = {k: d[k] for k in ("generator",) + _BOE_OPTIONS if k in d}
+        options = {k: d[k] for k in _GENERATOR_FIELDS if k in d}
         return cls(num_styles=d.get("num_styles"), alpha=d.get("alpha", 1.0), **options,
                    data=DataConfig(**d.get("data", {})), loss=LossConfig(**d.get("loss", {})),
                    train=TrainConfig(**d["train"]))
@@ -732,7 +744,7 @@ def parse_style_coefficients(text, what="--style_coefficients"):
 
 
 # ExperimentConfig's own fields (besides its train, data and loss sections).
-_EXPERIMENT_FIELDS = ("num_styles", "alpha", "generator") + _BOE_OPTIONS
+_EXPERIMENT_FIELDS = ("num_styles", "alpha") + _GENERATOR_FIELDS
 
 
 def experiment_from_flags(values, given=()):

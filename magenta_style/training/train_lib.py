@@ -525,8 +525,7 @@ def _check_resume_config(train_dir, model_config):
     saved = config_lib.load_model_config(train_dir)
     if saved is None:
         return
-    options = ("generator", "boe_norm", "boe_pooling", "boe_composite")
-    if [getattr(saved, k) for k in options] != [getattr(model_config, k) for k in options]:
+    if saved.generator_options() != model_config.generator_options():
         raise TrainError(
             f"--train_dir={train_dir} holds a {saved.generator} model "
             f"({saved.to_dict()}), but this run builds {model_config.to_dict()}; use a new "
@@ -712,7 +711,7 @@ def _model_config(experiment, inputs):
                          f"dataset ({info.num_styles} styles"
                          + (f" + {label_offset} of the base model)" if label_offset else ")"))
     alpha = base_config.alpha if base_config is not None else experiment.alpha
-    options = experiment.model_options()
+    options = experiment.generator_options()
     if base_config is not None:
         base_options = {k: getattr(base_config, k) for k in options}
         if base_config.generator != experiment.generator or (
