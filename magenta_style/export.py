@@ -23,7 +23,7 @@ from magenta_style.media import limits
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
 from magenta_style.serving import export_lib
-from magenta_style.serving import warmup as export_warmup
+from magenta_style.serving import warmup
 
 PROGRAM = "magenta_style.export"
 
@@ -39,8 +39,8 @@ class ExportArgs:
     checkpoint: str = None
     export_dir: str = None
     version: int = None
-    warmup_size: int = export_warmup.DEFAULT_WARMUP_SIZE
-    model_name: str = export_warmup.DEFAULT_MODEL_NAME
+    warmup_size: int = warmup.DEFAULT_WARMUP_SIZE
+    model_name: str = warmup.DEFAULT_MODEL_NAME
     allow_different_model: bool = False
     compute_dtype: str = "float32"
     memory_budget_bytes: int
@@ -62,7 +62,7 @@ def _define_flags(fv):
                          "level, see docs/speed.md); weights, norms and outputs stay "
                          "float32. Recorded in the metadata.",
     }, choices={"compute_dtype": transformer.COMPUTE_DTYPES},
-        bounds={"version": (1, None), "warmup_size": (0, export_warmup.MAX_WARMUP_SIZE)})
+        bounds={"version": (1, None), "warmup_size": (0, warmup.MAX_WARMUP_SIZE)})
     flags.DEFINE_float("memory_budget_gib", limits.DEFAULT_MEMORY_BUDGET_BYTES / 2**30,
                        "Memory one request may take, GiB. With the model's measured bytes per "
                        "pixel (docs/limits.md) it sets the pixel cap every signature checks; "

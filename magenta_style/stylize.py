@@ -33,8 +33,6 @@ import dataclasses
 import os
 import sys
 
-from absl import flags
-
 from magenta_style.inference import style_maps
 from magenta_style.inference import style_spec
 from magenta_style.inference import stylize_lib

@@ -91,7 +91,7 @@ def content_loss(content_features, stylized_features, content_weights=None,
       (total float32 [B], terms) where terms maps `content_loss/<name>`,
       `weighted_content_loss/<name>` and `total_content_loss` to float32 [B].
     """
-    content_weights = validate_layer_weights(
+    content_weights = config.validate_layer_weights(
         DEFAULT_CONTENT_WEIGHTS if content_weights is None else content_weights,
         "content weights")
     _check_normalization(normalization)
@@ -135,7 +135,7 @@ def style_loss(style_grams, stylized_features, style_weights=None, style_coeffic
       (total float32 [B], terms) where terms maps `style_loss/<name>`,
       `weighted_style_loss/<name>` and `total_style_loss` to float32 [B].
     """
-    style_weights = validate_layer_weights(
+    style_weights = config.validate_layer_weights(
         DEFAULT_STYLE_WEIGHTS if style_weights is None else style_weights, "style weights")
     coefficients = (None if style_coefficients is None
                     else tf.cast(style_coefficients, tf.float32))

@@ -43,7 +43,7 @@ import tensorflow as tf
 from magenta_style import config as config_lib
 from magenta_style.data import style_dataset
 from magenta_style.media import color
-from magenta_style.media import images as images_lib
+from magenta_style.media import images
 from magenta_style.networks import losses
 from magenta_style.networks import patch_loss
 from magenta_style.networks import vgg
@@ -213,8 +213,8 @@ def _resize(image, size):
 
 def _load(path, what, max_pixels):
     try:
-        rgb, _ = images_lib.load_image(path, max_pixels=max_pixels)
-    except images_lib.ImageError as e:
+        rgb, _ = images.load_image(path, max_pixels=max_pixels)
+    except images.ImageError as e:
         raise OptimizeError(f"{what}: {e}") from None
     return rgb
 

@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from magenta_style import config as config_lib
-from magenta_style.data import pipeline as data
+from magenta_style.data import pipeline
 from magenta_style.data import style_dataset
 from magenta_style.media import fileio
 from magenta_style.networks import checkpoints
@@ -647,7 +647,7 @@ class _Inputs:
 
     Attributes:
       info: style_dataset.StyleDataset (with images and Grams).
-      source: data.ContentSource, the content images.
+      source: pipeline.ContentSource, the content images.
       base: the finetuning base model, or None.
       base_config: its config.ModelConfig, or None.
       label_offset: model style id of the dataset's style 0 (add_styles: the base's
@@ -682,8 +682,8 @@ def _read_inputs(experiment):
         raise TrainError(f"--style_coefficients has {len(experiment.loss.style_coefficients)} "
                          f"values but the style dataset has {info.num_styles} styles")
     try:
-        source = data.resolve_content_source(experiment.data)
-    except data.DataError as e:
+        source = pipeline.resolve_content_source(experiment.data)
+    except pipeline.DataError as e:
         raise TrainError(str(e)) from None
     if not cfg.finetune_from:
         return _Inputs(info, source)
@@ -828,7 +828,7 @@ def _save_run_config(experiment, model_config, label_offset):
 
 def _input_iterator(experiment, strategy, inputs, trainer):
     """The distributed input pipeline, starting at the restored data position."""
-    dataset_fn = data.make_dataset_fn(
+    dataset_fn = pipeline.make_dataset_fn(
         inputs.source, experiment.data, experiment.train.batch_size, inputs.info.num_styles,
         seed=experiment.train.seed, start_index=int(trainer.next_index.numpy()),
         label_offset=inputs.label_offset,
@@ -999,7 +999,7 @@ def _preemption_handler(strategy, manager):
 
 def _raise_content_failure(error):
     """Re-raises a pipeline that gave up on its content images as a one-line TrainError."""
-    message = data.content_failure_message(error)
+    message = pipeline.content_failure_message(error)
     if message is None:
         raise error
     raise TrainError(message) from None
@@ -1009,7 +1009,7 @@ def _preview(source, experiment, info, label_offset, count, model):
     """The summaries.Preview of `count` content images (None when count is 0)."""
     if not count:
         return None
-    fn = data.make_dataset_fn(source, experiment.data, count, info.num_styles,
+    fn = pipeline.make_dataset_fn(source, experiment.data, count, info.num_styles,
                               seed=experiment.train.seed, label_offset=label_offset)
     batch = next(iter(fn(None)))
     dataset_labels = batch["label"].numpy() - label_offset
