@@ -127,7 +127,8 @@ def quiet_tf_logging():
 
 
 def run_with_global_flags(main, program):
-    """absl.app.run for commands whose flags are module-level absl flags.
+    """absl.app.run for the tools/ scripts whose flags are module-level absl flags (the
+    package's commands use private flags: `run_with_private_flags`).
 
     Flag errors (unknown flag, bad value, missing required flag) are one-line usage
     errors. `--help` exits 0 (absl exits 1 after printing the help, which reads as a
