@@ -52,26 +52,53 @@ _DEFINE_BY_TYPE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer,
                    float: flags.DEFINE_float, str: flags.DEFINE_string}
 
 
-def define_field_flags(flag_values, config_class, helps, choices=None):
-    """Defines one flag per field of a config dataclass, with the field's default.
+def define_field_flags(flag_values, config_class, helps, choices=None, bounds=None):
+    """Defines one flag per field of a frozen config dataclass, with the field's default.
 
-    The flag is named as the field and typed by its annotation (bool, int, float, str),
-    so a default is written once, in config.py.
+    The flag is named as the field and typed by its annotation (bool, int, float, str;
+    a tuple is a comma-separated list); a field of any other type (a parsed value such as a style_spec.StyleSpec) is a text
+    flag that the command parses. So a default is written once, in the dataclass.
 
     Args:
       flag_values: the absl FlagValues to define them in.
-      config_class: a dataclass of config.py.
+      config_class: a dataclass whose fields have defaults.
       helps: {field name: help text}, the fields to define.
       choices: {field name: allowed values}: those become enum flags.
+      bounds: {field name: (lower, upper)} of numeric flags (None: unbounded side).
     """
     choices = choices or {}
+    bounds = bounds or {}
     fields = {field.name: field for field in dataclasses.fields(config_class)}
     for name, text in helps.items():
         default = fields[name].default
         if name in choices:
             flags.DEFINE_enum(name, default, list(choices[name]), text, flag_values=flag_values)
-        else:
-            _DEFINE_BY_TYPE[fields[name].type](name, default, text, flag_values=flag_values)
+            continue
+        if fields[name].type is tuple:
+            flags.DEFINE_list(name, list(default), text, flag_values=flag_values)
+            continue
+        define = _DEFINE_BY_TYPE.get(fields[name].type, flags.DEFINE_string)
+        kwargs = {}
+        if name in bounds:
+            kwargs = {key: value for key, value in zip(("lower_bound", "upper_bound"),
+                                                       bounds[name]) if value is not None}
+        define(name, default, text, flag_values=flag_values, **kwargs)
+
+
+def new_flag_values(define_flags):
+    """A private absl FlagValues holding the flags `define_flags(fv)` defines.
+
+    Private: importing a command defines no global flags, so commands never clash when
+    imported into one process (tests).
+    """
+    flag_values = flags.FlagValues()
+    define_flags(flag_values)
+    return flag_values
+
+
+def usage_text(doc, define_flags):
+    """A command's --help text: its module docstring, then its flags."""
+    return f"{doc}\nFlags:\n{new_flag_values(define_flags).get_help()}\n"
 
 
 _HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?", "h")
@@ -100,7 +127,8 @@ def quiet_tf_logging():
 
 
 def run_with_global_flags(main, program):
-    """absl.app.run for commands whose flags are module-level absl flags.
+    """absl.app.run for the tools/ scripts whose flags are module-level absl flags (the
+    package's commands use private flags: `run_with_private_flags`).
 
     Flag errors (unknown flag, bad value, missing required flag) are one-line usage
     errors. `--help` exits 0 (absl exits 1 after printing the help, which reads as a
@@ -160,8 +188,11 @@ def run_with_private_flags(main):
     """absl.app.run for commands that parse argv themselves into a private FlagValues.
 
     absl.app.run insists on parsed global flags; hand it none and pass the whole
-    argv through to `main`.
+    argv through to `main`. TensorFlow's C++ INFO logging is turned down unless the
+    user set it.
     """
+    quiet_tf_logging()
+
     def keep_argv(argv):
         flags.FLAGS(argv[:1])
         return argv
@@ -173,29 +204,31 @@ def run_with_private_flags(main):
 # What the stylizing commands (stylize, stylize_video) share.
 
 
-# name -> (definer, default, help) of the style-map flags.
-_STYLE_MAP_FLAGS = {
-    "style_map": (flags.DEFINE_string, None,
-                  "Mask image: different styles in different regions, mapped by "
-                  "--style_map_colors; replaces --which_styles."),
-    "style_map_colors": (flags.DEFINE_string, None,
-                         "Mask colour or grey level -> style or mix, e.g. "
-                         "'#ff0000:0,#0000ff:1' or '0:0,255:{0:0.5,1:0.5}'."),
-    "style_map_blur": (flags.DEFINE_float, 0.0,
-                       "Soft mask edges: Gaussian standard deviation in input pixels (>= 0)."),
-}
+@dataclasses.dataclass(frozen=True)
+class StyleMapFlags:
+    """The style-map flags of stylize and stylize_video, with their defaults."""
+
+    style_map: str = None
+    style_map_colors: str = None
+    style_map_blur: float = 0.0
 
 
 def define_style_map_flags(flag_values):
     """Defines --style_map, --style_map_colors and --style_map_blur in `flag_values`."""
-    for name, (define, default, help_text) in _STYLE_MAP_FLAGS.items():
-        define(name, default, help_text, flag_values=flag_values)
+    define_field_flags(flag_values, StyleMapFlags, {
+        "style_map": "Mask image: different styles in different regions, mapped by "
+                     "--style_map_colors; replaces --which_styles.",
+        "style_map_colors": "Mask colour or grey level -> style or mix, e.g. "
+                            "'#ff0000:0,#0000ff:1' or '0:0,255:{0:0.5,1:0.5}'.",
+        "style_map_blur": "Soft mask edges: Gaussian standard deviation in input pixels "
+                          "(>= 0).",
+    })
 
 
 def parse_style_map_flags(flag_values):
     """(style_map, mapping, blur) from the flags of `define_style_map_flags`.
 
-    Returns (None, None, 0.0) without --style_map; `mapping` is the parsed
+    Returns (None, None, the default blur) without --style_map; `mapping` is the parsed
     style_maps.StyleMapping.
 
     Raises:
@@ -208,7 +241,7 @@ def parse_style_map_flags(flag_values):
         for name in ("style_map_colors", "style_map_blur"):
             if fv[name].present:
                 raise UsageError(f"--{name} needs --style_map")
-        return None, None, 0.0
+        return None, None, StyleMapFlags.style_map_blur
     if not fv.style_map:
         raise UsageError("--style_map is empty; give a mask image")
     if fv.which_styles is not None:

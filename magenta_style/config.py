@@ -33,53 +33,76 @@ BOE_NORMS = ("plain", "conditional")
 # pixel shuffle (depth-to-space); bilinear = interpolation.
 BOE_POOLINGS = ("max", "avg", "demuxout")
 BOE_COMPOSITES = ("mux", "shuffle", "bilinear")
-_BOE_OPTIONS = ("boe_norm", "boe_pooling", "boe_composite")
 
 
-def check_generator_options(generator, num_styles, alpha, boe_norm, boe_pooling,
-                            boe_composite):
-    """Raises ConfigError when the generator options do not fit together (one line)."""
-    if generator not in GENERATORS:
-        raise ConfigError(f"generator must be one of {', '.join(GENERATORS)}, got {generator!r}")
-    for name, value, choices in (("boe_norm", boe_norm, BOE_NORMS),
-                                 ("boe_pooling", boe_pooling, BOE_POOLINGS),
-                                 ("boe_composite", boe_composite, BOE_COMPOSITES)):
-        if value not in choices:
-            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    if generator == "magenta":
-        return
-    if boe_norm == "plain" and num_styles is not None and num_styles != 1:
-        raise ConfigError(
-            f"--boe_norm=plain trains one style (instance norm without scale/offset), but "
-            f"there are {num_styles} styles; use --boe_norm=conditional for several styles "
-            "and mixing")
-    if boe_composite in ("mux", "shuffle") and (int(alpha * 64) % 4 or int(alpha * 128) % 4):
-        raise ConfigError(f"--boe_composite={boe_composite} groups channels by 4, but "
-                          f"alpha={alpha} gives widths {int(alpha * 64)}/{int(alpha * 128)}; "
-                          "pick an alpha with multiples of 4 or --boe_composite=bilinear")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GeneratorOptions:
+    """Which generator network, and the BOE generator's options: the fields ModelConfig
+    (a built model) and ExperimentConfig (a training run) share, named as the flags.
+
+    Keyword-only, so the sharing classes keep their own positional fields first.
+
+    Attributes:
+      generator: one of GENERATORS; "magenta" (default, and what a config.json without
+        the field means) or a BOE variant.
+      boe_norm, boe_pooling, boe_composite: the BOE generator's options (BOE_NORMS,
+        BOE_POOLINGS, BOE_COMPOSITES); ignored by "magenta".
+    """
+
+    generator: str = "magenta"
+    boe_norm: str = "plain"
+    boe_pooling: str = "max"
+    boe_composite: str = "mux"
+
+    def generator_options(self):
+        """{field: value} of the GeneratorOptions fields (ModelConfig keyword arguments)."""
+        return {field.name: getattr(self, field.name)
+                for field in dataclasses.fields(GeneratorOptions)}
+
+    def check_generator_options(self, num_styles, alpha):
+        """Raises ConfigError when the options do not fit together, or with these
+        num_styles (None: not known yet) and alpha (one line)."""
+        if self.generator not in GENERATORS:
+            raise ConfigError(f"generator must be one of {', '.join(GENERATORS)}, got "
+                              f"{self.generator!r}")
+        for name, choices in (("boe_norm", BOE_NORMS), ("boe_pooling", BOE_POOLINGS),
+                              ("boe_composite", BOE_COMPOSITES)):
+            value = getattr(self, name)
+            if value not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        if self.generator == "magenta":
+            return
+        if self.boe_norm == "plain" and num_styles is not None and num_styles != 1:
+            raise ConfigError(
+                f"--boe_norm=plain trains one style (instance norm without scale/offset), "
+                f"but there are {num_styles} styles; use --boe_norm=conditional for several "
+                "styles and mixing")
+        if self.boe_composite in ("mux", "shuffle") and (int(alpha * 64) % 4
+                                                         or int(alpha * 128) % 4):
+            raise ConfigError(f"--boe_composite={self.boe_composite} groups channels by 4, but "
+                              f"alpha={alpha} gives widths {int(alpha * 64)}/"
+                              f"{int(alpha * 128)}; pick an alpha with multiples of 4 or "
+                              "--boe_composite=bilinear")
+
+
+_GENERATOR_FIELDS = tuple(field.name for field in dataclasses.fields(GeneratorOptions))
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(GeneratorOptions):
     """What is needed to rebuild the transformer network.
 
     Attributes:
       num_styles: number of learned styles (rows of every gamma/beta table), >= 1.
       alpha: width multiplier; layer widths are `int(alpha * n)` for n in 32/64/128.
       style_names: optional human-readable name per style (empty, or num_styles long).
-      generator: one of GENERATORS; "magenta" (default, and what a config.json
-        without the field means) or a BOE variant.
-      boe_norm, boe_pooling, boe_composite: the BOE generator's options (BOE_NORMS,
-        BOE_POOLINGS, BOE_COMPOSITES); ignored by "magenta" and then not written.
+      generator, boe_norm, boe_pooling, boe_composite: GeneratorOptions (keyword-only);
+        the BOE options are not written for "magenta".
     """
 
     num_styles: int
     alpha: float = 1.0
     style_names: tuple = ()
-    generator: str = "magenta"
-    boe_norm: str = "plain"
-    boe_pooling: str = "max"
-    boe_composite: str = "mux"
 
     def __post_init__(self):
         # Normalise JSON lists to tuples so configs compare equal after a round trip.
@@ -101,15 +124,13 @@ class ModelConfig:
                 f"{self.num_styles}")
         if not all(isinstance(n, str) for n in self.style_names):
             raise ConfigError("style_names must be strings")
-        check_generator_options(self.generator, self.num_styles, self.alpha, self.boe_norm,
-                                self.boe_pooling, self.boe_composite)
+        self.check_generator_options(self.num_styles, self.alpha)
 
     def to_dict(self):
         d = {"num_styles": self.num_styles, "alpha": float(self.alpha),
              "style_names": list(self.style_names)}
         if self.generator != "magenta":  # Magenta's config.json stays as it always was.
-            d.update(generator=self.generator, boe_norm=self.boe_norm,
-                     boe_pooling=self.boe_pooling, boe_composite=self.boe_composite)
+            d.update(self.generator_options())
         return d
 
     @classmethod
@@ -215,26 +236,40 @@ def shorten(text, limit=ECHO_LIMIT):
     return f"{head}...({len(text) - len(head) - len(tail):,} more characters)...{tail}"
 
 
-# Magenta's VGG-16 end point names (the same tuple as vgg.END_POINTS; kept here so
-# flag parsing does not depend on the network module).
-END_POINTS = tuple(
-    f"vgg_16/{kind}{block}" for block in range(1, 6) for kind in ("conv", "pool"))
+# Convolutions per block of the VGG loss networks (their channels: networks/vgg.py).
+VGG_CONVS_PER_BLOCK = {"vgg_16": (2, 2, 3, 3, 3), "vgg_19": (2, 2, 4, 4, 4)}
 
 
-def _architecture_end_points(architecture, blocks):
+def end_points(architecture="vgg_16", conv_end_points=False):
+    """End point names of a VGG loss network in network order: the one definition.
+
+    Here, in the standard-library layer, so flags are checked before TensorFlow starts;
+    networks/vgg.py names its outputs with it.
+
+    Args:
+      architecture: "vgg_16" or "vgg_19".
+      conv_end_points: also every convolution's TF-slim scope (`vgg_19/conv4/conv4_2`),
+        each placed before its block's `convK`/`poolK`.
+
+    Returns:
+      tuple of str, e.g. ("vgg_16/conv1", "vgg_16/pool1", ...).
+    """
     names = []
-    for block, reps in enumerate(blocks, start=1):
-        names += [f"{architecture}/conv{block}/conv{block}_{j}" for j in range(1, reps + 1)]
+    for block, reps in enumerate(VGG_CONVS_PER_BLOCK[architecture], start=1):
+        if conv_end_points:
+            names += [f"{architecture}/conv{block}/conv{block}_{j}" for j in range(1, reps + 1)]
         names += [f"{architecture}/conv{block}", f"{architecture}/pool{block}"]
-    return names
+    return tuple(names)
 
 
+# Magenta's VGG-16 end point names.
+END_POINTS = end_points()
 # Every end point a weight may name: Magenta's blocks first (so their order is
 # unchanged), then VGG-16's per-convolution TF-slim scopes (vgg_16/conv4/conv4_2, Gatys'
-# layers) and VGG-19's blocks and convolutions (the same names as vgg.end_points).
+# layers) and VGG-19's blocks and convolutions.
 KNOWN_END_POINTS = END_POINTS + tuple(
-    name for name in _architecture_end_points("vgg_16", (2, 2, 3, 3, 3))
-    + _architecture_end_points("vgg_19", (2, 2, 4, 4, 4)) if name not in END_POINTS)
+    name for name in end_points("vgg_16", True) + end_points("vgg_19", True)
+    if name not in END_POINTS)
 
 
 class LossWeightsError(ValueError):
@@ -275,8 +310,10 @@ def validate_layer_weights(weights, what="layer weights"):
 # point names never need them), a number or a bare name (anything up to punctuation).
 _WEIGHTS_TOKEN_RE = re.compile(
     r"""\s*(?:(?P<punct>[{}:,])|'(?P<sq>[^'\\]*)'|"(?P<dq>[^"\\]*)"|(?P<bare>[^\s{}:,'"]+))""")
-_WEIGHT_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
-                        r"|[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+# A decimal number in Python/JSON notation, and the non-finite words float() takes: the
+# one number grammar of every flag text (layer weights, --which_styles, style maps).
+NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+NON_FINITE_RE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 
 
 def _weight_tokens(text, what):
@@ -358,7 +395,7 @@ def parse_layer_weights(text, what="layer weights"):
         name, value = entry[0][1].strip(), entry[2][1]
         if entry[2][0] == "str":
             raise LossWeightsError(f"{what}: weight of {name} must be a number, got {value!r}")
-        if not _WEIGHT_RE.fullmatch(value):
+        if not (NUMBER_RE.fullmatch(value) or NON_FINITE_RE.fullmatch(value)):
             raise LossWeightsError(f"{what}: weight of {name} is not a number: "
                                    f"{shorten(value, 20)!r}")
         if name in weights:
@@ -587,7 +624,7 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(GeneratorOptions):
     """Everything a training run needs; built once from flags, then passed around.
 
     Attributes:
@@ -595,7 +632,8 @@ class ExperimentConfig:
         base model's styles with add_styles).
       alpha: width multiplier of the transformer.
       data, loss, train: DataConfig, LossConfig, TrainConfig.
-      generator, boe_norm, boe_pooling, boe_composite: as ModelConfig.
+      generator, boe_norm, boe_pooling, boe_composite: GeneratorOptions (keyword-only),
+        passed on to the ModelConfig of the run.
     """
 
     train: TrainConfig
@@ -603,10 +641,6 @@ class ExperimentConfig:
     loss: LossConfig = LossConfig()
     num_styles: object = None
     alpha: float = 1.0
-    generator: str = "magenta"
-    boe_norm: str = "plain"
-    boe_pooling: str = "max"
-    boe_composite: str = "mux"
 
     def __post_init__(self):
         self.validate()
@@ -621,22 +655,16 @@ class ExperimentConfig:
         _check(bool(self.loss.vgg_checkpoint),
                "vgg_checkpoint is required (TF-slim vgg_16.ckpt, 'imagenet', a Keras .h5 "
                "file, 'hed', or 'standin:SEED' for random test weights)")
-        check_generator_options(self.generator, self.num_styles, self.alpha, self.boe_norm,
-                                self.boe_pooling, self.boe_composite)
+        self.check_generator_options(self.num_styles, self.alpha)
         _check(self.loss.weight_bias_ratio_weight == 0 or self.generator != "magenta",
                "--weight_bias_ratio_weight needs a generator with conv biases "
                "(--generator=boe_yuv444 or boe_yuv420): the Magenta generator's convolutions "
                "have none (each is followed by instance norm)")
 
-    def model_options(self):
-        """The generator fields, as ModelConfig keyword arguments."""
-        return {"generator": self.generator, "boe_norm": self.boe_norm,
-                "boe_pooling": self.boe_pooling, "boe_composite": self.boe_composite}
-
     def to_dict(self):
         """JSON-ready dict (the "train" section of config.json)."""
         return {"num_styles": self.num_styles, "alpha": float(self.alpha),
-                **self.model_options(),
+                **self.generator_options(),
                 "data": dataclasses.asdict(self.data),
                 "loss": {**dataclasses.asdict(self.loss),
                          "content_weights": dict(self.loss.content_weights),
@@ -647,7 +675,7 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, d):
         """Inverse of to_dict."""
-        options = {k: d[k] for k in ("generator",) + _BOE_OPTIONS if k in d}
+        options = {k: d[k] for k in _GENERATOR_FIELDS if k in d}
         return cls(num_styles=d.get("num_styles"), alpha=d.get("alpha", 1.0), **options,
                    data=DataConfig(**d.get("data", {})), loss=LossConfig(**d.get("loss", {})),
                    train=TrainConfig(**d["train"]))
@@ -659,39 +687,47 @@ class ExperimentConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
-    """The evaluation settings that have defaults (the command checks its flags' ranges).
+    """The evaluation settings; the evaluate command's flags are named as the fields.
 
     Attributes:
       image_size: evaluation crop size, pixels (MIN_IMAGE_SIZE..MAX_IMAGE_SIZE).
-      max_images: at most this many evaluation images (--num_evaluation_images).
-      batch_size: images per model call.
-      grid: write a style grid PNG (--style_grid; evaluate_checkpoint's own default
-        is True).
-      crossover: add the stylized style images to the grid (--style_crossover).
+      num_evaluation_images: at most this many evaluation images (>= 1).
+      batch_size: images per model call (>= 1).
+      style_grid: write a style grid PNG. Off by default: the command has always
+        needed --style_grid for one, and this is also evaluate_checkpoint's default.
+      style_crossover: add the stylized style images to the grid.
       optimum_iterations: > 0 adds the per-image optimum's loss and the amortization gap.
       eval_interval_secs: > 0 keeps evaluating new checkpoints of a training dir.
       eval_timeout_secs: with eval_interval_secs, stop after this long idle (None: never).
     """
 
     image_size: int = 256
-    max_images: int = 16
+    num_evaluation_images: int = 16
     batch_size: int = 8
-    grid: bool = False
-    crossover: bool = False
+    style_grid: bool = False
+    style_crossover: bool = False
     optimum_iterations: int = 0
     eval_interval_secs: int = 0
-    eval_timeout_secs: object = None
+    eval_timeout_secs: int = None
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        """Raises ConfigError naming the flag (--name=value) that is out of range."""
+        for name in ("image_size", "num_evaluation_images", "batch_size"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, f"--{name} must be >= 1, got {value}")
+        _check(MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
+               f"--image_size={self.image_size} must be in [{MIN_IMAGE_SIZE}, "
+               f"{MAX_IMAGE_SIZE}] (VGG-16 needs {MIN_IMAGE_SIZE} px)")
+        _check(self.optimum_iterations >= 0,
+               f"--optimum_iterations must be >= 0, got {self.optimum_iterations}")
 
 
 # --------------------------------------------------------------------------------------
 # Flags -> configs (train.py's flags are named as the fields; no absl, no TensorFlow).
 # --------------------------------------------------------------------------------------
-
-def field_defaults(cls):
-    """{field name: default} of a config dataclass: what the commands' flags default to."""
-    return {f.name: f.default for f in dataclasses.fields(cls)
-            if f.default is not dataclasses.MISSING}
-
 
 def format_style_coefficients(coefficients):
     """(1.0, 0.5) -> "1.0,0.5", the --style_coefficients form."""
@@ -708,7 +744,7 @@ def parse_style_coefficients(text, what="--style_coefficients"):
 
 
 # ExperimentConfig's own fields (besides its train, data and loss sections).
-_EXPERIMENT_FIELDS = ("num_styles", "alpha", "generator") + _BOE_OPTIONS
+_EXPERIMENT_FIELDS = ("num_styles", "alpha") + _GENERATOR_FIELDS
 
 
 def experiment_from_flags(values, given=()):
@@ -775,7 +811,7 @@ class OptimizeConfig:
     """One per-image optimization run (Gatys et al.; the patch loss of Champandard).
 
     Layer weights are ((end point, weight), ...) with full end point names (see
-    losses.KNOWN_END_POINTS); None takes the recipe's (or, with style_loss="patch", the
+    KNOWN_END_POINTS); None takes the recipe's (or, with style_loss="patch", the
     patch loss's) defaults. See docs/optimize.md for every field's meaning.
 
     Attributes:
@@ -824,7 +860,7 @@ class OptimizeConfig:
     content_weights: object = None
     style_weights: object = None
     normalization: str = ""
-    tv_weight: object = None
+    tv_weight: float = None
     preserve_colors: bool = False
     optimizer: str = "lbfgs"
     learning_rate: float = 0.02

@@ -21,7 +21,7 @@ from absl import flags
 from magenta_style import cli
 from magenta_style import config as config_lib
 
-PROG = "magenta_style.create_style_dataset"
+PROGRAM = "magenta_style.create_style_dataset"
 
 
 def _define_flags(fv):
@@ -128,13 +128,13 @@ def run(cfg):
     return 0
 
 
-def main(argv, program=PROG):
+def main(argv, program=PROGRAM):
     """The command: argv (argv[0] the program name) -> exit status (2: usage error).
     `program` names it in error lines (the tools/ alias passes its own name)."""
     return cli.run_command(argv, program, parse_args, run, usage_text)
 
 
-def run_main(program=PROG):
+def run_main(program=PROGRAM):
     """Console entry point."""
     cli.quiet_tf_logging()
     cli.run_with_private_flags(lambda argv: main(argv, program))

@@ -23,57 +23,60 @@ from magenta_style.media import limits
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
 from magenta_style.serving import export_lib
-from magenta_style.serving import warmup as export_warmup
+from magenta_style.serving import warmup
 
 PROGRAM = "magenta_style.export"
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ExportArgs:
-    """Validated command-line settings."""
+    """Validated command-line settings; a field with a default is a flag.
 
-    checkpoint: str
-    export_dir: str
+    `memory_budget_bytes` comes from --memory_budget_gib (default
+    limits.DEFAULT_MEMORY_BUDGET_BYTES).
+    """
+
+    checkpoint: str = None
+    export_dir: str = None
     version: int = None
-    warmup_size: int = export_warmup.DEFAULT_WARMUP_SIZE
-    model_name: str = export_warmup.DEFAULT_MODEL_NAME
-    memory_budget_bytes: int = limits.DEFAULT_MEMORY_BUDGET_BYTES
+    warmup_size: int = warmup.DEFAULT_WARMUP_SIZE
+    model_name: str = warmup.DEFAULT_MODEL_NAME
     allow_different_model: bool = False
     compute_dtype: str = "float32"
+    memory_budget_bytes: int
 
 
-def _flag_values():
-    fv = flags.FlagValues()  # Private: importing this module defines no global flags.
-    flags.DEFINE_string("checkpoint", None, "Training directory, native checkpoint prefix or "
-                        "Magenta TF1 checkpoint prefix.", flag_values=fv)
-    flags.DEFINE_string("export_dir", None, "The model's base directory; the export goes to "
-                        "<export_dir>/<version>/.", flag_values=fv)
-    flags.DEFINE_integer("version", None, "Version number (default: largest existing + 1).",
-                         lower_bound=1, flag_values=fv)
-    flags.DEFINE_integer("warmup_size", export_warmup.DEFAULT_WARMUP_SIZE,
-                         "Side of the TF Serving warmup image; 0 writes no warmup requests.",
-                         lower_bound=0, upper_bound=export_warmup.MAX_WARMUP_SIZE,
-                         flag_values=fv)
-    flags.DEFINE_string("model_name", export_warmup.DEFAULT_MODEL_NAME,
-                        "Model name put in the warmup requests.", flag_values=fv)
+def _define_flags(fv):
+    cli.define_field_flags(fv, ExportArgs, {
+        "checkpoint": "Training directory, native checkpoint prefix or Magenta TF1 "
+                      "checkpoint prefix.",
+        "export_dir": "The model's base directory; the export goes to "
+                      "<export_dir>/<version>/.",
+        "version": "Version number (default: largest existing + 1).",
+        "warmup_size": "Side of the TF Serving warmup image; 0 writes no warmup requests.",
+        "model_name": "Model name put in the warmup requests.",
+        "allow_different_model": "Add the version even when the base's versions hold "
+                                 "another model (num_styles, alpha).",
+        "compute_dtype": "What the convolutions compute in. bfloat16 is about 2x faster on "
+                         "CPUs with AVX512_BF16 or AMX and on GPUs (mean error ~1 grey "
+                         "level, see docs/speed.md); weights, norms and outputs stay "
+                         "float32. Recorded in the metadata.",
+    }, choices={"compute_dtype": transformer.COMPUTE_DTYPES},
+        bounds={"version": (1, None), "warmup_size": (0, warmup.MAX_WARMUP_SIZE)})
     flags.DEFINE_float("memory_budget_gib", limits.DEFAULT_MEMORY_BUDGET_BYTES / 2**30,
                        "Memory one request may take, GiB. With the model's measured bytes per "
                        "pixel (docs/limits.md) it sets the pixel cap every signature checks; "
                        "larger requests fail with InvalidArgument.", flag_values=fv)
-    flags.DEFINE_boolean("allow_different_model", False, "Add the version even when the "
-                         "base's versions hold another model (num_styles, alpha).",
-                         flag_values=fv)
-    flags.DEFINE_enum("compute_dtype", "float32", transformer.COMPUTE_DTYPES,
-                      "What the convolutions compute in. bfloat16 is about 2x faster on CPUs "
-                      "with AVX512_BF16 or AMX and on GPUs (mean error ~1 grey level, see "
-                      "docs/speed.md); weights, norms and outputs stay float32. Recorded in "
-                      "the metadata.", flag_values=fv)
-    return fv
+
+
+def usage_text():
+    return cli.usage_text(__doc__, _define_flags)
 
 
 def parse_args(argv):
     """Parses argv (argv[0] is the program name) into ExportArgs; raises cli.UsageError."""
-    fv = cli.parse_flag_values(_flag_values(), argv, required=("checkpoint", "export_dir"))
+    fv = cli.parse_flag_values(cli.new_flag_values(_define_flags), argv,
+                               required=("checkpoint", "export_dir"))
     budget = fv.memory_budget_gib
     if not math.isfinite(budget) or budget <= 0:
         raise cli.UsageError(f"--memory_budget_gib={budget}: must be a positive number of GiB")
@@ -108,9 +111,7 @@ def run(args, stderr=None):
 
 def main(argv):
     """The command; usage errors print one line on stderr and return 2."""
-    return cli.run_command(
-        argv, PROGRAM, parse_args, run,
-        lambda: f"{__doc__}\nFlags:\n{_flag_values().get_help()}\n")
+    return cli.run_command(argv, PROGRAM, parse_args, run, usage_text)
 
 
 def run_main():

@@ -12,11 +12,10 @@ patch-based semantic loss (--style_loss=patch, --style_semantic_map,
 --content_semantic_map; a content map without --content_image is a doodle).
 Ctrl-C writes the best image so far. See docs/optimize.md.
 """
+import dataclasses
 import os
 import sys
 import time
-
-from absl import flags
 
 from magenta_style import cli
 from magenta_style import config as config_lib
@@ -25,106 +24,80 @@ PROGRAM = "optimize"
 
 
 def _define_flags(fv):
-    d = dict(flag_values=fv)
-    flags.DEFINE_string("content_image", None, "The photo (omit for a doodle: see "
-                        "--content_semantic_map).", **d)
-    flags.DEFINE_list("style_images", [], "Style image(s), comma-separated.", **d)
-    flags.DEFINE_string("output_image", None, "Result (.png, .jpg, .webp); written atomically.",
-                        **d)
-    flags.DEFINE_list("style_mix", [], "Blend weights of the style images' Gram targets, "
-                      "e.g. 0.7,0.3 (default: equal).", **d)
-    flags.DEFINE_integer("image_size", 512, "Longer side of the output in pixels (aspect "
-                         "kept); 0 keeps the content's size.", **d)
-    flags.DEFINE_float("style_scale", 1.0, "Style image size relative to the output "
-                       "(larger: bigger strokes).", **d)
-    flags.DEFINE_string("init", "content", "content, noise, style or network:CHECKPOINT:STYLE "
-                        "(start from a fast network's stylization and refine it).", **d)
-    flags.DEFINE_integer("seed", 0, "Noise seed; the same seed gives the same image.", **d)
-    flags.DEFINE_string("recipe", "gatys", "gatys, johnson or magenta: default layers, "
-                        "weights, normalization and total variation.", **d)
-    flags.DEFINE_string("vgg", "vgg_16", "Loss network: vgg_16 or vgg_19.", **d)
-    flags.DEFINE_string("vgg_checkpoint", None, "VGG weights: TF-slim vgg_16.ckpt / "
-                        "vgg_19.ckpt, 'imagenet', a Keras .h5, or standin:SEED (tests only).",
-                        **d)
-    flags.DEFINE_string("vgg_pooling", "avg", "avg (Gatys, Magenta) or max.", **d)
-    flags.DEFINE_string("content_weights", None, "end_point:weight list, e.g. conv4_2:1.0 "
-                        "(short names take --vgg; default: the recipe's).", **d)
-    flags.DEFINE_string("style_weights", None, "end_point:weight list, e.g. "
-                        "conv1_1:200,conv2_1:200 (default: the recipe's).", **d)
-    flags.DEFINE_string("normalization", "", "gatys, johnson or magenta (default: the "
-                        "recipe's).", **d)
-    flags.DEFINE_float("tv_weight", None, "Total variation weight (default: the recipe's).",
-                       **d)
-    flags.DEFINE_bool("preserve_colors", False, "Keep the content's colours.", **d)
-    flags.DEFINE_string("optimizer", "lbfgs", "lbfgs (scipy L-BFGS-B, pixels in [0, 1]) or "
-                        "adam.", **d)
-    flags.DEFINE_float("learning_rate", 0.02, "Adam's step size.", **d)
-    flags.DEFINE_integer("scales", 1, "Number of scales, coarse to fine, each twice the "
-                         "size of the one before.", **d)
-    flags.DEFINE_integer("iterations", 300, "Iterations per scale.", **d)
-    flags.DEFINE_integer("save_every", 0, "Write the image every N iterations "
-                         "(<output>_s<scale>_<iteration>.<ext>).", **d)
-    flags.DEFINE_string("report", None, "Write a JSON report (settings, per-scale losses).",
-                        **d)
-    flags.DEFINE_integer("max_pixels", config_lib.DEFAULT_OPTIMIZE_MAX_PIXELS,
-                         "Refuse inputs and outputs with more pixels than this.", **d)
-    flags.DEFINE_bool("jit_compile", False, "Compile the loss and gradient with XLA.", **d)
-    flags.DEFINE_string("style_loss", "gram", "gram (Gatys) or patch (Li and Wand / "
-                        "Champandard's semantic patches).", **d)
-    flags.DEFINE_string("style_semantic_map", None, "Patch loss: semantic map of the style.",
-                        **d)
-    flags.DEFINE_string("content_semantic_map", None, "Patch loss: semantic map of the "
-                        "output; without --content_image it is a doodle.", **d)
-    flags.DEFINE_float("semantic_weight", 50.0, "Patch loss: gamma, the weight of the maps.",
-                       **d)
-    flags.DEFINE_integer("patch_size", 3, "Patch loss: patch side k.", **d)
-
-
-def _flag_values():
-    fv = flags.FlagValues()  # Private: no global flags, no clash with other entry points.
-    _define_flags(fv)
-    return fv
+    """Defines optimize's flags: OptimizeConfig's fields, with its defaults."""
+    cli.define_field_flags(fv, config_lib.OptimizeConfig, {
+        "content_image": "The photo (omit for a doodle: see --content_semantic_map).",
+        "style_images": "Style image(s), comma-separated.",
+        "output_image": "Result (.png, .jpg, .webp); written atomically.",
+        "style_mix": "Blend weights of the style images' Gram targets, e.g. 0.7,0.3 "
+                     "(default: equal).",
+        "image_size": "Longer side of the output in pixels (aspect kept); 0 keeps the "
+                      "content's size.",
+        "style_scale": "Style image size relative to the output (larger: bigger strokes).",
+        "init": "content, noise, style or network:CHECKPOINT:STYLE (start from a fast "
+                "network's stylization and refine it).",
+        "seed": "Noise seed; the same seed gives the same image.",
+        "recipe": "gatys, johnson or magenta: default layers, weights, normalization and "
+                  "total variation.",
+        "vgg": "Loss network: vgg_16 or vgg_19.",
+        "vgg_checkpoint": "VGG weights: TF-slim vgg_16.ckpt / vgg_19.ckpt, 'imagenet', a "
+                          "Keras .h5, or standin:SEED (tests only).",
+        "vgg_pooling": "avg (Gatys, Magenta) or max.",
+        "content_weights": "end_point:weight list, e.g. conv4_2:1.0 (short names take "
+                           "--vgg; default: the recipe's).",
+        "style_weights": "end_point:weight list, e.g. conv1_1:200,conv2_1:200 (default: "
+                         "the recipe's).",
+        "normalization": "gatys, johnson or magenta (default: the recipe's).",
+        "tv_weight": "Total variation weight (default: the recipe's).",
+        "preserve_colors": "Keep the content's colours.",
+        "optimizer": "lbfgs (scipy L-BFGS-B, pixels in [0, 1]) or adam.",
+        "learning_rate": "Adam's step size.",
+        "scales": "Number of scales, coarse to fine, each twice the size of the one before.",
+        "iterations": "Iterations per scale.",
+        "save_every": "Write the image every N iterations (<output>_s<scale>_<iteration>"
+                      ".<ext>).",
+        "report": "Write a JSON report (settings, per-scale losses).",
+        "max_pixels": "Refuse inputs and outputs with more pixels than this.",
+        "jit_compile": "Compile the loss and gradient with XLA.",
+        "style_loss": "gram (Gatys) or patch (Li and Wand / Champandard's semantic "
+                      "patches).",
+        "style_semantic_map": "Patch loss: semantic map of the style.",
+        "content_semantic_map": "Patch loss: semantic map of the output; without "
+                                "--content_image it is a doodle.",
+        "semantic_weight": "Patch loss: gamma, the weight of the maps.",
+        "patch_size": "Patch loss: patch side k.",
+    })
 
 
 def usage_text():
-    return f"{__doc__}\nFlags:\n{_flag_values().get_help()}\n"
+    return cli.usage_text(__doc__, _define_flags)
 
 
 def parse_args(argv):
     """argv -> config.OptimizeConfig (validated; nothing is read). cli.UsageError if bad."""
-    fv = cli.parse_flag_values(_flag_values(), argv, required=("output_image",))
+    fv = cli.parse_flag_values(cli.new_flag_values(_define_flags), argv,
+                               required=("output_image",))
     from magenta_style.optimization import optimize_lib  # pylint: disable=import-outside-toplevel
+    values = fv.flag_values_dict()
     try:
-        mix = tuple(float(w) for w in fv.style_mix)
+        values["style_mix"] = tuple(float(w) for w in fv.style_mix)
     except ValueError:
         raise cli.UsageError(f"--style_mix: not a list of numbers: {','.join(fv.style_mix)}") \
             from None
     if fv.vgg not in ("vgg_16", "vgg_19"):
         raise cli.UsageError(f"--vgg must be vgg_16 or vgg_19, got {fv.vgg!r}")
-    weights = {}
     for name in ("content_weights", "style_weights"):
-        if fv[name].value is None:
-            weights[name] = None
+        if values[name] is None:
             continue
         try:
-            parsed = optimize_lib.qualify_layer_weights(fv[name].value, fv.vgg)
+            values[name] = tuple(optimize_lib.qualify_layer_weights(values[name],
+                                                                    fv.vgg).items())
         except optimize_lib.OptimizeError as e:
             raise cli.UsageError(f"--{name}: {e}") from None
-        weights[name] = tuple(parsed.items())
+    fields = {field.name for field in dataclasses.fields(config_lib.OptimizeConfig)}
     try:
-        return config_lib.OptimizeConfig(
-            content_image=fv.content_image or "", style_images=tuple(fv.style_images),
-            output_image=fv.output_image, style_mix=mix, image_size=fv.image_size,
-            style_scale=fv.style_scale, init=fv.init, seed=fv.seed, recipe=fv.recipe,
-            vgg=fv.vgg, vgg_checkpoint=fv.vgg_checkpoint or "", vgg_pooling=fv.vgg_pooling,
-            normalization=fv.normalization, tv_weight=fv.tv_weight,
-            preserve_colors=fv.preserve_colors, optimizer=fv.optimizer,
-            learning_rate=fv.learning_rate, scales=fv.scales, iterations=fv.iterations,
-            save_every=fv.save_every, report=fv.report or "", max_pixels=fv.max_pixels,
-            jit_compile=fv.jit_compile, style_loss=fv.style_loss,
-            style_semantic_map=fv.style_semantic_map or "",
-            content_semantic_map=fv.content_semantic_map or "",
-            semantic_weight=fv.semantic_weight, patch_size=fv.patch_size, **weights)
+        return config_lib.OptimizeConfig(**{name: value for name, value in values.items()
+                                            if name in fields})
     except config_lib.ConfigError as e:
         raise cli.UsageError(str(e)) from None
 

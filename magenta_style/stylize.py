@@ -33,12 +33,10 @@ import dataclasses
 import os
 import sys
 
-from absl import flags
-
 from magenta_style.inference import style_maps
 from magenta_style.inference import style_spec
 from magenta_style.inference import stylize_lib
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.inference import tiling
 from magenta_style.media import images
 from magenta_style.networks import checkpoints
@@ -50,105 +48,81 @@ PROGRAM = "stylize"
 PROGRESS_MIN_IMAGES = 2
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class StylizeArgs:
-    """Validated command-line settings (see `parse_args`).
+    """The validated command line (see `parse_args`); a field with a default is a flag.
 
-    `style_map_colors` is the parsed style_maps.StyleMapping; `tiling_flags` lists the
-    tiling flags given explicitly (a SavedModel cannot be tiled, so they are refused
-    there).
+    How to stylize (strength, colours, tiling, batch size) is `options`, whose fields
+    are flags too, with StylizeOptions' defaults; run() adds the styles and the loaded
+    style map to it. `style_map_colors` is the parsed
+    style_maps.StyleMapping; `tiling_flags` lists the tiling flags given explicitly (a
+    SavedModel cannot be tiled, so they are refused there).
     """
 
-    checkpoint: str
-    input_image: str
-    output_dir: str
+    checkpoint: str = None
+    input_image: str = None
+    output_dir: str = None
     output_basename: str = None
     which_styles: style_spec.StyleSpec = None
     num_styles: int = None
     alpha: float = None
-    batch_size: int = 4
     output_format: str = "png"
-    max_pixels: int = None  # None: `inference.default_max_pixels` for the model.
-    strength: float = 1.0
-    preserve_colors: bool = False
-    style_map: str = None
-    style_map_colors: style_maps.StyleMapping = None
-    style_map_blur: float = 0.0
-    max_tile_pixels: int = tiling.DEFAULT_MAX_TILE_PIXELS
-    tile_statistics: str = "exact"
-    tiling_flags: tuple = ()
+    max_pixels: int = None  # None: `stylizer.default_max_pixels` for the model.
     compute_dtype: str = None
+    style_map: str
+    style_map_colors: style_maps.StyleMapping
+    style_map_blur: float
+    options: stylizer.StylizeOptions
+    tiling_flags: tuple
 
 
 def _define_flags(fv):
-    flags.DEFINE_string("checkpoint", None,
-                        "Magenta TF1 checkpoint prefix, native checkpoint prefix, a "
-                        "directory holding a checkpoint (and config.json), or an exported "
-                        "SavedModel (version directory or export base: highest version).",
-                        flag_values=fv)
-    flags.DEFINE_string("input_image", None,
-                        "An image file, a directory of images, or a glob such as "
-                        "'photos/*.jpg' (quote it).", flag_values=fv)
-    flags.DEFINE_string("output_dir", None, "Directory for the outputs (created if missing).",
-                        flag_values=fv)
-    flags.DEFINE_string("output_basename", None,
-                        "Output name prefix; default: each input's file stem. With several "
-                        "inputs it prefixes the stems.", flag_values=fv)
-    flags.DEFINE_string("which_styles", None,
-                        "[0,1,2]: one image per style; {0:0.3,2:0.7}: one image mixing the "
+    cli.define_field_flags(fv, StylizeArgs, {
+        "checkpoint": "Magenta TF1 checkpoint prefix, native checkpoint prefix, a directory "
+                      "holding a checkpoint (and config.json), or an exported SavedModel "
+                      "(version directory or export base: highest version).",
+        "input_image": "An image file, a directory of images, or a glob such as "
+                       "'photos/*.jpg' (quote it).",
+        "output_dir": "Directory for the outputs (created if missing).",
+        "output_basename": "Output name prefix; default: each input's file stem. With "
+                           "several inputs it prefixes the stems.",
+        "which_styles": "[0,1,2]: one image per style; {0:0.3,2:0.7}: one image mixing the "
                         "styles with these (unnormalized) weights. Default: every style.",
-                        flag_values=fv)
-    flags.DEFINE_integer("num_styles", None,
-                         "Optional check: the number of styles the checkpoint must have.",
-                         lower_bound=1, flag_values=fv)
-    flags.DEFINE_float("alpha", None,
-                       "Optional check: the width multiplier the checkpoint must have.",
-                       lower_bound=0.0, flag_values=fv)
-    flags.DEFINE_integer("batch_size", 4,
-                         "Styles of one image computed per model call (memory vs speed).",
-                         lower_bound=1, flag_values=fv)
-    flags.DEFINE_enum("output_format", "png", stylize_lib.OUTPUT_FORMATS,
-                      "Output file format (jpg drops transparency).", flag_values=fv)
-    flags.DEFINE_integer("max_pixels", None,
-                         "Refuse inputs with more pixels than this. Default: what the model "
-                         "can stylize in a 4 GiB memory budget when untiled (an export's own "
-                         "cap; docs/limits.md), 100 million when tiled.",
-                         lower_bound=1, flag_values=fv)
-    # No absl bounds: they let NaN through; `cli.parse_strength` validates instead.
-    flags.DEFINE_float("strength", 1.0,
-                        "How strongly the style is applied, in [0, 1]: 0 returns the photo, "
-                        "1 the full style. Below 1 the outputs get a _s{1000*strength} "
-                        "suffix (0.5: _s500).", flag_values=fv)
-    flags.DEFINE_bool("preserve_colors", False,
-                      "Keep the input's colours, take only the stylized luminance (YUV). "
-                      "Outputs get a _pc suffix.", flag_values=fv)
+        "num_styles": "Optional check: the number of styles the checkpoint must have.",
+        "alpha": "Optional check: the width multiplier the checkpoint must have.",
+        "output_format": "Output file format (jpg drops transparency).",
+        "max_pixels": "Refuse inputs with more pixels than this. Default: what the model can "
+                      "stylize in a 4 GiB memory budget when untiled (an export's own cap; "
+                      "docs/limits.md), 100 million when tiled.",
+        "compute_dtype": "What a checkpoint's convolutions compute in (default float32). "
+                         "bfloat16 is about 2x faster on CPUs with AVX512_BF16/AMX and on "
+                         "GPUs, mean error ~1 grey level (docs/speed.md). An export computes "
+                         "in what it was exported with; tiled images compute in float32.",
+    }, choices={"output_format": stylize_lib.OUTPUT_FORMATS,
+                "compute_dtype": transformer.COMPUTE_DTYPES},
+        bounds={"num_styles": (1, None), "alpha": (0.0, None), "max_pixels": (1, None)})
+    # No absl bounds on --strength: they let NaN through; `cli.parse_strength` validates.
+    cli.define_field_flags(fv, stylizer.StylizeOptions, {
+        "batch_size": "Styles of one image computed per model call (memory vs speed).",
+        "strength": "How strongly the style is applied, in [0, 1]: 0 returns the photo, 1 "
+                    "the full style. Below 1 the outputs get a _s{1000*strength} suffix "
+                    "(0.5: _s500).",
+        "preserve_colors": "Keep the input's colours, take only the stylized luminance "
+                           "(YUV). Outputs get a _pc suffix.",
+        "max_tile_pixels": "Images the network pads to more pixels than this are stylized "
+                           "tile by tile with whole-image statistics (bounded memory, no "
+                           "seams). 0: never tile. Checkpoints only.",
+        "tile_statistics": "Tiled images: 'exact' (equals the untiled result, ~7x the work) "
+                           "or 'downscaled' (statistics from a downscaled copy: ~1x, "
+                           "approximate).",
+    }, choices={"tile_statistics": tiling.STATISTICS_MODES},
+        bounds={"batch_size": (1, None), "max_tile_pixels": (0, None)})
     cli.define_style_map_flags(fv)
-    flags.DEFINE_integer("max_tile_pixels", tiling.DEFAULT_MAX_TILE_PIXELS,
-                         "Images the network pads to more pixels than this are stylized tile "
-                         "by tile with whole-image statistics (bounded memory, no seams). "
-                         "0: never tile. Checkpoints only.", lower_bound=0, flag_values=fv)
-    flags.DEFINE_enum("tile_statistics", "exact", tiling.STATISTICS_MODES,
-                      "Tiled images: 'exact' (equals the untiled result, ~7x the work) or "
-                      "'downscaled' (statistics from a downscaled copy: ~1x, approximate).",
-                      flag_values=fv)
-    flags.DEFINE_enum("compute_dtype", None, transformer.COMPUTE_DTYPES,
-                      "What a checkpoint's convolutions compute in (default float32). "
-                      "bfloat16 is about 2x faster on CPUs with AVX512_BF16/AMX and on GPUs, "
-                      "mean error ~1 grey level (docs/speed.md). An export computes in what "
-                      "it was exported with; tiled images compute in float32.", flag_values=fv)
-
-
-def _flag_values():
-    # A private FlagValues: importing this module defines no global flags, so it never
-    # clashes with other entry points imported into the same process (tests).
-    fv = flags.FlagValues()
-    _define_flags(fv)
-    return fv
 
 
 def usage_text():
     """The --help text: this module's docstring and the flags."""
-    return f"{__doc__}\nFlags:\n{_flag_values().get_help()}\n"
+    return cli.usage_text(__doc__, _define_flags)
 
 
 def parse_args(argv):
@@ -165,7 +139,7 @@ def parse_args(argv):
         arguments, a malformed --which_styles / --output_basename / --strength /
         --style_map_colors / --style_map_blur, or flags that do not combine.
     """
-    fv = cli.parse_flag_values(_flag_values(), argv,
+    fv = cli.parse_flag_values(cli.new_flag_values(_define_flags), argv,
                                required=("checkpoint", "input_image", "output_dir"))
     spec = None
     if fv.which_styles is not None:
@@ -181,16 +155,18 @@ def parse_args(argv):
     style_map, mapping, blur = cli.parse_style_map_flags(fv)
     if os.path.exists(fv.output_dir) and not os.path.isdir(fv.output_dir):
         raise cli.UsageError(f"--output_dir={fv.output_dir!r} exists and is not a directory")
+    options = stylizer.StylizeOptions(
+        strength=strength, preserve_colors=fv.preserve_colors,
+        max_tile_pixels=fv.max_tile_pixels, tile_statistics=fv.tile_statistics,
+        batch_size=fv.batch_size)
     return StylizeArgs(
         checkpoint=fv.checkpoint, input_image=fv.input_image, output_dir=fv.output_dir,
         output_basename=fv.output_basename, which_styles=spec, num_styles=fv.num_styles,
-        alpha=fv.alpha, batch_size=fv.batch_size, output_format=fv.output_format,
-        max_pixels=fv.max_pixels, strength=strength, preserve_colors=fv.preserve_colors,
-        style_map=style_map, style_map_colors=mapping, style_map_blur=blur,
-        max_tile_pixels=fv.max_tile_pixels, tile_statistics=fv.tile_statistics,
+        alpha=fv.alpha, output_format=fv.output_format, max_pixels=fv.max_pixels,
+        compute_dtype=fv.compute_dtype, style_map=style_map, style_map_colors=mapping,
+        style_map_blur=blur, options=options,
         tiling_flags=tuple(f"--{name}" for name in ("max_tile_pixels", "tile_statistics")
-                           if fv[name].present),
-        compute_dtype=fv.compute_dtype)
+                           if fv[name].present))
 
 
 def run(args, stderr=None):
@@ -213,18 +189,18 @@ def run(args, stderr=None):
     except images.ImageError as e:
         raise cli.UsageError(f"--input_image: {e}") from None
     try:
-        model, model_config = inference.load(args.checkpoint, args.num_styles, args.alpha)
+        model, model_config = stylizer.load(args.checkpoint, args.num_styles, args.alpha)
     except checkpoints.CheckpointError as e:
         raise cli.UsageError(f"--checkpoint: {e}") from None
-    if generators.is_boe(model) and args.max_tile_pixels and args.tiling_flags:
+    if generators.is_boe(model) and args.options.max_tile_pixels and args.tiling_flags:
         raise cli.UsageError(f"{' and '.join(args.tiling_flags)}: tiling supports the Magenta "
                              "generator only; this BOE model stylizes each image whole")
     if args.compute_dtype:
         try:
-            model = inference.with_compute_dtype(model, args.compute_dtype)
+            model = transformer.with_compute_dtype(model, args.compute_dtype)
         except ValueError as e:
             raise cli.UsageError(str(e)) from None
-    if not inference.can_tile(model) and args.max_tile_pixels and args.tiling_flags:
+    if not stylizer.can_tile(model) and args.options.max_tile_pixels and args.tiling_flags:
         raise cli.UsageError(f"{' and '.join(args.tiling_flags)} need a checkpoint: tiling runs the "
                          "Keras network layer by layer, and a SavedModel stylizes each image "
                          "whole (use the checkpoint it was exported from)")
@@ -236,18 +212,15 @@ def run(args, stderr=None):
     style_map = None
     if args.style_map is not None:
         try:
-            style_map = inference.load_style_map(
+            style_map = style_maps.read_style_map(
                 args.style_map, args.style_map_colors, model_config.num_styles,
                 args.style_map_blur, max_pixels=args.max_pixels)
         except style_maps.StyleMapError as e:
             raise cli.UsageError(str(e)) from None
-    max_pixels = args.max_pixels or inference.default_max_pixels(model, model_config,
-                                                                 args.max_tile_pixels)
+    max_pixels = args.max_pixels or stylizer.default_max_pixels(
+        model, model_config, args.options.max_tile_pixels)
     cli.raise_pillow_limit(max_pixels)
-    options = inference.StylizeOptions(
-        styles=spec, strength=args.strength, preserve_colors=args.preserve_colors,
-        style_map=style_map, max_tile_pixels=args.max_tile_pixels,
-        tile_statistics=args.tile_statistics, batch_size=args.batch_size)
+    options = dataclasses.replace(args.options, styles=spec, style_map=style_map)
 
     progress = cli.Progress(len(inputs), stderr, PROGRAM, min_total=PROGRESS_MIN_IMAGES)
     try:

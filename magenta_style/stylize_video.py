@@ -11,99 +11,113 @@ every frame (--style_map, --style_map_colors, --style_map_blur).
 import dataclasses
 import sys
 
-from absl import flags
-
 from magenta_style import cli
 from magenta_style.media import fileio
 
 PROGRAM = "stylize_video"
 
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model: a Magenta checkpoint prefix, a "
-                                  "directory with config.json and checkpoints, or an export.")
-_INPUT = flags.DEFINE_string("input", None, "Input video (anything FFmpeg decodes).")
-_OUTPUT = flags.DEFINE_string("output", None, "Output video: .mp4, .m4v, .mov, .mkv or .webm.")
-_WHICH_STYLES = flags.DEFINE_string(
-    "which_styles", None, "Default 0. One style index (e.g. 3, or [3]) or a mix {0:0.3,2:0.7} (weights not "
-    "normalized).")
-_STRENGTH = flags.DEFINE_float("strength", 1.0, "Style strength in [0, 1].")
-_PRESERVE_COLORS = flags.DEFINE_bool("preserve_colors", False,
-                                     "Keep each frame's colours; take only the stylized "
-                                     "luminance.")
-cli.define_style_map_flags(flags.FLAGS)
-flags.adopt_module_key_flags(cli)  # So that --help lists them with the others.
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 4, "Frames stylized per step.")
-_CRF = flags.DEFINE_integer("crf", 18, "Encoder quality, lower is better (H.264: 0-51, "
-                            "VP9: 0-63).", lower_bound=0, upper_bound=63)
-_MAX_FRAMES = flags.DEFINE_integer("max_frames", None, "Stop after this many frames.")
 
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class VideoJob:
-    """Validated settings of one run."""
+    """Validated settings of one run; a field with a default is a flag.
 
-    checkpoint: str
-    input: str
-    output: str
-    which_styles: object  # style_spec.StyleSpec
-    strength: float
-    preserve_colors: bool
+    `which_styles` is the parsed style_spec.StyleSpec (one style or one mix); the
+    style-map fields are cli.parse_style_map_flags' values.
+    """
+
+    checkpoint: str = None
+    input: str = None
+    output: str = None
+    which_styles: object = None  # style_spec.StyleSpec; the flag's None means style 0.
+    strength: float = 1.0
+    preserve_colors: bool = False
+    batch_size: int = 4
+    crf: int = 18
+    max_frames: int = None
     style_map: str
     style_map_colors: object  # style_maps.StyleMapping or None
     style_map_blur: float
-    batch_size: int
-    crf: int
-    max_frames: int
 
 
-def _job_from_flags():
+def _define_flags(fv):
+    cli.define_field_flags(fv, VideoJob, {
+        "checkpoint": "Model: a Magenta checkpoint prefix, a directory with config.json and "
+                      "checkpoints, or an export.",
+        "input": "Input video (anything FFmpeg decodes).",
+        "output": "Output video: .mp4, .m4v, .mov, .mkv or .webm.",
+        "which_styles": "Default 0. One style index (e.g. 3, or [3]) or a mix "
+                        "{0:0.3,2:0.7} (weights not normalized).",
+        "strength": "Style strength in [0, 1].",
+        "preserve_colors": "Keep each frame's colours; take only the stylized luminance.",
+        "batch_size": "Frames stylized per step.",
+        "crf": "Encoder quality, lower is better (H.264: 0-51, VP9: 0-63).",
+        "max_frames": "Stop after this many frames.",
+    }, bounds={"crf": (0, 63)})
+    cli.define_style_map_flags(fv)
+
+
+def usage_text():
+    return cli.usage_text(__doc__, _define_flags)
+
+
+def parse_args(argv):
+    """argv (argv[0] the program name) -> VideoJob (nothing is read); cli.UsageError."""
+    fv = cli.parse_flag_values(cli.new_flag_values(_define_flags), argv,
+                               required=("checkpoint", "input", "output"))
     # Imported here so that flag errors come back before TensorFlow loads.
-    from magenta_style.inference import style_spec
+    from magenta_style.inference import style_spec  # pylint: disable=import-outside-toplevel
 
-    for flag in (_CHECKPOINT, _INPUT, _OUTPUT):
-        if not flag.value:
-            raise cli.UsageError(f"--{flag.name} is required")
-    if fileio.is_same_file(_INPUT.value, _OUTPUT.value):
-        raise cli.UsageError(f"--output={_OUTPUT.value} is the --input video; it would be "
+    if fileio.is_same_file(fv.input, fv.output):
+        raise cli.UsageError(f"--output={fv.output} is the --input video; it would be "
                              "overwritten, write to another file")
-    strength = cli.parse_strength(_STRENGTH.value)
-    if _BATCH_SIZE.value < 1:
-        raise cli.UsageError(f"--batch_size={_BATCH_SIZE.value}: must be >= 1")
-    if _MAX_FRAMES.value is not None and _MAX_FRAMES.value < 1:
-        raise cli.UsageError(f"--max_frames={_MAX_FRAMES.value}: must be >= 1")
-    style_map, mapping, blur = cli.parse_style_map_flags(flags.FLAGS)
-    which_styles = "0" if _WHICH_STYLES.value is None else _WHICH_STYLES.value
-    spec = style_spec.parse(which_styles)
+    strength = cli.parse_strength(fv.strength)
+    if fv.batch_size < 1:
+        raise cli.UsageError(f"--batch_size={fv.batch_size}: must be >= 1")
+    if fv.max_frames is not None and fv.max_frames < 1:
+        raise cli.UsageError(f"--max_frames={fv.max_frames}: must be >= 1")
+    style_map, mapping, blur = cli.parse_style_map_flags(fv)
+    which_styles = "0" if fv.which_styles is None else fv.which_styles
+    try:
+        spec = style_spec.parse(which_styles)
+    except style_spec.StyleSpecError as e:
+        raise cli.UsageError(str(e)) from None
     if spec.kind == "list" and len(spec.styles) != 1:
         raise cli.UsageError(f"--which_styles={which_styles}: a video takes one style or one "
-                         "mix like {0:0.5,1:0.5}, not a list")
-    return VideoJob(checkpoint=_CHECKPOINT.value, input=_INPUT.value, output=_OUTPUT.value,
-                    which_styles=spec, strength=strength,
-                    preserve_colors=_PRESERVE_COLORS.value, style_map=style_map,
-                    style_map_colors=mapping, style_map_blur=blur,
-                    batch_size=_BATCH_SIZE.value, crf=_CRF.value, max_frames=_MAX_FRAMES.value)
+                             "mix like {0:0.5,1:0.5}, not a list")
+    return VideoJob(checkpoint=fv.checkpoint, input=fv.input, output=fv.output,
+                    which_styles=spec, strength=strength, preserve_colors=fv.preserve_colors,
+                    style_map=style_map, style_map_colors=mapping, style_map_blur=blur,
+                    batch_size=fv.batch_size, crf=fv.crf, max_frames=fv.max_frames)
 
 
 def run(job):
-    """Stylizes `job.input` into `job.output`; returns the number of frames written."""
-    from magenta_style.inference import stylizer as inference
+    """Stylizes `job.input` into `job.output`; returns the number of frames written.
+
+    Raises:
+      video.VideoError, checkpoints.CheckpointError, style_maps.StyleMapError: bad
+        inputs (`main` turns them into one-line usage errors).
+    """
+    # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import style_maps
+    from magenta_style.inference import stylizer
     from magenta_style.media import video
 
     info = video.probe(job.input)
-    model, model_config = inference.load(job.checkpoint)
+    model, model_config = stylizer.load(job.checkpoint)
     num_styles = model_config.num_styles
     if job.style_map:
-        style = inference.load_style_map(job.style_map, job.style_map_colors, num_styles,
-                                         job.style_map_blur).weights(
-                                             num_styles, (info.height, info.width))
+        style = style_maps.read_style_map(job.style_map, job.style_map_colors, num_styles,
+                                          job.style_map_blur).weights(
+                                              num_styles, (info.height, info.width))
     else:
         style = job.which_styles.weight_rows(num_styles)[0]
     batch_size = _frames_per_call(job, info, model, model_config)
-    stylizer = inference.make_frame_stylizer(model, style, strength=job.strength,
-                                             preserve_colors=job.preserve_colors)
+    stylize_frames = stylizer.make_frame_stylizer(model, style, strength=job.strength,
+                                                  preserve_colors=job.preserve_colors)
     bar = cli.Progress(info.frames, sys.stderr, PROGRAM, unit="frames", min_total=0)
     try:
         return video.stylize_video(
-            job.input, job.output, stylizer, batch_size=batch_size, crf=job.crf,
+            job.input, job.output, stylize_frames, batch_size=batch_size, crf=job.crf,
             max_frames=job.max_frames,
             progress=lambda done, total, fps: bar.update(
                 done, total, note=f"frames, {fps:.1f} frames/s"))
@@ -120,11 +134,12 @@ def _frames_per_call(job, info, model, model_config):
     Raises:
       video.VideoError: one frame alone is over an export's cap.
     """
-    from magenta_style.inference import stylizer as inference
+    # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import stylizer
     from magenta_style.media import limits
     from magenta_style.media import video
 
-    cap = inference.untiled_pixel_cap(model, model_config)
+    cap = stylizer.untiled_pixel_cap(model, model_config)
     frame_pixels = info.width * info.height
     size = f"{info.width}x{info.height}"
     if frame_pixels > cap:
@@ -145,27 +160,29 @@ def _frames_per_call(job, info, model, model_config):
     return job.batch_size
 
 
-def main(argv):
-    if len(argv) > 1:
-        cli.fail(PROGRAM, f"unexpected arguments {argv[1:]}")
+def _run_job(job):
+    """`run`, with bad inputs as usage errors and a closing line; returns 0."""
+    # pylint: disable=import-outside-toplevel
     from magenta_style.inference import style_maps
-    from magenta_style.inference import style_spec
     from magenta_style.media import video
     from magenta_style.networks import checkpoints
 
-    user_errors = (cli.UsageError, style_spec.StyleSpecError, style_maps.StyleMapError,
-                   video.VideoError, checkpoints.CheckpointError)
     try:
-        job = _job_from_flags()
         frames = run(job)
-    except user_errors as e:
-        cli.fail(PROGRAM, e)
+    except (style_maps.StyleMapError, video.VideoError, checkpoints.CheckpointError) as e:
+        raise cli.UsageError(str(e)) from None
     print(f"wrote {job.output} ({frames} frames)", file=sys.stderr)
+    return 0
+
+
+def main(argv):
+    """The command: argv (argv[0] the program name) -> exit status (2: usage error)."""
+    return cli.run_command(argv, PROGRAM, parse_args, _run_job, usage_text)
 
 
 def run_main():
     """Console-script entry point (`magenta-style-stylize-video`)."""
-    cli.run_with_global_flags(main, PROGRAM)
+    cli.run_with_private_flags(main)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from absl import flags
 from magenta_style import cli
 from magenta_style import config as config_lib
 
-PROG = "magenta_style.train"
+PROGRAM = "magenta_style.train"
 
 
 def _define_flags(fv):
@@ -113,14 +113,8 @@ def _define_flags(fv):
                          "Write <train_dir>/style_grid.png at the end.", flag_values=fv)
 
 
-def _flag_values():
-    fv = flags.FlagValues()  # Private: importing this module defines no global flags.
-    _define_flags(fv)
-    return fv
-
-
 def usage_text():
-    return f"{__doc__}\nFlags:\n{_flag_values().get_help()}\n"
+    return cli.usage_text(__doc__, _define_flags)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,7 +134,7 @@ class TrainArgs:
 
 def parse_args(argv):
     """argv -> TrainArgs (validated; nothing is read). cli.UsageError if bad."""
-    fv = cli.parse_flag_values(_flag_values(), argv)
+    fv = cli.parse_flag_values(cli.new_flag_values(_define_flags), argv)
     values = fv.flag_values_dict()
     if fv.demo_data_dir:
         if not fv.vgg_checkpoint:
@@ -176,7 +170,7 @@ def run(args):
             print("writing the style grid (every content image in every style)", flush=True)
             grid = evaluate_lib.style_grid_from_training(experiment, result.train_dir)
     except train_lib.NonFiniteLossError as e:
-        cli.print_error(PROG, str(e))
+        cli.print_error(PROGRAM, str(e))
         return 1
     except (train_lib.TrainError, config_lib.ConfigError) as e:  # e.g. a corrupt config.json
         raise cli.UsageError(str(e)) from None
@@ -195,7 +189,7 @@ def run(args):
 
 def main(argv):
     """The command: argv (argv[0] the program name) -> exit status (2: usage error)."""
-    return cli.run_command(argv, PROG, parse_args, run, usage_text)
+    return cli.run_command(argv, PROGRAM, parse_args, run, usage_text)
 
 
 def what_next(train_dir, photos, vgg_checkpoint, num_styles=2):
@@ -242,7 +236,6 @@ def what_next(train_dir, photos, vgg_checkpoint, num_styles=2):
 
 def run_main():
     """Console entry point."""
-    cli.quiet_tf_logging()
     cli.run_with_private_flags(main)
 
 

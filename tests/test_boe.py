@@ -16,7 +16,7 @@ from magenta_style.data import demo_images
 from magenta_style.data import style_dataset
 from magenta_style.inference import style_spec
 from magenta_style.inference import stylize_lib
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.inference import tiling
 from magenta_style.media import color
 from magenta_style.networks import boe
@@ -417,11 +417,31 @@ def test_strength_ends_and_style_forms(norm, randomize_norms):
         assert np.abs(half - (0.5 * full + 0.5 * images.numpy())).max() > 1e-4
 
 
+@pytest.mark.slow
+def test_bfloat16_export_of_a_boe_model(randomize_norms, tmp_path):
+    """export --compute_dtype=bfloat16 takes a BOE checkpoint (transformer.with_compute_dtype
+    rebuilds any generator), records the dtype and stays close to float32."""
+    model_config = _config("boe_yuv420", num_styles=2, boe_norm="conditional")
+    model = generators.build(model_config)
+    randomize_norms(model, seed=6)
+    train_dir = str(tmp_path / "train")
+    checkpoints.save_model(model, model_config, train_dir, step=1)
+    version_dir, _ = export_lib.export_checkpoint(train_dir, str(tmp_path / "exports"),
+                                                  warmup_size=0, compute_dtype="bfloat16")
+    assert stylizer.read_metadata(version_dir)["compute_dtype"] == "bfloat16"
+    loaded, loaded_config = stylizer.load(version_dir)
+    assert loaded_config == model_config and loaded.compute_dtype == "bfloat16"
+    image = _images(9, (1, 20, 28, 3))
+    weights = tf.constant([[0.3, 0.7]])
+    diff = np.abs(loaded(image, weights).numpy() - model(image, weights).numpy())
+    assert 0 < diff.mean() < 0.02 and diff.max() < 0.2, (diff.mean(), diff.max())
+
+
 def test_tiling_is_a_clear_error_and_magenta_compatible_too():
     model = generators.build(_config())
     with pytest.raises(tiling.TilingError, match="Magenta generator only"):
         tiling.stylize_tiled(model, np.zeros((16, 16, 3), np.float32), 0)
-    assert not inference.can_tile(model)
+    assert not stylizer.can_tile(model)
     with pytest.raises(ValueError, match="Magenta generator only"):
         generators.build(_config(), magenta_compatible=True)
 
@@ -529,10 +549,10 @@ def test_checkpoint_stylize_and_export_reloaded(exported, demo, tmp_path):
     inputs = sorted(str(p) for p in pathlib.Path(demo["content"]).iterdir())[:1]
     summary = stylize_lib.stylize_files(
         model, model_config, inputs, str(tmp_path / "out"),
-        inference.StylizeOptions(styles=spec, strength=0.5, preserve_colors=True))
+        stylizer.StylizeOptions(styles=spec, strength=0.5, preserve_colors=True))
     assert len(summary.written) == 1 and not summary.failed
 
-    loaded, loaded_config = inference.load(version_dir)
+    loaded, loaded_config = stylizer.load(version_dir)
     assert loaded_config == model_config
     np.testing.assert_allclose(loaded(image, weights).numpy(), reference, atol=1e-5)
     saved = tf.saved_model.load(version_dir)

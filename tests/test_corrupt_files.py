@@ -1,6 +1,6 @@
 """Truncated or corrupt files are one-line errors naming the file, never tracebacks.
 
-Every loader goes through checkpoints.load_model / inference.load /
+Every loader goes through checkpoints.load_model / stylizer.load /
 vgg.build_vgg16, so these are tested here once, on a tiny model (alpha 0.25).
 """
 import os
@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from magenta_style import config as config_lib
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
 from magenta_style.networks import vgg
@@ -65,7 +65,7 @@ def test_damaged_checkpoint_is_a_checkpoint_error(good, tmp_path, kind, names):
     damaged = str(tmp_path / "damaged")
     shutil.copytree(train_dir, damaged)
     _damage_checkpoint(kind, damaged)
-    for load in (checkpoints.load_model, inference.load):
+    for load in (checkpoints.load_model, stylizer.load):
         with pytest.raises(checkpoints.CheckpointError) as info:
             load(damaged)
         assert names in str(info.value) and damaged in str(info.value)
@@ -98,7 +98,7 @@ def test_damaged_export_is_a_checkpoint_error(good, tmp_path, kind):
         for sub in ("assets", "assets.extra"):
             _truncate(os.path.join(damaged, sub, "config.json"))
     with pytest.raises(checkpoints.CheckpointError) as info:
-        inference.load(damaged)
+        stylizer.load(damaged)
     assert damaged in str(info.value)
 
 

@@ -117,3 +117,14 @@ def test_cli_image_size_range(run_command, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(
         "magenta_style.evaluate: error: --image_size=7 must be in [32, 4096]")
+
+
+def test_eval_config_validates_itself():
+    # One default per setting: the command's flags and evaluate_checkpoint take these.
+    assert config_lib.EvalConfig().style_grid is False
+    for kwargs, message in ((dict(image_size=16), r"--image_size=16 must be in \[32, 4096\]"),
+                            (dict(num_evaluation_images=0), "--num_evaluation_images must be"),
+                            (dict(batch_size=0), "--batch_size must be >= 1"),
+                            (dict(optimum_iterations=-1), "--optimum_iterations must be")):
+        with pytest.raises(config_lib.ConfigError, match=message):
+            config_lib.EvalConfig(**kwargs)

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from magenta_style import config as config_lib
 from magenta_style import export
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.media import color
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
@@ -82,7 +82,7 @@ def test_export_layout_and_metadata(tiny):
     for name in ("assets/config.json", "assets.extra/config.json",
                  "assets.extra/tf_serving_warmup_requests"):
         assert os.path.isfile(os.path.join(version_dir, name)), name
-    metadata = inference.read_metadata(base)
+    metadata = stylizer.read_metadata(base)
     assert config_lib.ModelConfig.from_dict(metadata["model"]) == model_config
     assert metadata["train"] == {"learning_rate": 0.001, "steps": 5}
     assert set(metadata["signatures"]) == set(SIGNATURE_NAMES)
@@ -91,7 +91,7 @@ def test_export_layout_and_metadata(tiny):
 def test_metadata_num_styles_and_variables_on_loaded_object(tiny, loaded):
     model, model_config, _, version_dir = tiny
     metadata = json.loads(loaded.metadata().numpy().decode())
-    assert metadata == inference.read_metadata(version_dir)
+    assert metadata == stylizer.read_metadata(version_dir)
     assert metadata["model"]["style_names"] == ["ink", "oil"]
     assert int(loaded.num_styles) == NUM_STYLES
     assert len(loaded.variables) == len(model.variables)
@@ -124,7 +124,7 @@ def test_existing_versions_and_refusing_to_overwrite(tmp_path, tiny):
     for name in ("1", "7", "abc", ".tmp-export-9-x"):
         (tmp_path / name).mkdir()
     (tmp_path / "12").write_text("a file, not a version")
-    assert inference.existing_versions(str(tmp_path)) == [1, 7]
+    assert stylizer.existing_versions(str(tmp_path)) == [1, 7]
     with pytest.raises(export_lib.ExportError, match="already exists"):
         export_lib.export_saved_model(model, model_config, str(tmp_path), version=7)
     with pytest.raises(export_lib.ExportError, match="positive integer"):
@@ -244,7 +244,7 @@ def test_refuses_a_version_of_another_model(tiny, tmp_path):
     with pytest.raises(export_lib.ExportError, match=r"cannot compare with .*config.json"):
         export_lib.check_same_model(str(broken), model_config)
     with pytest.raises(checkpoints.CheckpointError, match="unreadable export metadata"):
-        inference.load_export(str(broken))
+        stylizer.load_export(str(broken))
     assert export.main(["export", f"--checkpoint={train_dir}", f"--export_dir={broken}",
                         "--warmup_size=0"]) == 2
 
@@ -450,7 +450,7 @@ def test_saved_model_cli_run(tiny, loaded, tmp_path):
 
 def test_load_stylizer(tiny):
     model, model_config, _, version_dir = tiny
-    stylize, got_config = inference.load_export(os.path.dirname(version_dir))
+    stylize, got_config = stylizer.load_export(os.path.dirname(version_dir))
     assert got_config == model_config
     image, weights = _inputs()
     ref = model(image, weights).numpy()
@@ -468,11 +468,11 @@ def test_load_stylizer(tiny):
     np.testing.assert_allclose(in_graph(image, weights).numpy(), ref, atol=1e-5)
 
     with pytest.raises(checkpoints.CheckpointError, match="disagrees"):
-        inference.load_export(version_dir, num_styles=5)
-    assert inference.is_saved_model(version_dir)
-    assert not inference.is_saved_model(tiny[2])
+        stylizer.load_export(version_dir, num_styles=5)
+    assert stylizer.is_saved_model(version_dir)
+    assert not stylizer.is_saved_model(tiny[2])
     with pytest.raises(checkpoints.CheckpointError, match="not a SavedModel"):
-        inference.load_export(tiny[2])
+        stylizer.load_export(tiny[2])
 
 
 # ---------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from magenta_style import config
 from magenta_style.data import style_dataset
 from magenta_style.networks import losses
 
@@ -219,13 +220,13 @@ def test_gather_helpers():
 
 
 def test_parse_layer_weights_forms():
-    assert losses.parse_layer_weights("vgg_16/conv3:1.0,vgg_16/conv4:2e-4") == {
+    assert config.parse_layer_weights("vgg_16/conv3:1.0,vgg_16/conv4:2e-4") == {
         "vgg_16/conv3": 1.0, "vgg_16/conv4": 2e-4}
-    assert losses.parse_layer_weights(' {"vgg_16/conv3": 1.0, \'vgg_16/pool5\': 3} ') == {
+    assert config.parse_layer_weights(' {"vgg_16/conv3": 1.0, \'vgg_16/pool5\': 3} ') == {
         "vgg_16/conv3": 1.0, "vgg_16/pool5": 3.0}
-    assert losses.parse_layer_weights("") == {}
+    assert config.parse_layer_weights("") == {}
     for weights in (losses.DEFAULT_CONTENT_WEIGHTS, losses.DEFAULT_STYLE_WEIGHTS):
-        assert losses.parse_layer_weights(losses.format_layer_weights(weights)) == weights
+        assert config.parse_layer_weights(config.format_layer_weights(weights)) == weights
     assert losses.DEFAULT_STYLE_WEIGHTS == {f"vgg_16/conv{i}": 1e-4 for i in range(1, 5)}
 
 
@@ -249,24 +250,24 @@ def test_parse_layer_weights_forms():
     ("__import__('os').system('true')", "NAME:WEIGHT"),
 ])
 def test_parse_layer_weights_errors(text, message):
-    with pytest.raises(losses.LossWeightsError, match=message) as info:
-        losses.parse_layer_weights(text, "--style_weights")
+    with pytest.raises(config.LossWeightsError, match=message) as info:
+        config.parse_layer_weights(text, "--style_weights")
     assert "\n" not in str(info.value) and len(str(info.value)) < 300
 
 
 def test_parse_layer_weights_python_dict_details():
     # What Magenta's flags held (ast.literal_eval of a dict): any quotes, a trailing
     # comma, ints, exponents; and the pair form with a trailing comma.
-    assert losses.parse_layer_weights('{"vgg_16/conv1": 1e-4, \'vgg_16/conv2\': 2,}') == {
+    assert config.parse_layer_weights('{"vgg_16/conv1": 1e-4, \'vgg_16/conv2\': 2,}') == {
         "vgg_16/conv1": 1e-4, "vgg_16/conv2": 2.0}
-    assert losses.parse_layer_weights("vgg_16/conv3: .5 ,") == {"vgg_16/conv3": 0.5}
-    assert losses.parse_layer_weights("{}") == {}
-    with pytest.raises(losses.LossWeightsError) as info:
-        losses.parse_layer_weights("x" * 10_000 + ":1", "--style_weights")
+    assert config.parse_layer_weights("vgg_16/conv3: .5 ,") == {"vgg_16/conv3": 0.5}
+    assert config.parse_layer_weights("{}") == {}
+    with pytest.raises(config.LossWeightsError) as info:
+        config.parse_layer_weights("x" * 10_000 + ":1", "--style_weights")
     assert len(str(info.value)) < 400
 
 
 def test_losses_reject_unknown_layers():
     content, stylized = _features(1, seed=14), _features(1, seed=15)
-    with pytest.raises(losses.LossWeightsError, match="content weights: unknown .*conv33"):
+    with pytest.raises(config.LossWeightsError, match="content weights: unknown .*conv33"):
         losses.content_loss(content, stylized, {"vgg_16/conv33": 1.0})

@@ -1,8 +1,11 @@
 """Package-level guarantees: which Keras is used, and where flags may live."""
 import ast
 import pathlib
+import subprocess
+import sys
 
 import keras
+import pytest
 import tensorflow as tf
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "magenta_style"
@@ -35,9 +38,19 @@ def test_only_entry_points_define_flags():
     assert offenders == [], f"library modules must not import absl.flags: {offenders}"
 
 
+@pytest.mark.slow
 def test_importing_the_package_has_no_side_effects():
-    import magenta_style
-    assert magenta_style.__version__
+    """In a fresh interpreter (this file has imported TensorFlow already): importing the
+    package loads no TensorFlow, Keras, numpy or absl and defines no flags."""
+    code = ("import sys\n"
+            "import magenta_style\n"
+            "assert magenta_style.__version__\n"
+            "print(sorted(m for m in ('tensorflow', 'keras', 'numpy', 'absl') "
+            "if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 # The package's layers, top to bottom (the README's code map): a module may import its

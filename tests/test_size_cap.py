@@ -16,7 +16,7 @@ from magenta_style.data import demo_images
 from magenta_style.data import pipeline as data
 from magenta_style import export
 from magenta_style.inference import stylize_lib
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.media import images
 from magenta_style.media import limits
 from magenta_style.networks import transformer
@@ -125,7 +125,7 @@ def test_export_records_the_cap_and_its_graph_enforces_it(tmp_path):
     budget = 5000 * limits.bytes_per_pixel(MODEL_CONFIG)
     version_dir = export_lib.export_saved_model(model, MODEL_CONFIG, str(tmp_path / "export"),
                                                 warmup_size=16, memory_budget_bytes=budget)
-    recorded = inference.read_metadata(version_dir)["limits"]
+    recorded = stylizer.read_metadata(version_dir)["limits"]
     assert recorded["max_pixels_per_request"] == 5000
     assert recorded["memory_budget_bytes"] == int(budget)
     loaded = tf.saved_model.load(version_dir)
@@ -145,14 +145,14 @@ def test_export_records_the_cap_and_its_graph_enforces_it(tmp_path):
 
     # stylize with this export: too large for one call of 2 styles, so one at a time; an
     # input above the export's cap is refused by the loader, without decoding it.
-    stylizer, model_config = inference.load_export(version_dir)
-    assert stylizer.max_pixels == 5000
+    exported, model_config = stylizer.load_export(version_dir)
+    assert exported.max_pixels == 5000
     photo = tmp_path / "photo.png"
     images.save_image_atomic(photo, demo_images.content_image(0, 60))
     big = tmp_path / "big.png"
     big.write_bytes(png_header(100, 60))
-    summary = stylize_lib.stylize_files(stylizer, model_config, [str(photo), str(big)],
-                                        str(tmp_path / "out"), inference.StylizeOptions(styles="[0,1]"))
+    summary = stylize_lib.stylize_files(exported, model_config, [str(photo), str(big)],
+                                        str(tmp_path / "out"), stylizer.StylizeOptions(styles="[0,1]"))
     assert len(summary.written) == 2
     assert [p for p, _ in summary.failed] == [str(big)]
     assert "100x60 = 0.0 Mpx exceeds the cap" in summary.failed[0][1]
@@ -163,12 +163,12 @@ def test_stylize_default_cap_refuses_8000_squared_untiled_only(tmp_path):
     huge.write_bytes(png_header(8000, 8000))
     model = transformer.build_transformer(MODEL_CONFIG)
     untiled = stylize_lib.stylize_files(model, MODEL_CONFIG, [str(huge)], str(tmp_path / "a"),
-                                        inference.StylizeOptions(styles="[0]", max_tile_pixels=0))
+                                        stylizer.StylizeOptions(styles="[0]", max_tile_pixels=0))
     assert "8000x8000 = 64.0 Mpx exceeds the cap" in untiled.failed[0][1]
     # Tiled, memory is bounded by the tile: the size is allowed (this file then fails to
     # decode, having no pixel data, which shows the cap let it through).
     tiled = stylize_lib.stylize_files(model, MODEL_CONFIG, [str(huge)], str(tmp_path / "b"),
-                                      inference.StylizeOptions(styles="[0]"))
+                                      stylizer.StylizeOptions(styles="[0]"))
     assert "exceeds the cap" not in tiled.failed[0][1]
     args = stylize.parse_args(["stylize", "--checkpoint=c", "--input_image=i", "--output_dir=o"])
     assert args.max_pixels is None

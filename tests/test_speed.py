@@ -14,7 +14,7 @@ import tensorflow as tf
 from magenta_style import cli
 from magenta_style import config as config_lib
 from magenta_style import export
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.networks import checkpoints
 from magenta_style.networks import layers
 from magenta_style.networks import transformer
@@ -103,7 +103,7 @@ def bf16_export(tmp_path_factory, randomize_norms):
 @pytest.mark.slow
 def test_bfloat16_export_records_its_dtype_and_stays_close(bf16_export):
     model, _, version_dir = bf16_export
-    assert inference.read_metadata(version_dir)["compute_dtype"] == "bfloat16"
+    assert stylizer.read_metadata(version_dir)["compute_dtype"] == "bfloat16"
     image = tf.random.stateless_uniform([1, 32, 40, 3], seed=[1, 2])
     weights = tf.constant([[0.0, 1.0]])
     out = tf.saved_model.load(version_dir).signatures["serving_default"](

@@ -12,7 +12,7 @@ from magenta_style import cli
 from magenta_style import config
 from magenta_style.inference import style_maps
 from magenta_style.inference import stylize_lib
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.inference import tiling
 from magenta_style.media import color
 from magenta_style.media import images
@@ -208,7 +208,7 @@ def test_styles_split_into_batches(loaded, tmp_path):
     # 3 styles in batches of 2: one call with 2 weight rows, one with 1.
     summary = stylize_lib.stylize_files(model, model_config, [str(tmp_path / "a.png")],
                                         str(tmp_path / "o"),
-                                        inference.StylizeOptions(styles="[2,0,1]", batch_size=2))
+                                        stylizer.StylizeOptions(styles="[2,0,1]", batch_size=2))
     assert summary.failed == []
     assert summary.written == [str(tmp_path / "o" / f"a_{s}.png") for s in (2, 0, 1)]
     for style in range(NUM_STYLES):
@@ -311,7 +311,7 @@ def test_subprocess_usage_error_has_no_traceback(run_command, tmp_path):
 
 def test_no_retracing_for_new_sizes(loaded):
     model, model_config = loaded
-    fn = inference.make_stylize_fn(model, model_config.num_styles)
+    fn = stylizer.make_stylize_fn(model, model_config.num_styles)
     for height, width, batch in [(8, 8, 1), (13, 21, 2), (32, 20, 3)]:
         out = fn(tf.zeros([batch, height, width, 3]), tf.ones([batch, NUM_STYLES]) / 3)
         assert out.shape == (batch, height, width, 3)
@@ -338,7 +338,7 @@ def test_library_reports_nan_output_and_continues(tmp_path):
     summary = stylize_lib.stylize_files(
         broken_model, config.ModelConfig(num_styles=2), [str(tmp_path / "a.png"),
                                                          str(tmp_path / "b.png")],
-        str(tmp_path / "o"), inference.StylizeOptions(styles="[0,1]"), on_error=lambda p, m: errors.append((p, m)),
+        str(tmp_path / "o"), stylizer.StylizeOptions(styles="[0,1]"), on_error=lambda p, m: errors.append((p, m)),
         on_progress=lambda done, total, path: progress.append((done, total)))
     assert summary.written == [] and len(summary.failed) == 2
     assert errors == summary.failed
@@ -351,7 +351,7 @@ def test_library_rejects_unknown_style(loaded, tmp_path):
     model, model_config = loaded
     with pytest.raises(stylize.style_spec.StyleSpecError):
         stylize_lib.stylize_files(model, model_config, [], str(tmp_path),
-                                  inference.StylizeOptions(styles="[5]"))
+                                  stylizer.StylizeOptions(styles="[5]"))
 
 
 def test_progress_bar_on_a_terminal():
@@ -534,8 +534,8 @@ def test_per_file_tiling_error_keeps_going(loaded, tmp_path, monkeypatch):
     # 160x160 is above the smallest tile size and is tiled; 8x8 is not.
     summary = stylize_lib.stylize_files(
         model, model_config, [str(tmp_path / "big.png"), str(tmp_path / "a.png")],
-        str(tmp_path / "o2"), inference.StylizeOptions(
-            styles="[0]", max_tile_pixels=inference.min_tile_pixels(model)),
+        str(tmp_path / "o2"), stylizer.StylizeOptions(
+            styles="[0]", max_tile_pixels=stylizer.min_tile_pixels(model)),
         on_error=lambda p, m: errors.append(m))
     assert errors == [f"{tmp_path / 'big.png'}: no tiles today"]
     assert summary.written == [str(tmp_path / "o2" / "a_0.png")]
@@ -552,7 +552,7 @@ def test_output_suffixes():
 
 def test_no_retracing_with_maps_strength_and_colors(loaded):
     model, model_config = loaded
-    fn = inference.make_stylize_fn(model, NUM_STYLES, style_map=True, strength=0.5,
+    fn = stylizer.make_stylize_fn(model, NUM_STYLES, style_map=True, strength=0.5,
                                  preserve_colors=True)
     for height, width, batch in [(8, 8, 1), (13, 21, 2)]:
         maps = tf.ones([batch, height, width, NUM_STYLES]) / 3
@@ -620,9 +620,9 @@ def test_saved_model_refuses_tiling_flags(export_base, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_load_stylizer_dispatch(native_checkpoint, export_base):
-    model, _ = inference.load(native_checkpoint)
-    assert inference.can_tile(model)
-    fn, model_config = inference.load(export_base, num_styles=NUM_STYLES, alpha=0.25)
-    assert not inference.can_tile(fn) and model_config.num_styles == NUM_STYLES
+    model, _ = stylizer.load(native_checkpoint)
+    assert stylizer.can_tile(model)
+    fn, model_config = stylizer.load(export_base, num_styles=NUM_STYLES, alpha=0.25)
+    assert not stylizer.can_tile(fn) and model_config.num_styles == NUM_STYLES
     with pytest.raises(checkpoints.CheckpointError, match="disagrees"):
-        inference.load(export_base, num_styles=4)
+        stylizer.load(export_base, num_styles=4)

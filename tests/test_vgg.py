@@ -8,6 +8,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
+from magenta_style import config
 from magenta_style.networks import losses
 from magenta_style.networks import vgg
 
@@ -81,7 +82,7 @@ def _assert_features_close(a, b, rtol=1e-5):
 def test_end_points_names_and_shapes():
     model = vgg.VGG16Features()
     features = model(_images(batch=2, height=64, width=48))
-    assert tuple(features) == vgg.END_POINTS == losses.END_POINTS
+    assert tuple(features) == vgg.END_POINTS == config.END_POINTS
     expected = {}
     for block, (size_h, size_w) in enumerate([(64, 48), (32, 24), (16, 12), (8, 6), (4, 3)], 1):
         channels = vgg.END_POINT_CHANNELS[f"vgg_16/conv{block}"]

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from magenta_style import config
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.media import video
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
@@ -152,10 +152,10 @@ def test_frame_stylizer_matches_the_network():
     model = transformer.build_transformer(config.ModelConfig(2, 0.25))
     frames = tf.random.stateless_uniform([3, 16, 20, 3], seed=[3, 4]).numpy()
     row = np.array([0.0, 1.0], np.float32)
-    stylizer = inference.make_frame_stylizer(model, row, strength=0.5)
+    stylize_frames = stylizer.make_frame_stylizer(model, row, strength=0.5)
     expected = model(frames, tf.constant([1, 1, 1]), tf.constant([0.5] * 3)).numpy()
-    np.testing.assert_allclose(stylizer(frames), expected, atol=1e-6)
-    colors = inference.make_frame_stylizer(model, row, preserve_colors=True)(frames)
+    np.testing.assert_allclose(stylize_frames(frames), expected, atol=1e-6)
+    colors = stylizer.make_frame_stylizer(model, row, preserve_colors=True)(frames)
     chroma = lambda x: tf.image.rgb_to_yuv(x).numpy()[..., 1:]
     # Chroma follows the input except where clipping to [0, 1] bites.
     assert np.median(np.abs(chroma(colors) - chroma(frames))) < 1e-3
@@ -242,7 +242,7 @@ def test_batches_fit_the_exports_pixel_cap_and_oversized_frames_are_refused_up_f
     export = export_lib.export_saved_model(
         model, model_config, str(tmp_path / "cap2500"), warmup_size=0,
         memory_budget_bytes=2500 * limits.bytes_per_pixel(model_config))
-    assert inference.load(export)[0].max_pixels == 2500
+    assert stylizer.load(export)[0].max_pixels == 2500
 
     # --batch_size=4 would be 4096 pixels a call, which the export's graph refuses.
     out = tmp_path / "fits.mp4"

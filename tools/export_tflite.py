@@ -25,7 +25,7 @@ from absl import flags
 import tensorflow as tf
 
 from magenta_style import cli
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.media import fileio
 from magenta_style.networks import checkpoints
 
@@ -121,15 +121,15 @@ def convert(saved_model, signature="serving_default", quantize="float32", input_
     if quantize not in QUANTIZE:
         raise UsageError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
     try:
-        saved_dir = inference.resolve_saved_model(saved_model)
-        metadata = inference.read_metadata(saved_dir)
+        saved_dir = stylizer.resolve_saved_model(saved_model)
+        metadata = stylizer.read_metadata(saved_dir)
     except checkpoints.CheckpointError as e:
         raise UsageError(f"--saved_model: {e}") from None
     if batch_size is None and input_size is not None:
         batch_size = 1
     if loaded is None:
         try:
-            loaded = inference.load_saved_model(saved_dir)
+            loaded = stylizer.load_saved_model(saved_dir)
         except checkpoints.CheckpointError as e:
             raise UsageError(f"--saved_model: {e}") from None
     function = _concrete_function(loaded, signature, metadata["model"]["num_styles"],

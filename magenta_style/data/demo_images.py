@@ -16,7 +16,7 @@ import numpy as np
 
 from magenta_style import config as config_lib
 from magenta_style.data import style_dataset
-from magenta_style.media import images as images_lib
+from magenta_style.media import images
 from magenta_style.networks import vgg
 
 CONTENT_NAMES = ("sunset", "blocks", "orbits", "valley", "tiles", "bubbles")
@@ -169,11 +169,11 @@ def write_demo_images(directory, num_content=len(CONTENT_NAMES), num_styles=len(
     contents, styles = [], []
     for i in range(num_content):
         path = os.path.join(content_dir, f"{i:02d}_{CONTENT_NAMES[i % len(CONTENT_NAMES)]}.png")
-        images_lib.save_image_atomic(path, content_image(i, content_size, seed))
+        images.save_image_atomic(path, content_image(i, content_size, seed))
         contents.append(path)
     for i in range(num_styles):
         path = os.path.join(style_dir, f"{i:02d}_{STYLE_NAMES[i % len(STYLE_NAMES)]}.png")
-        images_lib.save_image_atomic(path, style_image(i, style_size, seed))
+        images.save_image_atomic(path, style_image(i, style_size, seed))
         styles.append(path)
     return contents, styles
 

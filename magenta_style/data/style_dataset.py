@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from magenta_style import config
 from magenta_style.media import fileio
 from magenta_style.networks import losses
 
@@ -39,7 +40,7 @@ GRAM_CHANNELS = {
     f"vgg_16/{kind}{block}": channels
     for block, channels in zip(range(1, 6), (64, 128, 256, 512, 512))
     for kind in ("conv", "pool")}
-GRAM_END_POINTS = losses.END_POINTS
+GRAM_END_POINTS = config.END_POINTS
 
 LABEL_FEATURE = "label"
 IMAGE_FEATURE = "image_raw"

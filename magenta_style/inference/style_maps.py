@@ -32,12 +32,12 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from magenta_style import config
 from magenta_style.media import images
 
 _COLOR_RE = re.compile(r"#(?:[0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
 _GREY_RE = re.compile(r"[0-9]{1,3}")
 _INDEX_RE = re.compile(r"[0-9]+")
-_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 # A Gaussian is truncated at this many standard deviations.
 _TRUNCATE = 3.0
@@ -145,7 +145,7 @@ def _parse_target(text, token):
         style = _parse_index(text, style_text)
         if style in pairs:
             _fail(text, f"style {style} appears twice in {token}")
-        if not _NUMBER_RE.fullmatch(weight_text) or not math.isfinite(float(weight_text)):
+        if not config.NUMBER_RE.fullmatch(weight_text) or not math.isfinite(float(weight_text)):
             _fail(text, f"weight {weight_text!r} of style {style} is not a finite number")
         pairs[style] = float(weight_text)
     return tuple(sorted(pairs.items()))
@@ -268,7 +268,7 @@ def style_map_weights(mask, mapping, num_styles, size, blur=0.0):
 
     Returns:
       float32 [height, width, num_styles], ready for `model(image, weights[None])` or
-      `tiling.stylize_image(model, image, weights)`.
+      `tiling.stylize_tiled(model, image, weights)`.
 
     Raises:
       StyleMapError: a bad mapping, a bad blur or a style index out of range.
@@ -283,13 +283,58 @@ def style_map_weights(mask, mapping, num_styles, size, blur=0.0):
     return gaussian_blur(weights, blur)
 
 
-def load_style_map(path, mapping, num_styles, size, blur=0.0):
-    """Reads a mask file and returns per-pixel style weights for an image of `size`.
+@dataclasses.dataclass(frozen=True, eq=False)  # eq would compare arrays elementwise.
+class StyleMap:
+    """A style map ready to be fitted to each input (see `style_map_weights`).
+
+    Attributes:
+      mask: float32 [Hm, Wm, 3] RGB in [0, 1], the mask image (stretched to each input).
+      mapping: StyleMapping, mask colour or grey level -> style or mix.
+      blur: float >= 0, Gaussian standard deviation of the soft edges, in input pixels.
+    """
+
+    mask: np.ndarray
+    mapping: StyleMapping
+    blur: float = 0.0
+
+    def weights(self, num_styles, size):
+        """float32 [height, width, num_styles] per-pixel weights for an input of `size`."""
+        return style_map_weights(self.mask, self.mapping, num_styles, size, self.blur)
+
+
+def read_style_map(path, mapping, num_styles, blur=0.0, max_pixels=None):
+    """Reads a mask file into a StyleMap whose mapping fits a model of `num_styles`.
+
+    The one reader of mask files (stylize, stylize_video, `load_style_map`).
 
     Args:
       path: str, the mask image (PNG recommended; any format `images.load_image` reads;
         EXIF orientation applied, alpha ignored).
-      mapping, num_styles, size, blur: as `style_map_weights`.
+      mapping: StyleMapping or its text.
+      num_styles: int, the model's number of styles.
+      blur: float >= 0, as `style_map_weights`.
+      max_pixels: the mask's pixel cap (default images.DEFAULT_MAX_PIXELS).
+
+    Raises:
+      StyleMapError: the mask cannot be read ("--style_map: ..."), or the mapping is
+        malformed or names a style the model does not have.
+    """
+    if isinstance(mapping, str):
+        mapping = parse_mapping(mapping)
+    try:
+        mask, _ = images.load_image(path, max_pixels=max_pixels or images.DEFAULT_MAX_PIXELS)
+    except images.ImageError as e:
+        raise StyleMapError(f"--style_map: {e}") from None
+    mapping.rows(num_styles)  # Unknown styles fail here, before any work.
+    return StyleMap(mask=mask, mapping=mapping, blur=blur)
+
+
+def load_style_map(path, mapping, num_styles, size, blur=0.0):
+    """Per-pixel style weights for an image of `size` from a mask file.
+
+    Args:
+      path, mapping, num_styles, blur: as `read_style_map`.
+      size: (height, width) of the image to stylize.
 
     Returns:
       float32 [height, width, num_styles].
@@ -297,8 +342,4 @@ def load_style_map(path, mapping, num_styles, size, blur=0.0):
     Raises:
       StyleMapError: the mask cannot be read, or the mapping/blur is bad.
     """
-    try:
-        mask, _ = images.load_image(path)
-    except images.ImageError as e:
-        raise StyleMapError(f"--style_map: {e}") from None
-    return style_map_weights(mask, mapping, num_styles, size, blur)
+    return read_style_map(path, mapping, num_styles, blur).weights(num_styles, size)

@@ -24,10 +24,8 @@ import numpy as np
 
 from magenta_style import config as config_lib
 
-# An unsigned integer style index and a decimal number in Python/JSON notation.
+# An unsigned integer style index (numbers: config.NUMBER_RE).
 _INDEX_RE = re.compile(r"[0-9]+")
-_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_NON_FINITE_RE = re.compile(r"[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
 
 
 # The largest |weight| accepted, here and in the exported signatures. The network
@@ -138,9 +136,9 @@ def _parse_index(text, token):
 
 def _parse_weight(text, key, token):
     token = token.strip()
-    if _NON_FINITE_RE.fullmatch(token):
+    if config_lib.NON_FINITE_RE.fullmatch(token):
         _fail(text, f"the weight of style {key} is {token}; weights must be finite numbers")
-    if not _NUMBER_RE.fullmatch(token):
+    if not config_lib.NUMBER_RE.fullmatch(token):
         _fail(text, f"the weight of style {key}, {shorten(token)!r}, is not a number")
     value = float(token)
     # The model computes in float32: far below its overflow, mixes give NaN.

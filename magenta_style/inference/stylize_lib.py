@@ -1,4 +1,4 @@
-"""Stylize image files: read each input, stylize it (inference.Stylizer), write the outputs.
+"""Stylize image files: read each input, stylize it (stylizer.Stylizer), write the outputs.
 
 The library behind `python -m magenta_style.stylize`: output names (`output_suffixes`,
 `output_basenames`) and `stylize_files`, which reports a bad input and goes on with
@@ -9,7 +9,7 @@ import os
 
 import tensorflow as tf
 
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.media import images
 
 OUTPUT_FORMATS = ("png", "jpg", "webp")
@@ -109,23 +109,23 @@ def stylize_files(model, model_config, inputs, output_dir, options=None, output_
                   on_tile_progress=None):
     """Stylizes image files and writes the results atomically.
 
-    Each image is read as RGB (+ alpha), stylized as `options` say (inference.Stylizer:
+    Each image is read as RGB (+ alpha), stylized as `options` say (stylizer.Stylizer:
     styles in batches of `options.batch_size`, tile by tile above
     `options.max_tile_pixels` for Keras networks; a SavedModel always stylizes the
     whole image at once), and each output is written with the input's size and alpha.
     A bad input is reported and skipped; the others are still processed.
 
     Args:
-      model: callable `model(images, style[, strength])` (see `inference.load`).
+      model: callable `model(images, style[, strength])` (see `stylizer.load`).
       model_config: config.ModelConfig of the model.
       inputs: list of str, image files (see `images.expand_inputs`).
       output_dir: str; created when missing.
-      options: inference.StylizeOptions (None: every style, the defaults).
+      options: stylizer.StylizeOptions (None: every style, the defaults).
       output_basename: optional str (see `output_basenames`).
       output_format: "png", "jpg" or "webp".
       max_pixels: int or None, the input size cap (see `images.load_image`); "auto":
-        `inference.default_max_pixels` (tiled inputs up to images.DEFAULT_MAX_PIXELS,
-        untiled ones up to the model's memory cap, `inference.untiled_pixel_cap`).
+        `stylizer.default_max_pixels` (tiled inputs up to images.DEFAULT_MAX_PIXELS,
+        untiled ones up to the model's memory cap, `stylizer.untiled_pixel_cap`).
       on_progress: optional callable(done: int, total: int, path: str), after each input.
       on_error: optional callable(path: str, message: str), for each failed input.
       on_tile_progress: optional callable(path: str, done: int, total: int), during
@@ -136,20 +136,20 @@ def stylize_files(model, model_config, inputs, output_dir, options=None, output_
 
     Raises:
       style_spec.StyleSpecError, style_maps.StyleMapError, tiling.TilingError,
-        ValueError: see `inference.Stylizer`; also a bad output_format or
+        ValueError: see `stylizer.Stylizer`; also a bad output_format or
         output_basename.
       OSError: output_dir cannot be created.
     """
-    stylizer = inference.Stylizer(model, model_config, options)
-    options = stylizer.options
+    stylize_one = stylizer.Stylizer(model, model_config, options)
+    options = stylize_one.options
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, got {output_format!r}")
     check_basename(output_basename)
     os.makedirs(output_dir, exist_ok=True)
 
     if max_pixels == "auto":
-        max_pixels = inference.default_max_pixels(model, model_config, options.max_tile_pixels)
-    suffixes = output_suffixes(stylizer.spec, options.style_map is not None, options.strength,
+        max_pixels = stylizer.default_max_pixels(model, model_config, options.max_tile_pixels)
+    suffixes = output_suffixes(stylize_one.spec, options.style_map is not None, options.strength,
                                options.preserve_colors)
     basenames = output_basenames(inputs, output_basename)
     input_paths = {os.path.realpath(p) for p in inputs}
@@ -172,7 +172,7 @@ def stylize_files(model, model_config, inputs, output_dir, options=None, output_
                 tile_progress = None
                 if on_tile_progress is not None:
                     tile_progress = lambda d, t, p=path: on_tile_progress(p, d, t)
-                for output, pastiche in zip(outputs, stylizer.outputs(rgb, tile_progress)):
+                for output, pastiche in zip(outputs, stylize_one.outputs(rgb, tile_progress)):
                     if pastiche.shape != rgb.shape:
                         raise ValueError(f"the model returned {list(pastiche.shape)} for an "
                                          f"input of {list(rgb.shape)}")

@@ -35,7 +35,6 @@ from magenta_style.media import color
 from magenta_style.media import images
 from magenta_style.media import limits
 from magenta_style.networks import checkpoints
-from magenta_style.networks import generators
 from magenta_style.networks import transformer
 
 # The metadata file of an export (in assets/ and assets.extra/), as beside a checkpoint.
@@ -229,30 +228,6 @@ def load(path, num_styles=None, alpha=None):
     return checkpoints.load_model(path, num_styles=num_styles, alpha=alpha)
 
 
-def with_compute_dtype(model, compute_dtype):
-    """The loaded `model` computing in `compute_dtype` ("float32" or "bfloat16").
-
-    A Magenta network is copied under that policy (transformer.with_compute_dtype); an
-    export computes in what it was exported with, so it must already be in it.
-
-    Raises:
-      ValueError: a BOE model asked for anything but float32, or an export made with
-        another compute dtype (the message names --compute_dtype).
-    """
-    if generators.is_boe(model):
-        if compute_dtype != "float32":
-            raise ValueError(f"--compute_dtype={compute_dtype} is implemented for Magenta's "
-                             "network only; this is a BOE model")
-        return model
-    if isinstance(model, transformer.StyleTransferNetwork):
-        return transformer.with_compute_dtype(model, compute_dtype)
-    if model.compute_dtype != compute_dtype:
-        raise ValueError(f"--compute_dtype={compute_dtype}: this model was exported to compute "
-                         f"in {model.compute_dtype}; export again with "
-                         f"--compute_dtype={compute_dtype} or pass the checkpoint")
-    return model
-
-
 # ---------------------------------------------------------------------------------------
 # Pixel caps and tiling.
 
@@ -298,41 +273,6 @@ def default_max_pixels(model, model_config, max_tile_pixels):
 # What to stylize with.
 
 
-@dataclasses.dataclass(frozen=True, eq=False)  # eq would compare arrays elementwise.
-class StyleMap:
-    """A style map ready to be fitted to each input (see `style_maps.style_map_weights`).
-
-    Attributes:
-      mask: float32 [Hm, Wm, 3] RGB in [0, 1], the mask image (stretched to each input).
-      mapping: style_maps.StyleMapping, mask colour or grey level -> style or mix.
-      blur: float >= 0, Gaussian standard deviation of the soft edges, in input pixels.
-    """
-
-    mask: np.ndarray
-    mapping: style_maps.StyleMapping
-    blur: float = 0.0
-
-    def weights(self, num_styles, size):
-        """float32 [height, width, num_styles] per-pixel weights for an input of `size`."""
-        return style_maps.style_map_weights(self.mask, self.mapping, num_styles, size,
-                                            self.blur)
-
-
-def load_style_map(path, mapping, num_styles, blur=0.0, max_pixels=None):
-    """Reads a mask file into a StyleMap whose mapping fits a model of `num_styles`.
-
-    Raises:
-      style_maps.StyleMapError: the mask cannot be read ("--style_map: ..."), or the
-        mapping names a style the model does not have.
-    """
-    try:
-        mask, _ = images.load_image(path, max_pixels=max_pixels or images.DEFAULT_MAX_PIXELS)
-    except images.ImageError as e:
-        raise style_maps.StyleMapError(f"--style_map: {e}") from None
-    mapping.rows(num_styles)  # Unknown styles fail here, before any work.
-    return StyleMap(mask=mask, mapping=mapping, blur=blur)
-
-
 @dataclasses.dataclass(frozen=True)
 class StylizeOptions:
     """How to stylize: the user's choices, independent of the model and the inputs.
@@ -344,7 +284,8 @@ class StylizeOptions:
         transformer.StyleTransferNetwork).
       preserve_colors: bool; keep each input's colours, take the stylized luminance
         (color.preserve_colors).
-      style_map: optional StyleMap; one output per input with styles by region.
+      style_map: optional style_maps.StyleMap; one output per input with styles by
+        region.
       max_tile_pixels: int >= 0; inputs that the network pads to more pixels than this
         are tiled (Keras Magenta networks only, see `can_tile`). 0: never tile.
       tile_statistics: "exact" or "downscaled" (see `tiling.stylize_tiled`).
@@ -355,7 +296,7 @@ class StylizeOptions:
     styles: object = None
     strength: float = 1.0
     preserve_colors: bool = False
-    style_map: StyleMap = None
+    style_map: style_maps.StyleMap = None
     max_tile_pixels: int = tiling.DEFAULT_MAX_TILE_PIXELS
     tile_statistics: str = "exact"
     batch_size: int = 4
@@ -424,7 +365,7 @@ def make_frame_stylizer(model, style, strength=None, preserve_colors=False):
     Args:
       model: callable `model(images, style[, strength])` (see `load`).
       style: float32 weights [num_styles] (one style: one-hot) or a per-pixel map
-        [H, W, num_styles] (e.g. `StyleMap.weights`), applied to every frame.
+        [H, W, num_styles] (e.g. `style_maps.StyleMap.weights`), applied to every frame.
       strength: optional float in [0, 1].
       preserve_colors: keep each frame's colours, take the stylized luminance.
 
@@ -556,10 +497,3 @@ class Stylizer:
                 out[band] = color.preserve_colors(rgb[band], out[band]).numpy()
         return out
 
-
-def stylize(model, model_config, rgb, options=None):
-    """Stylizes one image with `options`: float32 numpy [S, H, W, 3], one per output.
-
-    For many images build one `Stylizer` (this compiles anew on each call).
-    """
-    return Stylizer(model, model_config, options)(rgb)

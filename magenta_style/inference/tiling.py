@@ -57,7 +57,7 @@ MIN_CORE_SIDE = 32
 
 # The generators tiled. Tiling reads only their `structure()`, `forward` and
 # `min_padded_size`; boe.BoeGenerator has them too and tiles exactly
-# (tests/test_tiling.py), but stays out of this tuple (which inference.can_tile reads)
+# (tests/test_tiling.py), but stays out of this tuple (which stylizer.can_tile reads)
 # until test_boe's refusal test admits it.
 TILED_GENERATORS = (transformer.StyleTransferNetwork,)
 
@@ -414,6 +414,10 @@ def stylize_tiled(model, image, style, strength=None, max_tile_pixels=DEFAULT_MA
 def stylize_image(model, image, style, strength=None, max_tile_pixels=DEFAULT_MAX_TILE_PIXELS,
                   statistics="exact", progress=None):
     """Stylizes one image, tiling automatically when it is larger than one tile.
+
+    Not the inference path: commands, the export and the library go through
+    stylizer.Stylizer, which adds batching, strength, colours and pixel caps. This
+    bare form checks the tiling against the untiled network in tiling's own tests.
 
     Args:
       model, image, style, strength, statistics, progress: as `stylize_tiled`.

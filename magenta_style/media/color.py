@@ -9,7 +9,7 @@ forward matrix whose inverse is computed exactly (float64, then rounded once):
   preserve_colors' results what they were (to 1e-6; tf.image's rounded inverse is
   replaced by the exact one).
 - "boe": the BOE patent's (CN109426858B) first conversion matrix, corrected (see
-  docs/boe.md and seed-systems.md 1.4): the printed matrix is singular (its V row is
+  docs/boe.md): the printed matrix is singular (its V row is
   -0.877 * Y); the rows are BT.601's with the patent's rounded luma 0.30/0.59/0.11,
   U = 0.493 (B - Y), V = 0.877 (R - Y), det 0.2551. The patent's second matrix was
   lost; its exact inverse is used. The BOE generator (boe.py) converts with it, so

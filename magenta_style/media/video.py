@@ -119,7 +119,7 @@ def stylize_video(input_path, output_path, stylize_frames, batch_size=4, crf=DEF
       input_path: str, any container/codec FFmpeg decodes.
       output_path: str ending in one of OUTPUT_SUFFIXES; its directory must exist.
       stylize_frames: callable(float32 [B, H, W, 3] in [0, 1]) -> float32 [B, H, W, 3]
-        in [0, 1], e.g. from `inference.make_frame_stylizer`.
+        in [0, 1], e.g. from `stylizer.make_frame_stylizer`.
       batch_size: int >= 1, frames stylized per call.
       crf: int, the encoder's constant-rate quality (0 best .. 51 worst for H.264,
         0..63 for VP9).

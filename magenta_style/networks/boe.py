@@ -1,10 +1,11 @@
-"""The BOE patent's generator (CN109426858B, seed 001): YUV-split sub-networks.
+"""The BOE patent's generator (CN109426858B): YUV-split sub-networks.
 
 The RGB image is converted to Y, U, V with the patent's corrected first conversion
 matrix (`color.rgb_to_yuv(..., "boe")`); each channel goes through its own
 sub-network, which sees only that channel; the three outputs are converted back with
-the exact inverse. Spec: ../shared/notes/seed-systems.md section 1; the ambiguities
-and how they were settled: docs/boe.md.
+the exact inverse. The patent leaves kernel sizes, widths and the MUX interleaving
+unstated and prints a singular conversion matrix; docs/boe.md lists each such gap and
+how it was settled.
 
 Sub-network of Fig. 11A (`yuv444`, all three channels) and the Y sub-network of
 Fig. 11B, at resolution H -> H/2 -> H/4 -> H/2 -> H:
@@ -35,7 +36,7 @@ epsilon), biases N(0, 0.01) (non-zero, so W / B is finite at step 0).
 Layer order conv -> ReLU -> IN, not conv -> IN -> ReLU: instance norm subtracts the
 per-channel mean, so a conv bias directly followed by IN cancels out and the output
 would not depend on it; the weight-bias-ratio loss could then grow those inert
-biases without changing the image (seed-systems.md 1.9 item 4). With the ReLU in
+biases without changing the image. With the ReLU in
 between, the bias decides where the unit switches on, the role the patent gives it.
 The last conv has no IN after it and ends in tanh (the patent's "[-1, 1]" output
 range, which its IN alone does not give).
@@ -61,7 +62,8 @@ from magenta_style.networks import transformer
 # The two 2x down-samplings: H and W must be multiples of this inside the network.
 SIZE_MULTIPLE = 4
 KERNEL_SIZE = 3
-# seed-systems.md 1.3: C1 32, C2 64, C3 128, C4 64, C5 1 (times alpha).
+# Widths the patent leaves unstated (docs/boe.md): C1 32, C2 64, C3 128, C4 64, C5 1
+# (times alpha), as Magenta's network.
 BASE_WIDTHS = (32, 64, 128)
 BIAS_INIT_STDDEV = 0.01
 VARIANTS = ("yuv444", "yuv420")
@@ -122,7 +124,8 @@ def mux_channel_order(channels):
 
     Entry `p * channels + 4g + k` is input channel `4g + (p + k) % 4`: sub-pixel p
     (row-major in the 2x2 block) of output map 4g + k comes from input map
-    4g + (p + k) mod 4, the cyclic shift k of group g (seed-systems.md 1.3 proposal).
+    4g + (p + k) mod 4, the cyclic shift k of group g (Fig. 6B draws four interleavings
+    but gives no rule; these four cyclic shifts are our reading, see docs/boe.md).
     """
     if channels % 4:
         raise ValueError(f"the MUX composite layer needs a multiple of 4 channels, got {channels}")

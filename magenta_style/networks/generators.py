@@ -35,7 +35,8 @@ def build(model_config, magenta_compatible=False):
 
 
 def is_boe(model):
-    """True for a BOE generator (it has conv biases and no tiling program)."""
+    """True for a BOE generator (it has conv biases; the commands do not tile it, see
+    tiling.TILED_GENERATORS)."""
     return isinstance(model, boe.BoeGenerator)
 
 

@@ -35,21 +35,13 @@ import math
 
 import tensorflow as tf
 
-from magenta_style import config as config_lib
+from magenta_style import config
 
-# The end point names and the layer-weights flag form live in the standard-library
-# config module (flags are parsed before TensorFlow starts); these names keep them here.
-END_POINTS = config_lib.END_POINTS
-KNOWN_END_POINTS = config_lib.KNOWN_END_POINTS
-LossWeightsError = config_lib.LossWeightsError
-validate_layer_weights = config_lib.validate_layer_weights
-parse_layer_weights = config_lib.parse_layer_weights
-format_layer_weights = config_lib.format_layer_weights
-
-# Magenta's defaults, as {end point: weight} (config.LossConfig holds them).
-DEFAULT_CONTENT_WEIGHTS = dict(config_lib.MAGENTA_CONTENT_WEIGHTS)
-DEFAULT_STYLE_WEIGHTS = dict(config_lib.MAGENTA_STYLE_WEIGHTS)
-DEFAULT_TOTAL_VARIATION_WEIGHT = config_lib.LossConfig.total_variation_weight
+# Magenta's defaults, as the {end point: weight} the loss functions take (config.py
+# holds them, with the end point names and the layer-weights flag form).
+DEFAULT_CONTENT_WEIGHTS = dict(config.MAGENTA_CONTENT_WEIGHTS)
+DEFAULT_STYLE_WEIGHTS = dict(config.MAGENTA_STYLE_WEIGHTS)
+DEFAULT_TOTAL_VARIATION_WEIGHT = config.LossConfig.total_variation_weight
 
 NORMALIZATIONS = ("magenta", "gatys", "johnson")
 
@@ -99,7 +91,7 @@ def content_loss(content_features, stylized_features, content_weights=None,
       (total float32 [B], terms) where terms maps `content_loss/<name>`,
       `weighted_content_loss/<name>` and `total_content_loss` to float32 [B].
     """
-    content_weights = validate_layer_weights(
+    content_weights = config.validate_layer_weights(
         DEFAULT_CONTENT_WEIGHTS if content_weights is None else content_weights,
         "content weights")
     _check_normalization(normalization)
@@ -143,7 +135,7 @@ def style_loss(style_grams, stylized_features, style_weights=None, style_coeffic
       (total float32 [B], terms) where terms maps `style_loss/<name>`,
       `weighted_style_loss/<name>` and `total_style_loss` to float32 [B].
     """
-    style_weights = validate_layer_weights(
+    style_weights = config.validate_layer_weights(
         DEFAULT_STYLE_WEIGHTS if style_weights is None else style_weights, "style weights")
     coefficients = (None if style_coefficients is None
                     else tf.cast(style_coefficients, tf.float32))
@@ -301,7 +293,7 @@ WEIGHT_BIAS_RATIO_EPSILON = 1e-8
 
 
 def weight_bias_ratio(kernels, biases, mode="elementwise", epsilon=WEIGHT_BIAS_RATIO_EPSILON):
-    """The BOE patent's weight-bias-ratio loss L_L1 = W / (B + epsilon) (seed-systems.md 1.6).
+    """The BOE patent's weight-bias-ratio loss L_L1 = W / (B + epsilon) (its claims).
 
     B is the mean absolute bias over every bias scalar. W has two readings of the text:
       - "elementwise" (the claims: "average of the absolute values of all kernels"):

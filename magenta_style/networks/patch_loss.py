@@ -1,7 +1,8 @@
 """Patch-based (MRF) style loss with semantic maps: Li and Wand 2016, Champandard 2016.
 
-The style loss of semantic style transfer and neural doodles (seed 002; spec in
-`shared/notes/seed-systems.md` section 2). At each style layer l the VGG features
+The style loss of semantic style transfer and neural doodles (Champandard, "Semantic
+Style Transfer and Turning Two-Bit Doodles into Fine Artworks", on Li and Wand's MRF
+loss; docs/semantic.md). At each style layer l the VGG features
 `x^l` are augmented with a semantic map down-sampled to the layer,
 `s^l = [x^l, gamma * m^l]` (N + M channels), and every k x k patch (stride 1, VALID)
 of the output's `s^l` is matched to its nearest style patch by normalized
@@ -59,10 +60,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from magenta_style import config
 from magenta_style.media import images
 
-DEFAULT_SEMANTIC_WEIGHT = 50.0
-DEFAULT_PATCH_SIZE = 3
+# gamma and k: the paper's, written once as the optimize command's defaults.
+DEFAULT_SEMANTIC_WEIGHT = config.OptimizeConfig.semantic_weight
+DEFAULT_PATCH_SIZE = config.OptimizeConfig.patch_size
 DEFAULT_MATCH_BUDGET_BYTES = 128 * 2 ** 20
 # Style patches per chunk of the match; with the budget this bounds a block's width
 # however large the style is (a 2000 x 2000 style has 250k patches at conv3_1).
@@ -310,8 +313,8 @@ def equalizing_gamma(style_features, style_map):
 
     The gamma at which the largest semantic value of the down-sampled map equals the
     largest feature value: the paper's "equalize the value range of m^l and x^l",
-    measured for whatever VGG weights and preprocessing are in use (seed-systems.md
-    2.6). Express semantic weights as multiples of it when the weights are not the
+    measured for whatever VGG weights and preprocessing are in use (the paper's 50
+    holds for its network only). Express semantic weights as multiples of it when the weights are not the
     paper's ImageNet VGG-19.
 
     Args:

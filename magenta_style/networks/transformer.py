@@ -203,26 +203,32 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 def with_compute_dtype(model, compute_dtype):
     """`model` computing its convolutions in `compute_dtype` ("float32" or "bfloat16").
 
-    float32 returns `model` itself. bfloat16 returns a new StyleTransferNetwork under
-    Keras' "mixed_bfloat16" policy holding copies of `model`'s (float32) weights: the
-    convolutions run in bfloat16 (AVX512_BF16/AMX CPUs and GPUs have fast units for it),
-    every ConditionalInstanceNorm and the output stay float32. Inference only (the copy
-    does not share variables with `model`).
+    The one such function, for every model `stylizer.load` returns:
+    - a Keras generator (this StyleTransferNetwork or a boe.BoeGenerator) already in
+      `compute_dtype` is returned as it is; otherwise a copy is rebuilt from its
+      get_config under Keras' "mixed_bfloat16" (or "float32") policy, holding copies
+      of its float32 weights. In bfloat16 the convolutions run in bfloat16
+      (AVX512_BF16/AMX CPUs and GPUs have fast units for it); the instance norms and
+      the output stay float32. Inference only (the copy does not share variables).
+    - an export (stylizer.ExportedModel) computes in what it was exported with, so it
+      must already be in `compute_dtype`.
 
     Raises:
-      ValueError: unknown compute_dtype.
+      ValueError: unknown compute_dtype, or an export made with another one (the
+        message names --compute_dtype).
     """
     if compute_dtype not in COMPUTE_DTYPES:
         raise ValueError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, "
                          f"got {compute_dtype!r}")
-    if compute_dtype == "float32":
+    if model.compute_dtype == compute_dtype:
         return model
-    if not isinstance(model, StyleTransferNetwork):
-        raise ValueError(f"compute_dtype={compute_dtype} is implemented for Magenta's "
-                         f"network only, not {type(model).__name__}")
-    copy = StyleTransferNetwork(model.num_styles, model.alpha,
-                                magenta_compatible=model.magenta_compatible,
-                                dtype="mixed_bfloat16", name=model.name)
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"--compute_dtype={compute_dtype}: this model was exported to compute "
+                         f"in {model.compute_dtype}; export again with "
+                         f"--compute_dtype={compute_dtype} or pass the checkpoint")
+    config = {**model.get_config(),
+              "dtype": "mixed_bfloat16" if compute_dtype == "bfloat16" else "float32"}
+    copy = type(model).from_config(config)
     copy(tf.zeros([1, 16, 16, 3]), tf.zeros([1], tf.int32))
     copy.set_weights(model.get_weights())
     return copy

@@ -57,20 +57,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# (block number, convolutions in the block, output channels).
-BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
+from magenta_style import config
 
-ARCHITECTURES = ("vgg_16", "vgg_19")
+# Output channels of the five blocks (both architectures).
+_BLOCK_CHANNELS = (64, 128, 256, 512, 512)
+
+ARCHITECTURES = tuple(config.VGG_CONVS_PER_BLOCK)
 
 # (block, convolutions, channels) per architecture; VGG-19 has 4 convolutions in 3-5.
 ARCHITECTURE_BLOCKS = {
-    "vgg_16": BLOCKS,
-    "vgg_19": ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512)),
-}
+    architecture: tuple(zip(range(1, 6), convs, _BLOCK_CHANNELS))
+    for architecture, convs in config.VGG_CONVS_PER_BLOCK.items()}
 
-# Magenta's end point names, in network order.
-END_POINTS = tuple(
-    name for block, _, _ in BLOCKS for name in (f"vgg_16/conv{block}", f"vgg_16/pool{block}"))
+# (block number, convolutions in the block, output channels) of VGG-16.
+BLOCKS = ARCHITECTURE_BLOCKS["vgg_16"]
+
+# Magenta's end point names, in network order (config.end_points defines them).
+END_POINTS = config.END_POINTS
 
 # Channels of every end point: the Gram matrix of end point `n` is [C, C].
 END_POINT_CHANNELS = {
@@ -140,35 +143,13 @@ def keras_to_slim(architecture="vgg_16"):
 
 
 def end_points(architecture="vgg_16", conv_end_points=False):
-    """End point names of `architecture` in network order.
+    """`config.end_points` of a checked `architecture`; `end_points()` is END_POINTS.
 
-    Args:
-      architecture: "vgg_16" or "vgg_19".
-      conv_end_points: also every convolution's TF-slim scope (`vgg_19/conv4/conv4_2`),
-        each placed before its block's `convK`/`poolK`.
-
-    Returns:
-      tuple of str; `end_points()` is END_POINTS.
+    Raises:
+      ValueError: an architecture other than ARCHITECTURES.
     """
     _check_architecture(architecture)
-    names = []
-    for block, reps, _ in ARCHITECTURE_BLOCKS[architecture]:
-        if conv_end_points:
-            names += [f"{architecture}/conv{block}/conv{block}_{j}" for j in range(1, reps + 1)]
-        names += [f"{architecture}/conv{block}", f"{architecture}/pool{block}"]
-    return tuple(names)
-
-
-def end_point_channels(architecture="vgg_16"):
-    """{end point (block and per-convolution): channels} of `architecture`."""
-    _check_architecture(architecture)
-    channels = {}
-    for block, reps, cout in ARCHITECTURE_BLOCKS[architecture]:
-        for j in range(1, reps + 1):
-            channels[f"{architecture}/conv{block}/conv{block}_{j}"] = cout
-        channels[f"{architecture}/conv{block}"] = cout
-        channels[f"{architecture}/pool{block}"] = cout
-    return channels
+    return config.end_points(architecture, conv_end_points)
 
 
 def _display_name(architecture):
@@ -313,10 +294,10 @@ class VGG16Features(keras.Model):
         return {conv.name: conv for conv in self.convs}
 
     def get_config(self):
-        config = super().get_config()
-        config.update({"pooling": self.pooling, "architecture": self.architecture,
-                       "conv_end_points": self.conv_end_points})
-        return config
+        layer_config = super().get_config()
+        layer_config.update({"pooling": self.pooling, "architecture": self.architecture,
+                             "conv_end_points": self.conv_end_points})
+        return layer_config
 
 
 def set_slim_weights(model, arrays, source="weights"):

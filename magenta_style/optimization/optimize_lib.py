@@ -35,6 +35,7 @@ import math
 import re
 import time
 
+import keras
 import numpy as np
 import scipy.optimize
 import tensorflow as tf
@@ -42,15 +43,13 @@ import tensorflow as tf
 from magenta_style import config as config_lib
 from magenta_style.data import style_dataset
 from magenta_style.media import color
-from magenta_style.media import images as images_lib
+from magenta_style.media import images
 from magenta_style.networks import losses
+from magenta_style.networks import patch_loss
 from magenta_style.networks import vgg
 
-try:  # The patch loss (issue 12) lives in its own module; Gram runs work without it.
-    from magenta_style.networks import patch_loss
-except ImportError:  # pragma: no cover - only while patch_loss.py is not in the tree.
-    patch_loss = None
-
+# Keras' Adam, as the trainer's: epsilon is added to the uncorrected sqrt(v), as in TF1's
+# AdamOptimizer (the TF1 codes of Magenta and of Gatys' ports).
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-8
 LBFGS_MEMORY = 10
@@ -70,12 +69,12 @@ RECIPES = {
         style_weights="relu1_2:5.0,relu2_2:5.0,relu3_3:5.0,relu4_3:5.0",
         normalization="johnson", tv_weight=1e-6),
     "magenta": dict(
-        content_weights=losses.format_layer_weights(losses.DEFAULT_CONTENT_WEIGHTS),
-        style_weights=losses.format_layer_weights(losses.DEFAULT_STYLE_WEIGHTS),
+        content_weights=config_lib.format_layer_weights(losses.DEFAULT_CONTENT_WEIGHTS),
+        style_weights=config_lib.format_layer_weights(losses.DEFAULT_STYLE_WEIGHTS),
         normalization="magenta", tv_weight=0.0),
 }
 
-# The patch loss's defaults (issue 12 / Champandard 2016): style on conv3_1 and conv4_1
+# The patch loss's defaults (Champandard 2016): style on conv3_1 and conv4_1
 # (sem3_1, sem4_1) at beta 25 each (the low end of the paper's 25..250), content conv4_2
 # at alpha 10.
 PATCH_DEFAULTS = dict(content_weights="conv4_2:10.0", style_weights="conv3_1:25.0,conv4_1:25.0")
@@ -134,7 +133,7 @@ def qualify_layer_weights(text, architecture):
 
     `conv4_2`/`relu4_2` become `<architecture>/conv4/conv4_2`, `conv3`/`pool3` become
     `<architecture>/conv3`; full names pass through. Parsing and validation are
-    losses.parse_layer_weights'.
+    config_lib.parse_layer_weights'.
 
     Raises:
       OptimizeError: malformed text, an unknown layer, or a layer of the other VGG.
@@ -144,8 +143,8 @@ def qualify_layer_weights(text, architecture):
     qualified = _SHORT_BLOCK.sub(lambda m: f"{architecture}/{m.group(1)}{m.group(2)}",
                                  qualified)
     try:
-        weights = losses.parse_layer_weights(qualified, "layer weights")
-    except losses.LossWeightsError as e:
+        weights = config_lib.parse_layer_weights(qualified, "layer weights")
+    except config_lib.LossWeightsError as e:
         raise OptimizeError(str(e)) from None
     known = set(vgg.end_points(architecture, conv_end_points=True))
     for name in weights:
@@ -214,8 +213,8 @@ def _resize(image, size):
 
 def _load(path, what, max_pixels):
     try:
-        rgb, _ = images_lib.load_image(path, max_pixels=max_pixels)
-    except images_lib.ImageError as e:
+        rgb, _ = images.load_image(path, max_pixels=max_pixels)
+    except images.ImageError as e:
         raise OptimizeError(f"{what}: {e}") from None
     return rgb
 
@@ -238,12 +237,12 @@ class _Objective:
 
 def _network_objective(cfg, path, style):
     """The loss a fast network was trained with: (objective, model, style id, vgg settings)."""
-    from magenta_style.inference import stylizer as inference  # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import stylizer  # pylint: disable=import-outside-toplevel
     from magenta_style.networks import checkpoints  # pylint: disable=import-outside-toplevel
     try:
-        model, model_config = inference.load(path)
-        if inference.is_saved_model(path):
-            saved = inference.read_metadata(path)
+        model, model_config = stylizer.load(path)
+        if stylizer.is_saved_model(path):
+            saved = stylizer.read_metadata(path)
         else:
             _, directory = checkpoints.resolve_checkpoint(path)
             saved = config_lib.read_config_json(directory) or {}
@@ -433,11 +432,9 @@ def _run_lbfgs(scale_loss, x0, iterations, on_step):
 def _run_adam(scale_loss, x0, iterations, learning_rate, on_step):
     """In-graph Adam on the pixels, clipped to [0, 1]. Returns (best, iterations, stopped)."""
     image = tf.Variable(x0, dtype=tf.float32)
-    m = tf.Variable(tf.zeros_like(x0))
-    v = tf.Variable(tf.zeros_like(x0))
-    step = tf.Variable(0.0)
-    lr = float(learning_rate)
-    beta1, beta2 = ADAM_BETAS
+    optimizer = keras.optimizers.Adam(float(learning_rate), beta_1=ADAM_BETAS[0],
+                                      beta_2=ADAM_BETAS[1], epsilon=ADAM_EPSILON)
+    optimizer.build([image])
 
     @tf.function(jit_compile=scale_loss.jit_compile or None)
     def adam_step():
@@ -447,13 +444,8 @@ def _run_adam(scale_loss, x0, iterations, learning_rate, on_step):
         grad = tape.gradient(total, image)
         finite = tf.reduce_all(tf.math.is_finite(grad)) & tf.math.is_finite(total)
         before = tf.identity(image)
-        step.assign_add(1.0)
-        m.assign(beta1 * m + (1 - beta1) * grad)
-        v.assign(beta2 * v + (1 - beta2) * tf.square(grad))
-        m_hat = m / (1 - tf.pow(beta1, step))
-        v_hat = v / (1 - tf.pow(beta2, step))
-        image.assign(tf.clip_by_value(image - lr * m_hat / (tf.sqrt(v_hat) + ADAM_EPSILON),
-                                      0.0, 1.0))
+        optimizer.apply([grad], [image])
+        image.assign(tf.clip_by_value(image, 0.0, 1.0))
         return total, terms, before, finite
 
     best = _Best()
@@ -511,12 +503,88 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
         an unknown layer, a size over the pixel cap or too small for the layers.
       vgg.VGGWeightsError: the VGG weights cannot be read.
     """
-    stopped = None
-    # 1. Inputs.
-    content_map_full = style_map = None
     if cfg.style_loss == "patch" and patch_loss is None:
-        raise OptimizeError("style_loss=patch needs magenta_style.networks.patch_loss, which this "
-                            "installation lacks")
+        # Kept only because tests/test_optimize.py pins this message (the module is
+        # always there now: the import at the top no longer has a fallback).
+        raise OptimizeError("style_loss=patch needs magenta_style.networks.patch_loss, which "
+                            "this installation lacks")
+    inputs = _read_inputs(cfg, content, styles)
+    network = config_lib.parse_network_init(cfg.init)
+    objective, network_model, style_id, loss_vgg = _build_objective(cfg, network,
+                                                                    inputs.styles)
+    inputs = _read_style_map(cfg, inputs)
+    sizes = _scale_sizes(cfg, inputs, objective)
+    vgg_net, objective = _loss_network(vgg_net, objective, loss_vgg)
+    current = _start_image(cfg, inputs, sizes[0], network, network_model, style_id,
+                           start_from_content)
+    scales = _run_scales(cfg, inputs, objective, vgg_net, loss_vgg.architecture, sizes,
+                         current, on_iteration, on_snapshot)
+    image = _final_image(cfg, inputs, scales.image)
+    report = {
+        "settings": cfg.to_dict(),
+        "loss": {"source": objective.description,
+                 "content_weights": objective.content_weights,
+                 "style_weights": objective.style_weights,
+                 "normalization": objective.normalization,
+                 "tv_weight": objective.tv_weight, "vgg": loss_vgg.architecture,
+                 "vgg_checkpoint": loss_vgg.weights},
+        "output_size": [int(inputs.height), int(inputs.width)],
+        "scales": scales.report,
+        "trace_count": scales.trace_count,
+        "stopped": scales.stopped,
+    }
+    return OptimizeResult(image=image, history=scales.history, report=report,
+                          stopped=scales.stopped)
+
+
+# --- The phases of optimize() ----------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    """The images of a run, read and checked.
+
+    Attributes:
+      content: float32 [H, W, 3] in [0, 1], or None (a doodle).
+      styles: list of float32 [h, w, 3] in [0, 1].
+      content_map: the content semantic map float32 [1, H, W, M] in 0..255, or None.
+      style_map: the style semantic map float32 [1, h, w, M], or None.
+      height, width: the output size, pixels.
+    """
+
+    content: np.ndarray
+    styles: list
+    content_map: np.ndarray
+    height: int
+    width: int
+    style_map: np.ndarray = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _LossVgg:
+    """The loss network's weights, pooling and architecture (the network's own, for
+    init=network:...)."""
+
+    weights: str
+    pooling: str
+    architecture: str
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scales:
+    """What the scales loop ends with: the last best image [h, w, 3], the per-iteration
+    history, the per-scale report entries, the loss traces made and why it stopped."""
+
+    image: np.ndarray
+    history: list
+    report: list
+    trace_count: int
+    stopped: str
+
+
+def _read_inputs(cfg, content, styles):
+    """Phase 1: the content, styles and content map, and the output size (_Inputs)."""
+    content_map = None
+    height = width = None
     if content is None and cfg.content_image:
         content = _load(cfg.content_image, "content image", cfg.max_pixels)
     if styles is None:
@@ -530,39 +598,55 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
         height, width = output_size(content.shape[0], content.shape[1], cfg.image_size)
     if cfg.content_semantic_map:
         hw = (content.shape[0], content.shape[1]) if content is not None else None
-        content_map_full = _load_map(cfg.content_semantic_map, hw)
+        content_map = _load_map(cfg.content_semantic_map, hw)
         if content is None:
-            height, width = output_size(content_map_full.shape[1], content_map_full.shape[2],
+            height, width = output_size(content_map.shape[1], content_map.shape[2],
                                         cfg.image_size)
     if height * width > cfg.max_pixels:
         raise OptimizeError(f"output size {width}x{height} ({height * width} pixels) is over "
                             f"the pixel cap of {cfg.max_pixels} (lower --image_size)")
+    return _Inputs(content=content, styles=styles, content_map=content_map, height=height,
+                   width=width)
 
-    # 2. Objective: the command's, or the network's own training loss.
-    network = config_lib.parse_network_init(cfg.init)
-    network_model = style_id = None
-    objective = None
-    architecture, weights_source, pooling = cfg.vgg, cfg.vgg_checkpoint, cfg.vgg_pooling
+
+def _build_objective(cfg, network, styles):
+    """Phase 2: the loss, the command's or the network's own training loss.
+
+    Returns:
+      (_Objective, the network model or None, its style id or None, _LossVgg).
+    """
+    network_model = style_id = objective = None
+    loss_vgg = _LossVgg(cfg.vgg_checkpoint, cfg.vgg_pooling, cfg.vgg)
     if network is not None:
         objective, network_model, style_id, vgg_settings = _network_objective(cfg, *network)
         if vgg_settings is not None:
-            weights_source, pooling, architecture = vgg_settings
+            weights, pooling, architecture = vgg_settings
+            loss_vgg = _LossVgg(weights, pooling, architecture)
     if objective is None:
-        content_w, style_w, normalization, tv_weight = resolved_losses(cfg, architecture)
+        content_w, style_w, normalization, tv_weight = resolved_losses(cfg,
+                                                                       loss_vgg.architecture)
         mix = list(cfg.style_mix) or [1.0] * len(styles)
         mix = [w / sum(mix) for w in mix]
         objective = _Objective(content_w, style_w, normalization, tv_weight, styles, mix)
     if not (objective.content_weights or objective.style_weights):
         raise OptimizeError("no content and no style layers: nothing to optimize")
+    return objective, network_model, style_id, loss_vgg
+
+
+def _read_style_map(cfg, inputs):
+    """Phase 3: the patch loss's style semantic map, read with the content map (so both
+    get the same channels); `inputs` with both maps."""
+    style_map, content_map = None, inputs.content_map
     if cfg.style_loss == "patch" and cfg.style_semantic_map:
-        style_hw = (styles[0].shape[0], styles[0].shape[1])
-        if content_map_full is None:
+        style_hw = (inputs.styles[0].shape[0], inputs.styles[0].shape[1])
+        if content_map is None:
             style_map = _load_map(cfg.style_semantic_map, style_hw)
         else:
             # Read together: label maps get one channel per label of both (a doodle may
             # use fewer labels), a grey map next to a colour one is read as colour.
+            content = inputs.content
             try:
-                style_map, content_map_full = (
+                style_map, content_map = (
                     np.asarray(m, np.float32) for m in patch_loss.load_semantic_maps(
                         cfg.style_semantic_map, style_hw, cfg.content_semantic_map,
                         None if content is None else content.shape[:2],
@@ -570,88 +654,88 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
                         content_name=cfg.content_image or "the content image"))
             except patch_loss.SemanticMapError as e:
                 raise OptimizeError(str(e)) from None
-        if content_map_full is not None and style_map.shape[-1] != content_map_full.shape[-1]:
+        if content_map is not None and style_map.shape[-1] != content_map.shape[-1]:
             raise OptimizeError(
                 f"style semantic map {cfg.style_semantic_map} has {style_map.shape[-1]} "
                 f"channels, content semantic map {cfg.content_semantic_map} has "
-                f"{content_map_full.shape[-1]}")
-    if cfg.style_loss == "patch" and (style_map is None) != (content_map_full is None):
+                f"{content_map.shape[-1]}")
+    if cfg.style_loss == "patch" and (style_map is None) != (content_map is None):
         raise OptimizeError(
             "the patch loss needs both semantic maps (--style_semantic_map and "
             "--content_semantic_map) or neither; got only "
             + ("the style's" if style_map is not None else "the content's"))
+    return dataclasses.replace(inputs, style_map=style_map, content_map=content_map)
 
-    sizes = scale_sizes(height, width, cfg.scales)
+
+def _scale_sizes(cfg, inputs, objective):
+    """Phase 4: the (height, width) of every scale, coarse to fine, checked against the
+    deepest layer's minimum size."""
+    sizes = scale_sizes(inputs.height, inputs.width, cfg.scales)
     needed = _min_side(list(objective.content_weights) + list(objective.style_weights))
     if min(sizes[0]) < needed:
         raise OptimizeError(
             f"the first scale is {sizes[0][1]}x{sizes[0][0]} but the deepest layer needs "
             f"at least {needed} pixels a side: raise --image_size or lower --scales")
+    return sizes
 
+
+def _loss_network(vgg_net, objective, loss_vgg):
+    """Phase 5: the VGG (built unless given) and the objective with its Gram targets.
+
+    Returns:
+      (vgg_net, _Objective): a network's dataset Grams are recomputed when it was
+      trained with VGG-19 or per-convolution layers, as the trainer computes them.
+    """
     if vgg_net is None:
-        vgg_net = vgg.get_vgg16(weights_source, pooling, architecture, conv_end_points=True)
-    if getattr(vgg_net, "architecture", "vgg_16") != architecture:
+        vgg_net = vgg.get_vgg16(loss_vgg.weights, loss_vgg.pooling, loss_vgg.architecture,
+                                conv_end_points=True)
+    if getattr(vgg_net, "architecture", "vgg_16") != loss_vgg.architecture:
         raise OptimizeError(f"the VGG given is {vgg_net.architecture}, the losses need "
-                            f"{architecture}")
+                            f"{loss_vgg.architecture}")
     if objective.dataset is not None and not set(objective.style_weights) <= set(
             objective.fixed_grams):
-        # Trained with VGG-19 or per-convolution layers: Grams from the dataset's images,
-        # as the trainer computes them.
         info, row = objective.dataset
         grams = style_dataset.dataset_grams(vgg_net, info, objective.style_weights)
         objective = dataclasses.replace(
             objective, fixed_grams={name: grams[name][row] for name in grams})
+    return vgg_net, objective
 
-    # 3. The starting image at the first scale.
+
+def _start_image(cfg, inputs, first_size, network, network_model, style_id,
+                 start_from_content):
+    """Phase 6: the starting image at the first scale, float32 [h, w, 3] in [0, 1]."""
+    content, size = inputs.content, (inputs.height, inputs.width)
     init = cfg.init
     if content is None and init == "content":
         init = "noise"  # Doodle mode: nothing to start from but noise.
     if network is not None and not start_from_content:
-        from magenta_style.inference import stylizer as inference  # pylint: disable=import-outside-toplevel
-        full = _resize(content, (height, width))
-        start = inference.call_model(network_model, tf.constant(full[None]),
-                                     tf.constant([style_id]))
+        from magenta_style.inference import stylizer  # pylint: disable=import-outside-toplevel
+        start = stylizer.call_model(network_model, tf.constant(_resize(content, size)[None]),
+                                    tf.constant([style_id]))
         start = np.asarray(start, np.float32)[0]
     elif init == "content" or network is not None:
-        start = _resize(content, (height, width))
+        start = _resize(content, size)
     elif init == "style":
-        start = _resize(styles[0], (height, width)) if styles else _noise(sizes[0], cfg.seed)
+        start = (_resize(inputs.styles[0], size) if inputs.styles
+                 else _noise(first_size, cfg.seed))
     else:
-        start = _noise(sizes[0], cfg.seed)
-    current = _resize(start, sizes[0]) if start.shape[:2] != tuple(sizes[0]) else start
+        start = _noise(first_size, cfg.seed)
+    return _resize(start, first_size) if start.shape[:2] != tuple(first_size) else start
 
-    # 4. Scales.
+
+def _run_scales(cfg, inputs, objective, vgg_net, architecture, sizes, current,
+                on_iteration, on_snapshot):
+    """Phase 7: optimizes scale after scale, each starting from the last one's best
+    image upsampled; stops at the first scale that is interrupted or not finite."""
     counter = [0]
     history = []
-    report_scales = []
+    report = []
+    stopped = None
     for index, size in enumerate(sizes):
         if index:
             current = np.clip(_resize(current, size), 0.0, 1.0)
-        content_s = None if content is None else _resize(content, size)
-        longer = round(cfg.style_scale * max(size))
-        styles_s = [_resize(s, output_size(s.shape[0], s.shape[1], max(longer, 1)))
-                    for s in objective.style_images]
-        scale_objective = dataclasses.replace(objective, style_images=styles_s)
-        loss_obj = None
-        content_map = None
-        if content_map_full is not None:
-            content_map = _resize(content_map_full[0], size)[None]
-        if cfg.style_loss == "patch":
-            style_features = vgg_net(tf.constant(styles_s[0][None]),
-                                     up_to=max(objective.style_weights,
-                                               key=vgg.end_points(architecture, True).index))
-            style_features = {name: style_features[name] for name in objective.style_weights}
-            style_map_s = (None if style_map is None else
-                           _resize(style_map[0], styles_s[0].shape[:2])[None])
-            try:
-                loss_obj = patch_loss.PatchStyleLoss(style_features, objective.style_weights,
-                                                     style_map_s, cfg.semantic_weight,
-                                                     cfg.patch_size)
-            except ValueError as e:  # A style layer smaller than a patch at this scale.
-                raise OptimizeError(f"scale {index + 1} of {len(sizes)} ({size[1]}x{size[0]}): "
-                                    f"{e} (or fewer --scales)") from None
-        scale_loss = _ScaleLoss(vgg_net, scale_objective, size, content_s, loss_obj,
-                                content_map, cfg.jit_compile, counter)
+        scale_loss, patch = _scale_loss(cfg, inputs, objective, vgg_net, architecture,
+                                        index, sizes, counter)
         _, start_terms, _ = scale_loss.evaluate(current[None])
         began = time.perf_counter()
 
@@ -670,38 +754,61 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
                                             cfg.learning_rate, on_step)
         if best.image is not None:
             current = best.image[0]
-        end_terms = best.terms if best.terms is not None else start_terms
         entry = {"size": [int(size[0]), int(size[1])], "iterations": int(done),
-                 "start": start_terms, "end": end_terms,
+                 "start": start_terms,
+                 "end": best.terms if best.terms is not None else start_terms,
                  "seconds": round(time.perf_counter() - began, 3)}
-        if loss_obj is not None and hasattr(loss_obj, "usage"):
+        if patch is not None and hasattr(patch, "usage"):
             entry["distinct_style_patches"] = {
-                name: int(count) for name, count in loss_obj.usage().items()}
-        report_scales.append(entry)
+                name: int(count) for name, count in patch.usage().items()}
+        report.append(entry)
         if stopped is not None:
             stopped = f"{stopped} (scale {index + 1} of {len(sizes)})" \
                 if stopped != "interrupted" else stopped
             break
+    return _Scales(image=current, history=history, report=report, trace_count=counter[0],
+                   stopped=stopped)
 
+
+def _scale_loss(cfg, inputs, objective, vgg_net, architecture, index, sizes, counter):
+    """The loss at scale `index`: (_ScaleLoss, its PatchStyleLoss or None)."""
+    size = sizes[index]
+    content_s = None if inputs.content is None else _resize(inputs.content, size)
+    longer = round(cfg.style_scale * max(size))
+    styles_s = [_resize(s, output_size(s.shape[0], s.shape[1], max(longer, 1)))
+                for s in objective.style_images]
+    scale_objective = dataclasses.replace(objective, style_images=styles_s)
+    patch = None
+    content_map = None
+    if inputs.content_map is not None:
+        content_map = _resize(inputs.content_map[0], size)[None]
+    if cfg.style_loss == "patch":
+        style_features = vgg_net(tf.constant(styles_s[0][None]),
+                                 up_to=max(objective.style_weights,
+                                           key=vgg.end_points(architecture, True).index))
+        style_features = {name: style_features[name] for name in objective.style_weights}
+        style_map_s = (None if inputs.style_map is None else
+                       _resize(inputs.style_map[0], styles_s[0].shape[:2])[None])
+        try:
+            patch = patch_loss.PatchStyleLoss(style_features, objective.style_weights,
+                                              style_map_s, cfg.semantic_weight,
+                                              cfg.patch_size)
+        except ValueError as e:  # A style layer smaller than a patch at this scale.
+            raise OptimizeError(f"scale {index + 1} of {len(sizes)} ({size[1]}x{size[0]}): "
+                                f"{e} (or fewer --scales)") from None
+    return _ScaleLoss(vgg_net, scale_objective, size, content_s, patch, content_map,
+                      cfg.jit_compile, counter), patch
+
+
+def _final_image(cfg, inputs, current):
+    """Phase 8: the result at the output size, colour-preserved when asked."""
+    size = (inputs.height, inputs.width)
     image = np.clip(current, 0.0, 1.0).astype(np.float32)
-    if tuple(image.shape[:2]) != (height, width):
-        image = np.clip(_resize(image, (height, width)), 0.0, 1.0)
-    if cfg.preserve_colors and content is not None:
-        image = color.preserve_colors(_resize(content, (height, width)), image).numpy()
-    report = {
-        "settings": cfg.to_dict(),
-        "loss": {"source": objective.description,
-                 "content_weights": objective.content_weights,
-                 "style_weights": objective.style_weights,
-                 "normalization": objective.normalization,
-                 "tv_weight": objective.tv_weight, "vgg": architecture,
-                 "vgg_checkpoint": weights_source},
-        "output_size": [int(height), int(width)],
-        "scales": report_scales,
-        "trace_count": counter[0],
-        "stopped": stopped,
-    }
-    return OptimizeResult(image=image, history=history, report=report, stopped=stopped)
+    if tuple(image.shape[:2]) != size:
+        image = np.clip(_resize(image, size), 0.0, 1.0)
+    if cfg.preserve_colors and inputs.content is not None:
+        image = color.preserve_colors(_resize(inputs.content, size), image).numpy()
+    return image
 
 
 def _load_map(path, image_hw):

@@ -7,7 +7,7 @@ signatures and what the loaded object offers are described there), its metadata
 (`assets.extra/tf_serving_warmup_requests`, warmup.py). A version is
 written beside the others under a hidden name and renamed into place when
 complete, and a base never mixes models (`check_same_model`). Reading an export
-back is inference/stylizer.py's job (`inference.load`, `inference.read_metadata`).
+back is inference/stylizer.py's job (`stylizer.load`, `stylizer.read_metadata`).
 """
 import json
 import os
@@ -18,16 +18,16 @@ import tensorflow as tf
 
 import magenta_style
 from magenta_style import config as config_lib
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.media import limits
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
-from magenta_style.serving import signatures as export_signatures
-from magenta_style.serving import warmup as export_warmup
+from magenta_style.serving import signatures
+from magenta_style.serving import warmup
 
 FORMAT_NAME = "magenta_style.saved_model"
 FORMAT_VERSION = 1
-METADATA_FILENAME = inference.METADATA_FILENAME
+METADATA_FILENAME = stylizer.METADATA_FILENAME
 
 
 class ExportError(ValueError):
@@ -53,7 +53,7 @@ def build_metadata(model_config, extra=None):
         "format_version": FORMAT_VERSION,
         "magenta_style_version": magenta_style.__version__,
         "tensorflow_version": tf.__version__,
-        "signatures": export_signatures.SIGNATURES,
+        "signatures": signatures.SIGNATURES,
     })
     return payload
 
@@ -75,12 +75,12 @@ def check_same_model(export_base, model_config):
         message names the version and the difference.
     """
     wanted = _model_identity(model_config.to_dict())
-    for version in inference.existing_versions(export_base):
+    for version in stylizer.existing_versions(export_base):
         version_dir = os.path.join(export_base, str(version))
         if not tf.saved_model.contains_saved_model(version_dir):
             continue
         try:
-            found = _model_identity(dict(inference.read_metadata(version_dir)["model"]))
+            found = _model_identity(dict(stylizer.read_metadata(version_dir)["model"]))
         except (checkpoints.CheckpointError, KeyError, TypeError, ValueError) as e:
             raise ExportError(f"cannot compare with {version_dir}: {e}; pass "
                               "--allow_different_model to add a version anyway") from None
@@ -95,8 +95,8 @@ def check_same_model(export_base, model_config):
 
 
 def export_saved_model(model, model_config, export_base, version=None, extra_metadata=None,
-                       warmup_size=export_warmup.DEFAULT_WARMUP_SIZE,
-                       model_name=export_warmup.DEFAULT_MODEL_NAME,
+                       warmup_size=warmup.DEFAULT_WARMUP_SIZE,
+                       model_name=warmup.DEFAULT_MODEL_NAME,
                        memory_budget_bytes=limits.DEFAULT_MEMORY_BUDGET_BYTES,
                        allow_different_model=False):
     """Exports `model` to `<export_base>/<version>/`, atomically.
@@ -131,13 +131,13 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
     """
     if os.path.exists(export_base) and not os.path.isdir(export_base):
         raise ExportError(f"--export_dir={export_base} exists and is not a directory")
-    if warmup_size and not 0 < warmup_size <= export_warmup.MAX_WARMUP_SIZE:
+    if warmup_size and not 0 < warmup_size <= warmup.MAX_WARMUP_SIZE:
         raise ExportError(f"--warmup_size={warmup_size} must be in "
-                          f"[0, {export_warmup.MAX_WARMUP_SIZE}]")
+                          f"[0, {warmup.MAX_WARMUP_SIZE}]")
     if not allow_different_model:
         check_same_model(export_base, model_config)
     if version is None:
-        version = max(inference.existing_versions(export_base), default=0) + 1
+        version = max(stylizer.existing_versions(export_base), default=0) + 1
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ExportError(f"version must be a positive integer, got {version!r}")
     final_dir = os.path.join(export_base, str(version))
@@ -164,7 +164,7 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
         with open(metadata_path, "w") as f:
             f.write(metadata_json + "\n")
         saved_dir = os.path.join(staging, "saved_model")
-        module = export_signatures.StylizerModule(
+        module = signatures.StylizerModule(
             model, model_config, metadata_json, metadata_path,
             max_pixels=metadata["limits"]["max_pixels_per_request"])
         # TF logs one "input name(s) resource with unsupported characters which will be
@@ -176,8 +176,8 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
         os.makedirs(extra_dir, exist_ok=True)
         shutil.copy(metadata_path, os.path.join(extra_dir, METADATA_FILENAME))
         if warmup_size:
-            export_warmup.write_warmup_requests(
-                os.path.join(extra_dir, export_warmup.WARMUP_FILENAME),
+            warmup.write_warmup_requests(
+                os.path.join(extra_dir, warmup.WARMUP_FILENAME),
                 model_config.num_styles, warmup_size, model_name)
         if os.path.exists(final_dir):
             raise ExportError(f"{final_dir} appeared while exporting; not overwriting it")
@@ -188,8 +188,8 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
 
 
 def export_checkpoint(checkpoint, export_base, version=None,
-                      warmup_size=export_warmup.DEFAULT_WARMUP_SIZE,
-                      model_name=export_warmup.DEFAULT_MODEL_NAME,
+                      warmup_size=warmup.DEFAULT_WARMUP_SIZE,
+                      model_name=warmup.DEFAULT_MODEL_NAME,
                       memory_budget_bytes=limits.DEFAULT_MEMORY_BUDGET_BYTES,
                       allow_different_model=False, compute_dtype="float32"):
     """Loads a checkpoint (see checkpoints.load_model) and exports it.

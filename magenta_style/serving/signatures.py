@@ -49,7 +49,7 @@ import functools
 import tensorflow as tf
 
 from magenta_style.inference import style_spec
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.media import limits
 
 SIGNATURES = {
@@ -57,7 +57,8 @@ SIGNATURES = {
         "image float32 [B,H,W,3] in [0,1], style_weights float32 [B,num_styles] (one mix "
         "per example) -> stylized_image float32 [B,H,W,3] in [0,1]"),
     "serving_bytes": (
-        "image_bytes string [B] (PNG/JPEG, all the same size), style_weights float32 "
+        "image_bytes string [B] (PNG/JPEG/GIF/BMP/WebP, all the same size), style_weights "
+        "float32 "
         "[B,num_styles] -> stylized_image_bytes string [B] (PNG)"),
     "stylize_advanced": (
         "image, style_weights, strength float32 [B] in [0,1], preserve_colors bool [B] "
@@ -333,21 +334,21 @@ class StylizerModule(tf.__internal__.tracking.AutoTrackable):
         @graph_function(input_signature=[image_in, weights_in])
         def network(image, style_weights):
             image = _checked_pixel_count(image, max_pixels)
-            return inference.call_model(model, image, style_weights)
+            return stylizer.call_model(model, image, style_weights)
         network = network.get_concrete_function()
 
         @graph_function(input_signature=[image_in, weights_in, per_image,
                                       tf.TensorSpec([None], tf.bool)])
         def network_advanced(image, style_weights, strength, preserve_colors):
             image = _checked_pixel_count(image, max_pixels)
-            return inference.call_model(model, image, style_weights, strength, preserve_colors)
+            return stylizer.call_model(model, image, style_weights, strength, preserve_colors)
         network_advanced = network_advanced.get_concrete_function()
 
         @graph_function(input_signature=[
             image_in, tf.TensorSpec([None, None, None, num_styles], tf.float32), per_image])
         def network_map(image, style_map, strength):
             image = _checked_pixel_count(image, max_pixels)
-            return inference.call_model(model, image, style_map, strength)
+            return stylizer.call_model(model, image, style_map, strength)
         network_map = network_map.get_concrete_function()
 
         def checked_weights(image, style_weights):

@@ -18,11 +18,11 @@ import numpy as np
 import tensorflow as tf
 
 from magenta_style import config as config_lib
-from magenta_style.data import pipeline as data
+from magenta_style.data import pipeline
 from magenta_style.data import style_dataset
-from magenta_style.inference import stylizer as inference
+from magenta_style.inference import stylizer
 from magenta_style.media import fileio
-from magenta_style.media import images as images_lib
+from magenta_style.media import images
 from magenta_style.networks import checkpoints
 from magenta_style.networks import vgg
 from magenta_style.training import summaries
@@ -48,7 +48,7 @@ def stylize_all(model, images, num_styles, batch_size=8):
       np.float32 [num_styles, N, H, W, 3] in [0, 1].
     """
     images = tf.convert_to_tensor(images, tf.float32)
-    stylize_fn = inference.make_stylize_fn(model, num_styles)
+    stylize_fn = stylizer.make_stylize_fn(model, num_styles)
     out = []
     for style in np.eye(num_styles, dtype=np.float32):
         rows = []
@@ -178,8 +178,8 @@ _EVAL = config_lib.EvalConfig()
 
 def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file=None,
                         vgg_checkpoint=None, loss_config=None, image_size=_EVAL.image_size,
-                        max_images=_EVAL.max_images, batch_size=_EVAL.batch_size, grid=True,
-                        crossover=_EVAL.crossover, log=print,
+                        max_images=_EVAL.num_evaluation_images, batch_size=_EVAL.batch_size,
+                        grid=_EVAL.style_grid, crossover=_EVAL.style_crossover, log=print,
                         optimum_iterations=_EVAL.optimum_iterations):
     """Evaluates one checkpoint: per-style losses (JSON + TensorBoard) and a style grid.
 
@@ -228,8 +228,8 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
         raise EvalError("no style dataset: pass --style_dataset_file")
     try:
         info = style_dataset.read_style_dataset(style_dataset_file, with_images=True)
-        content, paths = data.load_eval_images(content_images, image_size, max_images)
-    except (style_dataset.StyleDatasetError, data.DataError) as e:
+        content, paths = pipeline.load_eval_images(content_images, image_size, max_images)
+    except (style_dataset.StyleDatasetError, pipeline.DataError) as e:
         raise EvalError(str(e)) from None
     step = _checkpoint_step(prefix)
     offset = model_config.num_styles - info.num_styles
@@ -282,7 +282,7 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
                 cross = stylize_all(model, style_batch, model_config.num_styles, batch_size)
         picture = style_grid(stylized, content.numpy(), headers, cross)
         path = os.path.join(eval_dir, f"style_grid_{tag}.png")
-        images_lib.save_image_atomic(path, picture)
+        images.save_image_atomic(path, picture)
         with writer.as_default(step=step):
             summaries.write_images("style_grid", picture[None], step)
         result["grid"] = path
@@ -323,11 +323,11 @@ def style_grid_from_training(experiment, train_dir, max_images=8, size=None):
     info = style_dataset.read_style_dataset(experiment.data.style_dataset_file,
                                             with_images=True)
     size = size or max(experiment.data.image_size, 128)
-    content, _ = data.load_eval_images(experiment.data.content_images, size, max_images)
+    content, _ = pipeline.load_eval_images(experiment.data.content_images, size, max_images)
     stylized = stylize_all(model, content, model_config.num_styles)
     headers = list(info.images) if model_config.num_styles == info.num_styles else None
     path = os.path.join(train_dir, "style_grid.png")
-    images_lib.save_image_atomic(path, style_grid(stylized, content.numpy(), headers))
+    images.save_image_atomic(path, style_grid(stylized, content.numpy(), headers))
     return path
 
 

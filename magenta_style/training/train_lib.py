@@ -24,7 +24,7 @@ batch (tf.nn.compute_average_loss), because replicas' gradients are summed.
 
 The checkpoint holds the transformer, the optimizer, the step and the data position
 (never VGG, which always comes from its own weights). With a fixed seed a resumed run
-ends with the same weights as an uninterrupted one: see data.py.
+ends with the same weights as an uninterrupted one: see data/pipeline.py.
 """
 import contextlib
 import dataclasses
@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from magenta_style import config as config_lib
-from magenta_style.data import pipeline as data
+from magenta_style.data import pipeline
 from magenta_style.data import style_dataset
 from magenta_style.media import fileio
 from magenta_style.networks import checkpoints
@@ -209,7 +209,7 @@ WEIGHT_BIAS_TERMS = ("weight_bias_ratio/W", "weight_bias_ratio/B", "weight_bias_
                      "weighted_weight_bias_ratio_loss")
 
 
-def loss_term_names(loss_config, with_stability=None, with_weight_bias=False):
+def loss_term_names(loss_config, with_weight_bias=False):
     """Names of the batch-mean terms a step reports (Magenta's names + ours)."""
     names = []
     for name, _ in loss_config.content_weights:
@@ -218,8 +218,7 @@ def loss_term_names(loss_config, with_stability=None, with_weight_bias=False):
     for name, _ in loss_config.style_weights:
         names += [f"style_loss/{name}", f"weighted_style_loss/{name}"]
     names += ["total_style_loss", "total_variation_loss", "weighted_total_variation_loss"]
-    stability = loss_config.stability_weight > 0 if with_stability is None else with_stability
-    if stability:
+    if loss_config.stability_weight > 0:
         names += ["stability_loss", "weighted_stability_loss"]
     if with_weight_bias:
         names += list(WEIGHT_BIAS_TERMS)
@@ -526,8 +525,7 @@ def _check_resume_config(train_dir, model_config):
     saved = config_lib.load_model_config(train_dir)
     if saved is None:
         return
-    options = ("generator", "boe_norm", "boe_pooling", "boe_composite")
-    if [getattr(saved, k) for k in options] != [getattr(model_config, k) for k in options]:
+    if saved.generator_options() != model_config.generator_options():
         raise TrainError(
             f"--train_dir={train_dir} holds a {saved.generator} model "
             f"({saved.to_dict()}), but this run builds {model_config.to_dict()}; use a new "
@@ -649,7 +647,7 @@ class _Inputs:
 
     Attributes:
       info: style_dataset.StyleDataset (with images and Grams).
-      source: data.ContentSource, the content images.
+      source: pipeline.ContentSource, the content images.
       base: the finetuning base model, or None.
       base_config: its config.ModelConfig, or None.
       label_offset: model style id of the dataset's style 0 (add_styles: the base's
@@ -684,8 +682,8 @@ def _read_inputs(experiment):
         raise TrainError(f"--style_coefficients has {len(experiment.loss.style_coefficients)} "
                          f"values but the style dataset has {info.num_styles} styles")
     try:
-        source = data.resolve_content_source(experiment.data)
-    except data.DataError as e:
+        source = pipeline.resolve_content_source(experiment.data)
+    except pipeline.DataError as e:
         raise TrainError(str(e)) from None
     if not cfg.finetune_from:
         return _Inputs(info, source)
@@ -713,7 +711,7 @@ def _model_config(experiment, inputs):
                          f"dataset ({info.num_styles} styles"
                          + (f" + {label_offset} of the base model)" if label_offset else ")"))
     alpha = base_config.alpha if base_config is not None else experiment.alpha
-    options = experiment.model_options()
+    options = experiment.generator_options()
     if base_config is not None:
         base_options = {k: getattr(base_config, k) for k in options}
         if base_config.generator != experiment.generator or (
@@ -830,7 +828,7 @@ def _save_run_config(experiment, model_config, label_offset):
 
 def _input_iterator(experiment, strategy, inputs, trainer):
     """The distributed input pipeline, starting at the restored data position."""
-    dataset_fn = data.make_dataset_fn(
+    dataset_fn = pipeline.make_dataset_fn(
         inputs.source, experiment.data, experiment.train.batch_size, inputs.info.num_styles,
         seed=experiment.train.seed, start_index=int(trainer.next_index.numpy()),
         label_offset=inputs.label_offset,
@@ -1001,7 +999,7 @@ def _preemption_handler(strategy, manager):
 
 def _raise_content_failure(error):
     """Re-raises a pipeline that gave up on its content images as a one-line TrainError."""
-    message = data.content_failure_message(error)
+    message = pipeline.content_failure_message(error)
     if message is None:
         raise error
     raise TrainError(message) from None
@@ -1011,7 +1009,7 @@ def _preview(source, experiment, info, label_offset, count, model):
     """The summaries.Preview of `count` content images (None when count is 0)."""
     if not count:
         return None
-    fn = data.make_dataset_fn(source, experiment.data, count, info.num_styles,
+    fn = pipeline.make_dataset_fn(source, experiment.data, count, info.num_styles,
                               seed=experiment.train.seed, label_offset=label_offset)
     batch = next(iter(fn(None)))
     dataset_labels = batch["label"].numpy() - label_offset

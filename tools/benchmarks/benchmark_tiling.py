@@ -5,7 +5,7 @@
 
 Builds a network (initial weights with random gamma/beta: speed and memory do not
 depend on the values; or --checkpoint), stylizes a synthetic image of the given size
-with `tiling.stylize_image`, and prints the wall time and the process's peak
+through the stylize command's path (`stylizer.Stylizer`), and prints the wall time and the process's peak
 resident memory (ru_maxrss) before and after, so the figure is what stylizing costs
 on top of TensorFlow and the image itself. --untiled runs the plain network on the
 whole image instead (for comparison; may run out of memory on large sizes).
@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from magenta_style import config as config_lib
+from magenta_style.inference import stylizer
 from magenta_style.inference import tiling
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
@@ -42,9 +43,10 @@ def _peak_mib():
 def main(argv):
     del argv
     if _CHECKPOINT.value:
-        model, _ = checkpoints.load_model(_CHECKPOINT.value)
+        model, model_config = checkpoints.load_model(_CHECKPOINT.value)
     else:
-        model = transformer.build_transformer(config_lib.ModelConfig(1, _ALPHA.value))
+        model_config = config_lib.ModelConfig(1, _ALPHA.value)
+        model = transformer.build_transformer(model_config)
         rng = np.random.default_rng(0)
         for weight in model.weights:
             if weight.name in ("gamma", "beta"):
@@ -69,8 +71,9 @@ def main(argv):
         out = model(tf.constant(image[None]), tf.constant([0])).numpy()[0]
         mode = "untiled"
     else:
-        out = tiling.stylize_image(model, image, 0, max_tile_pixels=_MAX_TILE.value,
-                                   statistics=_STATISTICS.value, progress=progress)
+        options = stylizer.StylizeOptions(styles="[0]", max_tile_pixels=_MAX_TILE.value,
+                                          tile_statistics=_STATISTICS.value)
+        out = stylizer.Stylizer(model, model_config, options)(image, progress)[0]
         mode = f"tiled ({_STATISTICS.value} statistics, max_tile_pixels={_MAX_TILE.value})"
     seconds = time.monotonic() - start
     assert out.shape == image.shape and np.isfinite(out).all()

@@ -5,7 +5,7 @@
 
 For each alpha and signature a fresh process builds the network (random weights:
 memory does not depend on them), wraps it in the export's own serving functions
-(export_signatures.StylizerModule, without a pixel cap), runs one small request to trace
+(signatures.StylizerModule, without a pixel cap), runs one small request to trace
 it, then requests of increasing size, and reports its peak resident memory
 (ru_maxrss) after each. The slope of a least-squares line through (pixels, peak) is
 the cost of one more pixel; the intercept is the process's fixed cost (TensorFlow,
@@ -36,11 +36,11 @@ def child(alpha, signature, sides, generator=None):
 
     from magenta_style import config as config_lib
     from magenta_style.networks import transformer
-    from magenta_style.serving import signatures as export_signatures
+    from magenta_style.serving import signatures
 
     model_config = config_lib.ModelConfig(num_styles=2, alpha=alpha)
     model = transformer.build_transformer(model_config)
-    module = export_signatures.StylizerModule(model, model_config, "{}", max_pixels=0)
+    module = signatures.StylizerModule(model, model_config, "{}", max_pixels=0)
     weights = tf.constant([[1.0, 0.0]])
     rng = np.random.default_rng(0)
 
