@@ -27,6 +27,8 @@ from magenta_style.networks import layers
 from magenta_style.networks import losses
 from magenta_style.networks import vgg
 from magenta_style.serving import export_lib
+from magenta_style.training import devices
+from magenta_style.training import objective
 from magenta_style.training import train_lib
 
 ALPHA = 0.25
@@ -473,7 +475,7 @@ def test_run_records_generator_and_logs_w_and_b(trained):
     assert saved["model"]["generator"] == "boe_yuv420"
     assert saved["model"]["boe_norm"] == "conditional" and saved["model"]["num_styles"] == 3
     assert saved["train"]["loss"]["weight_bias_ratio_weight"] == 0.5
-    for name in train_lib.WEIGHT_BIAS_TERMS:
+    for name in objective.WEIGHT_BIAS_TERMS:
         assert np.isfinite(result.losses[name]), name
     assert result.losses["weighted_weight_bias_ratio_loss"] == pytest.approx(
         0.5 * result.losses["weight_bias_ratio_loss"], rel=1e-6)
@@ -488,7 +490,7 @@ def test_two_replicas_agree_with_one(demo, trained, tmp_path):
     cpus = tf.config.list_logical_devices("CPU")
     assert len(cpus) >= 2, "tests/conftest.py should split the CPU into 2 logical devices"
     _, result, _ = trained
-    strategy = train_lib.mirrored_strategy([d.name for d in cpus[:2]])
+    strategy = devices.mirrored_strategy([d.name for d in cpus[:2]])
     mirrored = train_lib.run(_experiment(demo, tmp_path), strategy=strategy)
     assert mirrored.total_losses[1] == pytest.approx(result.total_losses[1], rel=1e-5)
     assert mirrored.total_losses[2] == pytest.approx(result.total_losses[2], rel=1e-4)

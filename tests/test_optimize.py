@@ -22,6 +22,7 @@ from magenta_style.networks import transformer
 from magenta_style.networks import vgg
 from magenta_style.optimization import optimize_lib
 from magenta_style import optimize
+from magenta_style.training import objective
 from magenta_style.training import train_lib
 
 STANDIN = "standin:7"
@@ -684,7 +685,7 @@ def test_training_vgg19_recomputes_grams_and_checks_layer_names(tmp_path):
         config_lib.LossConfig(vgg="vgg_19")  # Magenta's default weights name vgg_16.
     loss = config_lib.LossConfig(vgg="vgg_19", content_weights=(("vgg_19/conv3", 1.0),),
                                  style_weights=(("vgg_19/conv2/conv2_1", 1.0),))
-    assert train_lib.needs_conv_end_points(loss)
+    assert objective.needs_conv_end_points(loss)
     net = vgg.get_vgg16("standin:4", "avg", "vgg_19", conv_end_points=True)
     style = [_stripes(16), _photo(16)]
     info = style_dataset.StyleDatasetInfo(
