@@ -47,6 +47,7 @@ from magenta_style.networks import vgg
 from magenta_style.training import devices
 from magenta_style.training import dirlock
 from magenta_style.training import objective
+from magenta_style.training import resume
 from magenta_style.training import summaries
 from magenta_style.training import train_step
 
@@ -355,7 +356,7 @@ def _prepare_train_dir(train_dir, held, progress):
     # The lock comes before anything else touches train_dir, the clean-up of a
     # killed run's leftovers included: those look like a live trainer's save.
     _lock_train_dir(train_dir, held)
-    removed = checkpoints.clean_checkpoint_leftovers(train_dir)
+    removed = resume.clean_checkpoint_leftovers(train_dir)
     if removed:
         progress(f"removed what an interrupted save left in {train_dir}: "
                  f"{', '.join(removed)}")
@@ -416,8 +417,7 @@ def _restore(trainer, experiment, strategy, inputs, progress):
     save_dir = train_dir if is_chief else os.path.join(
         train_dir, f".worker_tmp_{strategy.cluster_resolver.task_id}")
     try:
-        latest = checkpoints.find_resume_checkpoint(train_dir, repair=is_chief,
-                                                    report=progress)
+        latest = resume.find_resume_checkpoint(train_dir, repair=is_chief, report=progress)
     except checkpoints.CheckpointError as e:
         raise TrainError(str(e)) from None
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=cfg.max_to_keep)
