@@ -23,7 +23,7 @@ from magenta_style.media import color
 from magenta_style.networks import boe
 from magenta_style.networks import checkpoints
 from magenta_style.networks import generators
-from magenta_style.networks import layers
+from magenta_style.networks import kernels
 from magenta_style.networks import losses
 from magenta_style.networks import vgg
 from magenta_style.serving import export_lib
@@ -276,7 +276,7 @@ def test_instance_norm_outputs_are_standardised(norm):
             mean, var = tf.nn.moments(out, axes=[1, 2])
             # gamma 1, beta 0 at init: (x - mean) / sqrt(var + eps) exactly.
             v_in = tf.nn.moments(tf.cast(inputs[before], tf.float32), axes=[1, 2])[1]
-            expected = v_in / (v_in + layers.INSTANCE_NORM_EPSILON)
+            expected = v_in / (v_in + kernels.INSTANCE_NORM_EPSILON)
             assert float(tf.reduce_max(tf.abs(mean))) < 1e-3
             assert float(tf.reduce_max(tf.abs(var - expected))) < 1e-3
             # ~1 wherever the input varies well above epsilon (dead ReLU channels give 0).

@@ -25,6 +25,7 @@ import tensorflow as tf  # noqa: E402
 from magenta_style.media import fileio  # noqa: E402
 from magenta_style.data import style_dataset  # noqa: E402
 from magenta_style.networks import vgg  # noqa: E402
+from magenta_style.networks import vgg_weights  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("vgg_checkpoint", None,
@@ -95,11 +96,11 @@ def main(argv):
     try:
         # Every image is checked before the (slow) VGG is built.
         images = style_dataset.load_style_images(files, FLAGS.style_size)
-        vgg_model = vgg.build_vgg16(FLAGS.vgg_checkpoint) if FLAGS.compute_gram_matrices else None
+        vgg_model = vgg.build_vgg(FLAGS.vgg_checkpoint) if FLAGS.compute_gram_matrices else None
         names = style_dataset.write_style_dataset(
             FLAGS.output_file, files, vgg_model=vgg_model, style_size=FLAGS.style_size,
             names=FLAGS.style_names, progress=_progress, images=images)
-    except (style_dataset.StyleDatasetError, vgg.VGGWeightsError) as e:
+    except (style_dataset.StyleDatasetError, vgg_weights.VGGWeightsError) as e:
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot write {FLAGS.output_file}: {e.strerror or e}")

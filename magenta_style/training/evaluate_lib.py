@@ -25,6 +25,7 @@ from magenta_style.media import fileio
 from magenta_style.media import images as images_lib
 from magenta_style.networks import checkpoints
 from magenta_style.networks import vgg
+from magenta_style.networks import vgg_weights
 from magenta_style.training import objective
 from magenta_style.training import summaries
 
@@ -109,7 +110,7 @@ def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, l
 
     Args:
       model: StyleTransferNetwork with S styles.
-      vgg_net: vgg.VGG16Features.
+      vgg_net: vgg.VGG16Features or VGG19Features.
       grams: dict {end point: float32 [S, C, C]}, the style dataset's Grams.
       images: float32 [N, H, W, 3] in [0, 1].
       loss_config: config.LossConfig (weights, coefficients, total variation).
@@ -242,10 +243,10 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
     tag = _unused_tag(eval_dir, step)
     if info.grams is not None and vgg_checkpoint:
         try:
-            vgg_net = vgg.get_vgg16(vgg_checkpoint, loss_config.vgg_pooling, loss_config.vgg,
+            vgg_net = vgg.get_vgg(vgg_checkpoint, loss_config.vgg_pooling, loss_config.vgg,
                                     objective.needs_conv_end_points(loss_config))
             grams = style_dataset.dataset_grams(vgg_net, info, dict(loss_config.style_weights))
-        except (vgg.VGGWeightsError, style_dataset.StyleDatasetError) as e:
+        except (vgg_weights.VGGWeightsError, style_dataset.StyleDatasetError) as e:
             raise EvalError(str(e)) from None
         # The dataset's styles are the model's last ones (add_styles puts them there).
         per_style = per_style_losses(model, vgg_net, grams, content, loss_config,

@@ -53,7 +53,7 @@ class Objective:
 
     Args:
       model: a generator (generators.build; num_styles S).
-      vgg_net: vgg.VGG16Features (or VGG19Features), frozen.
+      vgg_net: vgg.VGG16Features or VGG19Features, frozen.
       style_grams: dict {end point: float32 [K, C, C]}, the style dataset's Grams
         (K dataset styles).
       loss_config: config.LossConfig (weights, coefficients, total variation,

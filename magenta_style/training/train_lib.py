@@ -44,6 +44,7 @@ from magenta_style.networks import checkpoints
 from magenta_style.networks import generators
 from magenta_style.networks import transformer
 from magenta_style.networks import vgg
+from magenta_style.networks import vgg_weights
 from magenta_style.training import devices
 from magenta_style.training import dirlock
 from magenta_style.training import objective
@@ -374,10 +375,10 @@ def _build_trainer(experiment, strategy, model_config, inputs, loss_hook):
             model = generators.build(model_config)
             conv_end_points = objective.needs_conv_end_points(experiment.loss)
             try:
-                vgg_net = vgg.build_vgg16(experiment.loss.vgg_checkpoint,
-                                          experiment.loss.vgg_pooling, experiment.loss.vgg,
-                                          conv_end_points=conv_end_points)
-            except vgg.VGGWeightsError as e:
+                vgg_net = vgg.build_vgg(experiment.loss.vgg_checkpoint,
+                                        experiment.loss.vgg_pooling, experiment.loss.vgg,
+                                        conv_end_points=conv_end_points)
+            except vgg_weights.VGGWeightsError as e:
                 raise TrainError(str(e)) from None
             try:
                 style_grams = style_dataset.dataset_grams(

@@ -52,7 +52,7 @@ class Trainer:
 
     Args:
       model: a generator (generators.build; num_styles S).
-      vgg_net: vgg.VGG16Features.
+      vgg_net: vgg.VGG16Features or VGG19Features, frozen.
       style_grams: dict {end point: float32 [K, C, C]}, the style dataset's Grams.
       loss_config: config.LossConfig.
       global_batch_size: int.
