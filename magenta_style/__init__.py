@@ -7,16 +7,22 @@ Code map, top to bottom; a module imports only its own layer and those below it
   stylize_video, export, optimize, create_style_dataset. Flags -> one frozen config ->
   library code.
 - cli: the commands' shared flags, one-line usage errors and progress bars.
-- training/: train_lib (the distributed loop, in phases), summaries, evaluate_lib,
-  dirlock (one trainer per train_dir).
-- serving/: export_lib (numbered SavedModel versions), signatures, warmup.
+- training/: train_lib (the run, in phases), train_step (the Trainer: gradients,
+  optimizer, the traced loop), objective (the losses, shared with evaluation),
+  devices (logical CPUs, strategies, mixed precision), resume (the checkpoint to
+  resume from, clean-up of killed saves), summaries, evaluate_lib, dirlock (one
+  trainer per train_dir).
+- serving/: export_lib (numbered SavedModel versions), signatures (StylizerModule,
+  the signature table), warmup.
 - optimization/: optimize_lib (per-image optimization of the pixels).
 - inference/: stylizer (`load(path)` for any model, `StylizeOptions`, the one stylize
   path), stylize_lib (files in, files out), style_spec, style_maps, tiling.
 - data/: pipeline (content images), style_dataset (Magenta's TFRecords and Grams),
   demo_images.
-- networks/: layers, transformer (Magenta's network), boe (BOE's generator),
-  generators (the one builder), vgg, losses, patch_loss, checkpoints.
+- networks/: layers, kernels (the layers' fused norm, mirror pad and convolution
+  rewrites), transformer (Magenta's network), boe (BOE's generator), generators (the
+  one builder), vgg (VGG-16/VGG-19 networks), vgg_weights (their layout and weight
+  sources), losses, patch_loss, checkpoints.
 - config: frozen configs, every default and config.json (standard library only).
 - media/: images, video, fileio (atomic writes), limits (pixel caps), color.
 

@@ -168,7 +168,7 @@ def run(cfg, stderr=None):
     """
     stderr = stderr or sys.stderr
     from magenta_style.media import images  # pylint: disable=import-outside-toplevel
-    from magenta_style.networks import vgg  # pylint: disable=import-outside-toplevel
+    from magenta_style.networks import vgg_weights  # pylint: disable=import-outside-toplevel
     from magenta_style.optimization import optimize_lib  # pylint: disable=import-outside-toplevel
     if not cfg.output_image.lower().endswith(images.OUTPUT_SUFFIXES):
         raise cli.UsageError(f"--output_image={cfg.output_image}: use one of "
@@ -184,7 +184,7 @@ def run(cfg, stderr=None):
     began = time.perf_counter()
     try:
         result = optimize_lib.optimize(cfg, on_iteration=progress, on_snapshot=snapshot)
-    except (optimize_lib.OptimizeError, vgg.VGGWeightsError) as e:
+    except (optimize_lib.OptimizeError, vgg_weights.VGGWeightsError) as e:
         raise cli.UsageError(str(e)) from None
     except OSError as e:
         raise cli.UsageError(f"{getattr(e, 'filename', '') or ''}: {e.strerror or e}") \

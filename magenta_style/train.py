@@ -157,9 +157,10 @@ def run(args):
     """Trains as parsed; returns the exit status (1: the loss became NaN or infinite)."""
     experiment = args.experiment
     # Imported late: TensorFlow starts in 2-4 s and flag errors should not wait for it.
+    from magenta_style.training import devices  # pylint: disable=import-outside-toplevel
     from magenta_style.training import train_lib  # pylint: disable=import-outside-toplevel
     try:
-        train_lib.split_cpu(experiment.train.num_cpu_devices)
+        devices.split_cpu(experiment.train.num_cpu_devices)
         if args.demo_data_dir:
             from magenta_style.data import demo_images  # pylint: disable=import-outside-toplevel
             demo_images.prepare_demo_data(args.demo_data_dir, experiment.loss.vgg_checkpoint)
@@ -172,7 +173,8 @@ def run(args):
     except train_lib.NonFiniteLossError as e:
         cli.print_error(PROGRAM, str(e))
         return 1
-    except (train_lib.TrainError, config_lib.ConfigError) as e:  # e.g. a corrupt config.json
+    # ConfigError: e.g. a corrupt config.json.
+    except (train_lib.TrainError, devices.DeviceError, config_lib.ConfigError) as e:
         raise cli.UsageError(str(e)) from None
     print(f"\nDone: step {result.step}, checkpoint {result.checkpoint}"
           + (f", {result.skipped_images} undecodable image(s) skipped"

@@ -22,10 +22,12 @@ from magenta_style.media import color
 from magenta_style.networks import boe
 from magenta_style.networks import checkpoints
 from magenta_style.networks import generators
-from magenta_style.networks import layers
+from magenta_style.networks import kernels
 from magenta_style.networks import losses
 from magenta_style.networks import vgg
 from magenta_style.serving import export_lib
+from magenta_style.training import devices
+from magenta_style.training import objective
 from magenta_style.training import train_lib
 
 ALPHA = 0.25
@@ -274,7 +276,7 @@ def test_instance_norm_outputs_are_standardised(norm):
             mean, var = tf.nn.moments(out, axes=[1, 2])
             # gamma 1, beta 0 at init: (x - mean) / sqrt(var + eps) exactly.
             v_in = tf.nn.moments(tf.cast(inputs[before], tf.float32), axes=[1, 2])[1]
-            expected = v_in / (v_in + layers.INSTANCE_NORM_EPSILON)
+            expected = v_in / (v_in + kernels.INSTANCE_NORM_EPSILON)
             assert float(tf.reduce_max(tf.abs(mean))) < 1e-3
             assert float(tf.reduce_max(tf.abs(var - expected))) < 1e-3
             # ~1 wherever the input varies well above epsilon (dead ReLU channels give 0).
@@ -494,7 +496,7 @@ def test_run_records_generator_and_logs_w_and_b(trained):
     assert saved["model"]["generator"] == "boe_yuv420"
     assert saved["model"]["boe_norm"] == "conditional" and saved["model"]["num_styles"] == 3
     assert saved["train"]["loss"]["weight_bias_ratio_weight"] == 0.5
-    for name in train_lib.WEIGHT_BIAS_TERMS:
+    for name in objective.WEIGHT_BIAS_TERMS:
         assert np.isfinite(result.losses[name]), name
     assert result.losses["weighted_weight_bias_ratio_loss"] == pytest.approx(
         0.5 * result.losses["weight_bias_ratio_loss"], rel=1e-6)
@@ -510,7 +512,7 @@ def test_two_replicas_agree_with_one(demo, trained, tmp_path):
     cpus = tf.config.list_logical_devices("CPU")
     assert len(cpus) >= 2, "tests/conftest.py should split the CPU into 2 logical devices"
     _, result, _ = trained
-    strategy = train_lib.mirrored_strategy([d.name for d in cpus[:2]])
+    strategy = devices.mirrored_strategy([d.name for d in cpus[:2]])
     mirrored = train_lib.run(_experiment(demo, tmp_path), strategy=strategy)
     assert mirrored.total_losses[1] == pytest.approx(result.total_losses[1], rel=1e-5)
     assert mirrored.total_losses[2] == pytest.approx(result.total_losses[2], rel=1e-4)

@@ -13,6 +13,7 @@ from magenta_style.inference import stylizer
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
 from magenta_style.networks import vgg
+from magenta_style.networks import vgg_weights
 from magenta_style.serving import export_lib
 
 # Every test here uses damaged copies of an export.
@@ -112,5 +113,5 @@ def test_truncated_magenta_and_vgg_checkpoints(fixtures_dir, slim_vgg16, tmp_pat
         checkpoints.load_model(str(tmp_path / "model.ckpt"))
     prefix = slim_vgg16.write_checkpoint(str(tmp_path / "vgg" / "vgg_16.ckpt"), seed=7)
     _truncate(_only(str(tmp_path / "vgg"), ".data-"))
-    with pytest.raises(vgg.VGGWeightsError, match="vgg_16.ckpt"):
+    with pytest.raises(vgg_weights.VGGWeightsError, match="vgg_16.ckpt"):
         vgg.build_vgg16(prefix)

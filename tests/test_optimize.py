@@ -20,8 +20,10 @@ from magenta_style.networks import checkpoints
 from magenta_style.networks import losses
 from magenta_style.networks import transformer
 from magenta_style.networks import vgg
+from magenta_style.networks import vgg_weights
 from magenta_style.optimization import optimize_lib
 from magenta_style import optimize
+from magenta_style.training import objective
 from magenta_style.training import train_lib
 
 STANDIN = "standin:7"
@@ -517,7 +519,7 @@ def _save_checkpoint(prefix, arrays):
 
 
 def test_vgg19_from_slim_checkpoint_keras_h5_and_standin(tmp_path):
-    arrays = vgg.standin_arrays(4, "vgg_19")
+    arrays = vgg_weights.standin_arrays(4, "vgg_19")
     assert len(arrays) == 32 and arrays["vgg_19/conv5/conv5_4/weights"].shape == (3, 3, 512, 512)
     images = tf.random.stateless_uniform([1, 32, 32, 3], seed=[1, 2])
     standin = vgg.build_vgg16("standin:4", architecture="vgg_19", conv_end_points=True)
@@ -526,7 +528,7 @@ def test_vgg19_from_slim_checkpoint_keras_h5_and_standin(tmp_path):
     slim = vgg.build_vgg16(_save_checkpoint(str(tmp_path / "vgg_19.ckpt"), arrays),
                            architecture="vgg_19", conv_end_points=True)
     net = keras.applications.VGG19(include_top=False, weights=None, input_shape=(None, None, 3))
-    for keras_name, scope in vgg.keras_to_slim("vgg_19").items():
+    for keras_name, scope in vgg_weights.keras_to_slim("vgg_19").items():
         kernel = arrays[f"{scope}/weights"]
         if keras_name == "block1_conv1":
             kernel = kernel[:, :, ::-1, :]  # Keras' Caffe weights take BGR.
@@ -539,8 +541,8 @@ def test_vgg19_from_slim_checkpoint_keras_h5_and_standin(tmp_path):
         np.testing.assert_allclose(from_h5(images)[name], reference[name], rtol=1e-4,
                                    atol=1e-4)
     # VGG-16 weights are not VGG-19 weights: the loader says so.
-    bad = _save_checkpoint(str(tmp_path / "vgg_16.ckpt"), vgg.standin_arrays(4))
-    with pytest.raises(vgg.VGGWeightsError, match="VGG-19 convolution variables"):
+    bad = _save_checkpoint(str(tmp_path / "vgg_16.ckpt"), vgg_weights.standin_arrays(4))
+    with pytest.raises(vgg_weights.VGGWeightsError, match="VGG-19 convolution variables"):
         vgg.build_vgg16(bad, architecture="vgg_19")
 
 
@@ -684,7 +686,7 @@ def test_training_vgg19_recomputes_grams_and_checks_layer_names(tmp_path):
         config_lib.LossConfig(vgg="vgg_19")  # Magenta's default weights name vgg_16.
     loss = config_lib.LossConfig(vgg="vgg_19", content_weights=(("vgg_19/conv3", 1.0),),
                                  style_weights=(("vgg_19/conv2/conv2_1", 1.0),))
-    assert train_lib.needs_conv_end_points(loss)
+    assert objective.needs_conv_end_points(loss)
     net = vgg.get_vgg16("standin:4", "avg", "vgg_19", conv_end_points=True)
     style = [_stripes(16), _photo(16)]
     info = style_dataset.StyleDatasetInfo(

@@ -10,6 +10,7 @@ from PIL import Image
 
 from magenta_style.networks import patch_loss
 from magenta_style.networks import vgg
+from magenta_style.networks import vgg_weights
 
 LAYERS = ("vgg_16/conv2", "vgg_16/conv3")
 SIZE = 32
@@ -236,7 +237,7 @@ def _features64(net, image):
     x = tf.cast(image, tf.float64) * 255.0 - tf.constant(vgg.RGB_MEANS, tf.float64)
     convs = iter(net.convs)
     outputs = {}
-    for block, reps, _ in vgg.BLOCKS[:3]:
+    for block, reps, _ in vgg_weights.BLOCKS[:3]:
         for _ in range(reps):
             conv = next(convs)
             x = tf.nn.relu(tf.nn.conv2d(x, tf.cast(conv.kernel, tf.float64), 1, "SAME")

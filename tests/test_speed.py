@@ -16,6 +16,7 @@ from magenta_style import config as config_lib
 from magenta_style import export
 from magenta_style.inference import stylizer
 from magenta_style.networks import checkpoints
+from magenta_style.networks import kernels
 from magenta_style.networks import layers
 from magenta_style.networks import transformer
 from magenta_style.serving import export_lib
@@ -44,11 +45,11 @@ def test_fused_instance_norm_matches_two_pass_moments(batch):
     beta = tf.constant(rng.normal(size=(batch, 1, 1, 4)).astype(np.float32))
     mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
     expected = tf.nn.batch_normalization(x, mean, variance, beta, gamma, 1e-5).numpy()
-    np.testing.assert_allclose(layers.instance_norm(x, gamma, beta).numpy(), expected,
+    np.testing.assert_allclose(kernels.instance_norm(x, gamma, beta).numpy(), expected,
                                rtol=0, atol=2e-5)
     # Per-pixel gamma/beta (style maps) go through the same normalisation.
     maps = tf.broadcast_to(gamma, x.shape), tf.broadcast_to(beta, x.shape)
-    np.testing.assert_allclose(layers.instance_norm(x, *maps).numpy(), expected,
+    np.testing.assert_allclose(kernels.instance_norm(x, *maps).numpy(), expected,
                                rtol=0, atol=2e-5)
 
 
@@ -68,7 +69,7 @@ def test_instance_norm_gradient_matches_two_pass_moments():
         mean, variance = tf.nn.moments(v, axes=[1, 2], keepdims=True)
         return tf.nn.batch_normalization(v, mean, variance, beta, gamma, 1e-5)
 
-    for got, want in zip(grads(lambda v: layers.instance_norm(v, gamma, beta)),
+    for got, want in zip(grads(lambda v: kernels.instance_norm(v, gamma, beta)),
                          grads(reference)):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-5)
 

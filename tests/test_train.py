@@ -22,6 +22,7 @@ from magenta_style.data import demo_images
 from magenta_style.data import style_dataset
 from magenta_style.networks import checkpoints
 from magenta_style.networks import vgg
+from magenta_style.training import devices
 from magenta_style.training import train_lib
 
 # Every test here uses training runs and training subprocesses.
@@ -121,7 +122,7 @@ def test_two_replicas_agree_with_one(demo, uninterrupted, tmp_path):
     cpus = tf.config.list_logical_devices("CPU")
     assert len(cpus) >= 2, "tests/conftest.py should split the CPU into 2 logical devices"
     train_dir, result = uninterrupted
-    strategy = train_lib.mirrored_strategy([d.name for d in cpus[:2]])
+    strategy = devices.mirrored_strategy([d.name for d in cpus[:2]])
     mirrored = train_lib.run(_experiment(demo, tmp_path, train_steps=2), strategy=strategy)
     assert mirrored.step == 2
     # Same global batches (data.py), so the same losses: step 1 is a pure forward pass,

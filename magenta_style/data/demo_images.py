@@ -7,7 +7,7 @@ every machine. Content images are scenes with large shapes, gradients and edges
 
 `prepare_demo_data(directory, vgg_checkpoint)` writes both sets as PNG files plus a
 style dataset built with the given VGG weights (the quickstart passes the random
-stand-in explicitly, which vgg.py logs loudly).
+stand-in explicitly, which vgg_weights.py logs loudly).
 """
 import json
 import os
@@ -190,7 +190,7 @@ def prepare_demo_data(directory, vgg_checkpoint, num_styles=len(STYLE_NAMES), se
     Args:
       directory: output folder.
       vgg_checkpoint: VGG-16 weight source for the style Gram matrices (the
-        quickstart uses "hed"; see vgg.read_weights).
+        quickstart uses "hed"; see vgg_weights.read_weights).
       num_styles: number of demo styles.
       seed: int.
       log: callable(str) for progress lines.
@@ -209,7 +209,7 @@ def prepare_demo_data(directory, vgg_checkpoint, num_styles=len(STYLE_NAMES), se
         f"into {directory}")
     _, styles = write_demo_images(directory, num_styles=num_styles, seed=seed)
     log(f"demo data: reading VGG-16 weights {vgg_checkpoint!r} for the style Gram matrices")
-    model = vgg.build_vgg16(vgg_checkpoint)
+    model = vgg.build_vgg(vgg_checkpoint)
     names = [os.path.splitext(os.path.basename(p))[0].split("_", 1)[1] for p in styles]
     style_dataset.write_style_dataset(
         dataset, styles, vgg_model=model, names=names,

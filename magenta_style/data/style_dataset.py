@@ -103,7 +103,7 @@ def compute_grams(vgg_model, image):
     """Gram matrices of one image at every end point.
 
     Args:
-      vgg_model: a vgg.VGG16Features (or any callable returning its end point dict).
+      vgg_model: a vgg.VGG16Features or VGG19Features (or any callable returning its end point dict).
       image: float32 [H, W, 3] in [0, 1], H and W >= MIN_STYLE_SIDE.
 
     Returns:

@@ -43,6 +43,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from magenta_style.networks import kernels
 from magenta_style.networks import layers
 from magenta_style.networks import transformer
 
@@ -135,7 +136,7 @@ def default_halo(model):
 def _pad_indices(size, minimum):
     """Source indices of the network's bottom/right reflect padding of one axis: int numpy."""
     padded = transformer.padded_size(size, minimum)
-    return layers.reflect_indices(size, 0, padded - size).numpy()
+    return kernels.reflect_indices(size, 0, padded - size).numpy()
 
 
 def _bilinear_axis(in_size, out_size, start, stop):

@@ -56,6 +56,7 @@ import numpy as np
 import tensorflow as tf
 
 from magenta_style.media import color
+from magenta_style.networks import kernels
 from magenta_style.networks import layers
 from magenta_style.networks import transformer
 
@@ -179,7 +180,7 @@ class InstanceNorm(keras.layers.Layer):
     with optional `moments` as ConditionalInstanceNorm's.
     """
 
-    def __init__(self, epsilon=layers.INSTANCE_NORM_EPSILON, **kwargs):
+    def __init__(self, epsilon=kernels.INSTANCE_NORM_EPSILON, **kwargs):
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)

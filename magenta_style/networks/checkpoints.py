@@ -24,7 +24,6 @@ import logging as python_logging
 import math
 import os
 import re
-import shutil
 
 from absl import logging
 import tensorflow as tf
@@ -226,7 +225,7 @@ def resolve_checkpoint(path):
     """Returns (checkpoint_prefix, directory_with_config_or_None) for a file prefix or a directory.
 
     A directory resolves to its latest checkpoint (its `checkpoint` state file, or
-    without a usable one the newest readable `ckpt-N`, see `find_resume_checkpoint`).
+    without a usable one the newest readable `ckpt-N`, see `find_readable_checkpoint`).
     """
     if os.path.isdir(path):
         try:
@@ -234,7 +233,10 @@ def resolve_checkpoint(path):
         except _CORRUPT_ERRORS:  # A garbled `checkpoint` state file.
             prefix = None
         if prefix is None:  # Lost or garbled: the newest readable ckpt-N instead.
-            prefix = find_resume_checkpoint(path, repair=False)
+            found = find_readable_checkpoint(path)
+            if found.passed_over:
+                logging.warning("%s", found.passed_over_message())
+            prefix = found.prefix
         if prefix is None:
             raise CheckpointError(f"{path!r} is a directory without a checkpoint in it")
         return prefix, path
@@ -455,38 +457,14 @@ def save_magenta_checkpoint(model, prefix, global_step=0):
 
 
 # ---------------------------------------------------------------------------------------
-# A training directory's checkpoints, found from the files themselves.
+# A training directory's checkpoints, found from the files themselves (read only: every
+# loader of a train_dir needs this; the trainer's writes are training/resume.py's).
 
 # tf.train.CheckpointManager's default prefix: train_dir/ckpt-<step>.{index,data-*}.
 MANAGER_PREFIX = "ckpt"
 _NUMBERED_INDEX = re.compile(r"^" + MANAGER_PREFIX + r"-([0-9]+)\.index$")
 _CHECKPOINT_FILE = re.compile(r"^" + MANAGER_PREFIX + r"-[0-9]+\.(index|data-.*)$")
-# What a save killed half-way leaves: the manager's staging directory and the
-# `checkpoint` state file's temporary copy.
-_LEFTOVER = re.compile(r"^(" + MANAGER_PREFIX + r"-[0-9]+_temp|checkpoint\.tmp.*)$")
 STATE_FILENAME = "checkpoint"
-
-
-def clean_checkpoint_leftovers(directory):
-    """Removes `ckpt-N_temp/` and `checkpoint.tmp*` that a killed save left in `directory`.
-
-    Call it only while holding the directory's lock (see dirlock): a live trainer's
-    save in progress looks exactly like these leftovers.
-
-    Returns:
-      sorted list of the names removed.
-    """
-    removed = []
-    for name in sorted(os.listdir(directory)):
-        if not _LEFTOVER.match(name):
-            continue
-        path = os.path.join(directory, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
-        removed.append(name)
-    return removed
 
 
 def checkpoint_problem(prefix):
@@ -516,31 +494,54 @@ def _state_latest(directory):
     return state.model_checkpoint_path, None
 
 
-def find_resume_checkpoint(directory, repair=True, report=None):
-    """The newest checkpoint of a training directory that reads back whole.
+@dataclasses.dataclass(frozen=True)
+class ReadableCheckpoint:
+    """What find_readable_checkpoint found in a training directory.
+
+    Attributes:
+      prefix: the newest checkpoint that reads back whole, or None when the directory
+        holds no checkpoint.
+      passed_over: "ckpt-N (why)" of each newer checkpoint that does not read back.
+      stale: why the `checkpoint` state file does not name `prefix` ("missing",
+        "unreadable", "names ckpt-N"), or None when it does.
+      earlier: the numbered checkpoints older than `prefix`, oldest first (what a
+        rebuilt state file lists before it).
+    """
+
+    prefix: str = None
+    passed_over: tuple = ()
+    stale: str = None
+    earlier: tuple = ()
+
+    def passed_over_message(self):
+        """The one-line report of the checkpoints passed over ("" when none were)."""
+        if not self.passed_over:
+            return ""
+        return (f"{'; '.join(self.passed_over)}: unreadable, resuming from the previous good "
+                f"checkpoint {os.path.basename(self.prefix)} instead")
+
+
+def find_readable_checkpoint(directory):
+    """The newest checkpoint of a training directory that reads back whole (read only).
 
     The `checkpoint` state file is only a hint: a lost or garbled one must never make
     a directory full of good checkpoints look empty (the trainer would start from
     scratch and overwrite them). Numbered checkpoints (`ckpt-N`) are tried newest
-    first; an unreadable (truncated, corrupt) one is passed over with a report.
+    first; an unreadable (truncated, corrupt) one is passed over. The trainer's
+    training/resume.py reports what was passed over and rebuilds the state file.
 
     Args:
       directory: str, a training directory.
-      repair: rewrite the state file when it is missing, garbled or names another
-        checkpoint than the one chosen, listing the readable numbered checkpoints
-        (only the process that holds the directory's lock may do this).
-      report: optional callable(str) for what was passed over or repaired.
 
     Returns:
-      str, the checkpoint prefix, or None when the directory holds no checkpoint.
+      ReadableCheckpoint (prefix None when the directory holds no checkpoint).
 
     Raises:
       CheckpointError: checkpoint files exist but none reads back (the message says
         how to start over).
     """
-    report = report or (lambda message: logging.warning("%s", message))
     if not os.path.isdir(directory):
-        return None
+        return ReadableCheckpoint()
     state_path, state_problem = _state_latest(directory)
     numbered = sorted(((int(m.group(1)), os.path.join(directory, m.group(0)[:-len(".index")]))
                        for m in map(_NUMBERED_INDEX.match, os.listdir(directory)) if m),
@@ -562,18 +563,10 @@ def find_resume_checkpoint(directory, repair=True, report=None):
                 f"{directory} holds checkpoint files but none can be read"
                 + (f": {'; '.join(passed_over)}" if passed_over else "")
                 + "; to start over, move them away or use a new --train_dir")
-        return None
+        return ReadableCheckpoint()
     name = os.path.basename(chosen)
-    if passed_over:
-        report(f"{'; '.join(passed_over)}: unreadable, resuming from the previous good "
-               f"checkpoint {name} instead")
     stale = state_problem or (None if os.path.abspath(state_path) == os.path.abspath(chosen)
                               else f"names {os.path.basename(state_path)}")
-    if stale and repair:
-        match = _NUMBERED_INDEX.match(name + ".index")
-        kept = [p for n, p in sorted(numbered) if match and n < int(match.group(1))]
-        tf.compat.v1.train.update_checkpoint_state(
-            directory, chosen, all_model_checkpoint_paths=kept + [chosen])
-        report(f"the {STATE_FILENAME} state file of {directory} was {stale}; rebuilt it from "
-               f"the checkpoint files (resuming from {name})")
-    return chosen
+    match = _NUMBERED_INDEX.match(name + ".index")
+    earlier = [p for n, p in sorted(numbered) if match and n < int(match.group(1))]
+    return ReadableCheckpoint(chosen, tuple(passed_over), stale, tuple(earlier))

@@ -16,6 +16,7 @@ gamma/beta table. Layer and weight names mirror Magenta's checkpoint keys
 import keras
 import tensorflow as tf
 
+from magenta_style.networks import kernels
 from magenta_style.networks import layers
 
 # The two stride-2 convolutions: H and W must be multiples of this for the output
@@ -59,8 +60,8 @@ def pad_inputs(images, style, minimum=MIN_PADDED_SIZE):
     """
     shape = tf.shape(images)
     height, width = shape[1], shape[2]
-    rows = layers.reflect_indices(height, 0, padded_size(height, minimum) - height)
-    cols = layers.reflect_indices(width, 0, padded_size(width, minimum) - width)
+    rows = kernels.reflect_indices(height, 0, padded_size(height, minimum) - height)
+    cols = kernels.reflect_indices(width, 0, padded_size(width, minimum) - width)
     images = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
     if style.shape.rank == 4:
         style = tf.gather(tf.gather(style, rows, axis=1), cols, axis=2)

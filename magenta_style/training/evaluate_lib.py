@@ -25,8 +25,9 @@ from magenta_style.media import fileio
 from magenta_style.media import images
 from magenta_style.networks import checkpoints
 from magenta_style.networks import vgg
+from magenta_style.networks import vgg_weights
+from magenta_style.training import objective
 from magenta_style.training import summaries
-from magenta_style.training import train_lib
 
 GRID_PADDING = 2
 
@@ -109,7 +110,7 @@ def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, l
 
     Args:
       model: StyleTransferNetwork with S styles.
-      vgg_net: vgg.VGG16Features.
+      vgg_net: vgg.VGG16Features or VGG19Features.
       grams: dict {end point: float32 [S, C, C]}, the style dataset's Grams.
       images: float32 [N, H, W, 3] in [0, 1].
       loss_config: config.LossConfig (weights, coefficients, total variation).
@@ -119,9 +120,7 @@ def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, l
     Returns:
       list (by dataset style) of dicts {Magenta loss name: float}.
     """
-    trainer = train_lib.Trainer(model, vgg_net, grams, loss_config,
-                                global_batch_size=batch_size, learning_rate=1e-3,
-                                label_offset=label_offset, optimizer=None)
+    style_objective = objective.Objective(model, vgg_net, grams, loss_config, label_offset)
     num_styles = int(next(iter(grams.values())).shape[0])
     images = tf.convert_to_tensor(images, tf.float32)
     count = int(images.shape[0])
@@ -131,7 +130,7 @@ def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, l
         for start in range(0, count, batch_size):
             chunk = images[start:start + batch_size]
             labels = tf.fill([tf.shape(chunk)[0]], style + label_offset)
-            _, terms = trainer.per_example_losses(chunk, labels)
+            _, terms = style_objective.per_example_losses(chunk, labels)
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(tf.reduce_sum(value))
         results.append({name: value / count for name, value in sums.items()})
@@ -244,10 +243,10 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
     tag = _unused_tag(eval_dir, step)
     if info.grams is not None and vgg_checkpoint:
         try:
-            vgg_net = vgg.get_vgg16(vgg_checkpoint, loss_config.vgg_pooling, loss_config.vgg,
-                                    train_lib.needs_conv_end_points(loss_config))
+            vgg_net = vgg.get_vgg(vgg_checkpoint, loss_config.vgg_pooling, loss_config.vgg,
+                                    objective.needs_conv_end_points(loss_config))
             grams = style_dataset.dataset_grams(vgg_net, info, dict(loss_config.style_weights))
-        except (vgg.VGGWeightsError, style_dataset.StyleDatasetError) as e:
+        except (vgg_weights.VGGWeightsError, style_dataset.StyleDatasetError) as e:
             raise EvalError(str(e)) from None
         # The dataset's styles are the model's last ones (add_styles puts them there).
         per_style = per_style_losses(model, vgg_net, grams, content, loss_config,

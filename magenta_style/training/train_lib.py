@@ -2,33 +2,30 @@
 
 `run(experiment_config)` reads top to bottom, in four phases:
 
-  set-up      `_strategy` (--num_cpu_devices, --strategy), `_read_inputs` (style
-              dataset, content images, --finetune_from base: fail fast, before any
-              model is built), `_model_config`, `_prepare_train_dir` (lock, clean-up),
-              `_build_trainer` (model, VGG, optimizer inside strategy.scope(), under
-              the mixed precision policy; the optimizer is built before the first
-              step: a lazily built Keras 3 optimizer fails under MirroredStrategy)
+  set-up      `_strategy` (--num_cpu_devices, --strategy: devices.py), `_read_inputs`
+              (style dataset, content images, --finetune_from base: fail fast, before
+              any model is built), `_model_config`, `_prepare_train_dir` (lock,
+              clean-up), `_build_trainer` (model, VGG, optimizer inside
+              strategy.scope(), under the mixed precision policy; the optimizer is
+              built before the first step: a lazily built Keras 3 optimizer fails
+              under MirroredStrategy)
   restore     `_restore`, in order: (1) resume from train_dir, (2) --finetune_from
               [--add_styles], (3) from scratch (seeded); then config.json and the
               input pipeline (`_input_iterator`, from the restored data position)
-  the steps   `Trainer.train_steps`: steps_per_loop steps per tf.function call
+  the steps   `train_step.Trainer.train_steps`: steps_per_loop steps per tf.function
+              call, each step the gradient of `objective.Objective`'s losses
   after each  `_Loop._after_call`, in Python: the NaN check, the data position,
   call        summaries (summaries.py), checkpoints and the progress line, each on
               its own trigger; the loop stops at train_steps.
 
-Numerics are Magenta's: content + style loss from VGG-16 features, one random style
-per example with that style's Gram matrices, style weights scaled per example by
-`style_coefficients`, Adam(1e-3, 0.9, 0.999, 1e-8), optional per-variable gradient
-clipping (slim's clip_gradient_norm). Per-example losses are averaged over the GLOBAL
-batch (tf.nn.compute_average_loss), because replicas' gradients are summed.
-
-The checkpoint holds the transformer, the optimizer, the step and the data position
-(never VGG, which always comes from its own weights). With a fixed seed a resumed run
-ends with the same weights as an uninterrupted one: see data/pipeline.py.
+The losses are objective.py's, the step and optimizer train_step.py's, the strategies
+devices.py's. The checkpoint holds the transformer, the optimizer, the step and the
+data position (never VGG, which always comes from its own weights). With a fixed seed
+a resumed run ends with the same weights as an uninterrupted one: the input pipeline
+restarts at the saved data position (data/pipeline.py).
 """
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -45,18 +42,18 @@ from magenta_style.data import style_dataset
 from magenta_style.media import fileio
 from magenta_style.networks import checkpoints
 from magenta_style.networks import generators
-from magenta_style.networks import losses
 from magenta_style.networks import transformer
 from magenta_style.networks import vgg
+from magenta_style.networks import vgg_weights
+from magenta_style.training import devices
 from magenta_style.training import dirlock
+from magenta_style.training import objective
+from magenta_style.training import resume
 from magenta_style.training import summaries
+from magenta_style.training import train_step
 
-ADAM_BETA_1 = 0.9
-ADAM_BETA_2 = 0.999
-# TF1's AdamOptimizer default; Keras' default (1e-7) would change the numerics.
-ADAM_EPSILON = 1e-8
-# The variables finetuning trains: the conditional instance-norm tables.
-NORM_SCOPE = "InstanceNorm"
+# The step's class, where callers have always found it (the step has its own module).
+Trainer = train_step.Trainer
 
 
 class TrainError(RuntimeError):
@@ -99,368 +96,6 @@ class RunResult:
 
 
 # ----------------------------------------------------------------------------------
-# Devices and strategy.
-# ----------------------------------------------------------------------------------
-
-def split_cpu(num_devices):
-    """Splits the first physical CPU into `num_devices` logical devices.
-
-    Must run before TensorFlow initialises its devices (before any op).
-
-    Raises:
-      TrainError: devices were already initialised with another layout.
-    """
-    if num_devices <= 1:
-        return
-    cpus = tf.config.list_physical_devices("CPU")
-    current = tf.config.get_logical_device_configuration(cpus[0])
-    if current is not None and len(current) == num_devices:
-        return
-    try:
-        tf.config.set_logical_device_configuration(
-            cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(num_devices)])
-    except RuntimeError as e:
-        raise TrainError(f"--num_cpu_devices={num_devices}: TensorFlow devices are already "
-                         f"initialised ({e})") from None
-
-
-def make_strategy(train_config):
-    """Returns the tf.distribute.Strategy named by train_config.strategy.
-
-    "auto": multi_worker when TF_CONFIG names several workers, else mirrored over all
-    GPUs (or all logical CPUs when the CPU was split), else one_device.
-
-    Raises:
-      TrainError: TPU not reachable, or no devices for the strategy.
-    """
-    kind = train_config.strategy
-    if kind == "auto":
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-        if sum(len(v) for v in cluster.values()) > 1:
-            kind = "multi_worker"
-    if kind == "multi_worker":
-        # Before anything lists logical devices: that initialises the TF context, after
-        # which collective ops can no longer be configured.
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
-    if kind == "auto":
-        if len(gpus) > 1 or (not gpus and len(cpus) > 1):
-            kind = "mirrored"
-        else:
-            kind = "one_device"
-    if kind == "tpu":
-        try:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
-                tpu=train_config.tpu or "local")
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, tf.errors.OpError) as e:
-            detail = " ".join(str(e).split())[:200]
-            raise TrainError(f"--strategy=tpu: cannot reach TPU {train_config.tpu or 'local'!r}: "
-                             f"{detail}") from None
-        return tf.distribute.TPUStrategy(resolver)
-    if kind == "mirrored":
-        return mirrored_strategy([d.name for d in (gpus or cpus)])
-    return tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
-
-
-def mirrored_strategy(devices):
-    """MirroredStrategy over `devices` (names); CPU replicas reduce on one device.
-
-    MirroredStrategy's default all-reduce on CPUs is collective ops, whose instance keys
-    are process-global: a second mirrored training in the same process (a notebook, a
-    test session) then aborted with "Shape mismatch in the collective instance".
-    ReductionToOneDevice sums on one device, which on CPUs sharing memory costs the same.
-    """
-    if all("GPU" not in d.upper() and "TPU" not in d.upper() for d in devices):
-        return tf.distribute.MirroredStrategy(
-            devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
-    return tf.distribute.MirroredStrategy(devices)
-
-
-def device_kind(strategy):
-    """"tpu", "gpu" or "cpu": where the replicas compute."""
-    if isinstance(strategy, tf.distribute.TPUStrategy):
-        return "tpu"
-    devices = getattr(strategy.extended, "worker_devices", ()) or ()
-    return "gpu" if any("GPU" in d.upper() for d in devices) else "cpu"
-
-
-def mixed_precision_policy(strategy):
-    """The Keras dtype policy for --mixed_precision on this strategy's devices."""
-    return "mixed_float16" if device_kind(strategy) == "gpu" else "mixed_bfloat16"
-
-
-def _is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
-        return True
-    task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type is None or task_type == "chief" or (task_type == "worker" and task_id == 0)
-
-
-# ----------------------------------------------------------------------------------
-# Model, loss network and the per-replica step.
-# ----------------------------------------------------------------------------------
-
-# The weight-bias-ratio terms, reported for every generator with conv biases (BOE).
-WEIGHT_BIAS_TERMS = ("weight_bias_ratio/W", "weight_bias_ratio/B", "weight_bias_ratio_loss",
-                     "weighted_weight_bias_ratio_loss")
-
-
-def loss_term_names(loss_config, with_weight_bias=False):
-    """Names of the batch-mean terms a step reports (Magenta's names + ours)."""
-    names = []
-    for name, _ in loss_config.content_weights:
-        names += [f"content_loss/{name}", f"weighted_content_loss/{name}"]
-    names.append("total_content_loss")
-    for name, _ in loss_config.style_weights:
-        names += [f"style_loss/{name}", f"weighted_style_loss/{name}"]
-    names += ["total_style_loss", "total_variation_loss", "weighted_total_variation_loss"]
-    if loss_config.stability_weight > 0:
-        names += ["stability_loss", "weighted_stability_loss"]
-    if with_weight_bias:
-        names += list(WEIGHT_BIAS_TERMS)
-    names.append("total_loss")
-    return sorted(names)
-
-
-def train_variables(model, train_scope):
-    """The variables a run trains: all ("all") or the instance-norm tables ("norm")."""
-    if train_scope == "norm":
-        return [v for v in model.trainable_variables if NORM_SCOPE in v.path]
-    return list(model.trainable_variables)
-
-
-def make_optimizer(kind, learning_rate, loss_scale=False):
-    """Magenta's Adam ("adam") or plain SGD ("sgd"), in a LossScaleOptimizer if asked."""
-    if kind == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate)
-    else:
-        optimizer = keras.optimizers.Adam(learning_rate, beta_1=ADAM_BETA_1,
-                                          beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON)
-    if loss_scale:
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-class Trainer:
-    """The model, its frozen loss network, the optimizer and the compiled steps.
-
-    Build it inside `strategy.scope()`. Everything it runs per step is TensorFlow
-    only (no numpy), so the loop compiles for TPU.
-
-    Args:
-      model: a generator (generators.build; num_styles S).
-      vgg_net: vgg.VGG16Features.
-      style_grams: dict {end point: float32 [K, C, C]}, the style dataset's Grams.
-      loss_config: config.LossConfig.
-      global_batch_size: int.
-      learning_rate: float.
-      optimizer: "adam" (Magenta's) or "sgd" (plain SGD, the BOE patent's), or None for
-        a Trainer that only computes losses (evaluation): no optimizer, no slots.
-      label_offset: first model style id the dataset's styles map to (add_styles).
-      train_scope: "all" or "norm" (only gamma/beta: finetuning).
-      frozen_style_rows: rows 0..frozen_style_rows-1 of every gamma/beta table get no
-        update (add_styles keeps the old styles bit-identical).
-      clip_gradient_norm: > 0 clips each variable's global-batch gradient to this norm.
-      loss_scale: wrap Adam in a LossScaleOptimizer (float16 training).
-      jit_compile: XLA-compile the forward/backward computation.
-      loss_hook: tests only: callable(per_example_total [B], step int64) -> [B].
-    """
-
-    def __init__(self, model, vgg_net, style_grams, loss_config, global_batch_size,
-                 learning_rate, label_offset=0, train_scope="all", frozen_style_rows=0,
-                 clip_gradient_norm=0.0, loss_scale=False, jit_compile=False, loss_hook=None,
-                 optimizer="adam"):
-        self.model = model
-        self.vgg = vgg_net
-        self.loss_config = loss_config
-        self.global_batch_size = int(global_batch_size)
-        self.label_offset = int(label_offset)
-        self.frozen_style_rows = int(frozen_style_rows)
-        self.clip_gradient_norm = float(clip_gradient_norm)
-        self.loss_hook = loss_hook
-        self.content_weights = dict(loss_config.content_weights)
-        self.style_weights = dict(loss_config.style_weights)
-        num_dataset_styles = int(next(iter(style_grams.values())).shape[0])
-        # Frozen, replicated, never checkpointed: the targets of the style loss.
-        self.style_grams = {
-            name: tf.Variable(np.asarray(style_grams[name], np.float32), trainable=False,
-                              name=f"grams_{name.replace('/', '_')}")
-            for name in self.style_weights}
-        coefficients = loss_config.style_coefficients or (1.0,) * num_dataset_styles
-        self.style_coefficients = tf.constant(coefficients, tf.float32)
-        self.train_vars = train_variables(model, train_scope)
-        self.optimizer = None
-        if optimizer is not None:
-            self.optimizer = make_optimizer(optimizer, learning_rate, loss_scale)
-            # Built now, under the strategy scope: built lazily inside the first step it
-            # fails under MirroredStrategy.
-            self.optimizer.build(self.train_vars)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.next_index = tf.Variable(0, dtype=tf.int64, trainable=False, name="next_index")
-        self.skipped_images = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                          name="skipped_images")
-        # W, B and L_L1 are logged for every generator with conv biases, also at chi = 0.
-        self.with_weight_bias = hasattr(model, "kernels_and_biases")
-        self.term_names = loss_term_names(loss_config, with_weight_bias=self.with_weight_bias)
-        self._gradients = (tf.function(self.compute_gradients, jit_compile=True)
-                           if jit_compile else self.compute_gradients)
-        self._loop = None
-
-    def checkpoint(self, legacy=False):
-        """tf.train.Checkpoint of what a training run saves (never VGG).
-
-        The transformer's weights are keyed by Magenta's names (`checkpoints.
-        training_checkpoint`); `legacy=True` gives the layout of checkpoints written
-        before that, for resuming them.
-        """
-        make = (checkpoints.legacy_training_checkpoint if legacy
-                else checkpoints.training_checkpoint)
-        return make(self.model, self.optimizer, step=self.step, next_index=self.next_index,
-                    skipped_images=self.skipped_images)
-
-    def per_example_losses(self, images, labels, noise=None):
-        """Magenta's losses for a batch, per example.
-
-        Args:
-          images: float32 [B, H, W, 3] in [0, 1], content images.
-          labels: int32 [B], model style ids (dataset style + label_offset).
-          noise: float32 [B, H, W, 3] input noise for the stability term, or None.
-
-        Returns:
-          (total float32 [B], terms {name: float32 [B]}) with Magenta's names,
-          plus `stability_loss` / `weighted_stability_loss` when the weight is > 0.
-        """
-        stylized = self.model(images, labels)
-        # Two VGG calls, as Magenta makes them, rather than one on the concatenated batch:
-        # nothing trainable feeds the content branch, so the tape records none of it and
-        # the backward pass runs through VGG for the stylized half only (one concatenated
-        # call would backpropagate through both halves: ~25% more work per step).
-        content_features = self.vgg(images)
-        stylized_features = self.vgg(stylized)
-        dataset_labels = labels - self.label_offset
-        grams = losses.gather_style_grams(self.style_grams, dataset_labels)
-        coefficients = losses.gather_style_coefficients(self.style_coefficients, dataset_labels)
-        total, terms = losses.total_loss(
-            content_features, stylized_features, grams, self.content_weights,
-            self.style_weights, coefficients, stylized_images=stylized,
-            total_variation_weight=self.loss_config.total_variation_weight)
-        if self.loss_config.stability_weight > 0:
-            if noise is None:
-                raise ValueError("stability_weight > 0 needs the batch's noise")
-            noisy = tf.clip_by_value(images + noise, 0.0, 1.0)
-            change = tf.reduce_mean(tf.square(self.model(noisy, labels) - stylized),
-                                    axis=[1, 2, 3])
-            weighted = self.loss_config.stability_weight * change
-            terms["stability_loss"] = change
-            terms["weighted_stability_loss"] = weighted
-            total = total + weighted
-            terms["total_loss"] = total
-        if self.with_weight_bias:
-            # A term of the parameters, not of the examples: added to every example's
-            # total, so the global-batch mean (and hence every strategy) counts it once.
-            ratio, w, b = losses.weight_bias_ratio(*self.model.kernels_and_biases(),
-                                                   mode=self.loss_config.weight_bias_ratio_mode)
-            weighted = self.loss_config.weight_bias_ratio_weight * ratio
-            ones = tf.ones_like(total)
-            for name, value in zip(WEIGHT_BIAS_TERMS, (w, b, ratio, weighted)):
-                terms[name] = value * ones
-            total = total + weighted * ones
-            terms["total_loss"] = total
-        return total, terms
-
-    def compute_gradients(self, images, labels, noise=None, step=None):
-        """This replica's share of d(global mean loss)/d(train_vars).
-
-        Returns:
-          (gradients list aligned with train_vars, terms {name: float32 [b]},
-           per-example total [b]). With a LossScaleOptimizer the gradients are scaled.
-        """
-        with tf.GradientTape() as tape:
-            total, terms = self.per_example_losses(images, labels, noise)
-            if self.loss_hook is not None:
-                total = self.loss_hook(total, step)
-                terms["total_loss"] = total
-            loss = tf.nn.compute_average_loss(total, global_batch_size=self.global_batch_size)
-            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-                loss = self.optimizer.scale_loss(loss)
-        # tf.gather of the gamma/beta tables gives IndexedSlices; the tables are small,
-        # and clipping and row masking want dense tensors.
-        gradients = [tf.convert_to_tensor(g) for g in tape.gradient(loss, self.train_vars)]
-        return gradients, terms, total
-
-    def _postprocess(self, gradients):
-        """Clipping and row freezing, on the gradients of one replica."""
-        if self.clip_gradient_norm > 0:
-            context = tf.distribute.get_replica_context()
-            replicas = context.num_replicas_in_sync
-            # Magenta clips each variable's full-batch gradient, so sum over replicas
-            # first; the optimizer sums again, hence the division.
-            summed = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-            threshold = self.clip_gradient_norm
-            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
-                threshold = threshold * tf.cast(self.optimizer.dynamic_scale, tf.float32)
-            gradients = [tf.clip_by_norm(g, threshold) / replicas for g in summed]
-        if self.frozen_style_rows:
-            out = []
-            for g, v in zip(gradients, self.train_vars):
-                if NORM_SCOPE in v.path:
-                    rows = tf.range(tf.shape(g)[0])[:, None]
-                    g = tf.where(rows < self.frozen_style_rows, tf.zeros_like(g), g)
-                out.append(g)
-            gradients = out
-        return gradients
-
-    def replica_step(self, batch):
-        """One optimizer step on this replica's batch; returns reported values."""
-        gradients, terms, _ = self._gradients(batch["image"], batch["label"],
-                                              batch.get("noise"), self.step)
-        gradients = self._postprocess(gradients)
-        self.optimizer.apply_gradients(zip(gradients, self.train_vars))
-        # Summed over replicas by the caller: contributions to global-batch means.
-        reported = {name: tf.reduce_sum(terms[name]) / self.global_batch_size
-                    for name in self.term_names}
-        return reported, tf.reduce_max(batch["index"])[None], tf.reduce_sum(batch["skipped"])
-
-    def make_loop(self, strategy):
-        """Returns loop(iterator, num_steps) -> (per-step total_loss [n], last terms,
-        last max index, skipped sum), one tf.function call for num_steps steps."""
-
-        # Autograph is for the loop only: the step has no tensor-dependent Python control
-        # flow, and converting it (the transformer, VGG and losses) cost seconds per trace.
-        replica_step = tf.autograph.experimental.do_not_convert(self.replica_step)
-
-        def loop(iterator, num_steps):
-            totals = tf.TensorArray(tf.float32, size=num_steps)
-            terms = {name: tf.constant(0.0) for name in self.term_names}
-            max_index = tf.constant(-1, tf.int64)
-            skipped = tf.constant(0, tf.int64)
-            for i in tf.range(num_steps):
-                reported, index, gaps = strategy.run(replica_step, args=(next(iterator),))
-                terms = {name: strategy.reduce(tf.distribute.ReduceOp.SUM, reported[name],
-                                               axis=None) for name in self.term_names}
-                # ReduceOp has no MAX: gather the per-replica maxima.
-                max_index = tf.reduce_max(strategy.gather(index, axis=0))
-                skipped += strategy.reduce(tf.distribute.ReduceOp.SUM, gaps, axis=None)
-                totals = totals.write(i, terms["total_loss"])
-                self.step.assign_add(1)
-            return totals.stack(), terms, max_index, skipped
-
-        return tf.function(loop)
-
-    def train_steps(self, strategy, iterator, num_steps):
-        """Runs num_steps steps; returns numpy (totals [n], terms dict, max index, skipped)."""
-        if self._loop is None:
-            self._loop = self.make_loop(strategy)
-        totals, terms, max_index, skipped = self._loop(iterator, tf.constant(num_steps))
-        return (totals.numpy(), {k: float(v) for k, v in terms.items()}, int(max_index),
-                int(skipped))
-
-
-# ----------------------------------------------------------------------------------
 # Helpers of run().
 # ----------------------------------------------------------------------------------
 
@@ -480,7 +115,7 @@ def _init_from_base(model, base, add_styles):
     for variable in model.weights:
         key = variable.path.split("/", 1)[1]
         source = base_weights[key]
-        if NORM_SCOPE not in key:
+        if train_step.NORM_SCOPE not in key:
             variable.assign(source)
         elif add_styles:
             old = source.numpy()
@@ -496,7 +131,7 @@ def _read_style_dataset(path):
         raise TrainError(str(e)) from None
     if info.grams is None:
         raise TrainError(f"style dataset {path} has no Gram matrices (rebuild it with "
-                         "python -m magenta_style.create_style_dataset --compute_gram_matrices)")
+                         "tools/create_style_dataset.py --compute_gram_matrices)")
     return info
 
 
@@ -513,12 +148,6 @@ def _lock_train_dir(train_dir, held):
     except OSError as e:
         raise TrainError(f"--train_dir={train_dir} cannot be created or written: "
                          f"{e.strerror or e}") from None
-
-
-def needs_conv_end_points(loss_config):
-    """True when a loss weight names a single convolution (vgg_16/conv4/conv4_2)."""
-    return any(name.count("/") == 2
-               for name, _ in loss_config.content_weights + loss_config.style_weights)
 
 
 def _check_resume_config(train_dir, model_config):
@@ -572,15 +201,6 @@ class _Every:
         self.last_step, self.last_time = step, time.monotonic()
 
 
-def _agree(strategy, flag):
-    """True on every worker when any worker says so (time-based triggers differ per
-    worker, and checkpoints need every worker)."""
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return flag
-    value = strategy.run(lambda: tf.constant(1 if flag else 0, tf.int32))
-    return bool(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) > 0)
-
-
 # ----------------------------------------------------------------------------------
 # run(): set-up, restore, the traced steps, after each call.
 # ----------------------------------------------------------------------------------
@@ -616,7 +236,7 @@ def _run(experiment, progress, loss_hook, strategy, held):
     strategy = _strategy(experiment.train, strategy)
     inputs = _read_inputs(experiment)
     model_config = _model_config(experiment, inputs)
-    is_chief = _is_chief(strategy)
+    is_chief = devices.is_chief(strategy)
     if is_chief:
         _prepare_train_dir(experiment.train.train_dir, held, progress)
     _check_resume_config(experiment.train.train_dir, model_config)
@@ -664,8 +284,11 @@ class _Inputs:
 def _strategy(cfg, strategy):
     """The run's strategy (built from cfg unless given); checks the batch splits over it."""
     if strategy is None:
-        split_cpu(cfg.num_cpu_devices)
-        strategy = make_strategy(cfg)
+        try:
+            devices.split_cpu(cfg.num_cpu_devices)
+            strategy = devices.make_strategy(cfg)
+        except devices.DeviceError as e:
+            raise TrainError(str(e)) from None
     replicas = strategy.num_replicas_in_sync
     if cfg.batch_size % replicas:
         raise TrainError(f"--batch_size={cfg.batch_size} does not split evenly over "
@@ -733,7 +356,7 @@ def _prepare_train_dir(train_dir, held, progress):
     # The lock comes before anything else touches train_dir, the clean-up of a
     # killed run's leftovers included: those look like a live trainer's save.
     _lock_train_dir(train_dir, held)
-    removed = checkpoints.clean_checkpoint_leftovers(train_dir)
+    removed = resume.clean_checkpoint_leftovers(train_dir)
     if removed:
         progress(f"removed what an interrupted save left in {train_dir}: "
                  f"{', '.join(removed)}")
@@ -749,24 +372,25 @@ def _build_trainer(experiment, strategy, model_config, inputs, loss_hook):
     try:
         with strategy.scope():
             model = generators.build(model_config)
+            conv_end_points = objective.needs_conv_end_points(experiment.loss)
             try:
-                vgg_net = vgg.build_vgg16(experiment.loss.vgg_checkpoint,
-                                          experiment.loss.vgg_pooling, experiment.loss.vgg,
-                                          conv_end_points=needs_conv_end_points(experiment.loss))
-            except vgg.VGGWeightsError as e:
+                vgg_net = vgg.build_vgg(experiment.loss.vgg_checkpoint,
+                                        experiment.loss.vgg_pooling, experiment.loss.vgg,
+                                        conv_end_points=conv_end_points)
+            except vgg_weights.VGGWeightsError as e:
                 raise TrainError(str(e)) from None
             try:
                 style_grams = style_dataset.dataset_grams(
                     vgg_net, inputs.info, dict(experiment.loss.style_weights))
             except style_dataset.StyleDatasetError as e:
                 raise TrainError(str(e)) from None
-            return Trainer(
+            return train_step.Trainer(
                 model, vgg_net, style_grams, experiment.loss, cfg.batch_size, cfg.learning_rate,
                 label_offset=inputs.label_offset,
                 train_scope="norm" if inputs.base is not None else "all",
                 frozen_style_rows=inputs.label_offset, clip_gradient_norm=cfg.clip_gradient_norm,
                 loss_scale=policy == "mixed_float16",
-                jit_compile=cfg.jit_compile and device_kind(strategy) != "tpu",
+                jit_compile=cfg.jit_compile and devices.device_kind(strategy) != "tpu",
                 loss_hook=loss_hook, optimizer=cfg.optimizer)
     finally:
         keras.config.set_dtype_policy(previous_policy)
@@ -774,7 +398,7 @@ def _build_trainer(experiment, strategy, model_config, inputs, loss_hook):
 
 def _policy(cfg, strategy):
     """The Keras dtype policy of the run: float32, or --mixed_precision's."""
-    return mixed_precision_policy(strategy) if cfg.mixed_precision else "float32"
+    return devices.mixed_precision_policy(strategy) if cfg.mixed_precision else "float32"
 
 
 # --- Restore -------------------------------------------------------------------------
@@ -788,13 +412,12 @@ def _restore(trainer, experiment, strategy, inputs, progress):
     """
     cfg = experiment.train
     train_dir = cfg.train_dir
-    is_chief = _is_chief(strategy)
+    is_chief = devices.is_chief(strategy)
     checkpoint = trainer.checkpoint()
     save_dir = train_dir if is_chief else os.path.join(
         train_dir, f".worker_tmp_{strategy.cluster_resolver.task_id}")
     try:
-        latest = checkpoints.find_resume_checkpoint(train_dir, repair=is_chief,
-                                                    report=progress)
+        latest = resume.find_resume_checkpoint(train_dir, repair=is_chief, report=progress)
     except checkpoints.CheckpointError as e:
         raise TrainError(str(e)) from None
     manager = tf.train.CheckpointManager(checkpoint, save_dir, max_to_keep=cfg.max_to_keep)
@@ -843,7 +466,7 @@ def _describe_run(experiment, strategy, model_config, inputs):
     return (f"{model_config.generator} generator, "
             f"{model_config.num_styles} styles, alpha {model_config.alpha}, content: "
             f"{inputs.source.description}; {strategy.num_replicas_in_sync} replica(s) "
-            f"({type(strategy).__name__}, {device_kind(strategy)}), "
+            f"({type(strategy).__name__}, {devices.device_kind(strategy)}), "
             f"global batch {cfg.batch_size}, {experiment.data.image_size}px, "
             f"policy {_policy(cfg, strategy)}")
 
@@ -875,7 +498,7 @@ class _Loop:
     def run(self, inputs):
         """Trains to train_steps; raises NonFiniteLossError or a one-line TrainError."""
         cfg = self.cfg
-        writer = summaries.file_writer(cfg.train_dir, _is_chief(self.strategy))
+        writer = summaries.file_writer(cfg.train_dir, devices.is_chief(self.strategy))
         try:
             preview = _preview(inputs.source, self.experiment, inputs.info,
                                inputs.label_offset, cfg.image_summary_count,
@@ -915,13 +538,13 @@ class _Loop:
         self._check_finite(totals)
         self._record(num, totals, terms, max_index, skipped)
         done = self.step >= self.cfg.train_steps
-        if _agree(self.strategy, self.summary_trigger.due(self.step) or done):
+        if devices.agree(self.strategy, self.summary_trigger.due(self.step) or done):
             summaries.write_training_summaries(
                 writer, self.step, terms, self.cfg.learning_rate, self.cfg.batch_size,
                 self.steps_per_sec, int(self.trainer.skipped_images.numpy()),
                 preview=preview)
             self.summary_trigger.reset(self.step)
-        if _agree(self.strategy, self.save_trigger.due(self.step) or done):
+        if devices.agree(self.strategy, self.save_trigger.due(self.step) or done):
             self.last_checkpoint = checkpoints.save_quietly(self.manager, self.step)
             self.save_trigger.reset(self.step)
         if (self.log_trigger.due(self.step, slack_secs=call_secs / 2) or done
@@ -1010,7 +633,7 @@ def _preview(source, experiment, info, label_offset, count, model):
     if not count:
         return None
     fn = pipeline.make_dataset_fn(source, experiment.data, count, info.num_styles,
-                              seed=experiment.train.seed, label_offset=label_offset)
+                                  seed=experiment.train.seed, label_offset=label_offset)
     batch = next(iter(fn(None)))
     dataset_labels = batch["label"].numpy() - label_offset
     size = experiment.data.image_size

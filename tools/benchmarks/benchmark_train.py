@@ -43,6 +43,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from magenta_style import config as config_lib  # noqa: E402
+from magenta_style.training import devices  # noqa: E402
 from magenta_style.training import train_lib  # noqa: E402
 from magenta_style.networks import transformer  # noqa: E402
 from magenta_style.networks import vgg  # noqa: E402
@@ -82,7 +83,7 @@ def make_step(mode, size, batch_size, num_styles, alpha, strategy=None, steps=1)
         return magenta_steps
     strategy = strategy or _strategy()
     mixed, jit = mode.startswith("mixed"), mode.endswith("+xla")
-    policy = train_lib.mixed_precision_policy(strategy) if mixed else "float32"
+    policy = devices.mixed_precision_policy(strategy) if mixed else "float32"
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:

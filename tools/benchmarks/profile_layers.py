@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 import tensorflow as tf  # noqa: E402
 
 from magenta_style import config as config_lib  # noqa: E402
-from magenta_style.networks import layers  # noqa: E402
+from magenta_style.networks import kernels  # noqa: E402
 from magenta_style.networks import losses  # noqa: E402
 from magenta_style.networks import transformer  # noqa: E402
 from magenta_style.networks import vgg  # noqa: E402
@@ -63,12 +63,12 @@ def _parts(name, layer, shape, labels):
         return {}
     p = conv.kernel_size // 2
     x = tf.random.uniform(shape)
-    padded = layers.mirror_pad(x, (p, p), (p, p))
+    padded = kernels.mirror_pad(x, (p, p), (p, p))
     h = tf.nn.conv2d(padded, conv.kernel, strides=conv.strides, padding="VALID")
-    pad = tf.function(lambda x: layers.mirror_pad(x, (p, p), (p, p)))
+    pad = tf.function(lambda x: kernels.mirror_pad(x, (p, p), (p, p)))
     if conv.strides == 1 and conv.kernel_size >= 5 and conv.filters < 8:
         # The blocked form ConvInstanceNorm uses for few output channels.
-        cv = tf.function(lambda x: layers._space_to_depth_conv(x, conv.kernel))
+        cv = tf.function(lambda x: kernels.space_to_depth_conv(x, conv.kernel))
     else:
         cv = tf.function(lambda x: tf.nn.conv2d(x, conv.kernel, strides=conv.strides,
                                                 padding="VALID"))

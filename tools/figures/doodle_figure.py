@@ -32,6 +32,7 @@ from magenta_style import config
 from magenta_style.media import images
 from magenta_style.networks import patch_loss
 from magenta_style.networks import vgg
+from magenta_style.networks import vgg_weights
 from magenta_style.optimization import optimize_lib
 
 _VGG = flags.DEFINE_string("vgg_checkpoint", None,
@@ -114,11 +115,11 @@ def main(argv):
     size = _SIZE.value
     style, style_map = draw_style(size, _SEED.value)
     doodle = draw_doodle(size)
-    standin = vgg.parse_standin_seed(_VGG.value) is not None
+    standin = vgg_weights.parse_standin_seed(_VGG.value) is not None
     try:
-        net = vgg.build_vgg16(_VGG.value, architecture="vgg_19", conv_end_points=True)
+        net = vgg.build_vgg(_VGG.value, architecture="vgg_19", conv_end_points=True)
         style_weights = optimize_lib.qualify_layer_weights(_STYLE_WEIGHTS.value, "vgg_19")
-    except (vgg.VGGWeightsError, optimize_lib.OptimizeError) as e:
+    except (vgg_weights.VGGWeightsError, optimize_lib.OptimizeError) as e:
         cli.fail("doodle_figure", e)
     gamma = _SEMANTIC_WEIGHT.value
     features = net(tf.constant(style[None]), up_to=max(
