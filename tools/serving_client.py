@@ -24,10 +24,13 @@ import sys
 import urllib.error
 import urllib.request
 
-from absl import flags
-from PIL import Image
+# Before anything imports TensorFlow (cli.quiet_tf_logging: its start-up lines, cuInit).
+from magenta_style import cli  # pylint: disable=g-bad-import-order
+cli.quiet_tf_logging()
 
-from magenta_style import cli
+from absl import flags  # noqa: E402
+from PIL import Image  # noqa: E402
+
 from magenta_style.media import fileio
 from magenta_style.media import images
 
