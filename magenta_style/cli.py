@@ -225,9 +225,19 @@ class Terminated(KeyboardInterrupt):
     (a checkpoint, the best image so far); the exit status is then 143, not 130."""
 
 
+_terminated = threading.Event()
+
+
 def _raise_terminated(signum, frame):
     del signum, frame
+    _terminated.set()
     raise Terminated()
+
+
+def was_terminated():
+    """True once SIGTERM arrived under raise_on_sigterm (for code whose library caught
+    the KeyboardInterrupt itself, e.g. optimize's best-image-so-far)."""
+    return _terminated.is_set()
 
 
 def raise_on_sigterm():

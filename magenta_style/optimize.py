@@ -161,7 +161,7 @@ def run(cfg, stderr=None):
 
     Returns:
       0 done, 1 stopped by a non-finite loss (last good image written), 130
-      interrupted (best image so far written).
+      interrupted by Ctrl-C, 143 by SIGTERM (best image so far written in both).
 
     Raises:
       cli.UsageError: bad inputs (one line, exit status 2).
@@ -201,9 +201,10 @@ def run(cfg, stderr=None):
                              f"{e.strerror or e}") from None
     final = result.report["scales"][-1]["end"]["total_loss"] if result.report["scales"] else None
     if result.stopped == "interrupted":
-        stderr.write(f"\n{PROGRAM}: interrupted; wrote the best image so far to "
+        by = "SIGTERM" if cli.was_terminated() else "SIGINT"
+        stderr.write(f"\n{PROGRAM}: interrupted ({by}); wrote the best image so far to "
                      f"{cfg.output_image}\n")
-        return 130
+        return 143 if cli.was_terminated() else 130
     if result.stopped:
         cli.print_error(PROGRAM, f"{result.stopped}; wrote the last good image to "
                         f"{cfg.output_image}")

@@ -32,6 +32,8 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 
 from absl import logging
@@ -69,6 +71,32 @@ class NonFiniteLossError(TrainError):
     def __init__(self, message, step):
         super().__init__(message)
         self.step = step
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT (Ctrl-C) or SIGTERM (how schedulers and containers stop
+    a job), after saving a checkpoint of the step it reached.
+
+    A KeyboardInterrupt, so callers that catch Ctrl-C keep working.
+
+    Attributes:
+      signum: the signal (signal.SIGINT or signal.SIGTERM).
+      step: the step reached (None when a second signal stopped it without saving).
+      checkpoint: the checkpoint that holds that step ("" when none was written).
+    """
+
+    def __init__(self, signum, step=None, checkpoint=""):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        name = signal.Signals(signum).name
+        if step is None:
+            message = (f"interrupted by a second {name}; stopped without saving (the "
+                       "checkpoints already in the train_dir are kept)")
+        elif checkpoint:
+            message = (f"interrupted by {name} at step {step}; saved {checkpoint}; the same "
+                       "command resumes from it")
+        else:
+            message = f"interrupted by {name} at step {step}; no checkpoint was written"
+        super().__init__(message)
 
 
 @dataclasses.dataclass
@@ -850,6 +878,45 @@ def _describe_run(experiment, strategy, model_config, inputs):
 
 # --- The traced steps, and after each call ------------------------------------------
 
+class _StopRequests:
+    """While entered: SIGINT and SIGTERM ask the loop to stop instead of stopping the
+    process, so that it finishes the call in progress (TensorFlow runs it in C++ anyway),
+    saves a checkpoint and raises Interrupted. A second signal raises Interrupted at once,
+    without saving. Main thread only (Python delivers signals there); elsewhere a no-op.
+    The previous handlers come back on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, progress, enabled=True):
+        self.progress = progress
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        if self.enabled:
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._previous = {}
+        return False
+
+    def _handle(self, signum, frame):
+        del frame
+        if self.signum is not None:
+            raise Interrupted(signum)
+        self.signum = signum
+        self.progress(f"{signal.Signals(signum).name}: stopping after the steps in progress "
+                      "and saving a checkpoint (send it again to stop without saving)")
+
+
+
 class _Loop:
     """Calls the traced steps until train_steps; after each call: checks the losses,
     records the data position, writes summaries, saves, prints the progress line."""
@@ -871,6 +938,11 @@ class _Loop:
         self.rate_time, self.rate_step = time.monotonic(), self.step
         self.steps_per_sec = float("nan")
         self.first = True
+        # The step the newest checkpoint holds (-1: none): an interrupted run saves only
+        # when it got further.
+        self.saved_step = self.step if latest else -1
+        # The preemption handler of multi-worker and TPU runs watches SIGTERM itself.
+        self.stop = _StopRequests(progress, enabled=preemption is None)
 
     def run(self, inputs):
         """Trains to train_steps; raises NonFiniteLossError or a one-line TrainError."""
@@ -886,15 +958,30 @@ class _Loop:
             self.progress("tracing the training step (tens of seconds on a CPU) before the "
                           "first progress line")
         try:
-            while self.step < cfg.train_steps:
-                num = self._call_size()
-                call_started = time.monotonic()
-                out = self._call(num)
-                self._after_call(num, out, time.monotonic() - call_started, writer, preview)
+            with self.stop:
+                while self.step < cfg.train_steps:
+                    num = self._call_size()
+                    call_started = time.monotonic()
+                    out = self._call(num)
+                    self._after_call(num, out, time.monotonic() - call_started, writer,
+                                     preview)
+                    if _agree(self.strategy, self.stop.signum is not None):
+                        self._stop_interrupted()
         except tf.errors.InvalidArgumentError as e:
             _raise_content_failure(e)
         finally:
             writer.flush()
+
+    def _stop_interrupted(self):
+        """Saves the step reached (unless the newest checkpoint holds it); raises
+        Interrupted."""
+        if self.step != self.saved_step:
+            self._save()
+        raise Interrupted(self.stop.signum or signal.SIGTERM, self.step, self.last_checkpoint)
+
+    def _save(self):
+        self.last_checkpoint = checkpoints.save_quietly(self.manager, self.step)
+        self.saved_step = self.step
 
     def _call_size(self):
         """Steps in the next call: steps_per_loop, cut to reach the next step trigger."""
@@ -922,7 +1009,7 @@ class _Loop:
                 preview=preview)
             self.summary_trigger.reset(self.step)
         if _agree(self.strategy, self.save_trigger.due(self.step) or done):
-            self.last_checkpoint = checkpoints.save_quietly(self.manager, self.step)
+            self._save()
             self.save_trigger.reset(self.step)
         if (self.log_trigger.due(self.step, slack_secs=call_secs / 2) or done
                 or self.step == self.resumed_from + num):
