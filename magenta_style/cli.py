@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import importlib.abc
 import importlib.util
+import logging as python_logging
 import math
 import os
 import re
@@ -18,6 +19,7 @@ import threading
 
 from absl import app
 from absl import flags
+from absl import logging
 from PIL import Image
 
 
@@ -258,6 +260,19 @@ def signal_name(error):
     return "SIGTERM" if isinstance(error, Terminated) else "SIGINT"
 
 
+def _quiet_info_logging():
+    """absl and TensorFlow's Python INFO lines off (an export's "Assets written to",
+    "Writing fingerprint to", a save's "Sharding callback duration"): commands print
+    their own progress. Warnings stay; `--verbosity=0` (global-flag commands) or a
+    caller's own logging settings bring the rest back."""
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    tf_logger = python_logging.getLogger("tensorflow")
+    if tf_logger.level in (python_logging.NOTSET, python_logging.INFO,
+                           python_logging.DEBUG):
+        tf_logger.setLevel(python_logging.WARNING)
+
+
 def run_with_global_flags(main, program):
     """absl.app.run for the tools/ scripts whose flags are module-level absl flags (the
     package's commands use private flags: `run_with_private_flags`).
@@ -271,7 +286,9 @@ def run_with_global_flags(main, program):
 
     def parse(argv):
         try:
-            return flags.FLAGS(argv)
+            rest = flags.FLAGS(argv)
+            _quiet_info_logging()
+            return rest
         except flags.Error as e:
             fail(program, e)
         except SystemExit as e:
@@ -330,6 +347,7 @@ def run_with_private_flags(main):
 
     def keep_argv(argv):
         flags.FLAGS(argv[:1])
+        _quiet_info_logging()
         return argv
 
     app.run(main, flags_parser=keep_argv)

@@ -847,11 +847,16 @@ def _restore(trainer, experiment, strategy, inputs, progress):
 def _save_run_config(experiment, model_config, label_offset):
     """Chief only: writes train_dir/config.json (the model and how it was trained)."""
     cfg = experiment.train
-    config_lib.save_model_config(cfg.train_dir, model_config, extra={
-        "train": experiment.to_dict(),
-        "finetune": {"from": cfg.finetune_from, "add_styles": cfg.add_styles,
-                     "base_num_styles": label_offset},
-        "vgg_checkpoint": experiment.loss.vgg_checkpoint})
+    try:
+        config_lib.save_model_config(cfg.train_dir, model_config, extra={
+            "train": experiment.to_dict(),
+            "finetune": {"from": cfg.finetune_from, "add_styles": cfg.add_styles,
+                         "base_num_styles": label_offset},
+            "vgg_checkpoint": experiment.loss.vgg_checkpoint})
+    except OSError as e:
+        raise TrainError(f"cannot write "
+                         f"{os.path.join(cfg.train_dir, config_lib.CONFIG_FILENAME)}: "
+                         f"{e.strerror or e}") from None
 
 
 def _input_iterator(experiment, strategy, inputs, trainer):
@@ -947,7 +952,11 @@ class _Loop:
     def run(self, inputs):
         """Trains to train_steps; raises NonFiniteLossError or a one-line TrainError."""
         cfg = self.cfg
-        writer = summaries.file_writer(cfg.train_dir, _is_chief(self.strategy))
+        try:
+            writer = summaries.file_writer(cfg.train_dir, _is_chief(self.strategy))
+        except tf.errors.OpError as e:
+            raise TrainError(f"cannot write TensorBoard events in {cfg.train_dir}: "
+                             f"{checkpoints.write_error_reason(e)}") from None
         try:
             preview = _preview(inputs.source, self.experiment, inputs.info,
                                inputs.label_offset, cfg.image_summary_count,
@@ -958,19 +967,24 @@ class _Loop:
             self.progress("tracing the training step (tens of seconds on a CPU) before the "
                           "first progress line")
         try:
-            with self.stop:
-                while self.step < cfg.train_steps:
-                    num = self._call_size()
-                    call_started = time.monotonic()
-                    out = self._call(num)
-                    self._after_call(num, out, time.monotonic() - call_started, writer,
-                                     preview)
-                    if _agree(self.strategy, self.stop.signum is not None):
-                        self._stop_interrupted()
-        except tf.errors.InvalidArgumentError as e:
-            _raise_content_failure(e)
-        finally:
-            writer.flush()
+            try:
+                with self.stop:
+                    while self.step < cfg.train_steps:
+                        num = self._call_size()
+                        call_started = time.monotonic()
+                        out = self._call(num)
+                        self._after_call(num, out, time.monotonic() - call_started, writer,
+                                         preview)
+                        if _agree(self.strategy, self.stop.signum is not None):
+                            self._stop_interrupted()
+            except tf.errors.InvalidArgumentError as e:
+                _raise_content_failure(e)
+        except BaseException:
+            # The error in flight is the one to report, not a full disk's failed flush.
+            with contextlib.suppress(tf.errors.OpError):
+                writer.flush()
+            raise
+        self._write_summaries(writer.flush)
 
     def _stop_interrupted(self):
         """Saves the step reached (unless the newest checkpoint holds it); raises
@@ -979,8 +993,23 @@ class _Loop:
             self._save()
         raise Interrupted(self.stop.signum or signal.SIGTERM, self.step, self.last_checkpoint)
 
+    def _write_summaries(self, write):
+        """Runs `write` (summaries, a flush); a failed write (a full disk) is one line."""
+        try:
+            write()
+        except tf.errors.OpError as e:
+            if isinstance(e, tf.errors.InvalidArgumentError):
+                raise  # The preview's content images: _raise_content_failure reports it.
+            raise TrainError(f"cannot write TensorBoard events in {self.cfg.train_dir}: "
+                             f"{checkpoints.write_error_reason(e)}") from None
+
     def _save(self):
-        self.last_checkpoint = checkpoints.save_quietly(self.manager, self.step)
+        try:
+            self.last_checkpoint = checkpoints.save_quietly(self.manager, self.step)
+        except checkpoints.CheckpointWriteError as e:
+            kept = (f"the last good checkpoint {self.last_checkpoint} is kept"
+                    if self.last_checkpoint else "no checkpoint was written")
+            raise TrainError(f"{e}; {kept}") from None
         self.saved_step = self.step
 
     def _call_size(self):
@@ -1003,10 +1032,10 @@ class _Loop:
         self._record(num, totals, terms, max_index, skipped)
         done = self.step >= self.cfg.train_steps
         if _agree(self.strategy, self.summary_trigger.due(self.step) or done):
-            summaries.write_training_summaries(
+            self._write_summaries(lambda: summaries.write_training_summaries(
                 writer, self.step, terms, self.cfg.learning_rate, self.cfg.batch_size,
                 self.steps_per_sec, int(self.trainer.skipped_images.numpy()),
-                preview=preview)
+                preview=preview))
             self.summary_trigger.reset(self.step)
         if _agree(self.strategy, self.save_trigger.due(self.step) or done):
             self._save()
