@@ -262,16 +262,17 @@ def _network_objective(cfg, path, style):
                             f"{model_config.num_styles - 1}")
     if cfg.style_images:
         return None, model, style_id, None
-    train = saved.get("train")
-    if not train:
+    if not saved.get("train") if isinstance(saved, dict) else True:
         raise OptimizeError(
             f"init network: {path} has no training config (config.json 'train'), so its "
             "loss is unknown; give --style_images to use this command's loss")
     try:
-        loss_config = config_lib.LossConfig(**train.get("loss", {}))
-        info = style_dataset.read_style_dataset(train["data"]["style_dataset_file"],
-                                                with_images=True)
-    except (KeyError, TypeError, config_lib.ConfigError, style_dataset.StyleDatasetError) as e:
+        saved_loss, dataset_file = config_lib.saved_training(saved, path)
+        loss_config = config_lib.saved_loss_config(saved_loss, path)
+        if not dataset_file:
+            raise config_lib.ConfigError(f"{path}: 'train.data.style_dataset_file' is missing")
+        info = style_dataset.read_style_dataset(dataset_file, with_images=True)
+    except (config_lib.ConfigError, style_dataset.StyleDatasetError) as e:
         raise OptimizeError(f"init network: cannot read the training loss of {path}: "
                             f"{' '.join(str(e).split())}") from None
     if info.grams is None:

@@ -217,13 +217,20 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
         prefix, directory = checkpoints.resolve_checkpoint(checkpoint)
     except checkpoints.CheckpointError as e:
         raise EvalError(str(e)) from None
-    saved = config_lib.read_config_json(directory) or {}
-    train = saved.get("train", {})
-    style_dataset_file = style_dataset_file or train.get("data", {}).get("style_dataset_file")
-    vgg_checkpoint = vgg_checkpoint or train.get("loss", {}).get("vgg_checkpoint")
-    if loss_config is None:
-        loss_config = config_lib.LossConfig(**{**train.get("loss", {}),
-                                               "vgg_checkpoint": vgg_checkpoint or ""})
+    where = os.path.join(directory or ".", config_lib.CONFIG_FILENAME)
+    try:
+        saved = config_lib.read_config_json(directory) if directory else None
+        saved_loss, saved_dataset = config_lib.saved_training(saved, where)
+        style_dataset_file = style_dataset_file or saved_dataset
+        vgg_checkpoint = vgg_checkpoint or saved_loss.get("vgg_checkpoint")
+        if vgg_checkpoint is not None and not isinstance(vgg_checkpoint, str):
+            raise config_lib.ConfigError(f"{where}: 'train.loss.vgg_checkpoint' is not a "
+                                         "string")
+        if loss_config is None:
+            loss_config = config_lib.saved_loss_config(
+                saved_loss, where, vgg_checkpoint=vgg_checkpoint or "")
+    except config_lib.ConfigError as e:
+        raise EvalError(str(e)) from None
     if not style_dataset_file:
         raise EvalError("no style dataset: pass --style_dataset_file")
     try:
