@@ -961,8 +961,9 @@ class OptimizeConfig:
                f"init must be content, noise, style or network:CHECKPOINT:STYLE, got "
                f"{self.init!r}")
         parse_network_init(self.init)
-        _check(self.style_scale > 0 and self.style_scale == self.style_scale,
-               f"style_scale must be > 0, got {self.style_scale}")
+        _check(isinstance(self.style_scale, (int, float)) and math.isfinite(self.style_scale)
+               and self.style_scale > 0,
+               f"style_scale must be a finite number > 0, got {self.style_scale}")
         _check(0 < self.learning_rate < float("inf"),
                f"learning_rate must be > 0, got {self.learning_rate}")
         _check(self.semantic_weight >= 0 and self.semantic_weight != float("inf"),

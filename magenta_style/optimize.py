@@ -170,9 +170,10 @@ def run(cfg, stderr=None):
     from magenta_style.media import images  # pylint: disable=import-outside-toplevel
     from magenta_style.networks import vgg  # pylint: disable=import-outside-toplevel
     from magenta_style.optimization import optimize_lib  # pylint: disable=import-outside-toplevel
-    if not cfg.output_image.lower().endswith(images.OUTPUT_SUFFIXES):
-        raise cli.UsageError(f"--output_image={cfg.output_image}: use one of "
-                             f"{', '.join(images.OUTPUT_SUFFIXES)}")
+    # The suffix as the writer sees it: ".png" alone is a hidden file with no suffix.
+    if os.path.splitext(cfg.output_image)[1].lower() not in images.OUTPUT_SUFFIXES:
+        raise cli.UsageError(f"--output_image={cfg.output_image}: name a file ending in one "
+                             f"of {', '.join(images.OUTPUT_SUFFIXES)}")
     if not cfg.vgg_checkpoint and not cfg.init.startswith(config_lib.NETWORK_INIT_PREFIX):
         raise cli.UsageError("--vgg_checkpoint is required (TF-slim vgg_16.ckpt, 'imagenet', "
                              "a Keras .h5, or standin:SEED for random test weights)")

@@ -102,6 +102,9 @@ def _read_map_pixels(path, kind):
         except (OSError, ValueError) as e:
             raise SemanticMapError(f"semantic map {path}: cannot be read as .npy ({e})") \
                 from None
+        if array.size == 0:  # [0, W], [H, 0] or zero channels [H, W, 0]: nothing to map.
+            raise SemanticMapError(f"semantic map {path}: empty array of shape "
+                                   f"{list(array.shape)}; a map needs pixels and channels")
         if array.ndim == 2 and kind in ("auto", "labels"):
             if not np.issubdtype(array.dtype, np.integer):
                 raise SemanticMapError(

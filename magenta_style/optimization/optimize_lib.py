@@ -714,6 +714,12 @@ def _start_image(cfg, inputs, first_size, network, network_model, style_id,
         start = stylizer.call_model(network_model, tf.constant(_resize(content, size)[None]),
                                     tf.constant([style_id]))
         start = np.asarray(start, np.float32)[0]
+        if not np.all(np.isfinite(start)):
+            # Checked now, not after the whole optimization: NaN in the start image makes
+            # every loss NaN.
+            raise OptimizeError(f"init network: {cfg.init[len(config_lib.NETWORK_INIT_PREFIX):]}"
+                                " gives non-finite pixels (NaN or infinite weights in the "
+                                "checkpoint?)")
     elif init == "content" or network is not None:
         start = _resize(content, size)
     elif init == "style":
