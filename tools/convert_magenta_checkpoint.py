@@ -38,6 +38,12 @@ _ALPHA = flags.DEFINE_float("alpha", None, "Optional check of the width multipli
 def main(argv):
     del argv
     output_dir = _OUTPUT_DIR.value
+    names = _STYLE_NAMES.value
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # Styles are looked up by name (--which_styles=monet): names must differ.
+        print(f"{PROGRAM}: error: --style_names repeats {', '.join(repeated)}; give each "
+              "style its own name", file=sys.stderr)
+        return 2
     if os.path.exists(os.path.join(output_dir, config_lib.CONFIG_FILENAME)):
         print(f"{PROGRAM}: error: --output_dir={output_dir} already holds a converted model "
               "(choose another --output_dir)", file=sys.stderr)

@@ -58,6 +58,7 @@ import math
 import os
 
 import numpy as np
+from PIL import Image
 import tensorflow as tf
 
 from magenta_style import config
@@ -90,6 +91,22 @@ def _same_aspect(map_hw, image_hw):
     """True if the map, scaled to the image's height, is within one map pixel of its width."""
     (h, w), (big_h, big_w) = map_hw, image_hw
     return abs(w * big_h - big_w * h) <= max(big_h, big_w)
+
+
+def semantic_map_size(path):
+    """(height, width) of a semantic map file from its header, without reading its pixels
+    (.npy: the array header; images: the file header). None when it cannot be told (the
+    loader then reports the problem)."""
+    try:
+        if path.lower().endswith(".npy"):
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                shape, _, _ = np.lib.format._read_array_header(f, version)  # pylint: disable=protected-access
+            return (int(shape[0]), int(shape[1])) if len(shape) >= 2 else None
+        with Image.open(path) as image:
+            return image.size[1], image.size[0]
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
 
 
 def _read_map_pixels(path, kind):
