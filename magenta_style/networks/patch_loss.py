@@ -99,9 +99,7 @@ def semantic_map_size(path):
     loader then reports the problem)."""
     try:
         if path.lower().endswith(".npy"):
-            with open(path, "rb") as f:
-                version = np.lib.format.read_magic(f)
-                shape, _, _ = np.lib.format._read_array_header(f, version)  # pylint: disable=protected-access
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape  # Header only.
             return (int(shape[0]), int(shape[1])) if len(shape) >= 2 else None
         with Image.open(path) as image:
             return image.size[1], image.size[0]
