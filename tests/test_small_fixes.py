@@ -93,3 +93,14 @@ def test_tools_one_line_errors_and_singular_style(tmp_path):
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "already holds a converted model" in lines[0], result.stderr
+
+
+def test_boe_has_its_own_measured_bytes_per_pixel(caplog):
+    from magenta_style.media import limits
+    magenta = limits.bytes_per_pixel(config_lib.ModelConfig(2, 1.0))
+    for generator, measured in (("boe_yuv444", 1993.0), ("boe_yuv420", 1277.0)):
+        model_config = config_lib.ModelConfig(1, 1.0, generator=generator)
+        assert limits.bytes_per_pixel(model_config) == measured != magenta
+    assert 979.0 < limits.bytes_per_pixel(
+        config_lib.ModelConfig(1, 0.75, generator="boe_yuv444")) < 1993.0
+    assert "no measured memory cost" not in caplog.text
