@@ -104,8 +104,13 @@ def style_grid(stylized, content, style_images=None, crossover=None):
     return grid
 
 
-def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, label_offset=0):
-    """Batch-mean losses of every style on the evaluation images.
+def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, label_offset=0,
+                     progress=None):
+    """Mean losses of every style over the evaluation images.
+
+    Each style's figures are the mean, over all N images, of Magenta's per-image losses
+    of the image stylized in that style (the trainer's logged losses are instead the
+    mean over one training batch, each example in a random style, at the crop size).
 
     Args:
       model: StyleTransferNetwork with S styles.
@@ -115,6 +120,7 @@ def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, l
       loss_config: config.LossConfig (weights, coefficients, total variation).
       batch_size: images per step.
       label_offset: model style id of the dataset's style 0.
+      progress: optional callable(styles done, styles) after each style.
 
     Returns:
       list (by dataset style) of dicts {Magenta loss name: float}.
@@ -135,6 +141,8 @@ def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, l
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(tf.reduce_sum(value))
         results.append({name: value / count for name, value in sums.items()})
+        if progress is not None:
+            progress(style + 1, num_styles)
     return results
 
 
@@ -250,6 +258,7 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
     os.makedirs(eval_dir, exist_ok=True)
     tag = _unused_tag(eval_dir, step)
     if info.grams is not None and vgg_checkpoint:
+        log(f"loading VGG-16 ({vgg_checkpoint}) and the style targets")
         try:
             vgg_net = vgg.get_vgg16(vgg_checkpoint, loss_config.vgg_pooling, loss_config.vgg,
                                     train_lib.needs_conv_end_points(loss_config))
@@ -257,8 +266,18 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
         except (vgg.VGGWeightsError, style_dataset.StyleDatasetError) as e:
             raise EvalError(str(e)) from None
         # The dataset's styles are the model's last ones (add_styles puts them there).
+        log(f"losses: each style's mean over the {len(paths)} image(s) at "
+            f"{image_size}x{image_size} (training logs the mean of one batch of random "
+            "styles at its crop size, so the figures differ)")
+        started = time.monotonic()
+
+        def style_done(done, total):
+            elapsed = time.monotonic() - started
+            log(f"  style {done}/{total} done ({elapsed:.0f} s; about "
+                f"{elapsed / done * (total - done):.0f} s left)")
+
         per_style = per_style_losses(model, vgg_net, grams, content, loss_config,
-                                     batch_size, label_offset=offset)
+                                     batch_size, label_offset=offset, progress=style_done)
         result["losses"] = [{"style": offset + s, "name": model_config.style_name(offset + s),
                              **terms} for s, terms in enumerate(per_style)]
         if optimum_iterations > 0:
@@ -278,6 +297,8 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
         config_lib.write_json_atomic(os.path.join(eval_dir, f"losses_{tag}.json"), result)
     result["grid"] = None
     if grid:
+        log(f"stylizing the {len(paths)} image(s) in {model_config.num_styles} style(s) for "
+            "the grid")
         stylized = stylize_all(model, content, model_config.num_styles, batch_size)
         headers = None
         cross = None
