@@ -833,6 +833,10 @@ def _restore(trainer, experiment, strategy, inputs, progress):
             status.assert_existing_objects_matched()
         except AssertionError as e:
             raise TrainError(f"cannot resume from {latest}: {e}") from None
+        # Every object of the run got its value (checked above); what the checkpoint holds
+        # beyond them (e.g. a legacy layout's extras) is not news: without this, TF warns
+        # twice about "unrestored values" when the status is garbage-collected.
+        status.expect_partial()
         progress(f"resuming from {latest} at step {int(trainer.step.numpy())}")
     elif inputs.base is not None:
         _init_from_base(trainer.model, inputs.base, cfg.add_styles)
