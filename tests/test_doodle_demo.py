@@ -18,7 +18,7 @@ def test_optimize_help_and_required_error_offer_hed(capsys, tmp_path):
 
 @pytest.fixture(scope="module")
 def doodle(load_script):
-    return load_script("tools/doodle_figure.py")  # Defines global flags: load it once.
+    return load_script("tools/figures/doodle_figure.py")  # Defines global flags: load it once.
 
 
 def _demo_command(doodle, directory, size):
