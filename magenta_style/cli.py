@@ -4,13 +4,22 @@ Part of the command-line layer, like the entry points themselves: it is the only
 other module that touches absl flags. A user mistake becomes one line on stderr,
 `<program>: error: <what is wrong>`, and exit status 2, never a traceback.
 """
+import contextlib
 import dataclasses
+import importlib.abc
+import importlib.util
+import logging as python_logging
 import math
 import os
+import re
+import signal
 import sys
+import tempfile
+import threading
 
 from absl import app
 from absl import flags
+from absl import logging
 from PIL import Image
 
 
@@ -124,6 +133,144 @@ def quiet_tf_logging():
     """
     has_driver = os.path.exists("/proc/driver/nvidia") or os.path.exists("/dev/nvidia0")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if has_driver else "3")
+    # TensorFlow's shared libraries log 4-7 lines while `import tensorflow` runs, before
+    # they read TF_CPP_MIN_LOG_LEVEL ("All log messages before absl::InitializeLog() is
+    # called are written to STDERR", oneDNN, CUDA, CPU features): the import itself runs
+    # with stderr filtered by the same level.
+    try:
+        level = int(os.environ["TF_CPP_MIN_LOG_LEVEL"])
+    except ValueError:
+        level = 0
+    if level >= 1 and "tensorflow" not in sys.modules and not any(
+            isinstance(finder, _QuietTensorFlowImport) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport(level))
+
+
+def _import_noise(level):
+    """The stderr lines of `import tensorflow` that TF_CPP_MIN_LOG_LEVEL=level hides:
+    INFO lines (I0000 ...; level >= 1, with absl's pre-init notice and the CPU-feature
+    note's second line) and WARNING lines (W0000 ...; level >= 2)."""
+    kinds = "IW" if level >= 2 else "I"
+    return re.compile(
+        r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+        rf"|[{kinds}]\d{{4}} \d\d:\d\d:\d\d"
+        r"|To enable the following instructions:)")
+
+
+@contextlib.contextmanager
+def _filtered_stderr(noise):
+    """Runs the block with file descriptor 2 going to a temporary file, then writes the
+    lines that do not match `noise` to stderr (errors and tracebacks still show)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # No real stderr (embedded, closed).
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(True)
+                    if not noise.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Wraps TensorFlow's package loader: its module body runs under _filtered_stderr."""
+
+    def __init__(self, loader, noise):
+        self._loader = loader
+        self._noise = noise
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module):
+        # The module's loader stays the real one (importlib.resources and friends).
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        with _filtered_stderr(self._noise):
+            self._loader.exec_module(module)
+
+    def __getattr__(self, name):
+        return getattr(self._loader, name)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """A one-shot meta-path finder: the first `import tensorflow` goes through
+    _QuietLoader; then the finder removes itself."""
+
+    def __init__(self, level):
+        self.level = level
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader, _import_noise(self.level))
+        return spec
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so the same clean-up runs
+    (a checkpoint, the best image so far); the exit status is then 143, not 130."""
+
+
+_terminated = threading.Event()
+
+
+def _raise_terminated(signum, frame):
+    del signum, frame
+    _terminated.set()
+    raise Terminated()
+
+
+def was_terminated():
+    """True once SIGTERM arrived under raise_on_sigterm (for code whose library caught
+    the KeyboardInterrupt itself, e.g. optimize's best-image-so-far)."""
+    return _terminated.is_set()
+
+
+def raise_on_sigterm():
+    """Makes SIGTERM (how schedulers and containers stop a job) raise Terminated in the
+    main thread, as SIGINT raises KeyboardInterrupt; without it the process dies at
+    once, without its clean-up. No-op outside the main thread."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def interrupt_status(error):
+    """Exit status of an interruption: 143 (128 + SIGTERM) for Terminated, else 130."""
+    return 128 + signal.SIGTERM if isinstance(error, Terminated) else 128 + signal.SIGINT
+
+
+def signal_name(error):
+    """"SIGTERM" for Terminated, else "SIGINT" (Ctrl-C)."""
+    return "SIGTERM" if isinstance(error, Terminated) else "SIGINT"
+
+
+def _quiet_info_logging():
+    """absl and TensorFlow's Python INFO lines off (an export's "Assets written to",
+    "Writing fingerprint to", a save's "Sharding callback duration"): commands print
+    their own progress. Warnings stay; `--verbosity=0` (global-flag commands) or a
+    caller's own logging settings bring the rest back."""
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    tf_logger = python_logging.getLogger("tensorflow")
+    if tf_logger.level in (python_logging.NOTSET, python_logging.INFO,
+                           python_logging.DEBUG):
+        tf_logger.setLevel(python_logging.WARNING)
 
 
 def run_with_global_flags(main, program):
@@ -139,7 +286,9 @@ def run_with_global_flags(main, program):
 
     def parse(argv):
         try:
-            return flags.FLAGS(argv)
+            rest = flags.FLAGS(argv)
+            _quiet_info_logging()
+            return rest
         except flags.Error as e:
             fail(program, e)
         except SystemExit as e:
@@ -163,8 +312,9 @@ def run_command(argv, program, parse_args, run, usage, interrupted=None):
       parse_args: argv -> a validated args value; raises UsageError.
       run: args -> int exit status; may raise UsageError.
       usage: () -> str, printed on stdout for a HELP_ARGS flag (exit status 0).
-      interrupted: line printed on Ctrl-C (exit status 130), or None to let
-        KeyboardInterrupt through.
+      interrupted: line printed on Ctrl-C (exit status 130) or SIGTERM (143, see
+        raise_on_sigterm), or None to let KeyboardInterrupt through (and leave SIGTERM's
+        default).
 
     Returns:
       int exit status; a UsageError prints one line on stderr and gives 2.
@@ -172,16 +322,18 @@ def run_command(argv, program, parse_args, run, usage, interrupted=None):
     if any(arg in HELP_ARGS for arg in argv[1:]):
         sys.stdout.write(usage())
         return 0
+    if interrupted is not None:
+        raise_on_sigterm()
     try:
         return run(parse_args(argv))
     except UsageError as e:
         print_error(program, e)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if interrupted is None:
             raise
         sys.stderr.write(f"\n{program}: {interrupted}\n")
-        return 130
+        return interrupt_status(e)
 
 
 def run_with_private_flags(main):
@@ -195,6 +347,7 @@ def run_with_private_flags(main):
 
     def keep_argv(argv):
         flags.FLAGS(argv[:1])
+        _quiet_info_logging()
         return argv
 
     app.run(main, flags_parser=keep_argv)

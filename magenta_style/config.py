@@ -165,6 +165,56 @@ def save_model_config(directory, model_config, extra=None):
     return path
 
 
+def saved_training(saved, where):
+    """The checked "train" section of a parsed config.json (or an export's metadata).
+
+    Args:
+      saved: the parsed JSON (dict), or None.
+      where: how to name the file in messages (its path).
+
+    Returns:
+      (loss dict, style_dataset_file str): {} and "" for what the section does not say.
+
+    Raises:
+      ConfigError: the section, its "loss" or "data", or the dataset path has the wrong
+        type (one line naming `where`).
+    """
+    train = saved.get("train") if isinstance(saved, dict) else None
+    if train is None:
+        return {}, ""
+    if not isinstance(train, dict):
+        raise ConfigError(f"{where}: 'train' is a {type(train).__name__}, not an object "
+                          "(corrupt config.json?)")
+    parts = {}
+    for name in ("loss", "data"):
+        part = train.get(name)
+        if part is None:
+            part = {}
+        if not isinstance(part, dict):
+            raise ConfigError(f"{where}: 'train.{name}' is a {type(part).__name__}, not an "
+                              "object (corrupt config.json?)")
+        parts[name] = part
+    dataset = parts["data"].get("style_dataset_file") or ""
+    if not isinstance(dataset, str):
+        raise ConfigError(f"{where}: 'train.data.style_dataset_file' is a "
+                          f"{type(dataset).__name__}, not a path")
+    return parts["loss"], dataset
+
+
+def saved_loss_config(loss, where, **overrides):
+    """LossConfig(**loss, **overrides) from a saved "train.loss" section.
+
+    Raises:
+      ConfigError: unknown fields or values of the wrong type or range (one line naming
+        `where`).
+    """
+    try:
+        return LossConfig(**{**loss, **overrides})
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        raise ConfigError(f"{where}: 'train.loss' is not a valid loss config: "
+                          f"{' '.join(str(e).split())}") from None
+
+
 def read_config_json(directory):
     """Returns the parsed `{directory}/config.json`, or None when there is none."""
     path = os.path.join(directory, CONFIG_FILENAME)
@@ -911,8 +961,9 @@ class OptimizeConfig:
                f"init must be content, noise, style or network:CHECKPOINT:STYLE, got "
                f"{self.init!r}")
         parse_network_init(self.init)
-        _check(self.style_scale > 0 and self.style_scale == self.style_scale,
-               f"style_scale must be > 0, got {self.style_scale}")
+        _check(isinstance(self.style_scale, (int, float)) and math.isfinite(self.style_scale)
+               and self.style_scale > 0,
+               f"style_scale must be a finite number > 0, got {self.style_scale}")
         _check(0 < self.learning_rate < float("inf"),
                f"learning_rate must be > 0, got {self.learning_rate}")
         _check(self.semantic_weight >= 0 and self.semantic_weight != float("inf"),

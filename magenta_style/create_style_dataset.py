@@ -125,7 +125,8 @@ def run(cfg):
     except tf.errors.OpError as e:  # TFRecordWriter's errors are not OSErrors.
         raise cli.UsageError(
             f"cannot write {output}: {' '.join(e.message.split())[:200]}") from None
-    print(f"wrote {len(names)} styles to {output}: {', '.join(names)}")
+    print(f"wrote {len(names)} style{'s' if len(names) != 1 else ''} to {output}: "
+          f"{', '.join(names)}")
     return 0
 
 

@@ -93,6 +93,10 @@ def run(args):
         result = evaluate(args.checkpoint)
     except evaluate_lib.EvalError as e:
         raise cli.UsageError(str(e)) from None
+    if result["losses"]:
+        print(f"per-style losses, each the mean over the {len(result['images'])} evaluation "
+              f"image(s) at {settings.image_size}x{settings.image_size} px (the trainer's "
+              "logged losses average one batch of random styles at the crop size instead):")
     for entry in result["losses"]:
         print(f"style {entry['style']} ({entry['name']}): total_loss {entry['total_loss']:.4g} "
               f"content {entry['total_content_loss']:.4g} style {entry['total_style_loss']:.4g}"

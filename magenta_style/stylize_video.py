@@ -11,7 +11,10 @@ every frame (--style_map, --style_map_colors, --style_map_blur).
 import dataclasses
 import sys
 
-from magenta_style import cli
+# Before anything imports TensorFlow (cli.quiet_tf_logging: its start-up lines, cuInit).
+from magenta_style import cli  # pylint: disable=g-bad-import-order
+cli.quiet_tf_logging()
+
 from magenta_style.media import fileio
 
 PROGRAM = "stylize_video"

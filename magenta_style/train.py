@@ -8,6 +8,7 @@ directory. Flags after --flagfile override it. See configs/ and README.md.
 import dataclasses
 import os
 import shutil
+import sys
 
 from absl import flags
 
@@ -173,6 +174,10 @@ def run(args):
     except train_lib.NonFiniteLossError as e:
         cli.print_error(PROGRAM, str(e))
         return 1
+    except train_lib.Interrupted as e:
+        sys.stdout.flush()
+        print(f"{PROGRAM}: {e}", file=sys.stderr, flush=True)
+        return 128 + e.signum
     # ConfigError: e.g. a corrupt config.json.
     except (train_lib.TrainError, devices.DeviceError, config_lib.ConfigError) as e:
         raise cli.UsageError(str(e)) from None
@@ -191,7 +196,9 @@ def run(args):
 
 def main(argv):
     """The command: argv (argv[0] the program name) -> exit status (2: usage error)."""
-    return cli.run_command(argv, PROGRAM, parse_args, run, usage_text)
+    return cli.run_command(argv, PROGRAM, parse_args, run, usage_text,
+                           interrupted="interrupted; nothing more was saved (checkpoints "
+                                       "already in the train_dir are kept)")
 
 
 def what_next(train_dir, photos, vgg_checkpoint, num_styles=2):

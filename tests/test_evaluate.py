@@ -65,6 +65,19 @@ def test_evaluate_checkpoint(trained, tmp_path):
     assert list(tmp_path.glob("events.out.tfevents.*"))
 
 
+def test_evaluate_reports_progress_and_what_is_averaged(trained, tmp_path):
+    root, train_dir, dataset = trained
+    lines = []
+    evaluate_lib.evaluate_checkpoint(
+        str(train_dir), str(tmp_path), str(root / "content"), style_dataset_file=dataset,
+        vgg_checkpoint="standin:0", image_size=32, grid=True, log=lines.append)
+    text = "\n".join(lines)
+    assert "each style's mean over the 3 image(s) at 32x32" in text, text
+    assert [line.split(" done")[0].strip() for line in lines if " done (" in line] == [
+        "style 1/2", "style 2/2"], text
+    assert "for the grid" in text and lines[-1].startswith("style grid:"), text
+
+
 def test_cli_errors_are_one_line(run_command, tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     proc = run_command([sys.executable, "-m", "magenta_style.evaluate",

@@ -295,6 +295,17 @@ def test_refuses_a_version_of_another_model(tiny, tmp_path):
     ("serving_bytes", {"image_bytes": np.array([[b"x"]], dtype=object),
                        "style_weights": np.array([[1.0, 0.0]], np.float32)},
      "image_bytes must have rank 1"),
+    # Issue 28 item 20: an empty batch of encoded images once failed in the pixel cap's
+    # ArgMax; NaN pixels gave a NaN (black) image with an OK status.
+    ("serving_bytes", {"image_bytes": np.array([], dtype=object),
+                       "style_weights": np.zeros((0, 2), np.float32)},
+     "image_bytes must hold at least one image"),
+    ("serving_default", {"image": np.full((1, 8, 8, 3), np.nan, np.float32),
+                         "style_weights": np.array([[1.0, 0.0]], np.float32)},
+     "image must hold finite values"),
+    ("stylize_map", {"image": np.full((1, 8, 8, 3), np.inf, np.float32),
+                     "style_map": np.ones((1, 8, 8, 2), np.float32),
+                     "strength": np.array([1.0], np.float32)}, "image must hold finite values"),
     # Huge finite weights: NaN (an all-black PNG) once, from about 1e19.
     ("serving_default", {"image": np.zeros((1, 8, 8, 3), np.float32),
                          "style_weights": np.array([[1e19, 0.0]], np.float32)},

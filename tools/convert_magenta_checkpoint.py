@@ -12,14 +12,19 @@ ignored (global_step, optimizer slots, vgg_16/*) and anything not mapped.
 import os
 import sys
 
-from absl import app
-from absl import flags
-import tensorflow as tf
+# Before anything imports TensorFlow (cli.quiet_tf_logging: its start-up lines, cuInit).
+from magenta_style import cli  # pylint: disable=g-bad-import-order
+cli.quiet_tf_logging()
+
+from absl import flags  # noqa: E402
+import tensorflow as tf  # noqa: E402
 
 from magenta_style import config as config_lib
 from magenta_style.media import fileio
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
+
+PROGRAM = "convert_magenta_checkpoint"
 
 _MAGENTA_CHECKPOINT = flags.DEFINE_string(
     "magenta_checkpoint", None, "Magenta TF1 checkpoint prefix (V1 or V2 format).", required=True)
@@ -33,8 +38,16 @@ _ALPHA = flags.DEFINE_float("alpha", None, "Optional check of the width multipli
 def main(argv):
     del argv
     output_dir = _OUTPUT_DIR.value
+    names = _STYLE_NAMES.value
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # Styles are looked up by name (--which_styles=monet): names must differ.
+        print(f"{PROGRAM}: error: --style_names repeats {', '.join(repeated)}; give each "
+              "style its own name", file=sys.stderr)
+        return 2
     if os.path.exists(os.path.join(output_dir, config_lib.CONFIG_FILENAME)):
-        raise app.UsageError(f"--output_dir={output_dir} already holds a converted model")
+        print(f"{PROGRAM}: error: --output_dir={output_dir} already holds a converted model "
+              "(choose another --output_dir)", file=sys.stderr)
+        return 2
     try:
         prefix, _ = checkpoints.resolve_checkpoint(_MAGENTA_CHECKPOINT.value)
         if not checkpoints.is_magenta_checkpoint(prefix):
@@ -47,19 +60,19 @@ def main(argv):
         model = transformer.build_transformer(model_config)
         report = checkpoints.load_magenta_weights(model, prefix)
     except (checkpoints.CheckpointError, config_lib.ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         return 2
     try:
         # Only now, so that a bad --magenta_checkpoint creates no directory.
         fileio.ensure_writable_dir(output_dir)
     except OSError as e:
-        print(f"error: --output_dir={output_dir}: cannot be created or written "
+        print(f"{PROGRAM}: error: --output_dir={output_dir}: cannot be created or written "
               f"({e.strerror or e})", file=sys.stderr)
         return 2
     try:
         saved = checkpoints.save_model(model, model_config, output_dir)
     except (OSError, tf.errors.OpError) as e:
-        print(f"error: --output_dir={output_dir}: cannot be written "
+        print(f"{PROGRAM}: error: --output_dir={output_dir}: cannot be written "
               f"({getattr(e, 'strerror', None) or getattr(e, 'message', None) or e})",
               file=sys.stderr)
         return 2
@@ -70,4 +83,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_with_global_flags(main, PROGRAM)

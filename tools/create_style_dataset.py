@@ -8,6 +8,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Before anything imports TensorFlow (cli.quiet_tf_logging: its start-up lines, cuInit).
+from magenta_style import cli  # noqa: E402  # pylint: disable=g-bad-import-order
+cli.quiet_tf_logging()
 
 from magenta_style import create_style_dataset  # noqa: E402  # command
 

@@ -12,11 +12,16 @@ load it with `--num_styles` and `--alpha` as printed here.
 import os
 import sys
 
-from absl import app
-from absl import flags
+# Before anything imports TensorFlow (cli.quiet_tf_logging: its start-up lines, cuInit).
+from magenta_style import cli  # pylint: disable=g-bad-import-order
+cli.quiet_tf_logging()
 
-from magenta_style import config as config_lib
-from magenta_style.networks import checkpoints
+from absl import flags  # noqa: E402
+
+from magenta_style import config as config_lib  # noqa: E402
+from magenta_style.networks import checkpoints  # noqa: E402
+
+PROGRAM = "export_magenta_checkpoint"
 
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Training directory or native checkpoint prefix.", required=True)
@@ -28,7 +33,9 @@ def main(argv):
     del argv
     output = _OUTPUT.value
     if os.path.exists(output + ".index"):
-        raise app.UsageError(f"--output={output} already exists ({output}.index)")
+        print(f"{PROGRAM}: error: --output={output} already exists ({output}.index); choose "
+              "another --output", file=sys.stderr)
+        return 2
     try:
         model, model_config = checkpoints.load_model(_CHECKPOINT.value)
         step = 0
@@ -37,10 +44,10 @@ def main(argv):
             step = int(prefix.rsplit("-", 1)[-1])
         checkpoints.save_magenta_checkpoint(model, output, global_step=step)
     except (checkpoints.CheckpointError, config_lib.ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
-        print(f"error: cannot write --output={output}: {e.strerror}", file=sys.stderr)
+        print(f"{PROGRAM}: error: cannot write --output={output}: {e.strerror}", file=sys.stderr)
         return 2
     print(f"wrote Magenta checkpoint {output} (num_styles={model_config.num_styles} "
           f"alpha={model_config.alpha} global_step={step})")
@@ -48,4 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_with_global_flags(main, PROGRAM)

@@ -21,11 +21,14 @@ but warns that it is deprecated).
 import re
 import sys
 
-from absl import flags
-import tensorflow as tf
+# Before anything imports TensorFlow (cli.quiet_tf_logging: its start-up lines, cuInit).
+from magenta_style import cli  # pylint: disable=g-bad-import-order
+cli.quiet_tf_logging()
 
-from magenta_style import cli
-from magenta_style.inference import stylizer
+from absl import flags  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from magenta_style.inference import stylizer  # noqa: E402
 from magenta_style.media import fileio
 from magenta_style.networks import checkpoints
 

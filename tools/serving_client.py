@@ -17,17 +17,23 @@ the standard library and Pillow; gRPC needs the optional `tensorflow-serving-api
 package (and TensorFlow, which it depends on).
 """
 import base64
+import http.client
 import io
 import json
 import math
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
+import warnings
 
-from absl import flags
-from PIL import Image
+# Before anything imports TensorFlow (cli.quiet_tf_logging: its start-up lines, cuInit).
+from magenta_style import cli  # pylint: disable=g-bad-import-order
+cli.quiet_tf_logging()
 
-from magenta_style import cli
+from absl import flags  # noqa: E402
+from PIL import Image  # noqa: E402
+
 from magenta_style.media import fileio
 from magenta_style.media import images
 
@@ -53,8 +59,9 @@ def _define_flags():
     flags.DEFINE_integer("model_version", None, "A specific version (default: the latest).",
                          lower_bound=1)
     flags.DEFINE_float("timeout", 60.0, "Seconds to wait for the answer.", lower_bound=0.1)
-    flags.DEFINE_integer("max_message_mb", 64, "gRPC message size limit in MiB (gRPC's default "
-                         "of 4 MiB is too small for large images).", lower_bound=1)
+    flags.DEFINE_integer("max_message_mb", 64, "Largest answer read, MiB (REST and gRPC; "
+                         "gRPC's default of 4 MiB is too small for large images).",
+                         lower_bound=1)
 
 
 class ClientError(Exception):
@@ -102,8 +109,20 @@ def _first_line(text, limit=500):
     return text[:limit]
 
 
-def predict_rest(server, model, signature, inputs, version=None, timeout=60.0):
-    """POSTs a columnar predict request; returns the first output's PNG bytes."""
+def predict_rest(server, model, signature, inputs, version=None, timeout=60.0,
+                 max_message_mb=64):
+    """POSTs a columnar predict request; returns the first output's PNG bytes.
+
+    An answer longer than max_message_mb MiB is refused rather than read into memory.
+    """
+    try:
+        parts = urllib.parse.urlsplit(server)
+        parts.port  # pylint: disable=pointless-statement  # Raises for "85x1".
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("it needs http:// or https:// and a host")
+    except ValueError as e:
+        raise ClientError(f"--server={server!r} is not a valid URL ({_first_line(e)}); "
+                          f"e.g. {DEFAULT_REST_SERVER}") from None
     url = f"{server.rstrip('/')}/v1/models/{model}"
     if version is not None:
         url += f"/versions/{version}"
@@ -112,11 +131,18 @@ def predict_rest(server, model, signature, inputs, version=None, timeout=60.0):
     body["image_bytes"] = [{"b64": base64.b64encode(b).decode("ascii")}
                            for b in inputs["image_bytes"]]
     data = json.dumps({"signature_name": signature, "inputs": body}).encode()
-    request = urllib.request.Request(url, data=data,
-                                     headers={"Content-Type": "application/json"})
+    limit = max_message_mb * 1024 * 1024
     try:
+        request = urllib.request.Request(url, data=data,
+                                         headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            payload = response.read()
+            payload = response.read(limit + 1)
+            declared = response.getheader("Content-Length")
+            # read(n) returns what arrived when the server closes early; the header says
+            # what should have.
+            if declared and declared.isdigit() and len(payload) < min(int(declared),
+                                                                      limit + 1):
+                raise http.client.IncompleteRead(payload, int(declared) - len(payload))
     except urllib.error.HTTPError as e:
         detail = e.read().decode("utf-8", "replace")
         try:
@@ -128,6 +154,15 @@ def predict_rest(server, model, signature, inputs, version=None, timeout=60.0):
         raise ClientError(f"cannot reach {url}: {_first_line(e.reason)}") from None
     except TimeoutError:
         raise ClientError(f"{url}: no answer within {timeout} s (--timeout)") from None
+    except ValueError as e:  # No scheme, a bad port or host (http.client.InvalidURL too).
+        raise ClientError(f"--server={server!r} is not a valid URL ({_first_line(e)}); "
+                          f"e.g. {DEFAULT_REST_SERVER}") from None
+    except (http.client.HTTPException, OSError) as e:  # Dropped or cut short.
+        raise ClientError(f"{url}: the connection broke before the whole answer arrived "
+                          f"({type(e).__name__}: {_first_line(e, 200)})") from None
+    if len(payload) > limit:
+        raise ClientError(f"{url}: the answer is larger than --max_message_mb="
+                          f"{max_message_mb} MiB; not reading it")
     try:
         outputs = json.loads(payload)["outputs"]
         if isinstance(outputs, dict):  # Several outputs: keyed by name.
@@ -191,17 +226,27 @@ def stylize_remote(image_path, weights, output, protocol="rest", server=None,
                                       preserve_colors)
     if protocol == "rest":
         png = predict_rest(server or DEFAULT_REST_SERVER, model, signature, inputs, version,
-                           timeout)
+                           timeout, max_message_mb)
     elif protocol == "grpc":
         png = predict_grpc(server or DEFAULT_GRPC_SERVER, model, signature, inputs, version,
                            timeout, max_message_mb)
     else:
         raise ClientError(f"protocol must be rest or grpc, got {protocol!r}")
+    with Image.open(io.BytesIO(inputs["image_bytes"][0])) as sent:
+        expected = sent.size
     try:
         with Image.open(io.BytesIO(png)) as answer:
-            answer.load()
+            # The stylized image has the sent image's size. Checked from the header,
+            # before decoding: a small answer claiming 20000 x 20000 would take gigabytes.
+            if answer.size != expected:
+                raise ClientError(f"the server's answer is {answer.size[0]}x"
+                                  f"{answer.size[1]}, not the sent image's {expected[0]}x"
+                                  f"{expected[1]}; not decoding it")
+            with warnings.catch_warnings():  # Its size is the sent image's: allowed.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                answer.load()
             size = answer.size
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise ClientError(f"the server's answer is not an image: {e}") from None
     try:
         fileio.write_bytes_atomic(output, png)

@@ -193,6 +193,9 @@ def write_style_dataset(output_file, style_files, vgg_model=None, style_size=Non
     if len(names) != len(style_files):
         raise StyleDatasetError(
             f"{len(names)} style names given for {len(style_files)} style images")
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:  # Styles are picked by name (--which_styles, --init=network:M:NAME).
+        raise StyleDatasetError(f"style names must differ; repeated: {', '.join(repeated)}")
     if images is None:
         images = load_style_images(style_files, style_size)
     if len(images) != len(style_files):

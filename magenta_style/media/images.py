@@ -211,10 +211,12 @@ def expand_inputs(spec):
     Args:
       spec: str, one of: an existing file (always taken, whatever its suffix); a
         directory (its files with an image suffix, not recursive); a glob pattern
-        (matching files with an image suffix; `**` recurses). `~` is expanded.
+        (matching files with an image suffix; `**` recurses); or a comma-separated
+        list of those (as train's --content_images takes). `~` is expanded.
 
     Returns:
-      list of str, sorted, never empty.
+      list of str, never empty: sorted within each part, the parts in order, each file
+      once.
 
     Raises:
       ImageError: nothing matches.
@@ -222,6 +224,13 @@ def expand_inputs(spec):
     spec = os.path.expanduser(os.fspath(spec))
     if os.path.isfile(spec):
         return [spec]
+    if "," in spec:  # Not one file whose name has a comma: a list.
+        found = []
+        for part in (p.strip() for p in spec.split(",")):
+            if not part:
+                raise ImageError(f"{spec}: empty item in the comma-separated list")
+            found += [path for path in expand_inputs(part) if path not in found]
+        return found
     suffixes = ", ".join(IMAGE_SUFFIXES)
     if os.path.isdir(spec):
         found = sorted(

@@ -23,7 +23,13 @@ DEFAULT_MEMORY_BUDGET_BYTES = 4 * 2**30
 # row, measured the same way.
 BYTES_PER_PIXEL = {
     "magenta": {0.25: 261.0, 0.5: 503.0, 0.75: 630.0, 1.0: 977.0},
+    # BOE's YUV-split generators (one style, as their configs train them), measured
+    # 2026-12-07 with tools/measure_memory.py --generator=...: full-resolution branches
+    # cost about twice Magenta's network per pixel (4:4:4), 4:2:0 about 1.3x.
+    "boe_yuv444": {0.5: 979.0, 1.0: 1993.0},
+    "boe_yuv420": {0.5: 614.0, 1.0: 1277.0},
 }
+_WARNED = set()  # Generators already warned about (once per process, not per call).
 DEFAULT_GENERATOR = "magenta"
 
 
@@ -41,10 +47,12 @@ def bytes_per_pixel(model_config):
     """
     generator = generator_name(model_config)
     table = BYTES_PER_PIXEL.get(generator)
-    if table is None:
+    if table is None and generator not in _WARNED:
+        _WARNED.add(generator)
         logging.warning("no measured memory cost for generator %r; using %r's (add a row "
                         "to limits.BYTES_PER_PIXEL with tools/benchmarks/measure_memory.py)",
                         generator, DEFAULT_GENERATOR)
+    if table is None:
         table = BYTES_PER_PIXEL[DEFAULT_GENERATOR]
     alphas = sorted(table)
     alpha = float(model_config.alpha)

@@ -67,13 +67,46 @@ def without_log_lines(fragment):
 
 
 def save_quietly(manager, checkpoint_number):
-    """manager.save(checkpoint_number=...) without TF's "Sharding callback duration" line."""
-    with without_log_lines("Sharding callback duration"):
-        return manager.save(checkpoint_number=checkpoint_number)
+    """manager.save(checkpoint_number=...) without TF's "Sharding callback duration" line.
+
+    Raises:
+      CheckpointWriteError: the save failed (a full disk, a directory made read-only):
+        one line naming the checkpoint; what the failed save left is removed, and the
+        earlier checkpoints are untouched (a save writes beside them, then renames).
+    """
+    try:
+        with without_log_lines("Sharding callback duration"):
+            return manager.save(checkpoint_number=checkpoint_number)
+    except (tf.errors.OpError, OSError) as e:
+        prefix = os.path.join(manager.directory, f"ckpt-{checkpoint_number}")
+        try:
+            clean_checkpoint_leftovers(manager.directory)
+        except OSError:
+            pass
+        raise CheckpointWriteError(f"cannot write checkpoint {prefix}: "
+                                   f"{write_error_reason(e)}") from None
+
+
+def write_error_reason(error):
+    """Why a write failed, in a few words, from an OSError or a TensorFlow OpError
+    ("No space left on device" rather than the path of a hidden temporary file)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = " ".join(str(getattr(error, "message", None) or error).split())
+    for known in ("No space left on device", "Disk quota exceeded", "Read-only file system",
+                  "Permission denied"):
+        if known in text:
+            return known
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
+    return re.sub(r"\s*\[Op:\w+\]$", "", text)[:300]
 
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or does not fit the model; the message says why."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint cannot be written (disk full, read-only); the message names it."""
 
 
 @dataclasses.dataclass

@@ -58,6 +58,7 @@ import math
 import os
 
 import numpy as np
+from PIL import Image
 import tensorflow as tf
 
 from magenta_style import config
@@ -92,6 +93,20 @@ def _same_aspect(map_hw, image_hw):
     return abs(w * big_h - big_w * h) <= max(big_h, big_w)
 
 
+def semantic_map_size(path):
+    """(height, width) of a semantic map file from its header, without reading its pixels
+    (.npy: the array header; images: the file header). None when it cannot be told (the
+    loader then reports the problem)."""
+    try:
+        if path.lower().endswith(".npy"):
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape  # Header only.
+            return (int(shape[0]), int(shape[1])) if len(shape) >= 2 else None
+        with Image.open(path) as image:
+            return image.size[1], image.size[0]
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
 def _read_map_pixels(path, kind):
     """Returns (float32 [h, w, M] values in 0..255 or int labels [h, w], is_labels)."""
     if path.lower().endswith(".npy"):
@@ -102,6 +117,9 @@ def _read_map_pixels(path, kind):
         except (OSError, ValueError) as e:
             raise SemanticMapError(f"semantic map {path}: cannot be read as .npy ({e})") \
                 from None
+        if array.size == 0:  # [0, W], [H, 0] or zero channels [H, W, 0]: nothing to map.
+            raise SemanticMapError(f"semantic map {path}: empty array of shape "
+                                   f"{list(array.shape)}; a map needs pixels and channels")
         if array.ndim == 2 and kind in ("auto", "labels"):
             if not np.issubdtype(array.dtype, np.integer):
                 raise SemanticMapError(

@@ -262,16 +262,17 @@ def _network_objective(cfg, path, style):
                             f"{model_config.num_styles - 1}")
     if cfg.style_images:
         return None, model, style_id, None
-    train = saved.get("train")
-    if not train:
+    if not saved.get("train") if isinstance(saved, dict) else True:
         raise OptimizeError(
             f"init network: {path} has no training config (config.json 'train'), so its "
             "loss is unknown; give --style_images to use this command's loss")
     try:
-        loss_config = config_lib.LossConfig(**train.get("loss", {}))
-        info = style_dataset.read_style_dataset(train["data"]["style_dataset_file"],
-                                                with_images=True)
-    except (KeyError, TypeError, config_lib.ConfigError, style_dataset.StyleDatasetError) as e:
+        saved_loss, dataset_file = config_lib.saved_training(saved, path)
+        loss_config = config_lib.saved_loss_config(saved_loss, path)
+        if not dataset_file:
+            raise config_lib.ConfigError(f"{path}: 'train.data.style_dataset_file' is missing")
+        info = style_dataset.read_style_dataset(dataset_file, with_images=True)
+    except (config_lib.ConfigError, style_dataset.StyleDatasetError) as e:
         raise OptimizeError(f"init network: cannot read the training loss of {path}: "
                             f"{' '.join(str(e).split())}") from None
     if info.grams is None:
@@ -585,6 +586,12 @@ def _read_inputs(cfg, content, styles):
     """Phase 1: the content, styles and content map, and the output size (_Inputs)."""
     content_map = None
     height = width = None
+    for path, what in ((cfg.style_semantic_map, "style"), (cfg.content_semantic_map, "content")):
+        size = patch_loss.semantic_map_size(path) if path else None
+        if size is not None and size[0] * size[1] > cfg.max_pixels:
+            # Before reading it: a map is decoded (or one-hot encoded) at its own size.
+            raise OptimizeError(f"{what} semantic map {path} is {size[1]}x{size[0]}, above the "
+                                f"pixel cap of {cfg.max_pixels} (--max_pixels)")
     if content is None and cfg.content_image:
         content = _load(cfg.content_image, "content image", cfg.max_pixels)
     if styles is None:
@@ -713,6 +720,12 @@ def _start_image(cfg, inputs, first_size, network, network_model, style_id,
         start = stylizer.call_model(network_model, tf.constant(_resize(content, size)[None]),
                                     tf.constant([style_id]))
         start = np.asarray(start, np.float32)[0]
+        if not np.all(np.isfinite(start)):
+            # Checked now, not after the whole optimization: NaN in the start image makes
+            # every loss NaN.
+            raise OptimizeError(f"init network: {cfg.init[len(config_lib.NETWORK_INIT_PREFIX):]}"
+                                " gives non-finite pixels (NaN or infinite weights in the "
+                                "checkpoint?)")
     elif init == "content" or network is not None:
         start = _resize(content, size)
     elif init == "style":

@@ -147,44 +147,57 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
     os.makedirs(export_base, exist_ok=True)
     staging = tempfile.mkdtemp(dir=export_base, prefix=f".tmp-export-{version}-")
     try:
-        # What the convolutions compute in (transformer.with_compute_dtype), for clients.
-        metadata = build_metadata(model_config, {**(extra_metadata or {}),
-                                                 "compute_dtype": model.compute_dtype})
-        metadata["limits"] = limits.describe(model_config, memory_budget_bytes)
-        if warmup_size and warmup_size**2 > metadata["limits"]["max_pixels_per_request"]:
-            raise ExportError(
-                f"the warmup image ({warmup_size}x{warmup_size}) is above the pixel cap of "
-                f"{metadata['limits']['max_pixels_per_request']} that the memory budget "
-                f"of {memory_budget_bytes / 2**30:g} GiB allows; raise the budget or lower "
-                "--warmup_size")
-        metadata_json = json.dumps(metadata, indent=2, sort_keys=True)
-        source_dir = os.path.join(staging, "source")
-        os.makedirs(source_dir)
-        metadata_path = os.path.join(source_dir, METADATA_FILENAME)
-        with open(metadata_path, "w") as f:
-            f.write(metadata_json + "\n")
-        saved_dir = os.path.join(staging, "saved_model")
-        module = signatures.StylizerModule(
-            model, model_config, metadata_json, metadata_path,
-            max_pixels=metadata["limits"]["max_pixels_per_request"])
-        # TF logs one "input name(s) resource with unsupported characters which will be
-        # renamed" line per signature: those are the captured weights' internal handles,
-        # not the signature inputs (image, style_weights, ...), whose names are valid.
-        with checkpoints.without_log_lines("which will be renamed to"):
-            tf.saved_model.save(module, saved_dir, signatures=module.serving_signatures())
-        extra_dir = os.path.join(saved_dir, "assets.extra")
-        os.makedirs(extra_dir, exist_ok=True)
-        shutil.copy(metadata_path, os.path.join(extra_dir, METADATA_FILENAME))
-        if warmup_size:
-            warmup.write_warmup_requests(
-                os.path.join(extra_dir, warmup.WARMUP_FILENAME),
-                model_config.num_styles, warmup_size, model_name)
-        if os.path.exists(final_dir):
-            raise ExportError(f"{final_dir} appeared while exporting; not overwriting it")
-        os.rename(saved_dir, final_dir)
+        _write_version(model, model_config, staging, final_dir, extra_metadata, warmup_size,
+                       model_name, memory_budget_bytes)
+    except (OSError, tf.errors.OpError) as e:
+        # A full disk or a directory made read-only mid-way: one line naming the export
+        # (not the hidden staging file); the existing versions are untouched.
+        raise ExportError(f"cannot write the export {final_dir}: "
+                          f"{checkpoints.write_error_reason(e)}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final_dir
+
+
+def _write_version(model, model_config, staging, final_dir, extra_metadata, warmup_size,
+                   model_name, memory_budget_bytes):
+    """export_saved_model's writing: the SavedModel in `staging`, renamed to final_dir."""
+    # What the convolutions compute in (transformer.with_compute_dtype), for clients.
+    metadata = build_metadata(model_config, {**(extra_metadata or {}),
+                                             "compute_dtype": model.compute_dtype})
+    metadata["limits"] = limits.describe(model_config, memory_budget_bytes)
+    if warmup_size and warmup_size**2 > metadata["limits"]["max_pixels_per_request"]:
+        raise ExportError(
+            f"the warmup image ({warmup_size}x{warmup_size}) is above the pixel cap of "
+            f"{metadata['limits']['max_pixels_per_request']} that the memory budget "
+            f"of {memory_budget_bytes / 2**30:g} GiB allows; raise the budget or lower "
+            "--warmup_size")
+    metadata_json = json.dumps(metadata, indent=2, sort_keys=True)
+    source_dir = os.path.join(staging, "source")
+    os.makedirs(source_dir)
+    metadata_path = os.path.join(source_dir, METADATA_FILENAME)
+    with open(metadata_path, "w") as f:
+        f.write(metadata_json + "\n")
+    saved_dir = os.path.join(staging, "saved_model")
+    module = signatures.StylizerModule(
+        model, model_config, metadata_json, metadata_path,
+        max_pixels=metadata["limits"]["max_pixels_per_request"])
+    # TF logs one "input name(s) resource with unsupported characters which will be
+    # renamed" line per signature: those are the captured weights' internal handles,
+    # not the signature inputs (image, style_weights, ...), whose names are valid.
+    with checkpoints.without_log_lines("which will be renamed to"), \
+            checkpoints.without_log_lines("Sharding callback duration"):
+        tf.saved_model.save(module, saved_dir, signatures=module.serving_signatures())
+    extra_dir = os.path.join(saved_dir, "assets.extra")
+    os.makedirs(extra_dir, exist_ok=True)
+    shutil.copy(metadata_path, os.path.join(extra_dir, METADATA_FILENAME))
+    if warmup_size:
+        warmup.write_warmup_requests(
+            os.path.join(extra_dir, warmup.WARMUP_FILENAME),
+            model_config.num_styles, warmup_size, model_name)
+    if os.path.exists(final_dir):
+        raise ExportError(f"{final_dir} appeared while exporting; not overwriting it")
+    os.rename(saved_dir, final_dir)
 
 
 def export_checkpoint(checkpoint, export_base, version=None,

@@ -125,7 +125,10 @@ def _checked_image(image):
                    "image must have 3 channels (RGB) in its last axis, [B, H, W, 3]"),
             _check(shape[0] > 0, "image must hold at least one image (batch size B >= 1)"),
             _check(tf.logical_and(shape[1] > 0, shape[2] > 0),
-                   "image must be at least 1x1 pixels")]):
+                   "image must be at least 1x1 pixels"),
+            # NaN pixels would come back as a NaN (black) image with an OK status.
+            _check(tf.reduce_all(tf.math.is_finite(image)),
+                   "image must hold finite values (no NaN or infinity), in [0, 1]")]):
         image = tf.identity(image)
     return tf.ensure_shape(image, [None, None, None, 3])
 
@@ -189,6 +192,14 @@ def _checked_pixel_count(image, max_pixels):
         (shape[0], shape[2], shape[1], pixels, max_pixels))
     with tf.control_dependencies([tf.debugging.Assert(pixels <= max_pixels, [message])]):
         return tf.identity(image)
+
+
+def _checked_some_bytes(image_bytes):
+    """Refuses (InvalidArgument) a request with no encoded image, before anything
+    indexes into it (the pixel cap's message would fail on an empty batch instead)."""
+    with tf.control_dependencies([
+            _check(tf.size(image_bytes) > 0, "image_bytes must hold at least one image")]):
+        return tf.identity(image_bytes)
 
 
 def _checked_encoded_pixel_count(image_bytes, max_pixels):
@@ -410,7 +421,8 @@ class StylizerModule(tf.__internal__.tracking.AutoTrackable):
 
     def _decoded(self, image_bytes):
         """Encoded images under the pixel cap (headers first), decoded: [B, H, W, 3]."""
-        return decode_images(_checked_encoded_pixel_count(image_bytes, self._max_pixels))
+        return decode_images(_checked_encoded_pixel_count(_checked_some_bytes(image_bytes),
+                                                          self._max_pixels))
 
     # --- The saved functions: one per signature, plus __call__ and metadata ------------
 

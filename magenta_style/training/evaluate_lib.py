@@ -105,8 +105,13 @@ def style_grid(stylized, content, style_images=None, crossover=None):
     return grid
 
 
-def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, label_offset=0):
-    """Batch-mean losses of every style on the evaluation images.
+def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, label_offset=0,
+                     progress=None):
+    """Mean losses of every style over the evaluation images.
+
+    Each style's figures are the mean, over all N images, of Magenta's per-image losses
+    of the image stylized in that style (the trainer's logged losses are instead the
+    mean over one training batch, each example in a random style, at the crop size).
 
     Args:
       model: StyleTransferNetwork with S styles.
@@ -116,6 +121,7 @@ def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, l
       loss_config: config.LossConfig (weights, coefficients, total variation).
       batch_size: images per step.
       label_offset: model style id of the dataset's style 0.
+      progress: optional callable(styles done, styles) after each style.
 
     Returns:
       list (by dataset style) of dicts {Magenta loss name: float}.
@@ -134,6 +140,8 @@ def per_style_losses(model, vgg_net, grams, images, loss_config, batch_size=8, l
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(tf.reduce_sum(value))
         results.append({name: value / count for name, value in sums.items()})
+        if progress is not None:
+            progress(style + 1, num_styles)
     return results
 
 
@@ -216,13 +224,20 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
         prefix, directory = checkpoints.resolve_checkpoint(checkpoint)
     except checkpoints.CheckpointError as e:
         raise EvalError(str(e)) from None
-    saved = config_lib.read_config_json(directory) or {}
-    train = saved.get("train", {})
-    style_dataset_file = style_dataset_file or train.get("data", {}).get("style_dataset_file")
-    vgg_checkpoint = vgg_checkpoint or train.get("loss", {}).get("vgg_checkpoint")
-    if loss_config is None:
-        loss_config = config_lib.LossConfig(**{**train.get("loss", {}),
-                                               "vgg_checkpoint": vgg_checkpoint or ""})
+    where = os.path.join(directory or ".", config_lib.CONFIG_FILENAME)
+    try:
+        saved = config_lib.read_config_json(directory) if directory else None
+        saved_loss, saved_dataset = config_lib.saved_training(saved, where)
+        style_dataset_file = style_dataset_file or saved_dataset
+        vgg_checkpoint = vgg_checkpoint or saved_loss.get("vgg_checkpoint")
+        if vgg_checkpoint is not None and not isinstance(vgg_checkpoint, str):
+            raise config_lib.ConfigError(f"{where}: 'train.loss.vgg_checkpoint' is not a "
+                                         "string")
+        if loss_config is None:
+            loss_config = config_lib.saved_loss_config(
+                saved_loss, where, vgg_checkpoint=vgg_checkpoint or "")
+    except config_lib.ConfigError as e:
+        raise EvalError(str(e)) from None
     if not style_dataset_file:
         raise EvalError("no style dataset: pass --style_dataset_file")
     try:
@@ -242,6 +257,7 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
     os.makedirs(eval_dir, exist_ok=True)
     tag = _unused_tag(eval_dir, step)
     if info.grams is not None and vgg_checkpoint:
+        log(f"loading VGG-16 ({vgg_checkpoint}) and the style targets")
         try:
             vgg_net = vgg.get_vgg(vgg_checkpoint, loss_config.vgg_pooling, loss_config.vgg,
                                     objective.needs_conv_end_points(loss_config))
@@ -249,8 +265,18 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
         except (vgg_weights.VGGWeightsError, style_dataset.StyleDatasetError) as e:
             raise EvalError(str(e)) from None
         # The dataset's styles are the model's last ones (add_styles puts them there).
+        log(f"losses: each style's mean over the {len(paths)} image(s) at "
+            f"{image_size}x{image_size} (training logs the mean of one batch of random "
+            "styles at its crop size, so the figures differ)")
+        started = time.monotonic()
+
+        def style_done(done, total):
+            elapsed = time.monotonic() - started
+            log(f"  style {done}/{total} done ({elapsed:.0f} s; about "
+                f"{elapsed / done * (total - done):.0f} s left)")
+
         per_style = per_style_losses(model, vgg_net, grams, content, loss_config,
-                                     batch_size, label_offset=offset)
+                                     batch_size, label_offset=offset, progress=style_done)
         result["losses"] = [{"style": offset + s, "name": model_config.style_name(offset + s),
                              **terms} for s, terms in enumerate(per_style)]
         if optimum_iterations > 0:
@@ -270,6 +296,8 @@ def evaluate_checkpoint(checkpoint, eval_dir, content_images, style_dataset_file
         config_lib.write_json_atomic(os.path.join(eval_dir, f"losses_{tag}.json"), result)
     result["grid"] = None
     if grid:
+        log(f"stylizing the {len(paths)} image(s) in {model_config.num_styles} style(s) for "
+            "the grid")
         stylized = stylize_all(model, content, model_config.num_styles, batch_size)
         headers = None
         cross = None

@@ -29,6 +29,8 @@ import dataclasses
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 
 from absl import logging
@@ -66,6 +68,32 @@ class NonFiniteLossError(TrainError):
     def __init__(self, message, step):
         super().__init__(message)
         self.step = step
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT (Ctrl-C) or SIGTERM (how schedulers and containers stop
+    a job), after saving a checkpoint of the step it reached.
+
+    A KeyboardInterrupt, so callers that catch Ctrl-C keep working.
+
+    Attributes:
+      signum: the signal (signal.SIGINT or signal.SIGTERM).
+      step: the step reached (None when a second signal stopped it without saving).
+      checkpoint: the checkpoint that holds that step ("" when none was written).
+    """
+
+    def __init__(self, signum, step=None, checkpoint=""):
+        self.signum, self.step, self.checkpoint = signum, step, checkpoint
+        name = signal.Signals(signum).name
+        if step is None:
+            message = (f"interrupted by a second {name}; stopped without saving (the "
+                       "checkpoints already in the train_dir are kept)")
+        elif checkpoint:
+            message = (f"interrupted by {name} at step {step}; saved {checkpoint}; the same "
+                       "command resumes from it")
+        else:
+            message = f"interrupted by {name} at step {step}; no checkpoint was written"
+        super().__init__(message)
 
 
 @dataclasses.dataclass
@@ -428,6 +456,10 @@ def _restore(trainer, experiment, strategy, inputs, progress):
             status.assert_existing_objects_matched()
         except AssertionError as e:
             raise TrainError(f"cannot resume from {latest}: {e}") from None
+        # Every object of the run got its value (checked above); what the checkpoint holds
+        # beyond them (e.g. a legacy layout's extras) is not news: without this, TF warns
+        # twice about "unrestored values" when the status is garbage-collected.
+        status.expect_partial()
         progress(f"resuming from {latest} at step {int(trainer.step.numpy())}")
     elif inputs.base is not None:
         _init_from_base(trainer.model, inputs.base, cfg.add_styles)
@@ -442,11 +474,16 @@ def _restore(trainer, experiment, strategy, inputs, progress):
 def _save_run_config(experiment, model_config, label_offset):
     """Chief only: writes train_dir/config.json (the model and how it was trained)."""
     cfg = experiment.train
-    config_lib.save_model_config(cfg.train_dir, model_config, extra={
-        "train": experiment.to_dict(),
-        "finetune": {"from": cfg.finetune_from, "add_styles": cfg.add_styles,
-                     "base_num_styles": label_offset},
-        "vgg_checkpoint": experiment.loss.vgg_checkpoint})
+    try:
+        config_lib.save_model_config(cfg.train_dir, model_config, extra={
+            "train": experiment.to_dict(),
+            "finetune": {"from": cfg.finetune_from, "add_styles": cfg.add_styles,
+                         "base_num_styles": label_offset},
+            "vgg_checkpoint": experiment.loss.vgg_checkpoint})
+    except OSError as e:
+        raise TrainError(f"cannot write "
+                         f"{os.path.join(cfg.train_dir, config_lib.CONFIG_FILENAME)}: "
+                         f"{e.strerror or e}") from None
 
 
 def _input_iterator(experiment, strategy, inputs, trainer):
@@ -473,6 +510,45 @@ def _describe_run(experiment, strategy, model_config, inputs):
 
 # --- The traced steps, and after each call ------------------------------------------
 
+class _StopRequests:
+    """While entered: SIGINT and SIGTERM ask the loop to stop instead of stopping the
+    process, so that it finishes the call in progress (TensorFlow runs it in C++ anyway),
+    saves a checkpoint and raises Interrupted. A second signal raises Interrupted at once,
+    without saving. Main thread only (Python delivers signals there); elsewhere a no-op.
+    The previous handlers come back on exit.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, progress, enabled=True):
+        self.progress = progress
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.signum = None
+        self._previous = {}
+
+    def __enter__(self):
+        if self.enabled:
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        self._previous = {}
+        return False
+
+    def _handle(self, signum, frame):
+        del frame
+        if self.signum is not None:
+            raise Interrupted(signum)
+        self.signum = signum
+        self.progress(f"{signal.Signals(signum).name}: stopping after the steps in progress "
+                      "and saving a checkpoint (send it again to stop without saving)")
+
+
+
 class _Loop:
     """Calls the traced steps until train_steps; after each call: checks the losses,
     records the data position, writes summaries, saves, prints the progress line."""
@@ -494,11 +570,20 @@ class _Loop:
         self.rate_time, self.rate_step = time.monotonic(), self.step
         self.steps_per_sec = float("nan")
         self.first = True
+        # The step the newest checkpoint holds (-1: none): an interrupted run saves only
+        # when it got further.
+        self.saved_step = self.step if latest else -1
+        # The preemption handler of multi-worker and TPU runs watches SIGTERM itself.
+        self.stop = _StopRequests(progress, enabled=preemption is None)
 
     def run(self, inputs):
         """Trains to train_steps; raises NonFiniteLossError or a one-line TrainError."""
         cfg = self.cfg
-        writer = summaries.file_writer(cfg.train_dir, devices.is_chief(self.strategy))
+        try:
+            writer = summaries.file_writer(cfg.train_dir, devices.is_chief(self.strategy))
+        except tf.errors.OpError as e:
+            raise TrainError(f"cannot write TensorBoard events in {cfg.train_dir}: "
+                             f"{checkpoints.write_error_reason(e)}") from None
         try:
             preview = _preview(inputs.source, self.experiment, inputs.info,
                                inputs.label_offset, cfg.image_summary_count,
@@ -509,15 +594,50 @@ class _Loop:
             self.progress("tracing the training step (tens of seconds on a CPU) before the "
                           "first progress line")
         try:
-            while self.step < cfg.train_steps:
-                num = self._call_size()
-                call_started = time.monotonic()
-                out = self._call(num)
-                self._after_call(num, out, time.monotonic() - call_started, writer, preview)
-        except tf.errors.InvalidArgumentError as e:
-            _raise_content_failure(e)
-        finally:
-            writer.flush()
+            try:
+                with self.stop:
+                    while self.step < cfg.train_steps:
+                        num = self._call_size()
+                        call_started = time.monotonic()
+                        out = self._call(num)
+                        self._after_call(num, out, time.monotonic() - call_started, writer,
+                                         preview)
+                        if devices.agree(self.strategy, self.stop.signum is not None):
+                            self._stop_interrupted()
+            except tf.errors.InvalidArgumentError as e:
+                _raise_content_failure(e)
+        except BaseException:
+            # The error in flight is the one to report, not a full disk's failed flush.
+            with contextlib.suppress(tf.errors.OpError):
+                writer.flush()
+            raise
+        self._write_summaries(writer.flush)
+
+    def _stop_interrupted(self):
+        """Saves the step reached (unless the newest checkpoint holds it); raises
+        Interrupted."""
+        if self.step != self.saved_step:
+            self._save()
+        raise Interrupted(self.stop.signum or signal.SIGTERM, self.step, self.last_checkpoint)
+
+    def _write_summaries(self, write):
+        """Runs `write` (summaries, a flush); a failed write (a full disk) is one line."""
+        try:
+            write()
+        except tf.errors.OpError as e:
+            if isinstance(e, tf.errors.InvalidArgumentError):
+                raise  # The preview's content images: _raise_content_failure reports it.
+            raise TrainError(f"cannot write TensorBoard events in {self.cfg.train_dir}: "
+                             f"{checkpoints.write_error_reason(e)}") from None
+
+    def _save(self):
+        try:
+            self.last_checkpoint = checkpoints.save_quietly(self.manager, self.step)
+        except checkpoints.CheckpointWriteError as e:
+            kept = (f"the last good checkpoint {self.last_checkpoint} is kept"
+                    if self.last_checkpoint else "no checkpoint was written")
+            raise TrainError(f"{e}; {kept}") from None
+        self.saved_step = self.step
 
     def _call_size(self):
         """Steps in the next call: steps_per_loop, cut to reach the next step trigger."""
@@ -539,13 +659,13 @@ class _Loop:
         self._record(num, totals, terms, max_index, skipped)
         done = self.step >= self.cfg.train_steps
         if devices.agree(self.strategy, self.summary_trigger.due(self.step) or done):
-            summaries.write_training_summaries(
+            self._write_summaries(lambda: summaries.write_training_summaries(
                 writer, self.step, terms, self.cfg.learning_rate, self.cfg.batch_size,
                 self.steps_per_sec, int(self.trainer.skipped_images.numpy()),
-                preview=preview)
+                preview=preview))
             self.summary_trigger.reset(self.step)
         if devices.agree(self.strategy, self.save_trigger.due(self.step) or done):
-            self.last_checkpoint = checkpoints.save_quietly(self.manager, self.step)
+            self._save()
             self.save_trigger.reset(self.step)
         if (self.log_trigger.due(self.step, slack_secs=call_secs / 2) or done
                 or self.step == self.resumed_from + num):

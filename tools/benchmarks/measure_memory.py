@@ -2,6 +2,7 @@
 `limits.BYTES_PER_PIXEL`.
 
     python tools/benchmarks/measure_memory.py --alphas=0.25,0.5,0.75,1.0 --sides=512,1024,1536
+    python tools/benchmarks/measure_memory.py --generator=boe_yuv444 --alphas=0.5,1.0
 
 For each alpha and signature a fresh process builds the network (random weights:
 memory does not depend on them), wraps it in the export's own serving functions
@@ -29,19 +30,23 @@ def _peak_bytes():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB.
 
 
-def child(alpha, signature, sides, generator=None):
+def child(alpha, signature, sides, generator="magenta"):
     """Runs in its own process; prints one JSON line {side: peak bytes}."""
     import numpy as np
     import tensorflow as tf
 
     from magenta_style import config as config_lib
-    from magenta_style.networks import transformer
+    from magenta_style.networks import generators
     from magenta_style.serving import signatures
 
-    model_config = config_lib.ModelConfig(num_styles=2, alpha=alpha)
-    model = transformer.build_transformer(model_config)
+    # BOE's networks as its configs train them (plain norm: one style); the norm's
+    # tables are a few numbers, the activations are what cost memory.
+    model_config = (config_lib.ModelConfig(num_styles=2, alpha=alpha)
+                    if generator == "magenta" else
+                    config_lib.ModelConfig(num_styles=1, alpha=alpha, generator=generator))
+    model = generators.build(model_config)
     module = signatures.StylizerModule(model, model_config, "{}", max_pixels=0)
-    weights = tf.constant([[1.0, 0.0]])
+    weights = tf.constant([[1.0, 0.0][:model_config.num_styles]])
     rng = np.random.default_rng(0)
 
     def request(side):
@@ -78,16 +83,19 @@ def main():
     parser.add_argument("--sides", default="512,1024,1536",
                         help="square request sizes, ascending (at least two)")
     parser.add_argument("--signatures", default=",".join(SIGNATURES))
+    parser.add_argument("--generator", default="magenta",
+                        help="magenta, boe_yuv444 or boe_yuv420")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--alpha", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--signature", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sides = sorted(int(s) for s in args.sides.split(","))
     if args.child:
-        child(args.alpha, args.signature, sides)
+        child(args.alpha, args.signature, sides, args.generator)
         return 0
     if len(sides) < 2:
         parser.error("--sides needs at least two sizes")
+    print(f"{args.generator}:")
     print("| alpha | signature | bytes per pixel | fixed (MiB) | peaks (MiB) at sides "
           f"{', '.join(map(str, sides))} |")
     print("|---|---|---|---|---|")
@@ -95,7 +103,8 @@ def main():
         for signature in args.signatures.split(","):
             out = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), "--child", f"--alpha={alpha}",
-                 f"--signature={signature}", f"--sides={args.sides}"],
+                 f"--signature={signature}", f"--sides={args.sides}",
+                 f"--generator={args.generator}"],
                 capture_output=True, text=True, check=False)
             if out.returncode:
                 print(out.stderr[-2000:], file=sys.stderr)

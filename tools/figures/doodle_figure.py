@@ -3,6 +3,10 @@
     python tools/figures/doodle_figure.py --vgg_checkpoint=vgg_19.ckpt [--output=docs/doodle.png]
         [--size=128] [--iterations=100] [--scales=3] [--semantic_weight=50]
 
+    # Try a doodle with no download: write the drawn inputs, then run the printed
+    # optimize command (HED's VGG-16, installed with the package).
+    python tools/figures/doodle_figure.py --write_inputs=/tmp/doodle_demo
+
 Everything is drawn by code, nothing is downloaded: a two-region "painting" (a sky of
 blue horizontal strokes over a field of green grass strokes, with a wavy horizon), its
 hand-painted semantic map (sky blue, field green), and a doodle of another layout (two
@@ -20,14 +24,17 @@ import os
 import tempfile
 import textwrap
 
-from absl import flags
+# Before anything imports TensorFlow (cli.quiet_tf_logging: its start-up lines, cuInit).
+from magenta_style import cli  # pylint: disable=g-bad-import-order
+cli.quiet_tf_logging()
+
+from absl import flags  # noqa: E402
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFont
 import tensorflow as tf
 
-from magenta_style import cli
 from magenta_style import config
 from magenta_style.media import images
 from magenta_style.networks import patch_loss
@@ -36,8 +43,13 @@ from magenta_style.networks import vgg_weights
 from magenta_style.optimization import optimize_lib
 
 _VGG = flags.DEFINE_string("vgg_checkpoint", None,
-                           "VGG-19 weights (vgg_19.ckpt, a Keras .h5, 'imagenet') or "
-                           "standin:SEED (random; labelled on the figure).", required=True)
+                           "VGG-19 weights (vgg_19.ckpt, a Keras .h5, 'imagenet'), 'hed' "
+                           "(HED's VGG-16, no download) or standin:SEED (random; labelled "
+                           "on the figure). Needed for the figure, not for --write_inputs.")
+_WRITE_INPUTS = flags.DEFINE_string(
+    "write_inputs", None, "Only write the drawn style image, its semantic map and the "
+    "doodle into this folder, and print the optimize command that turns them into a "
+    "picture with --vgg_checkpoint=hed (no download).")
 _OUTPUT = flags.DEFINE_string("output", "docs/doodle.png", "Where the PNG goes.")
 _SIZE = flags.DEFINE_integer("size", 128, "Side of the style image and of the result.")
 _ITERATIONS = flags.DEFINE_integer("iterations", 100, "L-BFGS iterations per scale.")
@@ -110,20 +122,50 @@ def _compose(panels, titles, caption):
     return np.asarray(canvas, np.float32) / 255.0
 
 
+def write_inputs(directory, size, seed):
+    """Writes style.png, style_map.png and doodle.png into `directory`; returns the
+    optimize command (str) that paints the doodle with HED's VGG-16."""
+    style, style_map = draw_style(size, seed)
+    paths = {name: os.path.join(directory, f"{name}.png")
+             for name in ("style", "style_map", "doodle")}
+    images.save_image_atomic(paths["style"], style)
+    for name, array in (("style_map", style_map), ("doodle", draw_doodle(size))):
+        images.save_image_atomic(paths[name], array.astype(np.float32) / 255.0)
+    return ("python -m magenta_style.optimize --style_loss=patch --vgg_checkpoint=hed "
+            f"--style_images={paths['style']} --style_semantic_map={paths['style_map']} "
+            f"--content_semantic_map={paths['doodle']} "
+            f"--output_image={os.path.join(directory, 'result.png')} --image_size={size} "
+            "--scales=2 --iterations=100")
+
+
 def main(argv):
     del argv
     size = _SIZE.value
+    if _WRITE_INPUTS.value:
+        try:
+            command = write_inputs(_WRITE_INPUTS.value, size, _SEED.value)
+        except OSError as e:
+            cli.fail("doodle_figure", f"--write_inputs={_WRITE_INPUTS.value}: "
+                                      f"{e.strerror or e}")
+        print(f"wrote style.png, style_map.png and doodle.png to {_WRITE_INPUTS.value}; "
+              f"paint the doodle (a few minutes on 2 CPU cores) with:\n  {command}")
+        return
+    if not _VGG.value:
+        cli.fail("doodle_figure", "--vgg_checkpoint is required for the figure (or give "
+                                  "--write_inputs)")
     style, style_map = draw_style(size, _SEED.value)
     doodle = draw_doodle(size)
     standin = vgg_weights.parse_standin_seed(_VGG.value) is not None
+    # HED's weights are a VGG-16; the figure's default is the paper's VGG-19.
+    architecture = "vgg_16" if _VGG.value == "hed" else "vgg_19"
     try:
-        net = vgg.build_vgg(_VGG.value, architecture="vgg_19", conv_end_points=True)
-        style_weights = optimize_lib.qualify_layer_weights(_STYLE_WEIGHTS.value, "vgg_19")
+        net = vgg.build_vgg(_VGG.value, architecture=architecture, conv_end_points=True)
+        style_weights = optimize_lib.qualify_layer_weights(_STYLE_WEIGHTS.value, architecture)
     except (vgg_weights.VGGWeightsError, optimize_lib.OptimizeError) as e:
         cli.fail("doodle_figure", e)
     gamma = _SEMANTIC_WEIGHT.value
     features = net(tf.constant(style[None]), up_to=max(
-        style_weights, key=vgg.end_points("vgg_19", True).index))
+        style_weights, key=vgg.end_points(architecture, True).index))
     gamma_eq = patch_loss.equalizing_gamma(
         {name: features[name] for name in style_weights}, style_map[None].astype(np.float32))
     if gamma is None:
@@ -134,7 +176,7 @@ def main(argv):
             paths[name] = os.path.join(scratch, f"{name}.png")
             Image.fromarray(array).save(paths[name])
         cfg = config.OptimizeConfig(
-            style_images=("drawn-style",), style_loss="patch", vgg="vgg_19",
+            style_images=("drawn-style",), style_loss="patch", vgg=architecture,
             vgg_checkpoint=_VGG.value, style_semantic_map=paths["style_map"],
             content_semantic_map=paths["doodle"], semantic_weight=float(gamma),
             style_weights=tuple(style_weights.items()), image_size=size,
