@@ -31,6 +31,9 @@ NUM_LOGICAL_CPUS = 2
 def pytest_configure(config):
     import tensorflow as tf
 
+    # Heavy tests (real VGG weights, subprocesses, training runs): `-m "not slow"` skips them.
+    config.addinivalue_line("markers", "slow: heavy test, left out of the fast tier")
+
     cpus = tf.config.list_physical_devices("CPU")
     try:
         tf.config.set_logical_device_configuration(
