@@ -834,7 +834,17 @@ def experiment_from_flags(values, given=()):
 # Per-image optimization (`python -m magenta_style.optimize`, optimize_lib).
 # --------------------------------------------------------------------------------------
 
-OPTIMIZE_RECIPES = ("gatys", "johnson", "magenta")
+OPTIMIZE_RECIPES = ("gatys", "johnson", "magenta", "hed")
+
+
+def default_optimize_recipe(vgg_checkpoint):
+    """The recipe an optimization runs when none is named: "hed" (weights chosen by a
+    quality sweep for HED's VGG, docs/optimize.md) for --vgg_checkpoint=hed or a HED
+    `.weights.h5` file, Gatys' paper recipe for every other source."""
+    source = str(vgg_checkpoint)
+    return "hed" if source == "hed" or source.endswith(".weights.h5") else "gatys"
+
+
 OPTIMIZE_OPTIMIZERS = ("lbfgs", "adam")
 OPTIMIZE_STYLE_LOSSES = ("gram", "patch")
 OPTIMIZE_INITS = ("content", "noise", "style")
@@ -873,10 +883,14 @@ class OptimizeConfig:
       style_scale: style image size relative to the output (> 0).
       init: "content", "noise", "style" or "network:CHECKPOINT:STYLE".
       seed: noise seed.
-      recipe: "gatys", "johnson" or "magenta": layers, weights, normalization, TV.
+      recipe: "gatys", "johnson", "magenta" or "hed": layers, weights, normalization,
+        TV; "" (default) picks default_optimize_recipe(vgg_checkpoint).
+      style_strength: factor (> 0) on every style weight: above 1 takes more style and
+        keeps fewer of the photo's edges, below 1 the reverse.
       vgg: "vgg_16" or "vgg_19".
       vgg_checkpoint: VGG weights (TF-slim .ckpt, "imagenet", Keras .h5, "standin:SEED").
-      vgg_pooling: "avg" or "max".
+      vgg_pooling: "avg" or "max"; "" (default) picks "max" for the hed recipe (HED's
+        weights were trained with max pooling) and "avg" (Gatys, Magenta) otherwise.
       content_weights, style_weights: layer weights or None (recipe defaults).
       normalization: "" (recipe's) or one of losses.NORMALIZATIONS.
       tv_weight: total variation weight, or None (recipe default).
@@ -891,7 +905,10 @@ class OptimizeConfig:
       jit_compile: compile the loss and gradient with XLA.
       style_loss: "gram" or "patch" (magenta_style.networks.patch_loss).
       style_semantic_map, content_semantic_map: semantic maps for the patch loss.
-      semantic_weight: gamma of the patch loss.
+      semantic_weight: gamma of the patch loss, or None (default): per layer,
+        patch_loss.DEFAULT_SEMANTIC_FACTOR x the gamma that equalizes the map's and the
+        features' value ranges on the style (the paper's definition of its 50, which
+        only holds for ImageNet VGG-19; see docs/semantic.md).
       patch_size: k of the patch loss.
     """
 
@@ -903,10 +920,11 @@ class OptimizeConfig:
     style_scale: float = 1.0
     init: str = "content"
     seed: int = 0
-    recipe: str = "gatys"
+    recipe: str = ""
+    style_strength: float = 1.0
     vgg: str = "vgg_16"
     vgg_checkpoint: str = ""
-    vgg_pooling: str = "avg"
+    vgg_pooling: str = ""
     content_weights: object = None
     style_weights: object = None
     normalization: str = ""
@@ -923,12 +941,16 @@ class OptimizeConfig:
     style_loss: str = "gram"
     style_semantic_map: str = ""
     content_semantic_map: str = ""
-    semantic_weight: float = 50.0
+    semantic_weight: float = None
     patch_size: int = 3
 
     def __post_init__(self):
         object.__setattr__(self, "style_images", tuple(self.style_images))
         object.__setattr__(self, "style_mix", tuple(float(w) for w in self.style_mix))
+        if not self.recipe:
+            object.__setattr__(self, "recipe", default_optimize_recipe(self.vgg_checkpoint))
+        if not self.vgg_pooling:
+            object.__setattr__(self, "vgg_pooling", "max" if self.recipe == "hed" else "avg")
         for name in ("content_weights", "style_weights"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, _as_pairs(getattr(self, name)))
@@ -955,8 +977,11 @@ class OptimizeConfig:
         _check(self.vgg in ("vgg_16", "vgg_19"), f"vgg must be vgg_16 or vgg_19, got {self.vgg!r}")
         _check(self.vgg_pooling in ("avg", "max"),
                f"vgg_pooling must be 'avg' or 'max', got {self.vgg_pooling!r}")
-        _check(self.normalization in ("", "magenta", "gatys", "johnson"),
-               f"normalization must be gatys, johnson or magenta, got {self.normalization!r}")
+        _check(self.normalization in ("", "magenta", "gatys", "johnson", "relative"),
+               f"normalization must be gatys, johnson, magenta or relative, got "
+               f"{self.normalization!r}")
+        _check(0 < self.style_strength < float("inf"),
+               f"style_strength must be finite and > 0, got {self.style_strength}")
         _check(self.init in OPTIMIZE_INITS or self.init.startswith(NETWORK_INIT_PREFIX),
                f"init must be content, noise, style or network:CHECKPOINT:STYLE, got "
                f"{self.init!r}")
@@ -966,7 +991,8 @@ class OptimizeConfig:
                f"style_scale must be a finite number > 0, got {self.style_scale}")
         _check(0 < self.learning_rate < float("inf"),
                f"learning_rate must be > 0, got {self.learning_rate}")
-        _check(self.semantic_weight >= 0 and self.semantic_weight != float("inf"),
+        _check(self.semantic_weight is None or (
+            self.semantic_weight >= 0 and self.semantic_weight != float("inf")),
                f"semantic_weight must be finite and >= 0, got {self.semantic_weight}")
         _check(self.tv_weight is None or (0 <= self.tv_weight < float("inf")),
                f"tv_weight must be finite and >= 0, got {self.tv_weight}")

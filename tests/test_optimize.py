@@ -373,7 +373,7 @@ def test_cli_writes_image_report_and_snapshots(files, tmp_path, capsys):
     ("small", "deepest layer needs at least 16 pixels"),
     ("flag", "Unknown command line flag 'bogus'"),
     ("arch", "--vgg must be vgg_16 or vgg_19, got 'vgg_18'"),
-    ("recipe", "recipe must be one of gatys, johnson, magenta, got 'picasso'"),
+    ("recipe", "recipe must be one of gatys, johnson, magenta, hed, got 'picasso'"),
 ])
 def test_cli_errors_are_one_line_exit_2(files, tmp_path, capsys, case, expected):
     content, style = files

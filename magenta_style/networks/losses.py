@@ -30,6 +30,13 @@ Normalization (`normalization=` of content_loss, style_loss, total_loss), with F
   ||G/(C H W) - A/(C H W)||_F^2. Both equal Magenta's numbers exactly (G/(CHW) is
   (G/M)/N, and the squared norm over N^2 entries is N^2 times their mean); the name
   exists so a recipe says what it means, and a test holds the identity.
+- "relative" (this project's `hed` recipe): content ||F - P||^2 / ||P||^2, style
+  ||G - A||_F^2 / ||A||_F^2 (any Gram scaling cancels). Every layer's term is 1 when the
+  output is as far from the target as the target is from zero, whatever the layer's
+  scale: HED's layers differ by 1e7 in Gram magnitude (docs/vgg_weights.md), so the
+  weights of a recipe in this normalization say how much each layer counts, not how
+  big its numbers are. The square of the quality metric's per-layer distance
+  (networks/quality.py), summed instead of averaged.
 """
 import math
 
@@ -43,7 +50,7 @@ DEFAULT_CONTENT_WEIGHTS = dict(config.MAGENTA_CONTENT_WEIGHTS)
 DEFAULT_STYLE_WEIGHTS = dict(config.MAGENTA_STYLE_WEIGHTS)
 DEFAULT_TOTAL_VARIATION_WEIGHT = config.LossConfig.total_variation_weight
 
-NORMALIZATIONS = ("magenta", "gatys", "johnson")
+NORMALIZATIONS = ("magenta", "gatys", "johnson", "relative")
 
 
 def _check_normalization(normalization):
@@ -85,7 +92,8 @@ def content_loss(content_features, stylized_features, content_weights=None,
       content_features: dict {end point: float [B, h, w, C]} of the content images.
       stylized_features: same structure, of the stylized images.
       content_weights: {end point: float}; defaults to DEFAULT_CONTENT_WEIGHTS.
-      normalization: "magenta" (mean), "johnson" (the same) or "gatys" (half the sum).
+      normalization: "magenta" (mean), "johnson" (the same), "gatys" (half the sum) or
+        "relative" (the sum over the target's sum of squares).
 
     Returns:
       (total float32 [B], terms) where terms maps `content_loss/<name>`,
@@ -102,6 +110,10 @@ def content_loss(content_features, stylized_features, content_weights=None,
                 - tf.cast(content_features[name], tf.float32))
         if normalization == "gatys":
             loss = 0.5 * tf.reduce_sum(tf.square(diff), axis=[1, 2, 3])
+        elif normalization == "relative":
+            target = tf.cast(content_features[name], tf.float32)
+            loss = tf.math.divide_no_nan(tf.reduce_sum(tf.square(diff), axis=[1, 2, 3]),
+                                         tf.reduce_sum(tf.square(target), axis=[1, 2, 3]))
         else:
             loss = tf.reduce_mean(tf.square(diff), axis=[1, 2, 3])
         weighted = weight * loss
@@ -128,8 +140,8 @@ def style_loss(style_grams, stylized_features, style_weights=None, style_coeffic
         style; see gather_style_coefficients). None means 1.
       normalization: "magenta" or "johnson" (mean over (c, c') of the squared
         difference of position-normalised Grams), or "gatys" (1/(4 N^2 M^2) of the sum
-        over unnormalised Grams). Targets are position-normalised (gram_matrix) in
-        every case.
+        over unnormalised Grams), or "relative" (||G - A||^2 / ||A||^2). Targets are
+        position-normalised (gram_matrix) in every case.
 
     Returns:
       (total float32 [B], terms) where terms maps `style_loss/<name>`,
@@ -149,6 +161,9 @@ def style_loss(style_grams, stylized_features, style_weights=None, style_coeffic
             # sum((G - A)^2) / (4 N^2 M^2) with G = M * (G/M): the M^2 cancels, which
             # keeps float32 away from the huge unnormalised Gram entries.
             loss = tf.reduce_mean(squared, axis=[1, 2]) / 4.0
+        elif normalization == "relative":
+            target_norm = tf.reduce_sum(tf.square(target), axis=[-2, -1])
+            loss = tf.math.divide_no_nan(tf.reduce_sum(squared, axis=[1, 2]), target_norm)
         else:
             loss = tf.reduce_mean(squared, axis=[1, 2])
         weighted = weight * loss if coefficients is None else weight * coefficients * loss

@@ -64,8 +64,12 @@ import tensorflow as tf
 from magenta_style import config
 from magenta_style.media import images
 
-# gamma and k: the paper's, written once as the optimize command's defaults.
-DEFAULT_SEMANTIC_WEIGHT = config.OptimizeConfig.semantic_weight
+# gamma: the paper's absolute value (ImageNet VGG-19); the optimize command's default is
+# DEFAULT_SEMANTIC_FACTOR x gamma_eq instead (default_semantic_weight). k: the
+# command's default, written once in config.
+DEFAULT_SEMANTIC_WEIGHT = 50.0
+# The default gamma, as a multiple of equalizing_gamma (see default_semantic_weight).
+DEFAULT_SEMANTIC_FACTOR = 4.0
 DEFAULT_PATCH_SIZE = config.OptimizeConfig.patch_size
 DEFAULT_MATCH_BUDGET_BYTES = 128 * 2 ** 20
 # Style patches per chunk of the match; with the budget this bounds a block's width
@@ -352,6 +356,35 @@ def equalizing_gamma(style_features, style_map):
     return gammas
 
 
+def default_semantic_weight(style_features, style_map, factor=DEFAULT_SEMANTIC_FACTOR):
+    """The default gamma per layer: `factor` x equalizing_gamma on the style.
+
+    The paper's gamma = 50 is its "equalize the value range of m^l and x^l" for ImageNet
+    VGG-19 with 0..255 maps. Under other weights the same number means something else:
+    with HED's VGG-16 (`--vgg_checkpoint=hed`) gamma_eq is about 1.6 at conv3_1 and 0.4
+    at conv4_1, so 50 puts 99.9 % of every style patch's energy in the map. The match
+    then ranks a region's style patches by an unnormalized dot product (the feature
+    part barely moves the normalized correlation), and the loss's value is mostly the
+    map mismatch, which no pixel can lower: the loss fell 0.1-0.4 % over 60 iterations
+    and the doodle came out as noise (issue 27). A multiple of gamma_eq means the same
+    under any weights; 4 keeps regions confined (docs/semantic.md) while the features
+    decide which patch of the region is matched.
+
+    Args:
+      style_features: {end point: float [1, h, w, C]}.
+      style_map: float [1, H, W, M] in 0..255 at the style image's size, or None (no
+        maps: gamma is unused, DEFAULT_SEMANTIC_WEIGHT is returned).
+      factor: the multiple of gamma_eq.
+
+    Returns:
+      {end point: float} (or a float when style_map is None).
+    """
+    if style_map is None:
+        return DEFAULT_SEMANTIC_WEIGHT
+    return {name: factor * gamma
+            for name, gamma in equalizing_gamma(style_features, style_map).items()}
+
+
 # ----------------------------------------------------------------------------------
 # The loss.
 
@@ -634,6 +667,39 @@ class PatchStyleLoss:
                  in self._energies(output_features, content_map, matches).items()}
         total = tf.add_n(list(terms.values())) if terms else tf.constant(0.0)
         return total, terms
+
+    @_NOT_AUTOGRAPH
+    def split_call(self, output_features, content_map=None):
+        """E_s split into the part the pixels can lower and the map mismatch.
+
+        What the optimization minimizes (optimize_lib). The semantic part of E_s, the
+        map mismatch of the matched patches, carries no gradient (the maps are
+        constants), so minimizing the feature part alone moves the pixels exactly as
+        minimizing E_s does. But it can be most of E_s's value: a doodle border that
+        the style never shows (a mirrored doodle's B|A against the style's A|B) has no
+        matching style patch, and its mismatch is a floor no pixel can lower. Reporting
+        it apart makes "the loss fell" mean that the picture changed (issue 27: with
+        the floor in, a doodle whose feature energy fell 70 % showed a 9 % fall).
+        feature total + semantic total is E_s, as __call__ returns it.
+
+        Args:
+          output_features, content_map: as for __call__.
+
+        Returns:
+          (feature total float32 scalar, {end point: w_l * feature part of E_l},
+           semantic total float32 scalar: sum_l w_l * map mismatch, no gradient).
+        """
+        matches = self.match(output_features, content_map)
+        for name, index in matches.items():
+            self._last_matches[name].assign(tf.reshape(index, [-1]))
+        parts = self._energies(output_features, content_map, matches)
+        terms = {name: self.layer_weights[name] * feature_part
+                 for name, (feature_part, _) in parts.items()}
+        semantic = [self.layer_weights[name] * semantic_part
+                    for name, (_, semantic_part) in parts.items()]
+        total = tf.add_n(list(terms.values())) if terms else tf.constant(0.0)
+        semantic = tf.stop_gradient(tf.add_n(semantic)) if semantic else tf.constant(0.0)
+        return total, terms, semantic
 
     def energy_parts(self, output_features, content_map=None):
         """{end point: (w_l * feature part, w_l * semantic part)} of E, as floats.

@@ -59,6 +59,8 @@ LBFGS_MEMORY = 10
 # Gatys: content/style ratio alpha/beta = 1e-3, style layers weighted 1/5 each.
 # Johnson: Gram / (C H W); fast-neural-style's weights (content 1, style 5, TV 1e-6).
 # Magenta: the project's training defaults.
+HED_CONTENT_WEIGHTS = "conv4_2:1.0"
+HED_STYLE_WEIGHTS = "relu1_2:1.0,relu2_2:1.0,relu3_3:1.0,relu4_3:1.0"
 RECIPES = {
     "gatys": dict(
         content_weights="conv4_2:1.0",
@@ -72,12 +74,24 @@ RECIPES = {
         content_weights=config_lib.format_layer_weights(losses.DEFAULT_CONTENT_WEIGHTS),
         style_weights=config_lib.format_layer_weights(losses.DEFAULT_STYLE_WEIGHTS),
         normalization="magenta", tv_weight=0.0),
+    # HED's VGG (--vgg_checkpoint=hed; the default there): relative terms, so each
+    # weight says how much a layer counts whatever its scale; Johnson's style layers;
+    # the weights come from the quality sweep in docs/optimize.md (tools/sweep_recipe.py).
+    "hed": dict(
+        content_weights=HED_CONTENT_WEIGHTS, style_weights=HED_STYLE_WEIGHTS,
+        normalization="relative", tv_weight=0.0),
 }
 
 # The patch loss's defaults (Champandard 2016): style on conv3_1 and conv4_1
 # (sem3_1, sem4_1) at beta 25 each (the low end of the paper's 25..250), content conv4_2
-# at alpha 10.
-PATCH_DEFAULTS = dict(content_weights="conv4_2:10.0", style_weights="conv3_1:25.0,conv4_1:25.0")
+# at alpha 10 with Gatys' 1/2 sum (the paper's E_c), whatever the default recipe is.
+PATCH_DEFAULTS = dict(content_weights="conv4_2:10.0", style_weights="conv3_1:25.0,conv4_1:25.0",
+                      normalization="gatys")
+# Under HED's VGG (the hed recipe) conv3_1 and conv4_1 alone leave pixel noise and
+# colour unconstrained (edge-tuned filters): a doodle's regions came out as noise in
+# their colours (issue 27). conv2_1 adds the colour and fine strokes; 48 px doodles
+# then take each region's strokes (tests/test_hed_modes.py).
+HED_PATCH_STYLE_WEIGHTS = "conv2_1:25.0,conv3_1:25.0,conv4_1:25.0"
 
 _SHORT_NAME = re.compile(r"(?<![\w/])(conv|relu)([1-5])_([1-4])(?=\s*:)")
 _SHORT_BLOCK = re.compile(r"(?<![\w/])(conv|pool)([1-5])(?=\s*:)")
@@ -157,12 +171,15 @@ def resolved_losses(cfg, architecture=None):
     """The (content weights, style weights, normalization, tv weight) a config runs with.
 
     Explicit config fields win over the recipe (or, for style_loss="patch", the patch
-    loss's defaults); short layer names are qualified with the VGG architecture.
+    loss's defaults); short layer names are qualified with the VGG architecture. Every
+    style weight is multiplied by cfg.style_strength.
     """
     architecture = architecture or cfg.vgg
     recipe = dict(RECIPES[cfg.recipe])
     if cfg.style_loss == "patch":
         recipe.update(PATCH_DEFAULTS)
+        if cfg.recipe == "hed":
+            recipe["style_weights"] = HED_PATCH_STYLE_WEIGHTS
 
     def weights(field, default_text):
         given = getattr(cfg, field)
@@ -171,7 +188,8 @@ def resolved_losses(cfg, architecture=None):
         return qualify_layer_weights(",".join(f"{n}:{w!r}" for n, w in given), architecture)
 
     content = weights("content_weights", recipe["content_weights"])
-    style = weights("style_weights", recipe["style_weights"])
+    style = {name: cfg.style_strength * weight for name, weight in
+             weights("style_weights", recipe["style_weights"]).items()}
     if cfg.is_doodle():
         content = {}  # Doodle mode: the map alone says what goes where.
     normalization = cfg.normalization or recipe["normalization"]
@@ -340,7 +358,15 @@ class _ScaleLoss:
             total, terms = losses.content_loss(content_targets, features, cw, normalization) \
                 if cw else (tf.zeros([1]), {"total_content_loss": tf.zeros([1])})
             if style_loss_obj is not None:
-                style_total, per_layer = style_loss_obj(features, content_map)
+                if hasattr(style_loss_obj, "split_call"):
+                    # The map mismatch has no gradient; reported apart, not minimized
+                    # (patch_loss.PatchStyleLoss.split_call says why).
+                    style_total, per_layer, semantic = style_loss_obj.split_call(
+                        features, content_map)
+                    terms["patch_semantic_mismatch"] = tf.reshape(
+                        tf.cast(semantic, tf.float32), [1])
+                else:
+                    style_total, per_layer = style_loss_obj(features, content_map)
                 style_total = tf.reshape(tf.cast(style_total, tf.float32), [1])
                 terms.update({f"patch_loss/{name}": tf.reshape(value, [1])
                               for name, value in per_layer.items()})
@@ -771,6 +797,8 @@ def _run_scales(cfg, inputs, objective, vgg_net, architecture, sizes, current,
                  "start": start_terms,
                  "end": best.terms if best.terms is not None else start_terms,
                  "seconds": round(time.perf_counter() - began, 3)}
+        if getattr(patch, "gammas_used", None):
+            entry["semantic_weight"] = patch.gammas_used
         if patch is not None and hasattr(patch, "usage"):
             entry["distinct_style_patches"] = {
                 name: int(count) for name, count in patch.usage().items()}
@@ -802,10 +830,17 @@ def _scale_loss(cfg, inputs, objective, vgg_net, architecture, index, sizes, cou
         style_features = {name: style_features[name] for name in objective.style_weights}
         style_map_s = (None if inputs.style_map is None else
                        _resize(inputs.style_map[0], styles_s[0].shape[:2])[None])
+        gamma = cfg.semantic_weight
+        # Default: a multiple of the range-equalizing gamma, per layer; a patch module
+        # without it (a stand-in) gets the paper's absolute 50.
+        default_gamma = getattr(patch_loss, "default_semantic_weight", None)
+        if gamma is None:
+            gamma = default_gamma(style_features, style_map_s) if default_gamma else 50.0
         try:
             patch = patch_loss.PatchStyleLoss(style_features, objective.style_weights,
-                                              style_map_s, cfg.semantic_weight,
-                                              cfg.patch_size)
+                                              style_map_s, gamma, cfg.patch_size)
+            if isinstance(gamma, dict):
+                patch.gammas_used = {name: float(g) for name, g in gamma.items()}
         except ValueError as e:  # A style layer smaller than a patch at this scale.
             raise OptimizeError(f"scale {index + 1} of {len(sizes)} ({size[1]}x{size[0]}): "
                                 f"{e} (or fewer --scales)") from None
