@@ -7,7 +7,10 @@ Reads anything `--checkpoint` accepts elsewhere (a training directory, a native
 checkpoint prefix) and writes `output.index` and `output.data-00000-of-00001` with
 Magenta's variable names (`transformer/contract/conv1/weights`, ...) and a
 `global_step`, so Magenta's `image_stylization_transform` and other TF1 scripts
-load it with `--num_styles` and `--alpha` as printed here.
+load it with `--num_styles` and `--alpha` as printed here. A checkpoint of Magenta's
+arbitrary-style model is written in that model's layout (`InceptionV3/...`, `Conv/...`,
+`style_params/...`, `transformer/...`), which Magenta's arbitrary_image_stylization
+scripts read.
 """
 import os
 import sys
@@ -16,6 +19,7 @@ from absl import app
 from absl import flags
 
 from magenta_style import config as config_lib
+from magenta_style.networks import arbitrary_checkpoints
 from magenta_style.networks import checkpoints
 
 _CHECKPOINT = flags.DEFINE_string(
@@ -30,20 +34,23 @@ def main(argv):
     if os.path.exists(output + ".index"):
         raise app.UsageError(f"--output={output} already exists ({output}.index)")
     try:
-        model, model_config = checkpoints.load_model(_CHECKPOINT.value)
+        arbitrary = arbitrary_checkpoints.is_arbitrary_checkpoint(_CHECKPOINT.value)
+        kind = arbitrary_checkpoints if arbitrary else checkpoints
+        model, model_config = kind.load_model(_CHECKPOINT.value)
         step = 0
         prefix, _ = checkpoints.resolve_checkpoint(_CHECKPOINT.value)
         if prefix.rsplit("-", 1)[-1].isdigit():
             step = int(prefix.rsplit("-", 1)[-1])
-        checkpoints.save_magenta_checkpoint(model, output, global_step=step)
+        kind.save_magenta_checkpoint(model, output, global_step=step)
     except (checkpoints.CheckpointError, config_lib.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: cannot write --output={output}: {e.strerror}", file=sys.stderr)
         return 2
-    print(f"wrote Magenta checkpoint {output} (num_styles={model_config.num_styles} "
-          f"alpha={model_config.alpha} global_step={step})")
+    what = ("arbitrary-style model" if arbitrary else f"num_styles={model_config.num_styles}")
+    print(f"wrote Magenta checkpoint {output} ({what} alpha={model_config.alpha} "
+          f"global_step={step})")
     return 0
 
 

@@ -24,6 +24,9 @@ DEFAULT_MEMORY_BUDGET_BYTES = 4 * 2**30
 BYTES_PER_PIXEL = {
     "magenta": {0.25: 261.0, 0.5: 503.0, 0.75: 630.0, 1.0: 977.0},
 }
+# The arbitrary-style model's transformer is Magenta's network at the same widths, and its
+# style predictor sees a 256 px style image: Magenta's row until measured on its own.
+BYTES_PER_PIXEL["arbitrary"] = BYTES_PER_PIXEL["magenta"]
 DEFAULT_GENERATOR = "magenta"
 
 
