@@ -125,13 +125,13 @@ def test_strength_is_magentas_interpolation(tiny):
     assert model_config.style_names == ("a_starry", "b_wave")
     photo = _read(tiny["photo"])
     options = stylizer.StylizeOptions(styles="[0]", strength=0.0)
-    zero = stylizer.stylize(model, model_config, photo, options)[0]
+    zero = stylizer.Stylizer(model, model_config, options)(photo)[0]
     content_bn = network.predict_style(arbitrary.prepare_style_image(photo[None], SIZE))
     expected = network.transfer(photo[None], content_bn).numpy()[0]
     np.testing.assert_allclose(zero, expected, atol=2e-5)
     assert np.abs(zero - photo).mean() > 0.02  # Strength 0 is not the photo.
-    half = stylizer.stylize(model, model_config, photo,
-                             dataclasses_replace(options, strength=0.5))[0]
+    half = stylizer.Stylizer(model, model_config,
+                             dataclasses_replace(options, strength=0.5))(photo)[0]
     mixed = arbitrary.mix_with_content(model.bottlenecks[:1], content_bn, 0.5)
     np.testing.assert_allclose(half, network.transfer(photo[None], mixed).numpy()[0], atol=2e-5)
 
@@ -150,25 +150,24 @@ def test_tiling_and_style_maps_work_for_the_bound_model(tiny):
     photo = rng.uniform(size=(64, 60, 3)).astype(np.float32)
     for strength in (1.0, 0.4):
         options = stylizer.StylizeOptions(styles="[1]", strength=strength, max_tile_pixels=0)
-        whole = stylizer.stylize(model, model_config, photo, options)[0]
+        whole = stylizer.Stylizer(model, model_config, options)(photo)[0]
         tile_limit = stylizer.min_tile_pixels(model)
-        tiled = stylizer.stylize(model, model_config, photo, dataclasses_replace(
-            options, max_tile_pixels=tile_limit))[0]
+        tiled = stylizer.Stylizer(model, model_config, dataclasses_replace(
+            options, max_tile_pixels=tile_limit))(photo)[0]
         assert stylizer.Stylizer(model, model_config, dataclasses_replace(
             options, max_tile_pixels=tile_limit)).tiled(64, 60) or tile_limit >= 64 * 60
         np.testing.assert_allclose(tiled, whole, atol=1e-4)
     # A per-pixel map: left half style 0, right half style 1.
     mask = np.zeros([64, 60, 3], np.float32)
     mask[:, 30:] = 1.0
-    from magenta_style.inference import style_maps
     mapping = style_maps.parse_mapping("#000:0,#fff:1")
-    style_map = stylizer.StyleMap(mask=mask, mapping=mapping)
-    mapped = stylizer.stylize(model, model_config, photo, stylizer.StylizeOptions(
-        style_map=style_map, max_tile_pixels=0))[0]
-    left = stylizer.stylize(model, model_config, photo, stylizer.StylizeOptions(
-        styles="[0]", max_tile_pixels=0))[0]
-    right = stylizer.stylize(model, model_config, photo, stylizer.StylizeOptions(
-        styles="[1]", max_tile_pixels=0))[0]
+    style_map = style_maps.StyleMap(mask=mask, mapping=mapping)
+    mapped = stylizer.Stylizer(model, model_config, stylizer.StylizeOptions(
+        style_map=style_map, max_tile_pixels=0))(photo)[0]
+    left = stylizer.Stylizer(model, model_config, stylizer.StylizeOptions(
+        styles="[0]", max_tile_pixels=0))(photo)[0]
+    right = stylizer.Stylizer(model, model_config, stylizer.StylizeOptions(
+        styles="[1]", max_tile_pixels=0))(photo)[0]
     assert np.abs(mapped[:, :20] - left[:, :20]).mean() < np.abs(mapped[:, :20] - right[:, :20]).mean()
     assert np.abs(mapped[:, 40:] - right[:, 40:]).mean() < np.abs(mapped[:, 40:] - left[:, 40:]).mean()
 
