@@ -10,6 +10,7 @@ import tensorflow as tf
 from magenta_style import config
 from magenta_style import stylize
 from magenta_style.inference import style_images
+from magenta_style.inference import style_maps
 from magenta_style.inference import stylizer
 from magenta_style.networks import arbitrary
 from magenta_style.networks import arbitrary_checkpoints
