@@ -33,6 +33,11 @@ BOE_NORMS = ("plain", "conditional")
 # pixel shuffle (depth-to-space); bilinear = interpolation.
 BOE_POOLINGS = ("max", "avg", "demuxout")
 BOE_COMPOSITES = ("mux", "shuffle", "bilinear")
+_BOE_OPTIONS = ("boe_norm", "boe_pooling", "boe_composite")
+# Magenta's arbitrary-style model (networks/arbitrary.py): loaded and served, not trained
+# here, so it is a model kind of ModelConfig and not one of the GENERATORS that train
+# builds. Its num_styles is 1 (styles are images given at run time).
+ARBITRARY = "arbitrary"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -98,6 +103,8 @@ class ModelConfig(GeneratorOptions):
       style_names: optional human-readable name per style (empty, or num_styles long).
       generator, boe_norm, boe_pooling, boe_composite: GeneratorOptions (keyword-only);
         the BOE options are not written for "magenta".
+        generator may also be ARBITRARY, Magenta's arbitrary-style model (a style image
+        instead of a style table; no BOE options).
     """
 
     num_styles: int
@@ -124,12 +131,15 @@ class ModelConfig(GeneratorOptions):
                 f"{self.num_styles}")
         if not all(isinstance(n, str) for n in self.style_names):
             raise ConfigError("style_names must be strings")
-        self.check_generator_options(self.num_styles, self.alpha)
+        if self.generator != ARBITRARY:
+            self.check_generator_options(self.num_styles, self.alpha)
 
     def to_dict(self):
         d = {"num_styles": self.num_styles, "alpha": float(self.alpha),
              "style_names": list(self.style_names)}
-        if self.generator != "magenta":  # Magenta's config.json stays as it always was.
+        if self.generator == ARBITRARY:
+            d.update(generator=self.generator)
+        elif self.generator != "magenta":  # Magenta's config.json stays as it always was.
             d.update(self.generator_options())
         return d
 

@@ -43,6 +43,8 @@ class ExportArgs:
     model_name: str = warmup.DEFAULT_MODEL_NAME
     allow_different_model: bool = False
     compute_dtype: str = "float32"
+    style_images: str = None
+    style_image_size: int = 256
     memory_budget_bytes: int
 
 
@@ -61,8 +63,16 @@ def _define_flags(fv):
                          "CPUs with AVX512_BF16 or AMX and on GPUs (mean error ~1 grey "
                          "level, see docs/speed.md); weights, norms and outputs stay "
                          "float32. Recorded in the metadata.",
+        "style_images": "Arbitrary-style checkpoints: export a style bank instead, an "
+                        "N-style export whose styles are these images' predicted gamma/beta "
+                        "(comma-separated files, folders, quoted globs; names in the "
+                        "metadata).",
+        "style_image_size": "Arbitrary-style checkpoints: the style images' shorter side for "
+                            "the style bank, and the content's when fed as its own style by "
+                            "the strength signature (0: as given).",
     }, choices={"compute_dtype": transformer.COMPUTE_DTYPES},
-        bounds={"version": (1, None), "warmup_size": (0, warmup.MAX_WARMUP_SIZE)})
+        bounds={"version": (1, None), "warmup_size": (0, warmup.MAX_WARMUP_SIZE),
+                "style_image_size": (0, None)})
     flags.DEFINE_float("memory_budget_gib", limits.DEFAULT_MEMORY_BUDGET_BYTES / 2**30,
                        "Memory one request may take, GiB. With the model's measured bytes per "
                        "pixel (docs/limits.md) it sets the pixel cap every signature checks; "
@@ -84,7 +94,8 @@ def parse_args(argv):
                       warmup_size=fv.warmup_size, model_name=fv.model_name,
                       memory_budget_bytes=int(budget * 2**30),
                       allow_different_model=fv.allow_different_model,
-                      compute_dtype=fv.compute_dtype)
+                      compute_dtype=fv.compute_dtype, style_images=fv.style_images,
+                      style_image_size=fv.style_image_size)
 
 
 def run(args, stderr=None):
@@ -97,14 +108,17 @@ def run(args, stderr=None):
             warmup_size=args.warmup_size, model_name=args.model_name,
             memory_budget_bytes=args.memory_budget_bytes,
             allow_different_model=args.allow_different_model,
-            compute_dtype=args.compute_dtype)
+            compute_dtype=args.compute_dtype, bank_images=args.style_images,
+            style_image_size=args.style_image_size)
     except checkpoints.CheckpointError as e:
         raise cli.UsageError(f"--checkpoint: {e}") from None
     except export_lib.ExportError as e:
         raise cli.UsageError(str(e)) from None
     except OSError as e:
         raise cli.UsageError(f"--export_dir={args.export_dir!r}: {e.strerror or e}") from None
-    stderr.write(f"{PROGRAM}: exported {model_config.num_styles} style(s) "
+    what = (f"{model_config.num_styles} style(s)" if model_config.generator != "arbitrary"
+            else "the arbitrary-style model")
+    stderr.write(f"{PROGRAM}: exported {what} "
                  f"(alpha {model_config.alpha}, {args.compute_dtype}) to {version_dir}\n")
     return 0
 

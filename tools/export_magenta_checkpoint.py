@@ -7,7 +7,10 @@ Reads anything `--checkpoint` accepts elsewhere (a training directory, a native
 checkpoint prefix) and writes `output.index` and `output.data-00000-of-00001` with
 Magenta's variable names (`transformer/contract/conv1/weights`, ...) and a
 `global_step`, so Magenta's `image_stylization_transform` and other TF1 scripts
-load it with `--num_styles` and `--alpha` as printed here.
+load it with `--num_styles` and `--alpha` as printed here. A checkpoint of Magenta's
+arbitrary-style model is written in that model's layout (`InceptionV3/...`, `Conv/...`,
+`style_params/...`, `transformer/...`), which Magenta's arbitrary_image_stylization
+scripts read.
 """
 import os
 import sys
@@ -19,6 +22,7 @@ cli.quiet_tf_logging()
 from absl import flags  # noqa: E402
 
 from magenta_style import config as config_lib  # noqa: E402
+from magenta_style.networks import arbitrary_checkpoints  # noqa: E402
 from magenta_style.networks import checkpoints  # noqa: E402
 
 PROGRAM = "export_magenta_checkpoint"
@@ -37,20 +41,23 @@ def main(argv):
               "another --output", file=sys.stderr)
         return 2
     try:
-        model, model_config = checkpoints.load_model(_CHECKPOINT.value)
+        arbitrary = arbitrary_checkpoints.is_arbitrary_checkpoint(_CHECKPOINT.value)
+        kind = arbitrary_checkpoints if arbitrary else checkpoints
+        model, model_config = kind.load_model(_CHECKPOINT.value)
         step = 0
         prefix, _ = checkpoints.resolve_checkpoint(_CHECKPOINT.value)
         if prefix.rsplit("-", 1)[-1].isdigit():
             step = int(prefix.rsplit("-", 1)[-1])
-        checkpoints.save_magenta_checkpoint(model, output, global_step=step)
+        kind.save_magenta_checkpoint(model, output, global_step=step)
     except (checkpoints.CheckpointError, config_lib.ConfigError) as e:
         print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"{PROGRAM}: error: cannot write --output={output}: {e.strerror}", file=sys.stderr)
         return 2
-    print(f"wrote Magenta checkpoint {output} (num_styles={model_config.num_styles} "
-          f"alpha={model_config.alpha} global_step={step})")
+    what = ("arbitrary-style model" if arbitrary else f"num_styles={model_config.num_styles}")
+    print(f"wrote Magenta checkpoint {output} ({what} alpha={model_config.alpha} "
+          f"global_step={step})")
     return 0
 
 

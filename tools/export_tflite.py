@@ -14,6 +14,12 @@ preserve_colors) or stylize_map (image, style_map, strength). The encoded-bytes
 signatures use ops TFLite lacks and are not offered. The TFLite model has one
 signature, always named `serving_default` (the converter's name for a single
 function), whose inputs and output are named as in the chosen SavedModel signature.
+
+An export of Magenta's arbitrary-style model converts as two models, as in TensorFlow
+Lite's style-transfer example: `--signature=predict_style` (style_image -> 100-d
+style_bottleneck; e.g. --input_size=256x256) and `--signature=transfer` (image,
+style_bottleneck -> stylized_image). `--quantize=int8` stores the weights as int8
+(dynamic-range quantization: activations stay float) for either kind of export.
 Run it with `ai_edge_litert.interpreter.Interpreter(...).get_signature_runner()`
 (`pip install -e ".[tflite]"`; TensorFlow's own `tf.lite.Interpreter` has the same API
 but warns that it is deprecated).
@@ -33,7 +39,9 @@ from magenta_style.media import fileio
 from magenta_style.networks import checkpoints
 
 SIGNATURES = ("serving_default", "stylize_advanced", "stylize_map")
-QUANTIZE = ("float32", "float16")
+# The two halves of an arbitrary-style export (serving/arbitrary_signatures.py).
+ARBITRARY_SIGNATURES = ("predict_style", "transfer")
+QUANTIZE = ("float32", "float16", "int8")
 # A fixed --input_size allocates its tensors at that size on the device; 16 Mpx
 # (4096x4096) is already about 3 GB of activations at alpha 1, far beyond a phone.
 MAX_INPUT_PIXELS = 4096 * 4096
@@ -51,7 +59,9 @@ def _define_flags():
                         "dynamic size.")
     flags.DEFINE_integer("batch_size", None, "Fixed batch size; default 1 with --input_size, "
                          "dynamic otherwise.", lower_bound=1)
-    flags.DEFINE_enum("signature", "serving_default", SIGNATURES, "Which signature to convert.")
+    flags.DEFINE_enum("signature", "serving_default", SIGNATURES + ARBITRARY_SIGNATURES,
+                      "Which signature to convert (predict_style / transfer: arbitrary-style "
+                      "exports).")
 
 
 class UsageError(ValueError):
@@ -76,7 +86,19 @@ def parse_size(text):
 def _concrete_function(loaded, signature, num_styles, batch_size, input_size):
     """A concrete function of the chosen signature with the requested static shapes."""
     height, width = input_size or (None, None)
+    if signature == "predict_style":
+        @tf.function(input_signature=[tf.TensorSpec([batch_size, height, width, 3], tf.float32,
+                                                    name="style_image")])
+        def predict_style(style_image):
+            return loaded.signatures["predict_style"](style_image=style_image)
+        return predict_style.get_concrete_function()
     image = tf.TensorSpec([batch_size, height, width, 3], tf.float32, name="image")
+    if signature == "transfer":
+        @tf.function(input_signature=[image, tf.TensorSpec([batch_size, num_styles], tf.float32,
+                                                           name="style_bottleneck")])
+        def transfer(image, style_bottleneck):
+            return loaded.signatures["transfer"](image=image, style_bottleneck=style_bottleneck)
+        return transfer.get_concrete_function()
     weights = tf.TensorSpec([batch_size, num_styles], tf.float32, name="style_weights")
     strength = tf.TensorSpec([batch_size], tf.float32, name="strength")
     if signature == "serving_default":
@@ -119,8 +141,9 @@ def convert(saved_model, signature="serving_default", quantize="float32", input_
     Raises:
       UsageError: not an export, or the converter failed (its first line is given).
     """
-    if signature not in SIGNATURES:
-        raise UsageError(f"signature must be one of {SIGNATURES}, got {signature!r}")
+    if signature not in SIGNATURES + ARBITRARY_SIGNATURES:
+        raise UsageError(f"signature must be one of {SIGNATURES + ARBITRARY_SIGNATURES}, got "
+                         f"{signature!r}")
     if quantize not in QUANTIZE:
         raise UsageError(f"quantize must be one of {QUANTIZE}, got {quantize!r}")
     try:
@@ -135,12 +158,22 @@ def convert(saved_model, signature="serving_default", quantize="float32", input_
             loaded = stylizer.load_saved_model(saved_dir)
         except checkpoints.CheckpointError as e:
             raise UsageError(f"--saved_model: {e}") from None
-    function = _concrete_function(loaded, signature, metadata["model"]["num_styles"],
-                                  batch_size, input_size)
+    arbitrary = metadata["model"].get("generator") == "arbitrary"
+    allowed = ARBITRARY_SIGNATURES if arbitrary else SIGNATURES
+    if signature not in allowed:
+        kind = "Magenta's arbitrary-style model" if arbitrary else "an N-style model"
+        raise UsageError(f"--signature={signature}: the export holds {kind}; choose one of "
+                         f"{', '.join(allowed)}")
+    # The arbitrary model's second input is the bottleneck, not N style weights.
+    width = (metadata.get("arbitrary") or {}).get("bottleneck", 100) if arbitrary else (
+        metadata["model"]["num_styles"])
+    function = _concrete_function(loaded, signature, width, batch_size, input_size)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], loaded)
     if quantize == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":  # Dynamic range: int8 weights, float activations.
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
     try:
         return converter.convert()
     except Exception as e:  # The converter raises several unrelated types.

@@ -95,16 +95,22 @@ class StyleSpec:
         row[0, list(self.styles)] = self.weights
         return row
 
-    def suffixes(self):
+    def suffixes(self, names=None):
         """The name suffix of each output (without the basename or extension).
+
+        Args:
+          names: optional name per style index (the arbitrary model's style image
+            stems), used instead of the indices.
 
         Returns:
           list of str, one per output, in the order of `weight_rows`: "2" for style 2 in
           the list form; "0_300_2_700" for `{0:0.3, 2:0.7}`.
         """
+        label = (lambda s: names[s]) if names else str
         if self.kind == "list":
-            return [str(s) for s in self.styles]
-        return ["_".join(f"{s}_{round(w * 1000):03d}" for s, w in zip(self.styles, self.weights))]
+            return [label(s) for s in self.styles]
+        return ["_".join(f"{label(s)}_{round(w * 1000):03d}"
+                         for s, w in zip(self.styles, self.weights))]
 
     def output_names(self, basename, extension="png"):
         """Output file names for one input image.

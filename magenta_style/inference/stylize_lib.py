@@ -43,7 +43,8 @@ def _graph_error_line(error):
     return text[:400]
 
 
-def output_suffixes(spec=None, style_map=False, strength=1.0, preserve_colors=False):
+def output_suffixes(spec=None, style_map=False, strength=1.0, preserve_colors=False,
+                    style_names=None):
     """The name suffix of each output of one input (no basename, no extension).
 
     Args:
@@ -51,11 +52,13 @@ def output_suffixes(spec=None, style_map=False, strength=1.0, preserve_colors=Fa
       style_map: bool; one output named "map".
       strength: float; below 1 adds `s{round(1000 * strength):03d}` ("s500" for 0.5).
       preserve_colors: bool; adds "pc".
+      style_names: optional names used instead of the style indices (the arbitrary
+        model's style image stems: `photo_starry.png`).
 
     Returns:
       list of str, e.g. ["0", "2"], ["0_300_2_700"], ["map_s250_pc"], ["1_pc"].
     """
-    base = [STYLE_MAP_SUFFIX] if style_map else spec.suffixes()
+    base = [STYLE_MAP_SUFFIX] if style_map else spec.suffixes(style_names)
     extra = ""
     if strength != 1.0:
         extra += f"_s{round(strength * 1000):03d}"
@@ -106,7 +109,7 @@ def check_basename(output_basename):
 
 def stylize_files(model, model_config, inputs, output_dir, options=None, output_basename=None,
                   output_format="png", max_pixels="auto", on_progress=None, on_error=None,
-                  on_tile_progress=None):
+                  on_tile_progress=None, style_names=None):
     """Stylizes image files and writes the results atomically.
 
     Each image is read as RGB (+ alpha), stylized as `options` say (stylizer.Stylizer:
@@ -130,6 +133,8 @@ def stylize_files(model, model_config, inputs, output_dir, options=None, output_
       on_error: optional callable(path: str, message: str), for each failed input.
       on_tile_progress: optional callable(path: str, done: int, total: int), during
         tiled stylization.
+      style_names: optional names for the outputs instead of style indices (see
+        `output_suffixes`).
 
     Returns:
       StylizeSummary.
@@ -150,7 +155,7 @@ def stylize_files(model, model_config, inputs, output_dir, options=None, output_
     if max_pixels == "auto":
         max_pixels = stylizer.default_max_pixels(model, model_config, options.max_tile_pixels)
     suffixes = output_suffixes(stylize_one.spec, options.style_map is not None, options.strength,
-                               options.preserve_colors)
+                               options.preserve_colors, style_names)
     basenames = output_basenames(inputs, output_basename)
     input_paths = {os.path.realpath(p) for p in inputs}
     summary = StylizeSummary(num_inputs=len(inputs))

@@ -34,6 +34,8 @@ from magenta_style.inference import tiling
 from magenta_style.media import color
 from magenta_style.media import images
 from magenta_style.media import limits
+from magenta_style.networks import arbitrary
+from magenta_style.networks import arbitrary_checkpoints
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
 
@@ -217,7 +219,10 @@ def load(path, num_styles=None, alpha=None):
       per-pixel maps [B, H, W, num_styles], and optional strength float32 [B] in
       [0, 1] to float32 [B, H, W, 3] in [0, 1]. For checkpoints it is the Keras
       generator (a transformer.StyleTransferNetwork can also be tiled); for an export
-      an `ExportedModel`.
+      an `ExportedModel`. A checkpoint of Magenta's arbitrary-style model (what it holds
+      says so: style_params heads) gives an arbitrary.ArbitraryStyleNetwork and a config
+      with generator "arbitrary": bind style images to it first
+      (style_images.bind), which gives a model called as above.
 
     Raises:
       checkpoints.CheckpointError: the path cannot be read as a model, or
@@ -225,6 +230,10 @@ def load(path, num_styles=None, alpha=None):
     """
     if is_saved_model(path):
         return load_export(path, num_styles=num_styles, alpha=alpha)
+    if arbitrary_checkpoints.is_arbitrary_checkpoint(path):
+        model, model_config = arbitrary_checkpoints.load_model(path)
+        checkpoints.check_agrees(model_config, None, alpha, path)
+        return model, model_config
     return checkpoints.load_model(path, num_styles=num_styles, alpha=alpha)
 
 
@@ -487,7 +496,10 @@ class Stylizer:
         return np.stack(list(self.outputs(rgb, progress)))
 
     def _one_tiled(self, rgb, style, progress):
-        out = tiling.stylize_tiled(self.model, rgb, style, strength=self._strength,
+        model = self.model
+        if self._strength is not None and isinstance(model, arbitrary.StyleImageModel):
+            model = model.for_image(rgb)  # Magenta strength: the whole image's own style.
+        out = tiling.stylize_tiled(model, rgb, style, strength=self._strength,
                                    max_tile_pixels=self.options.max_tile_pixels,
                                    statistics=self.options.tile_statistics,
                                    progress=progress)

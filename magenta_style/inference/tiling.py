@@ -43,6 +43,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from magenta_style.networks import arbitrary
 from magenta_style.networks import kernels
 from magenta_style.networks import layers
 from magenta_style.networks import transformer
@@ -60,7 +61,7 @@ MIN_CORE_SIDE = 32
 # `min_padded_size`; boe.BoeGenerator has them too and tiles exactly
 # (tests/test_tiling.py), but stays out of this tuple (which stylizer.can_tile reads)
 # until test_boe's refusal test admits it.
-TILED_GENERATORS = (transformer.StyleTransferNetwork,)
+TILED_GENERATORS = (transformer.StyleTransferNetwork, arbitrary.StyleImageModel)
 
 
 class TilingError(ValueError):
@@ -406,8 +407,9 @@ def stylize_tiled(model, image, style, strength=None, max_tile_pixels=DEFAULT_MA
         # Cores in the padding (bottom/right) are cropped off, as the network crops.
         output[r0:min(r1, height), c0:min(c1, width)] = y[:max(0, min(r1, height) - r0),
                                                          :max(0, min(c1, width) - c0)]
-    if strength is not None:
-        # As the network does: the content is mixed back in by (1 - strength).
+    if strength is not None and getattr(model, "strength_mode", None) != "magenta":
+        # As the network does: the content is mixed back in by (1 - strength). (Not with
+        # the arbitrary model's Magenta strength, which lives in its style bottleneck.)
         output = strength * output + (1.0 - strength) * image
     return output
 

@@ -30,6 +30,9 @@ BYTES_PER_PIXEL = {
     "boe_yuv420": {0.5: 614.0, 1.0: 1277.0},
 }
 _WARNED = set()  # Generators already warned about (once per process, not per call).
+# The arbitrary-style model's transformer is Magenta's network at the same widths, and its
+# style predictor sees a 256 px style image: Magenta's row until measured on its own.
+BYTES_PER_PIXEL["arbitrary"] = BYTES_PER_PIXEL["magenta"]
 DEFAULT_GENERATOR = "magenta"
 
 

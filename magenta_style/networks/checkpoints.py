@@ -307,6 +307,9 @@ def load_model(path, num_styles=None, alpha=None, magenta_compatible=False):
     """
     prefix, directory = resolve_checkpoint(path)
     _, shapes = _read_all(prefix)  # Fails clearly on files that are no checkpoint at all.
+    if any(k.startswith("style_params/") for k in shapes):
+        raise CheckpointError(f"{prefix!r} holds Magenta's arbitrary-style model, not an "
+                              "N-style network (load it with inference.stylizer.load)")
     if _PROBE_KEY in shapes:
         model_config = infer_magenta_config(prefix)
         saved = _saved_model_config(directory) if directory else None

@@ -238,6 +238,27 @@ class ConditionalInstanceNorm(keras.layers.Layer):
         return {**super().get_config(), "num_styles": self.num_styles, "epsilon": self.epsilon}
 
 
+def make_norm(spec, num_styles):
+    """The norm layer a conv layer applies.
+
+    Args:
+      spec: None for ConditionalInstanceNorm(num_styles, name="InstanceNorm"), or a dict
+        {"class_name": registered Keras name such as "magenta_style>BatchNorm",
+        "config": the layer's get_config()} (JSON-able, so it goes into get_config).
+      num_styles: the style-table rows of the default norm.
+
+    Returns:
+      A Keras layer called `norm(x, style, strength, moments=..., activation=...)` with
+      a `norm_layers()` method.
+    """
+    if spec is None:
+        return ConditionalInstanceNorm(num_styles, name="InstanceNorm")
+    cls = keras.saving.get_registered_object(spec["class_name"])
+    if cls is None:
+        raise ValueError(f"unknown norm layer {spec['class_name']!r} (its module must be imported)")
+    return cls.from_config(dict(spec["config"]))
+
+
 @keras.saving.register_keras_serializable(package="magenta_style")
 class ConvInstanceNorm(keras.layers.Layer):
     """Reflect-padded bias-free conv -> ConditionalInstanceNorm -> activation.
@@ -254,10 +275,14 @@ class ConvInstanceNorm(keras.layers.Layer):
 
     Weights: `weights` [k, k, Cin, filters] and the norm's `InstanceNorm/{beta,gamma}`,
     the same relative names as Magenta's checkpoints.
+
+    `norm`: None (a ConditionalInstanceNorm named `InstanceNorm`), or another norm as
+    `make_norm` takes it (Magenta's arbitrary-style model: slim's batch norm, or the
+    norm whose gamma/beta a style predictor gives; see networks/arbitrary.py).
     """
 
     def __init__(self, filters, kernel_size, num_styles, strides=1, activation="relu",
-                 **kwargs):
+                 norm=None, **kwargs):
         super().__init__(**kwargs)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
@@ -267,7 +292,8 @@ class ConvInstanceNorm(keras.layers.Layer):
         self.strides = int(strides)
         self.activation = activation
         self._activation_fn = keras.activations.get(activation)
-        self.norm = ConditionalInstanceNorm(num_styles, name="InstanceNorm")
+        self.norm_spec = norm
+        self.norm = make_norm(norm, num_styles)
 
     def build(self, inputs_shape, style_shape=None, strength_shape=None):
         shape = (self.kernel_size, self.kernel_size, int(inputs_shape[-1]), self.filters)
@@ -276,8 +302,9 @@ class ConvInstanceNorm(keras.layers.Layer):
             initializer=keras.initializers.RandomNormal(stddev=KERNEL_INIT_STDDEV))
 
     def norm_layers(self):
-        """The instance norms this layer calls, in order: (norm,)."""
-        return (self.norm,)
+        """The instance norms this layer calls, in order: (norm,), or () for a norm that
+        takes no statistics from the image (a batch norm at inference)."""
+        return self.norm.norm_layers()
 
     def call(self, inputs, style, strength=None, upsample_by_2=False, moments=None):
         if upsample_by_2:
@@ -318,7 +345,7 @@ class ConvInstanceNorm(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "num_styles": self.num_styles, "strides": self.strides,
-                "activation": self.activation}
+                "activation": self.activation, "norm": self.norm_spec}
 
 
 @keras.saving.register_keras_serializable(package="magenta_style")
@@ -368,8 +395,10 @@ class UpsampleConvInstanceNorm(keras.layers.Layer):
     Weights live under the inner block named `conv` (Magenta: `.../convK/conv/weights`).
     """
 
-    def __init__(self, filters, kernel_size, num_styles, factor=2, activation="relu", **kwargs):
+    def __init__(self, filters, kernel_size, num_styles, factor=2, activation="relu", norm=None,
+                 **kwargs):
         super().__init__(**kwargs)
+        self.norm_spec = norm
         self.filters = int(filters)
         self.kernel_size = int(kernel_size)
         self.num_styles = int(num_styles)
@@ -377,7 +406,8 @@ class UpsampleConvInstanceNorm(keras.layers.Layer):
         self.activation = activation
         self.upsample = NearestUpsample(factor, name="upsample", dtype=self.dtype_policy)
         self.conv = ConvInstanceNorm(filters, kernel_size, num_styles, strides=1,
-                                     activation=activation, name="conv", dtype=self.dtype_policy)
+                                     activation=activation, norm=norm, name="conv",
+                                     dtype=self.dtype_policy)
 
     def build(self, inputs_shape, style_shape=None, strength_shape=None):
         pass  # Sublayers build on first call.
@@ -399,7 +429,7 @@ class UpsampleConvInstanceNorm(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size,
                 "num_styles": self.num_styles, "factor": self.factor,
-                "activation": self.activation}
+                "activation": self.activation, "norm": self.norm_spec}
 
 
 @keras.saving.register_keras_serializable(package="magenta_style")
@@ -411,8 +441,9 @@ class ResidualBlock(keras.layers.Layer):
     callable form of ConditionalInstanceNorm's: one block holds two norms) -> [B, H, W, C].
     """
 
-    def __init__(self, num_styles, kernel_size=3, **kwargs):
+    def __init__(self, num_styles, kernel_size=3, norm=None, **kwargs):
         super().__init__(**kwargs)
+        self.norm_spec = norm
         self.num_styles = int(num_styles)
         self.kernel_size = int(kernel_size)
         self.conv1 = None
@@ -421,9 +452,11 @@ class ResidualBlock(keras.layers.Layer):
     def build(self, inputs_shape, style_shape=None, strength_shape=None):
         channels = int(inputs_shape[-1])
         self.conv1 = ConvInstanceNorm(channels, self.kernel_size, self.num_styles,
-                                      activation="relu", name="conv1", dtype=self.dtype_policy)
+                                      activation="relu", norm=self.norm_spec, name="conv1",
+                                      dtype=self.dtype_policy)
         self.conv2 = ConvInstanceNorm(channels, self.kernel_size, self.num_styles,
-                                      activation=None, name="conv2", dtype=self.dtype_policy)
+                                      activation=None, norm=self.norm_spec, name="conv2",
+                                      dtype=self.dtype_policy)
 
     def norm_layers(self):
         """The two convs' norms (once built)."""
@@ -438,4 +471,4 @@ class ResidualBlock(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "num_styles": self.num_styles,
-                "kernel_size": self.kernel_size}
+                "kernel_size": self.kernel_size, "norm": self.norm_spec}

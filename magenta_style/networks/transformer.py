@@ -63,8 +63,11 @@ def pad_inputs(images, style, minimum=MIN_PADDED_SIZE):
     rows = kernels.reflect_indices(height, 0, padded_size(height, minimum) - height)
     cols = kernels.reflect_indices(width, 0, padded_size(width, minimum) - width)
     images = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
-    if style.shape.rank == 4:
-        style = tf.gather(tf.gather(style, rows, axis=1), cols, axis=2)
+    # A style made of several tensors (the arbitrary model's (mix, bottlenecks)): its maps
+    # are padded, everything else passes.
+    style = tf.nest.map_structure(
+        lambda s: tf.gather(tf.gather(s, rows, axis=1), cols, axis=2) if s.shape.rank == 4 else s,
+        style)
     return images, style, height, width
 
 
@@ -95,32 +98,39 @@ class StyleTransferNetwork(keras.Model):
     # The smallest padded side (see `padded_size`); tiling pads windows' images by it.
     min_padded_size = MIN_PADDED_SIZE
 
-    def __init__(self, num_styles, alpha=1.0, magenta_compatible=False, **kwargs):
+    def __init__(self, num_styles, alpha=1.0, magenta_compatible=False, contract_norm=None,
+                 style_norm=None, **kwargs):
         super().__init__(**kwargs)
         self.num_styles = int(num_styles)
         self.alpha = float(alpha)
         self.magenta_compatible = bool(magenta_compatible)
+        # Norm specs (layers.make_norm); None: conditional instance norm everywhere. The
+        # arbitrary-style model (arbitrary.py) puts a batch norm in the contract layers and
+        # a predicted style norm in the others: the same network otherwise.
+        self.contract_norm = contract_norm
+        self.style_norm = style_norm
         w1, w2, w3 = layer_widths(self.alpha)
         n, policy = self.num_styles, self.dtype_policy
-        self.contract_conv1 = layers.ConvInstanceNorm(w1, 9, n, 1, name="contract_conv1",
-                                                      dtype=policy)
-        self.contract_conv2 = layers.ConvInstanceNorm(w2, 3, n, 2, name="contract_conv2",
-                                                      dtype=policy)
-        self.contract_conv3 = layers.ConvInstanceNorm(w3, 3, n, 2, name="contract_conv3",
-                                                      dtype=policy)
+        self.contract_conv1 = layers.ConvInstanceNorm(w1, 9, n, 1, norm=contract_norm,
+                                                      name="contract_conv1", dtype=policy)
+        self.contract_conv2 = layers.ConvInstanceNorm(w2, 3, n, 2, norm=contract_norm,
+                                                      name="contract_conv2", dtype=policy)
+        self.contract_conv3 = layers.ConvInstanceNorm(w3, 3, n, 2, norm=contract_norm,
+                                                      name="contract_conv3", dtype=policy)
         # Named attributes (not a list) keep the object-based checkpoint keys readable:
         # `transformer/residual3/conv1/...` rather than `.../residual_blocks/2/...`.
         for i in range(1, RESIDUAL_BLOCKS + 1):
-            setattr(self, f"residual{i}", layers.ResidualBlock(n, 3, name=f"residual{i}",
-                                                               dtype=policy))
-        self.expand_conv1 = layers.UpsampleConvInstanceNorm(w2, 3, n, 2, name="expand_conv1",
-                                                            dtype=policy)
-        self.expand_conv2 = layers.UpsampleConvInstanceNorm(w1, 3, n, 2, name="expand_conv2",
-                                                            dtype=policy)
+            setattr(self, f"residual{i}", layers.ResidualBlock(n, 3, norm=style_norm,
+                                                               name=f"residual{i}", dtype=policy))
+        self.expand_conv1 = layers.UpsampleConvInstanceNorm(w2, 3, n, 2, norm=style_norm,
+                                                            name="expand_conv1", dtype=policy)
+        self.expand_conv2 = layers.UpsampleConvInstanceNorm(w1, 3, n, 2, norm=style_norm,
+                                                            name="expand_conv2", dtype=policy)
         # Magenta routes the last conv through `upsampling` with stride 1 too, hence
         # the `.../conv3/conv/...` names; it is normalised before the sigmoid.
         self.expand_conv3 = layers.UpsampleConvInstanceNorm(3, 9, n, 1, activation="sigmoid",
-                                                            name="expand_conv3", dtype=policy)
+                                                            norm=style_norm, name="expand_conv3",
+                                                            dtype=policy)
 
     def build(self, images_shape, style_shape=None, strength_shape=None):
         pass  # Sublayers build on the first call (see `build_transformer`).
@@ -160,7 +170,7 @@ class StyleTransferNetwork(keras.Model):
         if strength is not None and self.magenta_compatible:
             raise ValueError("strength needs magenta_compatible=False (output size = input size)")
         x = tf.cast(images, self.compute_dtype)
-        style = tf.convert_to_tensor(style)
+        style = tf.nest.map_structure(tf.convert_to_tensor, style)
         if not self.magenta_compatible:
             x, style, height, width = pad_inputs(x, style)
         h = self.forward(x, style, strength)
@@ -180,7 +190,8 @@ class StyleTransferNetwork(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "num_styles": self.num_styles, "alpha": self.alpha,
-                "magenta_compatible": self.magenta_compatible}
+                "magenta_compatible": self.magenta_compatible,
+                "contract_norm": self.contract_norm, "style_norm": self.style_norm}
 
 
 def build_transformer(model_config, magenta_compatible=False):
@@ -223,6 +234,8 @@ def with_compute_dtype(model, compute_dtype):
                          f"got {compute_dtype!r}")
     if model.compute_dtype == compute_dtype:
         return model
+    if hasattr(model, "with_compute_dtype"):  # arbitrary.StyleImageModel: its transformer.
+        return model.with_compute_dtype(compute_dtype)
     if not isinstance(model, keras.Model):
         raise ValueError(f"--compute_dtype={compute_dtype}: this model was exported to compute "
                          f"in {model.compute_dtype}; export again with "
@@ -230,9 +243,17 @@ def with_compute_dtype(model, compute_dtype):
     config = {**model.get_config(),
               "dtype": "mixed_bfloat16" if compute_dtype == "bfloat16" else "float32"}
     copy = type(model).from_config(config)
-    copy(tf.zeros([1, 16, 16, 3]), tf.zeros([1], tf.int32))
+    copy(tf.zeros([1, 16, 16, 3]), example_style(model))
     copy.set_weights(model.get_weights())
     return copy
+
+
+def example_style(model):
+    """A style argument that builds `model` (a batch of 1): what its norms take."""
+    if getattr(model, "style_norm", None) is None:
+        return tf.zeros([1], tf.int32)
+    norm = layers.make_norm(model.style_norm, model.num_styles)
+    return norm.example_style()
 
 
 def weight_names(model):

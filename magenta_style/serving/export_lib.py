@@ -9,6 +9,7 @@ written beside the others under a hidden name and renamed into place when
 complete, and a base never mixes models (`check_same_model`). Reading an export
 back is inference/stylizer.py's job (`stylizer.load`, `stylizer.read_metadata`).
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -19,9 +20,13 @@ import tensorflow as tf
 import magenta_style
 from magenta_style import config as config_lib
 from magenta_style.inference import stylizer
+from magenta_style.inference import style_images
 from magenta_style.media import limits
+from magenta_style.networks import arbitrary
+from magenta_style.networks import arbitrary_checkpoints
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
+from magenta_style.serving import arbitrary_signatures
 from magenta_style.serving import signatures
 from magenta_style.serving import warmup
 
@@ -98,7 +103,8 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
                        warmup_size=warmup.DEFAULT_WARMUP_SIZE,
                        model_name=warmup.DEFAULT_MODEL_NAME,
                        memory_budget_bytes=limits.DEFAULT_MEMORY_BUDGET_BYTES,
-                       allow_different_model=False):
+                       allow_different_model=False, module_factory=None,
+                       signature_descriptions=None):
     """Exports `model` to `<export_base>/<version>/`, atomically.
 
     The SavedModel is written to a hidden temporary directory inside `export_base`
@@ -112,7 +118,7 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
       version: optional int >= 1; default: one more than the largest existing version
         (1 for an empty base).
       extra_metadata: optional dict of further metadata sections (e.g. {"train": ...}).
-      warmup_size: int side of the warmup image, 0..export_warmup.MAX_WARMUP_SIZE
+      warmup_size: int side of the warmup image, 0..warmup.MAX_WARMUP_SIZE
         (0/None: no warmup file).
       model_name: str, the model name put in the warmup requests.
       memory_budget_bytes: the memory one request may take; with the model's measured
@@ -120,6 +126,11 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
         recorded in the metadata's "limits" section.
       allow_different_model: bool; False refuses a base whose versions hold another
         model (see `check_same_model`).
+      module_factory: optional callable(metadata_json, metadata_path, max_pixels) ->
+        the module to save (with `serving_signatures()`), for another kind of model (the
+        arbitrary-style model, arbitrary_signatures.py); default the N-style
+        StylizerModule. Warmup requests are written for the N-style signatures only.
+      signature_descriptions: the metadata's "signatures" with `module_factory`.
 
     Returns:
       str, the version directory written.
@@ -148,7 +159,7 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
     staging = tempfile.mkdtemp(dir=export_base, prefix=f".tmp-export-{version}-")
     try:
         _write_version(model, model_config, staging, final_dir, extra_metadata, warmup_size,
-                       model_name, memory_budget_bytes)
+                       model_name, memory_budget_bytes, module_factory, signature_descriptions)
     except (OSError, tf.errors.OpError) as e:
         # A full disk or a directory made read-only mid-way: one line naming the export
         # (not the hidden staging file); the existing versions are untouched.
@@ -160,11 +171,14 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
 
 
 def _write_version(model, model_config, staging, final_dir, extra_metadata, warmup_size,
-                   model_name, memory_budget_bytes):
+                   model_name, memory_budget_bytes, module_factory, signature_descriptions):
     """export_saved_model's writing: the SavedModel in `staging`, renamed to final_dir."""
     # What the convolutions compute in (transformer.with_compute_dtype), for clients.
     metadata = build_metadata(model_config, {**(extra_metadata or {}),
                                              "compute_dtype": model.compute_dtype})
+    if module_factory is not None:
+        warmup_size = 0
+        metadata["signatures"] = signature_descriptions
     metadata["limits"] = limits.describe(model_config, memory_budget_bytes)
     if warmup_size and warmup_size**2 > metadata["limits"]["max_pixels_per_request"]:
         raise ExportError(
@@ -179,9 +193,12 @@ def _write_version(model, model_config, staging, final_dir, extra_metadata, warm
     with open(metadata_path, "w") as f:
         f.write(metadata_json + "\n")
     saved_dir = os.path.join(staging, "saved_model")
-    module = signatures.StylizerModule(
-        model, model_config, metadata_json, metadata_path,
-        max_pixels=metadata["limits"]["max_pixels_per_request"])
+    max_pixels = metadata["limits"]["max_pixels_per_request"]
+    if module_factory is not None:
+        module = module_factory(metadata_json, metadata_path, max_pixels)
+    else:
+        module = signatures.StylizerModule(
+            model, model_config, metadata_json, metadata_path, max_pixels=max_pixels)
     # TF logs one "input name(s) resource with unsupported characters which will be
     # renamed" line per signature: those are the captured weights' internal handles,
     # not the signature inputs (image, style_weights, ...), whose names are valid.
@@ -204,8 +221,14 @@ def export_checkpoint(checkpoint, export_base, version=None,
                       warmup_size=warmup.DEFAULT_WARMUP_SIZE,
                       model_name=warmup.DEFAULT_MODEL_NAME,
                       memory_budget_bytes=limits.DEFAULT_MEMORY_BUDGET_BYTES,
-                      allow_different_model=False, compute_dtype="float32"):
+                      allow_different_model=False, compute_dtype="float32", bank_images=None,
+                      style_image_size=arbitrary.DEFAULT_STYLE_IMAGE_SIZE):
     """Loads a checkpoint (see checkpoints.load_model) and exports it.
+
+    A checkpoint of Magenta's arbitrary-style model exports its TF Hub-like signatures
+    (arbitrary_signatures.py); with `bank_images` it exports a style bank instead: each
+    image's predicted gamma/beta frozen into an N-style export (the N-style signatures,
+    N = the number of images, N-style strength), the style names in the metadata.
 
     The config.json beside a native checkpoint (a training directory) is carried
     over whole, so its training settings are in the export's metadata.
@@ -219,6 +242,9 @@ def export_checkpoint(checkpoint, export_base, version=None,
       compute_dtype: "float32" or "bfloat16" (convolutions in bfloat16; weights, norms,
         inputs and outputs stay float32; see transformer.with_compute_dtype). Recorded
         in the metadata as "compute_dtype".
+      bank_images: optional `--style_images` text (arbitrary-style checkpoints only).
+      style_image_size: shorter side of the style images (and of the content fed as its
+        own style by stylize_strength); 0: as given.
 
     Returns:
       (version_dir, config.ModelConfig).
@@ -227,6 +253,13 @@ def export_checkpoint(checkpoint, export_base, version=None,
       checkpoints.CheckpointError: the checkpoint cannot be loaded.
       ExportError: see `export_saved_model`.
     """
+    if arbitrary_checkpoints.is_arbitrary_checkpoint(checkpoint):
+        return _export_arbitrary(checkpoint, export_base, version, warmup_size, model_name,
+                                 memory_budget_bytes, allow_different_model, compute_dtype,
+                                 bank_images, style_image_size)
+    if bank_images:
+        raise ExportError("--style_images: --checkpoint holds an N-style model; a style bank "
+                          "is made from Magenta's arbitrary-style model")
     model, model_config = checkpoints.load_model(checkpoint)
     _, directory = checkpoints.resolve_checkpoint(checkpoint)
     saved = config_lib.read_config_json(directory) if directory else None
@@ -240,4 +273,61 @@ def export_checkpoint(checkpoint, export_base, version=None,
                                      model_name=model_name,
                                      memory_budget_bytes=memory_budget_bytes,
                                      allow_different_model=allow_different_model)
+    return version_dir, model_config
+
+
+def _export_arbitrary(checkpoint, export_base, version, warmup_size, model_name,
+                      memory_budget_bytes, allow_different_model, compute_dtype, bank_images,
+                      style_image_size):
+    """export_checkpoint for an arbitrary-style checkpoint: the model, or a style bank."""
+    network, model_config = arbitrary_checkpoints.load_model(checkpoint)
+    common = dict(version=version, model_name=model_name,
+                  memory_budget_bytes=memory_budget_bytes,
+                  allow_different_model=allow_different_model)
+    try:
+        transformer_network = transformer.with_compute_dtype(network.transformer,
+                                                             compute_dtype)
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    if bank_images:
+        try:
+            paths = style_images.expand(bank_images)
+            bank, bank_config = style_images.bind(network, model_config, paths,
+                                                      style_image_size, strength_mode="nstyle")
+        except style_images.StyleImagesError as e:
+            raise ExportError(str(e)) from None
+        bank = arbitrary.StyleImageModel(network, bank.bottlenecks.numpy(), style_image_size,
+                                         "nstyle", transformer_network=transformer_network)
+        # Served as an N-style model: clients see num_styles and style names only.
+        bank_config = dataclasses.replace(bank_config, generator="magenta")
+        extra = {"style_bank": {
+            "source": "Magenta's arbitrary-style model: each style image's predicted gamma/beta "
+                      "frozen into a table",
+            "checkpoint": os.path.abspath(checkpoint),
+            "style_images": [os.path.abspath(p) for p in paths],
+            "style_names": list(bank_config.style_names),
+            "style_image_size": style_image_size,
+            "strength": "N-style: blends every norm toward the plain instance norm and mixes "
+                        "the content back in (0 = the photo)"}}
+        version_dir = export_saved_model(bank, bank_config, export_base, extra_metadata=extra,
+                                         warmup_size=warmup_size, **common)
+        return version_dir, bank_config
+
+    def factory(metadata_json, metadata_path, max_pixels):
+        return arbitrary_signatures.ArbitraryModule(
+            network, metadata_json, metadata_path, max_pixels, style_image_size,
+            transformer_network)
+
+    extra = {"arbitrary": {
+        "style_image_size": style_image_size,
+        "bottleneck": network.bottleneck,
+        "strength": "Magenta's: the style bottleneck is content*(1-w) + style*w, the content "
+                    "fed as its own style after resizing its shorter side to "
+                    "style_image_size (0 = that stylization, not the photo)",
+        "call": "obj(content [B,H,W,3], style [B or 1,Hs,Ws,3]) -> [stylized], as TF Hub's "
+                "magenta/arbitrary-image-stylization-v1-256"}}
+    version_dir = export_saved_model(
+        transformer_network, model_config, export_base, extra_metadata=extra, warmup_size=0,
+        module_factory=factory, signature_descriptions=arbitrary_signatures.SIGNATURES,
+        **common)
     return version_dir, model_config

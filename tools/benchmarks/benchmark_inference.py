@@ -25,6 +25,11 @@ ratio column is Magenta's median over the target's when `magenta_tf1` is timed.
 Without --checkpoint the network is alpha 1.0 with 4 styles and randomised gamma/beta
 (Magenta's checkpoints have 10 or 32; the style count does not change the cost).
 
+`--generators=arbitrary`: Magenta's arbitrary-style model (random weights, or an
+arbitrary `--checkpoint`), its transfer network bound to `--num_styles` style
+bottlenecks (the style bank's export, so the serving targets time exactly the transfer),
+plus one row for the style predictor (InceptionV3 to Mixed_6e) at `--predictor_size`.
+
 Rows are per (generator, target). `GENERATORS` maps a generator name to a function
 building (model, model_config) and `TARGET_BUILDERS` says which targets apply to it;
 `--generators` picks generators, so other networks can be added without touching
@@ -61,6 +66,8 @@ _GENERATORS = flags.DEFINE_list("generators", ["transformer"], "Networks to time
                                 "transformer (Magenta's), boe_yuv444, boe_yuv420.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed runs per cell at 512 px.")
 _NUM_STYLES = flags.DEFINE_integer("num_styles", 4, "Styles of the random-weight network.")
+_PREDICTOR_SIZE = flags.DEFINE_integer("predictor_size", 256, "Style image side for the "
+                                       "arbitrary model's predictor row.")
 
 
 def _transformer_generator():
@@ -85,8 +92,28 @@ def _boe_generator(name):
     return build
 
 
+def _arbitrary_generator():
+    from magenta_style.networks import arbitrary  # noqa: E402
+    from magenta_style.networks import arbitrary_checkpoints  # noqa: E402
+    if _CHECKPOINT.value:
+        network, model_config = arbitrary_checkpoints.load_model(_CHECKPOINT.value)
+    else:
+        network = arbitrary.build_arbitrary(alpha=1.0)
+        model_config = config_lib.ModelConfig(num_styles=1, alpha=1.0, generator="arbitrary")
+        rng = np.random.default_rng(0)
+        for v in network.weights:
+            if v.trainable:
+                v.assign((0.3 if "StyleNorm" in v.path else 0.05)
+                         * rng.standard_normal(v.shape).astype(np.float32))
+    bottlenecks = np.random.default_rng(1).standard_normal(
+        [_NUM_STYLES.value, network.bottleneck]).astype(np.float32)
+    bound = arbitrary.StyleImageModel(network, bottlenecks, strength_mode="nstyle")
+    return bound, config_lib.ModelConfig(num_styles=_NUM_STYLES.value, alpha=model_config.alpha)
+
+
 # name -> () -> (Keras model, config.ModelConfig).
 GENERATORS = {"transformer": _transformer_generator,
+              "arbitrary": _arbitrary_generator,
               "boe_yuv444": _boe_generator("boe_yuv444"),
               "boe_yuv420": _boe_generator("boe_yuv420")}
 
@@ -96,7 +123,9 @@ def describe(model, model_config, size=64):
     spec = tf.TensorSpec([1, size, size, 3], tf.float32)
     style = tf.TensorSpec([1, model_config.num_styles], tf.float32)
     macs = generators.conv_macs(lambda x, w: model(x, w), spec, style) / size ** 2
-    text = f"{model.count_params():,} parameters, {macs:,.0f} MACs/pixel"
+    params = (model.count_params() if hasattr(model, "count_params")
+              else sum(int(np.prod(v.shape)) for v in model.variables))
+    text = f"{params:,} parameters, {macs:,.0f} MACs/pixel"
     if generators.is_boe(model):
         net = model.u_net
         u_macs = generators.conv_macs(lambda x: net(x, tf.zeros([1], tf.int32)),
@@ -107,8 +136,11 @@ def describe(model, model_config, size=64):
 
 def _serving(compute_dtype):
     def build(model, model_config, workdir):
+        converted = (model.with_compute_dtype(compute_dtype)
+                     if hasattr(model, "with_compute_dtype")
+                     else transformer.with_compute_dtype(model, compute_dtype))
         version_dir = export_lib.export_saved_model(
-            transformer.with_compute_dtype(model, compute_dtype), model_config,
+            converted, model_config,
             os.path.join(workdir, f"export_{compute_dtype}"), warmup_size=0)
         signature = tf.saved_model.load(version_dir).signatures["serving_default"]
         return lambda x, w: signature(image=x, style_weights=w)["stylized_image"]
@@ -203,6 +235,15 @@ def main(argv):
                       f"{1000 * median / _BATCH.value:.1f} | {_BATCH.value / median:.2f} | "
                       f"{ratio} |", flush=True)
             print(f"load after {size} px ({repeats} runs each): {_load()}", flush=True)
+        if generator == "arbitrary":
+            size = _PREDICTOR_SIZE.value
+            predict = tf.function(model.network.predict_style, input_signature=[
+                tf.TensorSpec([None, None, None, 3], tf.float32)])
+            style = tf.constant(np.random.default_rng(0).random((1, size, size, 3), np.float32))
+            first, median = time_interleaved({"predictor_float32": predict}, (style,),
+                                             _REPEATS.value)["predictor_float32"]
+            print(f"| arbitrary | predictor_float32 | {size} | {first:.2f} | "
+                  f"{1000 * median:.1f} | {1 / median:.2f} | |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""TF-slim's `batch_norm` as Magenta's arbitrary-style model uses it: centre, no scale.
+
+`slim.batch_norm` with its defaults (center=True, scale=False) holds `beta`,
+`moving_mean` and `moving_variance` and no gamma. At inference it applies the moving
+statistics; in training it normalises with the batch's own statistics (over B, H, W)
+and updates the moving averages. Used by InceptionV3 (inception_v3.py: epsilon 1e-3,
+decay 0.9997) and by the arbitrary transformer's three contract convolutions
+(arbitrary.py: slim's defaults, epsilon 1e-3, decay 0.999).
+"""
+import keras
+import tensorflow as tf
+
+# slim.batch_norm's default epsilon (and the InceptionV3 arg scope's).
+SLIM_EPSILON = 1e-3
+
+
+@keras.saving.register_keras_serializable(package="magenta_style")
+class BatchNorm(keras.layers.Layer):
+    """y = activation((x - mean) / sqrt(variance + epsilon) + beta), per channel.
+
+    Call arguments:
+      inputs: [B, H, W, C] (any float dtype; computed in float32).
+      style, strength: ignored; accepted so that the layer can stand in for
+        layers.ConditionalInstanceNorm inside layers.ConvInstanceNorm.
+      moments: ignored (the statistics are the moving ones, not the image's: tiling
+        needs nothing from this layer, see `norm_layers`).
+      activation: optional elementwise callable applied last.
+      training: True normalises with the batch's statistics over (B, H, W) and
+        updates the moving averages by `decay`; False/None uses the moving statistics.
+
+    Returns float32 [B, H, W, C].
+
+    Weights (Magenta's names): `beta`, `moving_mean`, `moving_variance`, each [C].
+    """
+
+    def __init__(self, epsilon=SLIM_EPSILON, decay=0.999, **kwargs):
+        kwargs["dtype"] = "float32"  # Statistics in float32 under any policy.
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+        self.decay = float(decay)
+
+    def build(self, inputs_shape, *args, **kwargs):
+        channels = int(inputs_shape[-1])
+        self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+        self.moving_mean = self.add_weight(name="moving_mean", shape=(channels,),
+                                           initializer="zeros", trainable=False)
+        self.moving_variance = self.add_weight(name="moving_variance", shape=(channels,),
+                                               initializer="ones", trainable=False)
+
+    def norm_layers(self):
+        """No instance norms: the statistics do not depend on the image (tiling skips it)."""
+        return ()
+
+    def call(self, inputs, style=None, strength=None, moments=None, activation=None,
+             training=None):
+        x = tf.cast(inputs, tf.float32)
+        if training:
+            mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
+            for var, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                var.assign(self.decay * var + (1.0 - self.decay) * tf.stop_gradient(value))
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        y = tf.nn.batch_normalization(x, mean, variance, self.beta, None, self.epsilon)
+        return y if activation is None else activation(y)
+
+    def compute_output_shape(self, inputs_shape, *args, **kwargs):
+        return inputs_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon, "decay": self.decay}
