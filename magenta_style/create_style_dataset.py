@@ -42,19 +42,13 @@ def _define_flags(fv):
                       "file names without extension).", flag_values=fv)
 
 
-def _flag_values():
-    fv = flags.FlagValues()  # Private: importing this module defines no global flags.
-    _define_flags(fv)
-    return fv
-
-
 def usage_text():
-    return f"{__doc__}\nFlags:\n{_flag_values().get_help()}\n"
+    return cli.usage_text(__doc__, _define_flags)
 
 
 def parse_args(argv):
     """argv -> config.StyleDatasetConfig (validated; nothing is read). cli.UsageError if bad."""
-    fv = cli.parse_flag_values(_flag_values(), argv, required=("style_files", "output_file"))
+    fv = cli.parse_flag_values(cli.new_flag_values(_define_flags), argv, required=("style_files", "output_file"))
     values = fv.flag_values_dict()
     values["style_names"] = tuple(values["style_names"] or ())
     names = {field.name for field in dataclasses.fields(config_lib.StyleDatasetConfig)}

@@ -26,6 +26,8 @@ import pytest
 from absl import flags
 from PIL import Image
 
+from magenta_style import cli
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOC_FILES = ["README.md"] + sorted(f"docs/{p.name}" for p in (REPO_ROOT / "docs").glob("*.md"))
 _MARKER = re.compile(r"^<!--\s*docs-test\s+(\{.*\})\s*-->\s*$")
@@ -93,9 +95,8 @@ def _shell_commands():
 def _command_flag_values(module_name):
     """A fresh FlagValues holding exactly the flags of command `module_name`."""
     module = importlib.import_module(module_name)
-    for factory in ("_flag_values", "flag_values"):
-        if callable(getattr(module, factory, None)):
-            return getattr(module, factory)()
+    if callable(getattr(module, "_define_flags", None)):  # Every package command.
+        return cli.new_flag_values(module._define_flags)
     # A command with module-level absl flags: copy them out of the global FlagValues.
     fv = flags.FlagValues()
     for flag in flags.FLAGS.get_flags_for_module(module_name):
@@ -126,8 +127,8 @@ def _tool_flag_names(path):
         names |= _tool_flag_names(f"tools/{target}")
     for name in re.findall(r"^from magenta_style import (\w+)", source, re.M):
         module = importlib.import_module(f"magenta_style.{name}")
-        if callable(getattr(module, "_flag_values", None)):  # An alias of a package command.
-            names |= {flag for flag in module._flag_values()}
+        if callable(getattr(module, "_define_flags", None)):  # An alias of a package command.
+            names |= set(cli.new_flag_values(module._define_flags))
     return names
 
 
