@@ -199,12 +199,19 @@ def _write_photo(path, index=3, size=PHOTO_SIZE):
     return np.asarray(Image.open(path), np.float32) / 255.0
 
 
-def _upload_photo(page, path):
-    before = page.inner_text("#status")
-    page.set_input_files("#photo input[type=file]", str(path))
+def _wait_for_status(page, text):
+    """Waits until the status line holds `text`; returns the line."""
     page.wait_for_function(
-        "before => { const s = document.querySelector('#status').innerText;"
-        " return s !== before && !s.startsWith('photo '); }", arg=before, timeout=WAIT_MS)
+        "text => document.querySelector('#status').innerText.includes(text)", arg=text,
+        timeout=WAIT_MS)
+    return page.inner_text("#status")
+
+
+def _upload_photo(page, path, expect=" ms"):
+    """Uploads `path` as the photo; waits until the status line holds `expect` (default:
+    a result's model time) and returns the line."""
+    page.set_input_files("#photo input[type=file]", str(path))
+    return _wait_for_status(page, expect)
 
 
 def _image(page, selector):
@@ -332,7 +339,7 @@ def test_paint_two_styles_in_two_regions(pages, tmp_path, reference):
 def test_webcam_streams_stylized_frames_with_fps(pages):
     page = pages.open()
     page.get_by_role("tab", name="Webcam live").click()
-    page.get_by_text("128", exact=True).click()  # The smallest size: fastest here.
+    page.locator("#webcam-size").get_by_text("128", exact=True).click()  # Fastest here.
     page.click("#camera button:has-text('Click to Access Webcam')")
     page.click("#camera button[aria-label='capture photo']", timeout=WAIT_MS)
     page.wait_for_function(
@@ -366,15 +373,13 @@ def test_bad_uploads_give_a_clear_message(pages, tmp_path):
     page = pages.open()
     notes = tmp_path / "notes.png"
     notes.write_text("not an image at all")
-    _upload_photo(page, notes)
-    status = page.inner_text("#status")
+    status = _upload_photo(page, notes, expect="⚠️")
     assert "notes.png" in status and "not an image" in status, status
 
     huge = tmp_path / "huge.png"
     huge.write_bytes(_png_header(30000, 30000))
-    _upload_photo(page, huge)
-    status = page.inner_text("#status")
-    assert "huge.png" in status and "too large" in status, status
+    status = _upload_photo(page, huge, expect="huge.png")
+    assert "too large" in status and "⚠️" in status, status
 
     # A broken style map: one line, and the page goes on working.
     _write_photo(tmp_path / "photo.png")
