@@ -101,6 +101,8 @@ def import_gradio():
         import gradio  # pylint: disable=import-outside-toplevel
     except ImportError:
         raise cli.UsageError(_INSTALL_HINT) from None
+    if not hasattr(gradio, "Blocks"):  # A half-removed install leaves a bare namespace.
+        raise cli.UsageError(_INSTALL_HINT)
     return gradio
 
 

@@ -11,7 +11,10 @@ the page prints with each frame (the server's LiveStylizer time of the model cal
 reports its median. Prints one Markdown table row per model, dtype and size, with the
 machine's load average before and after.
 
-Needs `pip install -e ".[demo,test]"` and `apt-get install chromium`.
+`--model_only` skips the browser: it times the model call alone (LiveStylizer, the demo's
+call) on webcam-shaped frames (4:3), median of `--repeats` calls after one warm-up.
+
+Needs `pip install -e ".[demo,test]"` and `apt-get install chromium` (not for --model_only).
 """
 import argparse
 import os
@@ -25,6 +28,7 @@ import tempfile
 import time
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))  # Run as a script from anywhere.
 CHROMIUM_ARGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
 
@@ -76,6 +80,27 @@ def _measure(page, size, warmup, seconds):
             shape.group(1) if shape else "?")
 
 
+def _model_only(checkpoints, dtypes, sizes, repeats):
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import live  # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import stylizer  # pylint: disable=import-outside-toplevel
+
+    print("| model | dtype | frame | model ms/frame (median) |")
+    print("|---|---|---|---|", flush=True)
+    for checkpoint in checkpoints:
+        for dtype in dtypes:
+            model, model_config = stylizer.load(checkpoint)
+            runner = live.LiveStylizer(stylizer.with_compute_dtype(model, dtype), model_config)
+            options = stylizer.StylizeOptions(styles="0")
+            for size in sizes:
+                frame = np.random.default_rng(0).uniform(
+                    0, 1, [size * 3 // 4, size, 3]).astype(np.float32)
+                runner(frame, options)  # Trace.
+                times = [runner(frame, options).seconds for _ in range(repeats)]
+                print(f"| {checkpoint} | {dtype} | {size}x{size * 3 // 4} | "
+                      f"{1000 * statistics.median(times):.0f} |", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints", required=True, help="Comma-separated models.")
@@ -84,7 +109,15 @@ def main():
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--model_only", action="store_true")
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
+    if args.model_only:
+        print(f"load before: {os.getloadavg()}", flush=True)
+        _model_only(args.checkpoints.split(","), args.dtypes.split(","),
+                    [int(s) for s in args.sizes.split(",")], args.repeats)
+        print(f"load after: {os.getloadavg()}", flush=True)
+        return
     from playwright.sync_api import sync_playwright  # pylint: disable=import-outside-toplevel
 
     print(f"load before: {os.getloadavg()}", flush=True)
