@@ -985,9 +985,6 @@ class StyleDatasetConfig:
 # The web demo (`python -m magenta_style.demo`, docs/demo.md).
 # --------------------------------------------------------------------------------------
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
-
-
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
     """The web demo's settings (its flags; see magenta_style/demo.py).
@@ -1002,7 +999,8 @@ class DemoConfig:
         WEBCAM_SIZES).
       webcam_fps: the most frames per second the page sends; it never sends a frame
         while the previous one is being stylized.
-      compute_dtype: what the network computes in (float32 or bfloat16).
+      compute_dtype: what the network computes in (transformer.COMPUTE_DTYPES; the
+        command's enum flag checks it).
       max_upload_pixels: uploads with more pixels are refused before decoding.
       max_upload_mb: uploads larger than this many megabytes are refused by the server.
       grid_size: side of one cell of the style grid shown on the page (pixels).
@@ -1030,9 +1028,6 @@ class DemoConfig:
             _check(16 <= value <= 4096, f"{name} must be in 16..4096 pixels, got {value}")
         _check(0 < self.webcam_fps <= 60 and math.isfinite(self.webcam_fps),
                f"webcam_fps must be in (0, 60], got {self.webcam_fps}")
-        _check(self.compute_dtype in COMPUTE_DTYPES,
-               f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got "
-               f"{self.compute_dtype!r}")
         _check(self.max_upload_pixels >= 1,
                f"max_upload_pixels must be >= 1, got {self.max_upload_pixels}")
         _check(self.max_upload_mb >= 1, f"max_upload_mb must be >= 1, got {self.max_upload_mb}")

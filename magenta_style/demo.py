@@ -26,6 +26,7 @@ Gradio's analytics and version check are off and its theme uses the fonts it bun
 import os  # pylint: disable=g-bad-import-order
 
 from magenta_style import cli  # pylint: disable=g-bad-import-order
+cli.quiet_tf_logging()
 
 # Offline: no analytics, no version check, no Hugging Face Hub calls.
 OFFLINE_ENVIRONMENT = {
@@ -43,6 +44,7 @@ import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from magenta_style import config as config_lib  # pylint: disable=g-import-not-at-top
+from magenta_style.networks import transformer  # pylint: disable=g-import-not-at-top
 
 PROG = "magenta_style.demo"
 # The webcam sizes the page offers (longer side, pixels).
@@ -70,7 +72,7 @@ def _define_flags(fv):
         "max_upload_pixels": "Uploads with more pixels are refused before decoding.",
         "max_upload_mb": "Uploads larger than this (MB) are refused.",
         "grid_size": "Cell size of the style grid on the page (pixels).",
-    }, choices={"compute_dtype": config_lib.COMPUTE_DTYPES})
+    }, choices={"compute_dtype": transformer.COMPUTE_DTYPES})
 
 
 def _flag_values():

@@ -1,6 +1,6 @@
 r"""Frames per second of the web demo's webcam mode, measured in the page.
 
-    python tools/benchmark_demo.py --checkpoints=/tmp/magenta_style_quickstart/train \
+    python tools/benchmarks/benchmark_demo.py --checkpoints=/tmp/magenta_style_quickstart/train \
         --dtypes=float32,bfloat16 --sizes=256,384 --seconds=15
 
 For each model and compute dtype it starts `python -m magenta_style.demo`, opens the page
