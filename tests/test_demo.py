@@ -345,16 +345,17 @@ def test_webcam_streams_stylized_frames_with_fps(pages):
     page.wait_for_function(
         "() => /[1-9][0-9.]* frames\\/s/.test(document.querySelector('#fps').innerText)",
         timeout=WAIT_MS)
+    # Frames keep coming: three different ones (slowly, on a loaded machine).
     sources = set()
-    start = time.monotonic()
-    while time.monotonic() - start < 5:
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while len(sources - {None}) < 3 and time.monotonic() < deadline:
         sources.add(page.evaluate("() => document.querySelector('#live img')?.src"))
         time.sleep(0.02)
     text = page.inner_text("#fps")
     fps = float(re.search(r"([0-9.]+) frames/s", text).group(1))
-    print(f"webcam: {text}; {len(sources)} distinct frames shown in 5 s")
+    print(f"webcam: {text}")
     assert fps > 0
-    assert len(sources - {None}) >= 2, "the stylized frames did not change"
+    assert len(sources - {None}) >= 3, "the stylized frames did not change"
     assert re.search(r"model \d+ ms per frame · 128x96", text), text
     _screenshot(page, "demo_webcam.png")
 
