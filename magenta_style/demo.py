@@ -437,7 +437,7 @@ def run(demo_config, launch=True):
     from magenta_style.networks import checkpoints  # pylint: disable=import-outside-toplevel
     try:
         model, model_config = stylizer.load(demo_config.checkpoint)
-        model = stylizer.with_compute_dtype(model, demo_config.compute_dtype)
+        model = transformer.with_compute_dtype(model, demo_config.compute_dtype)
     except (checkpoints.CheckpointError, ValueError) as e:
         raise cli.UsageError(str(e)) from None
     live = live_lib.LiveStylizer(model, model_config)

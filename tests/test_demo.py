@@ -102,7 +102,7 @@ def reference(model_dir):
 
     def stylize(photo, styles):
         options = stylizer.StylizeOptions(styles=styles)
-        return stylizer.stylize(model, model_config, photo, options)[0]
+        return stylizer.Stylizer(model, model_config, options)(photo)[0]
 
     return stylize
 

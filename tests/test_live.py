@@ -107,7 +107,7 @@ def test_live_stylizer_matches_the_batch_path(tiny):
     for styles, strength, keep in (("1", 1.0, False), ("{0:0.5,1:1}", 0.4, True)):
         options = stylizer.StylizeOptions(styles=styles, strength=strength,
                                           preserve_colors=keep)
-        expected = stylizer.stylize(model, model_config, photo, options)[0]
+        expected = stylizer.Stylizer(model, model_config, options)(photo)[0]
         got = runner(photo, options)
         assert got.seconds > 0
         np.testing.assert_allclose(got.image, np.clip(expected, 0, 1), atol=2e-5)
@@ -115,7 +115,7 @@ def test_live_stylizer_matches_the_batch_path(tiny):
     layer = np.zeros([32, 32, 4], np.uint8)
     layer[:, :16] = [int(colors[1][i:i + 2], 16) for i in (1, 3, 5)] + [255]
     options = stylizer.StylizeOptions(style_map=live.painted_style_map(layer, [1, 0], colors))
-    expected = stylizer.stylize(model, model_config, photo, options)[0]
+    expected = stylizer.Stylizer(model, model_config, options)(photo)[0]
     np.testing.assert_allclose(runner(photo, options).image, np.clip(expected, 0, 1),
                                atol=2e-5)
 

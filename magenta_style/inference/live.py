@@ -6,7 +6,7 @@ inputs and calls the model through the one inference path (stylizer.py):
 - a photo is read with `images.load_image` under a pixel cap (nothing is decoded above
   it) and scaled down to the demo's working size (`fit_size`);
 - the sliders become a `style_spec.StyleSpec` mix (weights not normalized, as
-  `--which_styles={0:0.3,2:0.7}`); a painted layer becomes a `stylizer.StyleMap` whose
+  `--which_styles={0:0.3,2:0.7}`); a painted layer becomes a `style_maps.StyleMap` whose
   colour mapping sends each brush colour to its style and unpainted pixels to the
   sliders' mix (`painted_style_map`);
 - `LiveStylizer` applies a `stylizer.StylizeOptions` (styles or a style map, strength,
@@ -158,7 +158,7 @@ def painted_style_map(layer, weights, colors, blur=0.0):
       blur: float >= 0, soft edges (Gaussian standard deviation in photo pixels).
 
     Returns:
-      stylizer.StyleMap, or None when no pixel is painted.
+      style_maps.StyleMap, or None when no pixel is painted.
 
     Raises:
       LiveError: the layer is not an RGBA image, or the sliders are all 0 while part
@@ -179,7 +179,7 @@ def painted_style_map(layer, weights, colors, blur=0.0):
         mix = ",".join(f"{s}:{w:g}" for s, w in zip(spec.styles, spec.weights))
         entries.insert(0, f"{BACKGROUND_COLOR}:{{{mix}}}")
     mapping = style_maps.parse_mapping(",".join(entries))
-    return stylizer.StyleMap(mask=mask.astype(np.float32) / 255.0, mapping=mapping,
+    return style_maps.StyleMap(mask=mask.astype(np.float32) / 255.0, mapping=mapping,
                              blur=float(blur))
 
 

@@ -90,7 +90,7 @@ def _model_only(checkpoints, dtypes, sizes, repeats):
     for checkpoint in checkpoints:
         for dtype in dtypes:
             model, model_config = stylizer.load(checkpoint)
-            runner = live.LiveStylizer(stylizer.with_compute_dtype(model, dtype), model_config)
+            runner = live.LiveStylizer(transformer.with_compute_dtype(model, dtype), model_config)
             options = stylizer.StylizeOptions(styles="0")
             for size in sizes:
                 frame = np.random.default_rng(0).uniform(
