@@ -40,6 +40,7 @@ import dataclasses  # pylint: disable=g-import-not-at-top,wrong-import-position
 import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+import uuid  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -128,7 +129,6 @@ class DemoApp:
         self.output_dir = output_dir
         self.names = live.style_names()
         self.colors = live_lib.palette(live.num_styles)
-        self._downloads = 0
 
     def default_weights(self):
         """The sliders at start: the first style at 1, the others at 0."""
@@ -159,9 +159,9 @@ class DemoApp:
         from magenta_style.media import images  # pylint: disable=import-outside-toplevel
         result = self.live(photo, options)
         out = images.to_uint8(result.image)
-        self._downloads += 1
-        # One file per session would race between tabs; a numbered file each time.
-        path = os.path.join(self.output_dir, f"stylized_{self._downloads % 1000:03d}.png")
+        # A new name each time: a file replaced while the server sends it would no longer
+        # match the Content-Length it declared (two tabs, or a slider moved meanwhile).
+        path = os.path.join(self.output_dir, f"stylized_{uuid.uuid4().hex[:12]}.png")
         images.save_image_atomic(path, result.image)
         height, width = out.shape[:2]
         what = "painted style map" if options.style_map is not None else _describe_mix(
