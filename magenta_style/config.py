@@ -1066,3 +1066,55 @@ class StyleDatasetConfig:
     compute_gram_matrices: bool = True
     style_size: int = None
     style_names: tuple = ()
+
+
+# --------------------------------------------------------------------------------------
+# The web demo (`python -m magenta_style.demo`, docs/demo.md).
+# --------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """The web demo's settings (its flags; see magenta_style/demo.py).
+
+    Attributes:
+      checkpoint: the model: a training directory, a checkpoint or an export.
+      host: the address the server listens on; 127.0.0.1 keeps it on this machine.
+      port: its TCP port.
+      photo_size: photos are scaled down so that their longer side is at most this
+        (pixels) before they are stylized; the download has this size.
+      webcam_size: the default longer side of webcam frames (pixels; the page offers
+        WEBCAM_SIZES).
+      webcam_fps: the most frames per second the page sends; it never sends a frame
+        while the previous one is being stylized.
+      compute_dtype: what the network computes in (transformer.COMPUTE_DTYPES; the
+        command's enum flag checks it).
+      max_upload_pixels: uploads with more pixels are refused before decoding.
+      max_upload_mb: uploads larger than this many megabytes are refused by the server.
+      grid_size: side of one cell of the style grid shown on the page (pixels).
+    """
+
+    checkpoint: str = ""
+    host: str = "127.0.0.1"
+    port: int = 7860
+    photo_size: int = 768
+    webcam_size: int = 256
+    webcam_fps: float = 30.0
+    compute_dtype: str = "float32"
+    max_upload_pixels: int = 64_000_000
+    max_upload_mb: int = 50
+    grid_size: int = 96
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        _check(bool(self.checkpoint), "checkpoint is required")
+        _check(0 <= self.port <= 65535, f"port must be in 0..65535, got {self.port}")
+        for name in ("photo_size", "webcam_size", "grid_size"):
+            value = getattr(self, name)
+            _check(16 <= value <= 4096, f"{name} must be in 16..4096 pixels, got {value}")
+        _check(0 < self.webcam_fps <= 60 and math.isfinite(self.webcam_fps),
+               f"webcam_fps must be in (0, 60], got {self.webcam_fps}")
+        _check(self.max_upload_pixels >= 1,
+               f"max_upload_pixels must be >= 1, got {self.max_upload_pixels}")
+        _check(self.max_upload_mb >= 1, f"max_upload_mb must be >= 1, got {self.max_upload_mb}")

@@ -9,7 +9,8 @@ Every command that stylizes (stylize, stylize_video, evaluate's grids, optimize'
   The model is a Keras network for checkpoints and an `ExportedModel` for exports;
   both are called `model(images, style, strength=None)`.
 - `call_model` is the one place that adds strength and colour preservation to a model
-  call; `make_stylize_fn` and `make_frame_stylizer` compile it, and the export's
+  call; `make_stylize_fn`, `make_frame_stylizer` and `make_interactive_fn` (the demo's
+  live controls) compile it, and the export's
   signatures (serving/signatures.py, StylizerModule) trace it.
 - `StylizeOptions` is what a user chooses (styles or a style map, strength,
   colours, tiling, batch size); `Stylizer` applies one such choice to images, batched
@@ -366,6 +367,40 @@ def make_stylize_fn(model, num_styles, style_map=False, strength=None, preserve_
         return call_model(model, images_batch, style, strength, preserve_colors)
 
     return stylize_fn
+
+
+def make_interactive_fn(model, num_styles, style_map=False, with_strength=True):
+    """`call_model` in a tf.function whose strength and colour preservation are inputs.
+
+    For the demo's live controls: moving a slider changes tensors, never the trace, so
+    one compiled function serves every strength and every image size.
+
+    Args:
+      model: callable `model(images, style[, strength])` as returned by `load`.
+      num_styles: int, the width of the style weights.
+      style_map: bool; False: style is float32 weights [B, num_styles]; True: per-pixel
+        maps float32 [B, H, W, num_styles].
+      with_strength: bool; False calls `model(images, style)` (the full style, and the
+        only call a Magenta-compatible network takes) and ignores `strength`.
+
+    Returns:
+      A tf.function `fn(images, style, strength, preserve_colors)`: images float32
+      [B, H, W, 3] in [0, 1], style as above, strength float32 [B] in [0, 1],
+      preserve_colors bool [B]; returns float32 [B, H, W, 3] in [0, 1].
+    """
+    style_shape = [None, None, None, num_styles] if style_map else [None, num_styles]
+
+    @tf.function(autograph=False, input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.float32, name="images"),
+        tf.TensorSpec(style_shape, tf.float32, name="style"),
+        tf.TensorSpec([None], tf.float32, name="strength"),
+        tf.TensorSpec([None], tf.bool, name="preserve_colors"),
+    ])
+    def interactive_fn(images_batch, style, strength, preserve_colors):
+        return call_model(model, images_batch, style, strength if with_strength else None,
+                          preserve_colors)
+
+    return interactive_fn
 
 
 def make_frame_stylizer(model, style, strength=None, preserve_colors=False):
