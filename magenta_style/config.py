@@ -790,16 +790,17 @@ OPTIMIZE_STYLE_LOSSES = ("gram", "patch")
 OPTIMIZE_INITS = ("content", "noise", "style")
 NETWORK_INIT_PREFIX = "network:"
 # Peak bytes one output pixel of `optimize` costs: the largest slope measured with
-# `tools/measure_memory.py --optimize` (3 L-BFGS iterations of the default recipes,
-# the style image at the output's size, CPU, TF 2.21; table in docs/optimize.md). The
-# VGG activations and their gradients dominate, then L-BFGS's float64 history (10
-# pairs of 3 float64 per pixel: 480 bytes). TensorFlow's fixed ~1.4 GB comes on top.
-OPTIMIZE_BYTES_PER_PIXEL = 3432.0
+# `tools/benchmarks/measure_memory.py --optimize` (3 L-BFGS iterations of the default recipes,
+# the style image at the output's size, CPU, TF 2.21; table in docs/optimize.md): the
+# patch loss with VGG-16, 6639 (Gram: 3432 with VGG-16). The VGG activations and their
+# gradients, the patch loss's style patches, then L-BFGS's float64 history (10 pairs of
+# 3 float64 per pixel: 480 bytes). TensorFlow's fixed ~1-1.8 GB comes on top.
+OPTIMIZE_BYTES_PER_PIXEL = 6639.0
 # The memory the pixels of one run may take by default: the export's per-request
 # budget (limits.DEFAULT_MEMORY_BUDGET_BYTES), so that the default is safe on a 16 GB
 # machine. --max_pixels raises it on a larger one.
 OPTIMIZE_MEMORY_BUDGET_BYTES = 4 * 2**30
-# ~1.25 M pixels (1118 x 1118): 3000 x 3000 would need ~31 GB.
+# ~647 k pixels (804 x 804); 3000 x 3000 would need 31-60 GB.
 DEFAULT_OPTIMIZE_MAX_PIXELS = int(OPTIMIZE_MEMORY_BUDGET_BYTES // OPTIMIZE_BYTES_PER_PIXEL)
 
 
