@@ -617,7 +617,7 @@ def _read_inputs(cfg, content, styles):
     height = width = None
     # Inputs are resized before the optimization: a photo larger than the output cap
     # is fine, within the loader's own decoding cap.
-    input_cap = max(cfg.max_pixels, images_lib.DEFAULT_MAX_PIXELS)
+    input_cap = max(cfg.max_pixels, images.DEFAULT_MAX_PIXELS)
     if content is None and cfg.content_image:
         content = _load(cfg.content_image, "content image", input_cap)
     if styles is None:
