@@ -29,6 +29,7 @@ def nan_checkpoint(tmp_path_factory):
     return model, directory
 
 
+@pytest.mark.slow  # Runs the export command (refused before it traces anything).
 def test_export_refuses_nan_weights(nan_checkpoint, tmp_path, capsys):
     model, directory = nan_checkpoint
     with pytest.raises(export_lib.ExportError, match=r"non-finite weights .* in 1 variable"):
