@@ -91,11 +91,11 @@ def run(args):
             evaluated, failed = evaluate_lib.watch(args.checkpoint, settings.eval_interval_secs,
                                                    evaluate, settings.eval_timeout_secs)
             if failed and not evaluated:  # Nothing was written: not a success.
-                cli.print_error(PROG, f"every evaluation failed ({len(failed)} checkpoint(s)); "
+                cli.print_error(PROGRAM, f"every evaluation failed ({len(failed)} checkpoint(s)); "
                                 f"the last, {failed[-1][0]}: {failed[-1][1]}")
                 return 1
             if failed:
-                sys.stderr.write(f"{PROG}: evaluated {evaluated} checkpoint(s); {len(failed)} "
+                sys.stderr.write(f"{PROGRAM}: evaluated {evaluated} checkpoint(s); {len(failed)} "
                                  "failed (see the warnings above)\n")
             return 0
         result = evaluate(args.checkpoint)

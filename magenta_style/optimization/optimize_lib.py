@@ -866,9 +866,9 @@ def _check_style_sizes(cfg, objective, sizes):
         return
     names = list(cfg.style_images) or [f"style image {k + 1}"
                                        for k in range(len(objective.style_images))]
+    # One feature cell per style layer (a patch loss's larger need, a whole patch, is
+    # checked where its loss is built: _scale_loss).
     need = _min_side(list(objective.style_weights))
-    if cfg.style_loss == "patch":  # Every style layer must hold a whole patch.
-        need = max(cfg.patch_size * _min_side([name]) for name in objective.style_weights)
     for name, image in zip(names, objective.style_images):
         hw = image.shape[:2]
         largest = style_size(hw, sizes[-1], cfg.style_scale)
