@@ -859,8 +859,19 @@ OPTIMIZE_OPTIMIZERS = ("lbfgs", "adam")
 OPTIMIZE_STYLE_LOSSES = ("gram", "patch")
 OPTIMIZE_INITS = ("content", "noise", "style")
 NETWORK_INIT_PREFIX = "network:"
-# 4096 x 4096: one L-BFGS history of 10 float64 pairs at that size is 8 GB already.
-DEFAULT_OPTIMIZE_MAX_PIXELS = 4096 * 4096
+# Peak bytes one output pixel of `optimize` costs: the largest slope measured with
+# `tools/benchmarks/measure_memory.py --optimize` (3 L-BFGS iterations of the default recipes,
+# the style image at the output's size, CPU, TF 2.21; table in docs/optimize.md): the
+# patch loss with VGG-16, 6639 (Gram: 3432 with VGG-16). The VGG activations and their
+# gradients, the patch loss's style patches, then L-BFGS's float64 history (10 pairs of
+# 3 float64 per pixel: 480 bytes). TensorFlow's fixed ~1-1.8 GB comes on top.
+OPTIMIZE_BYTES_PER_PIXEL = 6639.0
+# The memory the pixels of one run may take by default: the export's per-request
+# budget (limits.DEFAULT_MEMORY_BUDGET_BYTES), so that the default is safe on a 16 GB
+# machine. --max_pixels raises it on a larger one.
+OPTIMIZE_MEMORY_BUDGET_BYTES = 4 * 2**30
+# ~647 k pixels (804 x 804); 3000 x 3000 would need 31-60 GB.
+DEFAULT_OPTIMIZE_MAX_PIXELS = int(OPTIMIZE_MEMORY_BUDGET_BYTES // OPTIMIZE_BYTES_PER_PIXEL)
 
 
 def parse_network_init(init):
@@ -911,7 +922,10 @@ class OptimizeConfig:
       iterations: iterations per scale.
       save_every: > 0 writes the image every this many iterations.
       report: path of the JSON report, or "".
-      max_pixels: cap on input and output pixels.
+      max_pixels: cap on the pixels optimized: the output, and each style image as
+        --style_scale sizes it (default from the measured memory cost). Input files
+        are read up to the larger of this and images.DEFAULT_MAX_PIXELS (they are
+        resized before the optimization).
       jit_compile: compile the loss and gradient with XLA.
       style_loss: "gram" or "patch" (magenta_style.networks.patch_loss).
       style_semantic_map, content_semantic_map: semantic maps for the patch loss.
@@ -1009,9 +1023,12 @@ class OptimizeConfig:
         _check(not self.style_mix or len(self.style_mix) == len(self.style_images),
                f"style_mix has {len(self.style_mix)} weights for {len(self.style_images)} "
                "style image(s)")
-        _check(all(w >= 0 and w == w for w in self.style_mix) and
-               (not self.style_mix or sum(self.style_mix) > 0),
-               f"style_mix weights must be >= 0 and not all 0, got {list(self.style_mix)}")
+        # Finite: an infinite weight normalizes to NaN, and the run would stop at its
+        # first loss and write the untouched photo.
+        _check(all(math.isfinite(w) and w >= 0 for w in self.style_mix) and
+               (not self.style_mix or 0 < sum(self.style_mix) < math.inf),
+               f"style_mix weights must be finite, >= 0 and not all 0, got "
+               f"{list(self.style_mix)}")
         doodle = not self.content_image and bool(self.content_semantic_map)
         _check(bool(self.content_image) or doodle,
                "content_image is required (or content_semantic_map alone, for a doodle)")

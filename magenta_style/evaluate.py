@@ -10,6 +10,7 @@ weights default to the training run's (its config.json).
 """
 import dataclasses
 import os
+import sys
 
 from magenta_style import cli
 from magenta_style import config as config_lib
@@ -87,8 +88,15 @@ def run(args):
 
     try:
         if settings.eval_interval_secs > 0:
-            evaluate_lib.watch(args.checkpoint, settings.eval_interval_secs, evaluate,
-                               settings.eval_timeout_secs)
+            evaluated, failed = evaluate_lib.watch(args.checkpoint, settings.eval_interval_secs,
+                                                   evaluate, settings.eval_timeout_secs)
+            if failed and not evaluated:  # Nothing was written: not a success.
+                cli.print_error(PROGRAM, f"every evaluation failed ({len(failed)} checkpoint(s)); "
+                                f"the last, {failed[-1][0]}: {failed[-1][1]}")
+                return 1
+            if failed:
+                sys.stderr.write(f"{PROGRAM}: evaluated {evaluated} checkpoint(s); {len(failed)} "
+                                 "failed (see the warnings above)\n")
             return 0
         result = evaluate(args.checkpoint)
     except evaluate_lib.EvalError as e:

@@ -20,6 +20,7 @@ import time
 
 from magenta_style import cli
 from magenta_style import config as config_lib
+from magenta_style.media import fileio
 
 PROGRAM = "optimize"
 
@@ -63,7 +64,9 @@ def _define_flags(fv):
         "save_every": "Write the image every N iterations (<output>_s<scale>_<iteration>"
                       ".<ext>).",
         "report": "Write a JSON report (settings, per-scale losses).",
-        "max_pixels": "Refuse inputs and outputs with more pixels than this.",
+        "max_pixels": "Refuse outputs (and style images as --style_scale sizes them) with "
+                      "more pixels than this. Default: a 4 GiB budget over the measured "
+                      "memory cost per pixel (docs/optimize.md).",
         "jit_compile": "Compile the loss and gradient with XLA.",
         "style_loss": "gram (Gatys) or patch (Li and Wand / Champandard's semantic "
                       "patches).",
@@ -164,6 +167,53 @@ def snapshot_path(output_image, scale, iteration):
     return f"{stem}_s{scale + 1}_{iteration:05d}{ext}"
 
 
+def check_outputs(cfg):
+    """Refuses, before the optimization (minutes), outputs that would replace an input or
+    each other, also through another path to the same file (a symlink, a hard link,
+    `..`), and outputs whose directory cannot be written.
+
+    Raises:
+      cli.UsageError: one line naming the flag and the user's path.
+    """
+    inputs = [("--content_image", cfg.content_image)]
+    inputs += [("--style_images", path) for path in cfg.style_images]
+    inputs += [("--style_semantic_map", cfg.style_semantic_map),
+               ("--content_semantic_map", cfg.content_semantic_map)]
+    network = config_lib.parse_network_init(cfg.init)
+    if network is not None:
+        inputs.append(("--init", network[0]))
+    inputs = [(flag, path) for flag, path in inputs if path]
+    outputs = [("--output_image", cfg.output_image)]
+    if cfg.report:
+        outputs.append(("--report", cfg.report))
+    for out_flag, output in outputs:
+        for in_flag, path in inputs:
+            if fileio.is_same_file(path, output):
+                raise cli.UsageError(f"{out_flag}={output} is the input {in_flag}={path}; "
+                                     "writing it would replace the input: choose another "
+                                     "path")
+    if cfg.report and fileio.is_same_file(cfg.output_image, cfg.report):
+        raise cli.UsageError(f"--report={cfg.report} is the same file as --output_image="
+                             f"{cfg.output_image}: choose another path")
+    if cfg.save_every:
+        for scale in range(cfg.scales):
+            for iteration in range(cfg.save_every, cfg.iterations + 1, cfg.save_every):
+                snapshot = snapshot_path(cfg.output_image, scale, iteration)
+                for in_flag, path in inputs:
+                    if fileio.is_same_file(path, snapshot):
+                        raise cli.UsageError(
+                            f"--save_every writes {snapshot}, the input {in_flag}={path}: "
+                            "choose another --output_image")
+    for flag, output in outputs:
+        if os.path.isdir(output):
+            raise cli.UsageError(f"{flag}={output}: is a directory")
+        try:
+            fileio.ensure_writable_dir(os.path.dirname(os.path.abspath(output)))
+        except OSError as e:
+            raise cli.UsageError(f"{flag}={output}: cannot be written there "
+                                 f"({e.strerror or e})") from None
+
+
 def run(cfg, stderr=None):
     """Runs the command for a parsed config; returns the exit status.
 
@@ -187,10 +237,15 @@ def run(cfg, stderr=None):
                              "(HED's VGG-16, installed with this package); else TF-slim "
                              "vgg_16.ckpt, 'imagenet', a Keras .h5, or standin:SEED for "
                              "random test weights")
+    check_outputs(cfg)
     progress = IterationProgress(stderr)
 
     def snapshot(image, scale, iteration):
-        images.save_image_atomic(snapshot_path(cfg.output_image, scale, iteration), image)
+        path = snapshot_path(cfg.output_image, scale, iteration)
+        try:
+            images.save_image_atomic(path, image)
+        except OSError as e:  # Name the snapshot, not the temporary file.
+            raise OSError(e.errno, e.strerror or str(e), path) from None
 
     began = time.perf_counter()
     try:
@@ -202,14 +257,20 @@ def run(cfg, stderr=None):
             from None
     finally:
         progress.close()
+    # Checked up front, but a disk can fill or a directory vanish meanwhile: the message
+    # names the user's path, never the temporary file beside it.
     try:
         images.save_image_atomic(cfg.output_image, result.image)
-        if cfg.report:
-            result.report["seconds"] = round(time.perf_counter() - began, 3)
-            config_lib.write_json_atomic(cfg.report, result.report)
     except OSError as e:
-        raise cli.UsageError(f"cannot write {e.filename or cfg.output_image}: "
+        raise cli.UsageError(f"cannot write --output_image={cfg.output_image}: "
                              f"{e.strerror or e}") from None
+    if cfg.report:
+        result.report["seconds"] = round(time.perf_counter() - began, 3)
+        try:
+            config_lib.write_json_atomic(cfg.report, result.report)
+        except OSError as e:
+            raise cli.UsageError(f"cannot write --report={cfg.report}: {e.strerror or e}") \
+                from None
     final = result.report["scales"][-1]["end"]["total_loss"] if result.report["scales"] else None
     if result.stopped == "interrupted":
         by = "SIGTERM" if cli.was_terminated() else "SIGINT"
@@ -220,6 +281,8 @@ def run(cfg, stderr=None):
         cli.print_error(PROGRAM, f"{result.stopped}; wrote the last good image to "
                         f"{cfg.output_image}")
         return 1
+    if result.early_stop:
+        stderr.write(f"{PROGRAM}: {result.early_stop}\n")
     stderr.write(f"{PROGRAM}: wrote {cfg.output_image} (total loss {final:.4g})\n")
     return 0
 

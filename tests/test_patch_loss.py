@@ -400,3 +400,36 @@ def test_optimize_reads_the_maps_together(net19, tmp_path):
         content_semantic_map=str(tmp_path / "doodle.npy"), style_weights=OPT_LAYERS,
         image_size=SIZE, iterations=1, init="noise"), styles=[style[0]], vgg_net=net19)
     assert result.image.shape == (SIZE, SIZE, 3)
+
+
+def test_label_ids_become_channels_of_the_labels_that_occur(tmp_path):
+    # Issue 28 item 5: a 144-byte .npy with one id of 500000 allocated 500001 channels.
+    labels = np.zeros([4, 4], np.int64)
+    labels[2:] = 500_000
+    np.save(tmp_path / "sparse.npy", labels)
+    assert (tmp_path / "sparse.npy").stat().st_size < 300
+    one_hot = patch_loss.load_semantic_map(str(tmp_path / "sparse.npy"), (8, 8))
+    assert one_hot.shape == (1, 8, 8, 2)
+    np.testing.assert_array_equal(one_hot[0, 4:, :, 1], 255.0)
+    np.testing.assert_array_equal(one_hot[0, :4, :, 0], 255.0)
+    # Two maps share one channel per label of either, in id order.
+    style = np.full([4, 4], 9, np.int64)
+    style[:, :2] = 3
+    np.save(tmp_path / "style.npy", style)
+    np.save(tmp_path / "content.npy", np.full([4, 4], 9, np.int64))
+    style_map, content_map = patch_loss.load_semantic_maps(
+        str(tmp_path / "style.npy"), (4, 4), str(tmp_path / "content.npy"))
+    assert style_map.shape == content_map.shape == (1, 4, 4, 2)
+    np.testing.assert_array_equal(style_map[0, :, :2, 0], 255.0)
+    np.testing.assert_array_equal(content_map[0, ..., 1], 255.0)
+    np.testing.assert_array_equal(content_map[0, ..., 0], 0.0)
+    # Too many distinct labels: one clear line, nothing allocated per id.
+    noisy = np.arange(patch_loss.MAX_LABELS + 1, dtype=np.int64).reshape(1, -1) * 1000
+    np.save(tmp_path / "noisy.npy", noisy)
+    with pytest.raises(patch_loss.SemanticMapError,
+                       match=rf"noisy.npy has {patch_loss.MAX_LABELS + 1} distinct label ids, "
+                             rf"more than the {patch_loss.MAX_LABELS}"):
+        patch_loss.load_semantic_map(str(tmp_path / "noisy.npy"))
+    with pytest.raises(patch_loss.SemanticMapError, match="distinct label ids"):
+        patch_loss.load_semantic_maps(str(tmp_path / "noisy.npy"), None,
+                                      str(tmp_path / "content.npy"))

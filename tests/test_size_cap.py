@@ -195,3 +195,103 @@ def test_training_skips_content_whose_header_claims_a_huge_image(tmp_path):
     (tmp_path / "zz_huge.png").write_bytes(png_header(20000, 20000))
     _, used = data.load_eval_images(str(tmp_path), 16)
     assert [p.rsplit("/", 1)[1] for p in used] == ["good.png"]
+
+
+# ---------------------------------------------------------------------------------------
+# GIF frames (issue 28 item 1): the decoder decodes every frame at the size of its own
+# descriptor; the logical screen size says nothing about either.
+
+
+def gif_file(screen, frames, pixel_data=True):
+    """A GIF89a with a 2-colour global table and one frame per (left, top, width, height).
+
+    Each frame's LZW data is one colour (a clear code before every other code keeps the
+    code width at 3 bits), or, with pixel_data=False, 4 codes only: a frame that claims
+    its size but would fail to decode.
+    """
+    def lzw(count):
+        codes, left = [], count
+        while left > 0:
+            codes += [4, 0] + ([0] if left > 1 else [])  # clear, pixel(, pixel)
+            left -= 2
+        bits = sum(code << (3 * k) for k, code in enumerate(codes + [5]))  # 5: end.
+        return bits.to_bytes((3 * (len(codes) + 1) + 7) // 8, "little")
+
+    out = b"GIF89a" + struct.pack("<HHBBB", *screen, 0x80, 0, 0) + b"\0\0\0\xff\xff\xff"
+    for left, top, width, height in frames:
+        data = lzw(width * height if pixel_data else 2)
+        blocks = b"".join(bytes([len(data[i:i + 255])]) + data[i:i + 255]
+                          for i in range(0, len(data), 255))
+        out += (b"\x21\xf9\x04\0\0\0\0\0"  # A graphic control extension before each frame.
+                + b"\x2c" + struct.pack("<HHHHB", left, top, width, height, 0)
+                + b"\x02" + blocks + b"\0")
+    return out + b"\x3b"
+
+
+def _pillow_animation():
+    frames = [Image.fromarray(np.full([20, 30, 3], 60 * k, np.uint8)) for k in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:])
+    return buffer.getvalue()
+
+
+def test_gif_size_and_cost_come_from_every_frame_descriptor():
+    def cost(data):
+        return limits.encoded_image_cost(tf.constant(data)).numpy().tolist()
+
+    bigger_frame = gif_file((16, 16), [(0, 0, 64, 48)])
+    # TF's decoder returns the largest frame, not the screen: the header says so too.
+    assert tf.io.decode_image(bigger_frame, expand_animations=False).shape[:2] == (48, 64)
+    assert limits.encoded_image_size(tf.constant(bigger_frame)).numpy().tolist() == [48, 64]
+    assert cost(bigger_frame) == [48, 64, 48 * 64]
+    # A later frame, and the frames' sum: every frame is decoded.
+    assert cost(gif_file((16, 16), [(0, 0, 16, 16), (3, 0, 40, 8)])) == [16, 40, 16 * 40]
+    assert cost(gif_file((16, 16), [(0, 0, 16, 16)] * 5)) == [16, 16, 5 * 256]
+    # Pillow's animations (local colour tables, application extension) parse the same way.
+    assert cost(_pillow_animation()) == [20, 30, 3 * 600]
+    assert cost(_encoded("GIF", 37, 23)) == [23, 37, 851]
+    # Other formats: height x width; unknown data: -1.
+    assert cost(png_header(300, 200)) == [200, 300, 60000]
+    assert cost(b"not an image") == [-1, -1, -1]
+
+
+def test_bytes_signatures_refuse_a_gif_frame_larger_than_its_screen(module):
+    # 16x16 by its screen; a 4000x4000 frame: refused before giflib allocates it.
+    crafted = gif_file((16, 16), [(0, 0, 4000, 4000)], pixel_data=False)
+    assert len(crafted) < 80
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"is 4000x4000 \(width x height\) by its header.*16000000 "
+                             r"pixels.*nothing was decoded"):
+        module.stylize_bytes(tf.constant([crafted]), _weights())
+    # An animation of small frames whose frames together are above the cap.
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"is 16x16 .* 1280 pixels"):
+        module.stylize_bytes_advanced(tf.constant([gif_file((16, 16), [(0, 0, 16, 16)] * 5)]),
+                                      _weights(), tf.ones([1]), tf.zeros([1], tf.bool))
+    ok = module.stylize_bytes(tf.constant([gif_file((8, 8), [(0, 0, 8, 8)] * 3)]), _weights())
+    assert ok["stylized_image_bytes"].shape == (1,)
+
+
+def test_training_content_and_eval_images_count_every_gif_frame(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MAX_CONTENT_PIXELS", 1000)
+    images.save_image_atomic(tmp_path / "good.png", demo_images.content_image(0, 24))
+    (tmp_path / "frame.gif").write_bytes(gif_file((16, 16), [(0, 0, 64, 48)]))
+    (tmp_path / "frames.gif").write_bytes(gif_file((16, 16), [(0, 0, 16, 16)] * 5))
+    _, used = data.load_eval_images(str(tmp_path), 16)
+    assert [p.rsplit("/", 1)[1] for p in used] == ["good.png"]
+    config = config_lib.DataConfig(style_dataset_file="x", content_images=str(tmp_path),
+                                   image_size=32)
+    source = data.resolve_content_source(config)
+    batch = next(iter(data.make_dataset_fn(source, config, 6, 2, seed=0)(None)))
+    assert int(tf.reduce_sum(batch["skipped"])) >= 2
+
+
+def test_python_loader_checks_the_first_frames_own_size(tmp_path):
+    path = tmp_path / "frame.gif"
+    path.write_bytes(gif_file((16, 16), [(0, 0, 64, 48)]))
+    rgb, _ = images.load_image(path)
+    assert rgb.shape == (48, 64, 3)
+    with pytest.raises(images.ImageError, match=r"64x48 = 0.0 Mpx exceeds the cap"):
+        images.load_image(path, max_pixels=1000)
+    # Later frames are never decoded by the Python loader: the first one decides.
+    path.write_bytes(gif_file((16, 16), [(0, 0, 16, 16), (0, 0, 64, 48)]))
+    assert images.load_image(path, max_pixels=1000)[0].shape == (16, 16, 3)

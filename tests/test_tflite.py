@@ -152,3 +152,53 @@ def test_parse_size_and_bad_saved_model(tool, tmp_path):
     assert tool.parse_size("4096x4096") == (4096, 4096)
     with pytest.raises(tool.UsageError, match="--saved_model"):
         tool.convert(str(tmp_path))
+
+
+@pytest.mark.parametrize("signature, input_size", [("serving_default", None),
+                                                   ("stylize_advanced", (16, 16)),
+                                                   ("stylize_map", None)])
+def test_converted_models_keep_the_exports_input_checks(tool, exported, signature,
+                                                        input_size):
+    # Issue 28 item 11: the export's Assert ops do not survive conversion; NaN or 1e30
+    # weights gave NaN images and wrong-length weights were broadcast silently.
+    version_dir, loaded = exported
+    data = tool.convert(version_dir, signature=signature, input_size=input_size,
+                        loaded=loaded)
+    interpreter = Interpreter(model_content=data)
+    raw = interpreter.get_signature_runner("serving_default")
+    checked = tool.checked_runner(interpreter, NUM_STYLES)
+    image, weights = _inputs(1, 16, 16)
+    name = "style_map" if signature == "stylize_map" else "style_weights"
+
+    def call(runner, styles, strength=0.5):
+        inputs = {"image": image}
+        if signature == "stylize_map":
+            inputs["style_map"] = np.broadcast_to(
+                np.asarray(styles, np.float32)[:, None, None, :],
+                (1, 16, 16, np.shape(styles)[-1])).copy()
+        else:
+            inputs["style_weights"] = np.asarray(styles, np.float32)
+        if signature != "serving_default":
+            inputs["strength"] = np.array([strength], np.float32)
+        if signature == "stylize_advanced":
+            inputs["preserve_colors"] = np.array([False])
+        return runner(**inputs)["stylized_image"]
+
+    good = call(raw, weights)
+    assert good.shape == (1, 16, 16, 3) and np.all(np.isfinite(good))
+    np.testing.assert_array_equal(call(checked, weights), good)
+    bad = {"nan": [[np.nan, 1.0]], "huge": [[1e30, 0.0]], "long": [[1.0, 0.0, 0.0]],
+           "short": [[1.0]]}
+    messages = {"nan": "must be finite", "huge": "at most 1e\\+06", "long": "num_styles=2",
+                "short": "num_styles=2"}
+    for case, styles in bad.items():
+        with pytest.raises(RuntimeError, match="RESHAPE|reshape"):
+            call(raw, styles)
+        with pytest.raises(ValueError, match=f"{name} must .*{messages[case]}|"
+                                             f"{name} .*{messages[case]}"):
+            call(checked, styles)
+    if signature != "serving_default":
+        with pytest.raises(RuntimeError, match="GATHER|gather|out of bounds"):
+            call(raw, weights, strength=1.5)
+        with pytest.raises(ValueError, match=r"strength must be in \[0, 1\]"):
+            call(checked, weights, strength=1.5)

@@ -23,7 +23,20 @@ style_bottleneck -> stylized_image). `--quantize=int8` stores the weights as int
 Run it with `ai_edge_litert.interpreter.Interpreter(...).get_signature_runner()`
 (`pip install -e ".[tflite]"`; TensorFlow's own `tf.lite.Interpreter` has the same API
 but warns that it is deprecated).
+
+Input checks. The export checks its inputs with Assert ops, which the converter drops.
+So the converted graph keeps them in another form: every checked input passes through
+a reshape whose target size matches only when the inputs are valid (style_weights or
+style_map with num_styles entries, one row per image, finite and at most
+style_spec.MAX_ABS_WEIGHT in absolute value; strength one value per image in [0, 1]),
+so a bad call fails in `invoke` (a RESHAPE error) instead of returning a NaN or
+silently broadcast image. For a message that names the problem, call through
+`checked_runner(interpreter)`, which runs the export's checks in Python first:
+
+    runner = export_tflite.checked_runner(Interpreter(model_path="m.tflite"), num_styles)
+    runner(image=image, style_weights=weights)   # ValueError naming the input
 """
+import math
 import re
 import sys
 
@@ -32,11 +45,13 @@ from magenta_style import cli  # pylint: disable=g-bad-import-order
 cli.quiet_tf_logging()
 
 from absl import flags  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from magenta_style.inference import style_spec  # noqa: E402
 from magenta_style.inference import stylizer  # noqa: E402
-from magenta_style.media import fileio
-from magenta_style.networks import checkpoints
+from magenta_style.media import fileio  # noqa: E402
+from magenta_style.networks import checkpoints  # noqa: E402
 
 SIGNATURES = ("serving_default", "stylize_advanced", "stylize_map")
 # The two halves of an arbitrary-style export (serving/arbitrary_signatures.py).
@@ -83,8 +98,54 @@ def parse_size(text):
     return height, width
 
 
+def _guard(tensor, ok):
+    """`tensor` when `ok` (a scalar bool tensor); else a reshape that cannot succeed.
+
+    TFLite has no Assert: a reshape to one element more than the tensor holds is what
+    makes a failed check stop `invoke` in the converted graph.
+    """
+    shape = tf.shape(tensor)
+    bad_shape = tf.concat([shape[:-1], shape[-1:] + 1], 0)
+    # No static shape is declared on the result: the converter would then replace the
+    # computed target by a constant and drop the guard.
+    return tf.reshape(tensor, tf.where(ok, shape, bad_shape))
+
+
+def _guard_styles(weights, ok, num_styles):
+    """_guard, then reshaped to a constant style axis of num_styles (a no-op on valid
+    inputs), so that the export's shape checks fold away instead of becoming EnsureShape
+    ops, which TFLite lacks."""
+    guarded = _guard(weights, ok)
+    return tf.reshape(guarded, tf.concat([tf.shape(guarded)[:-1], [num_styles]], 0))
+
+
+def _guard_rows(tensor, ok):
+    """`tensor` when `ok`; else a gather of an index past its first axis, which fails in
+    `invoke`. For fixed-size per-image inputs (strength), where the converter turns a
+    reshape's computed target back into the static one and so drops _guard."""
+    rows = tf.shape(tensor)[0]
+    offset = tf.where(ok, 0, rows)
+    return tf.gather(tensor, tf.range(rows) + offset)
+
+
+def _weights_ok(weights, image, num_styles, rank):
+    shape = tf.shape(weights)
+    return tf.reduce_all(tf.stack([
+        tf.equal(tf.rank(weights), rank), tf.equal(shape[-1], num_styles),
+        tf.equal(shape[0], tf.shape(image)[0]),
+        tf.reduce_all(tf.math.is_finite(weights)),
+        tf.reduce_all(tf.abs(weights) <= style_spec.MAX_ABS_WEIGHT)]))
+
+
+def _strength_ok(strength, image):
+    return tf.reduce_all(tf.stack([
+        tf.equal(tf.size(strength), tf.shape(image)[0]),
+        tf.reduce_all(tf.logical_and(strength >= 0.0, strength <= 1.0))]))
+
+
 def _concrete_function(loaded, signature, num_styles, batch_size, input_size):
-    """A concrete function of the chosen signature with the requested static shapes."""
+    """A concrete function of the chosen signature with the requested static shapes,
+    its inputs guarded (see _guard: the export's Assert ops do not survive conversion)."""
     height, width = input_size or (None, None)
     if signature == "predict_style":
         @tf.function(input_signature=[tf.TensorSpec([batch_size, height, width, 3], tf.float32,
@@ -99,11 +160,15 @@ def _concrete_function(loaded, signature, num_styles, batch_size, input_size):
         def transfer(image, style_bottleneck):
             return loaded.signatures["transfer"](image=image, style_bottleneck=style_bottleneck)
         return transfer.get_concrete_function()
-    weights = tf.TensorSpec([batch_size, num_styles], tf.float32, name="style_weights")
+    # The style axis is left unknown: a known one lets the converter fold the guard's
+    # comparison away, while the interpreter still resizes the input to any length.
+    weights = tf.TensorSpec([batch_size, None], tf.float32, name="style_weights")
     strength = tf.TensorSpec([batch_size], tf.float32, name="strength")
     if signature == "serving_default":
         @tf.function(input_signature=[image, weights])
         def serving_default(image, style_weights):
+            style_weights = _guard_styles(
+                style_weights, _weights_ok(style_weights, image, num_styles, 2), num_styles)
             return loaded.stylize(image, style_weights)
         return serving_default.get_concrete_function()
     if signature == "stylize_advanced":
@@ -111,15 +176,83 @@ def _concrete_function(loaded, signature, num_styles, batch_size, input_size):
 
         @tf.function(input_signature=[image, weights, strength, preserve])
         def stylize_advanced(image, style_weights, strength, preserve_colors):
+            style_weights = _guard_styles(
+                style_weights, _weights_ok(style_weights, image, num_styles, 2), num_styles)
+            strength = _guard_rows(strength, _strength_ok(strength, image))
             return loaded.stylize_advanced(image, style_weights, strength, preserve_colors)
         return stylize_advanced.get_concrete_function()
-    style_map = tf.TensorSpec([batch_size, height, width, num_styles], tf.float32,
+    style_map = tf.TensorSpec([batch_size, height, width, None], tf.float32,
                               name="style_map")
 
     @tf.function(input_signature=[image, style_map, strength])
     def stylize_map(image, style_map, strength):
+        same_size = tf.reduce_all(tf.equal(tf.shape(style_map)[1:3], tf.shape(image)[1:3]))
+        style_map = _guard_styles(style_map, tf.logical_and(
+            same_size, _weights_ok(style_map, image, num_styles, 4)), num_styles)
+        strength = _guard_rows(strength, _strength_ok(strength, image))
         return loaded.stylize_map(image, style_map, strength)
     return stylize_map.get_concrete_function()
+
+
+def check_inputs(inputs, num_styles):
+    """The export's input checks, in Python, for one call of a converted model.
+
+    Args:
+      inputs: {name: array} as passed to the signature runner.
+      num_styles: the model's number of styles.
+
+    Raises:
+      ValueError: one line naming the input and what is wrong.
+    """
+    image = np.asarray(inputs.get("image"))
+    if image.ndim != 4 or image.shape[-1] != 3 or image.shape[0] < 1:
+        raise ValueError(f"image must be [B, H, W, 3] with B >= 1, got {list(image.shape)}")
+    batch = image.shape[0]
+    for name, rank in (("style_weights", 2), ("style_map", 4)):
+        if name not in inputs:
+            continue
+        weights = np.asarray(inputs[name], np.float64)
+        layout = "[B, num_styles]" if rank == 2 else "[B, H, W, num_styles]"
+        if weights.ndim != rank or weights.shape[-1] != num_styles:
+            raise ValueError(f"{name} must be {layout} with num_styles={num_styles}, got "
+                             f"{list(weights.shape)}")
+        if weights.shape[0] != batch:
+            raise ValueError(f"{name} must have one entry per image (B={batch}), got "
+                             f"{weights.shape[0]}")
+        if rank == 4 and weights.shape[1:3] != image.shape[1:3]:
+            raise ValueError(f"style_map must have the image's height and width "
+                             f"{list(image.shape[1:3])}, got {list(weights.shape[1:3])}")
+        if not np.all(np.isfinite(weights)):
+            raise ValueError(f"{name} must be finite (no NaN or infinity)")
+        if np.abs(weights).max() > style_spec.MAX_ABS_WEIGHT:
+            raise ValueError(f"{name} must be at most {style_spec.MAX_ABS_WEIGHT:g} in "
+                             "absolute value (larger weights overflow float32)")
+    if "strength" in inputs:
+        strength = np.asarray(inputs["strength"], np.float64).reshape(-1)
+        if strength.size != batch:
+            raise ValueError(f"strength must have one value per image (B={batch}), got "
+                             f"{strength.size}")
+        if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in strength):
+            raise ValueError("strength must be in [0, 1]")
+
+
+def checked_runner(interpreter, num_styles, signature="serving_default"):
+    """The interpreter's signature runner, checking its inputs first (check_inputs).
+
+    Args:
+      interpreter: an ai_edge_litert (or tf.lite) Interpreter of a converted model.
+      num_styles: the model's number of styles (the export's metadata "model" section).
+      signature: the runner's signature key (always serving_default for this tool).
+
+    Returns:
+      callable(**inputs) -> the runner's outputs; ValueError for bad inputs.
+    """
+    runner = interpreter.get_signature_runner(signature)
+
+    def run(**inputs):
+        check_inputs(inputs, num_styles)
+        return runner(**inputs)
+    return run
 
 
 def convert(saved_model, signature="serving_default", quantize="float32", input_size=None,

@@ -21,6 +21,7 @@ import http.client
 import io
 import json
 import math
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -222,6 +223,13 @@ def stylize_remote(image_path, weights, output, protocol="rest", server=None,
     """
     if strength is not None and not 0.0 <= strength <= 1.0:
         raise ClientError(f"--strength={strength} must be in [0, 1]")
+    # Before the request: the answer would replace the photo (also through a symlink,
+    # a hard link or `..`), and a directory cannot take it.
+    if fileio.is_same_file(image_path, output):
+        raise ClientError(f"--output={output} is the input --image={image_path}; writing it "
+                          "would replace the photo: choose another path")
+    if os.path.isdir(output):
+        raise ClientError(f"--output={output}: is a directory")
     signature, inputs = build_request(read_image_png(image_path), weights, strength,
                                       preserve_colors)
     if protocol == "rest":

@@ -419,9 +419,10 @@ def make_dataset_fn(source, data_config, global_batch_size, num_styles, seed=0,
         def load(index, payload):
             encoded = tf.io.read_file(payload) if is_files else payload
             # A 69-byte header may claim 20000 x 20000: refused (skipped) before decoding.
-            height, width = tf.unstack(limits.encoded_image_size(encoded))
+            # Every frame of an animated GIF counts (encoded_image_cost).
+            pixels = limits.encoded_image_cost(encoded)[2]
             with tf.control_dependencies([tf.debugging.Assert(
-                    height * width <= MAX_CONTENT_PIXELS, [name_of(payload)])]):
+                    pixels <= MAX_CONTENT_PIXELS, [name_of(payload)])]):
                 encoded = tf.identity(encoded)
             return preprocess(decode_image(encoded), image_size, data_config.random_crop,
                               data_config.random_flip, seed, index)
@@ -504,10 +505,10 @@ def load_eval_images(spec, image_size, limit=None):
     for path in paths:
         try:
             encoded = tf.io.read_file(path)
-            height, width = limits.encoded_image_size(encoded).numpy()
-            if height * width > MAX_CONTENT_PIXELS:
-                logging.warning("%s: skipped, %dx%d is above %d pixels", path, width, height,
-                                MAX_CONTENT_PIXELS)
+            height, width, pixels = limits.encoded_image_cost(encoded).numpy()
+            if pixels > MAX_CONTENT_PIXELS:
+                logging.warning("%s: skipped, %dx%d (%d pixels in all frames) is above %d "
+                                "pixels", path, width, height, pixels, MAX_CONTENT_PIXELS)
                 continue
             image = decode_image(encoded)
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):

@@ -2,7 +2,8 @@
 
 Reading turns whatever a user has into float32 RGB in [0, 1] plus an optional
 alpha channel:
-- JPEG, PNG, GIF (first frame), BMP, WebP and anything else Pillow opens;
+- JPEG, PNG, GIF (the first frame, at its own size when larger than the logical
+  screen), BMP, WebP and anything else Pillow opens;
 - the EXIF orientation is applied, so phone photos are upright and their width and
   height swap as the viewer shows them;
 - grayscale, bilevel, palette (including palette transparency), CMYK, YCbCr and
@@ -74,13 +75,18 @@ def _open_checked(path, max_pixels):
         raise ImageError(f"{path}: not an image (or a format Pillow cannot read)") from None
     except OSError as e:
         raise ImageError(f"{path}: cannot be read ({e})") from None
+    _check_size(image, path, max_pixels)
+    return image
+
+
+def _check_size(image, path, max_pixels):
+    """Closes `image` and raises ImageError when its current size is above the cap."""
     width, height = image.size
     if max_pixels is not None and width * height > max_pixels:
         image.close()
         raise ImageError(
             f"{path}: too large, {_describe_size(width, height)} exceeds the cap of "
             f"{max_pixels / 1e6:g} Mpx (raise it with --max_pixels if this is intended)")
-    return image
 
 
 def _to_arrays(image):
@@ -127,6 +133,10 @@ def load_image(path, max_pixels=DEFAULT_MAX_PIXELS):
     try:
         with image:
             image.seek(0)  # The first frame of an animation.
+            # The size again, from the frame's own header this time: a GIF's frame may be
+            # larger than its logical screen (Pillow then grows the image, as TF's decoder
+            # does), and only the first frame is decoded here.
+            _check_size(image, path, max_pixels)
             image.load()
             try:
                 image = ImageOps.exif_transpose(image) or image

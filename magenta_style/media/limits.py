@@ -106,15 +106,121 @@ def describe(model_config, memory_budget_bytes=DEFAULT_MEMORY_BUDGET_BYTES):
 _HEAD = 32
 
 
-def encoded_image_size(data):
-    """(height, width) of an encoded image from its header, without decoding it.
+def _gif_frames(data):
+    """(tallest frame, widest frame, pixels of all frames) from a GIF's image descriptors.
 
-    Graph ops only (it runs inside the exported signatures and tf.data). Formats:
-    PNG (IHDR), JPEG (the SOF marker, via tf.image.extract_jpeg_shape), GIF (logical
-    screen), BMP (BITMAPINFOHEADER or BITMAPCOREHEADER) and WebP (VP8, VP8L, VP8X).
+    TF's decoder (giflib's DGifSlurp) decodes every frame of the file, at the size its
+    own descriptor gives, even when only the first frame is returned, and returns a
+    canvas as large as the largest frame: the logical screen size says nothing about
+    either (a 190 KB GIF with a 16 x 16 screen held a 16000 x 16000 frame). So the
+    blocks are walked, one step per block or data sub-block (a few hundred steps per
+    100 KB), without decoding anything: 0x21 extensions and 0x2C image descriptors
+    (followed by an optional local colour table and LZW data), up to the 0x3B trailer
+    or the first byte that is neither (the decoder then reports the damage).
+
+    Args:
+      data: scalar string, a GIF file's bytes.
+
+    Returns:
+      int64 [3]: (height, width, pixels), 0s when there is no frame.
+    """
+    raw = tf.cast(tf.io.decode_raw(data, tf.uint8), tf.int64)
+    length = tf.size(raw, out_type=tf.int64)
+    # Padding keeps reads a few bytes past the end inside the array (as zeros).
+    padded = tf.concat([raw, tf.zeros([_HEAD], tf.int64)], 0)
+    last = length + _HEAD - 1
+
+    def byte(position):
+        position = tf.convert_to_tensor(position, tf.int64)
+        return tf.gather(padded, tf.clip_by_value(position, tf.constant(0, tf.int64), last))
+
+    def little_endian16(position):
+        return byte(position) + 256 * byte(position + 1)
+
+    def colour_table(packed):
+        # Flag 0x80: a table of 2^(size + 1) RGB entries follows.
+        return tf.where(tf.bitwise.bitwise_and(packed, 0x80) > 0,
+                        3 * tf.bitwise.left_shift(tf.constant(2, tf.int64),
+                                                  tf.bitwise.bitwise_and(packed, 7)),
+                        tf.constant(0, tf.int64))
+
+    zero = tf.constant(0, tf.int64)
+    start = 13 + colour_table(byte(tf.constant(10, tf.int64)))  # Header 6, screen 7 bytes.
+    steps = tf.cast(tf.minimum(length + 1, 2**31 - 1), tf.int32)  # Each step moves on.
+
+    def skip_data(position):
+        # A chain of data sub-blocks: a length byte, that many bytes; a 0 length ends it
+        # (so does the padding past the end). A tight loop: it runs once per 255 bytes.
+        end = tf.while_loop(lambda p: byte(p) > 0, lambda p: (p + 1 + byte(p),), (position,),
+                            maximum_iterations=steps)[0]
+        return end + 1
+
+    def step(position, height, width, pixels, done):
+        value = byte(position)
+        # An extension (introducer, label, data) or a frame (descriptor, optional colour
+        # table, LZW code size, data); anything else (0x3B trailer, damage, the end) stops.
+        is_frame = tf.equal(value, 0x2C)
+        stop = tf.logical_or(position >= length,
+                             tf.logical_not(tf.logical_or(is_frame, tf.equal(value, 0x21))))
+        frame_width = little_endian16(position + 5)
+        frame_height = little_endian16(position + 7)
+        data = tf.where(is_frame, position + 11 + colour_table(byte(position + 9)),
+                        position + 2)
+        counted = tf.logical_and(is_frame, tf.logical_not(stop))
+        return (tf.cond(stop, lambda: position, lambda: skip_data(data)),
+                tf.where(counted, tf.maximum(height, frame_height), height),
+                tf.where(counted, tf.maximum(width, frame_width), width),
+                tf.where(counted, tf.minimum(pixels + frame_width * frame_height, 2**50),
+                         pixels),
+                stop)
+
+    _, height, width, pixels, _ = tf.while_loop(
+        lambda *state: tf.logical_not(state[-1]), step,
+        (start, zero, zero, zero, tf.constant(False)), maximum_iterations=steps)
+    return tf.stack([height, width, pixels])
+
+
+def encoded_image_cost(data):
+    """(height, width, pixels) of an encoded image from its headers, without decoding it.
+
+    `pixels` is what the decoder allocates, in pixels: height x width, except for a GIF,
+    where every frame is decoded (see _gif_frames): the larger of its canvas and the sum
+    of its frames' pixels. Height and width are the size the decoder returns (for a GIF
+    the largest frame or the logical screen, whichever is larger). Graph ops only.
 
     Args:
       data: scalar string, the file's bytes.
+
+    Returns:
+      int64 [3]; (-1, -1, -1) when the format is not known (the decoder then reports it).
+    """
+    size = encoded_image_size(data, _gif_canvas=False)
+
+    def gif():
+        frames = _gif_frames(data)
+        height = tf.maximum(size[0], frames[0])
+        width = tf.maximum(size[1], frames[1])
+        return tf.stack([height, width, tf.maximum(height * width, frames[2])])
+
+    def other():
+        return tf.concat([size, [tf.where(size[0] >= 0, size[0] * size[1], -1)]], 0)
+
+    is_gif = tf.equal(tf.strings.substr(data, 0, 4), b"GIF8")
+    return tf.cond(is_gif, gif, other)
+
+
+def encoded_image_size(data, _gif_canvas=True):
+    """(height, width) of an encoded image from its header, without decoding it.
+
+    Graph ops only (it runs inside the exported signatures and tf.data). Formats:
+    PNG (IHDR), JPEG (the SOF marker, via tf.image.extract_jpeg_shape), GIF (the
+    logical screen and every frame's descriptor, see _gif_frames), BMP
+    (BITMAPINFOHEADER or BITMAPCOREHEADER) and WebP (VP8, VP8L, VP8X). A pixel cap
+    must use `encoded_image_cost`, which also counts every frame of an animated GIF.
+
+    Args:
+      data: scalar string, the file's bytes.
+      _gif_canvas: False reads a GIF's logical screen alone (encoded_image_cost's use).
 
     Returns:
       int64 [2]: (height, width), or (-1, -1) when the format is not one of these
@@ -160,4 +266,7 @@ def encoded_image_size(data):
         return tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)
 
     size = tf.cond(starts(0, b"\xff\xd8\xff"), jpeg_size, lambda: size)
+    if _gif_canvas:
+        size = tf.cond(starts(0, b"GIF8"),
+                       lambda: tf.maximum(size, _gif_frames(data)[:2]), lambda: size)
     return tf.minimum(size, 2**31)

@@ -24,6 +24,7 @@ import logging as python_logging
 import math
 import os
 import re
+import secrets
 
 from absl import logging
 import tensorflow as tf
@@ -483,7 +484,8 @@ def save_magenta_checkpoint(model, prefix, global_step=0):
     tensors.append(tf.constant(int(global_step), tf.int64))
     directory = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(prefix)}")
+    # A random name: a predictable one could be planted as a symlink beforehand.
+    tmp = os.path.join(directory, f".tmp-{secrets.token_hex(6)}-{os.path.basename(prefix)}")
     tf.raw_ops.SaveV2(prefix=tmp, tensor_names=names, shape_and_slices=[""] * len(names),
                       tensors=tensors)
     written = tf.io.gfile.glob(tmp + ".*")

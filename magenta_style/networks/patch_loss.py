@@ -78,6 +78,12 @@ DEFAULT_STYLE_CHUNK = 4096
 
 MAP_KINDS = ("auto", "rgb", "grey", "labels")
 
+# Label maps become one channel per label that occurs (ids are only names: 7 and 500000
+# cost the same). Each channel is a float32 plane of the map and k*k values of every
+# style patch at every style layer, so their number is bounded: a doodle uses a handful
+# of labels, and a noisy or mistaken map (an id per pixel) would fill the memory.
+MAX_LABELS = 64
+
 # The loss's control flow is explicit (tf.while_loop, unrolled Python loops over static
 # sizes); autograph would only re-trace it slowly (seconds per trace).
 _NOT_AUTOGRAPH = tf.autograph.experimental.do_not_convert
@@ -164,16 +170,32 @@ def _one_hot(labels, num_labels):
     return (np.arange(num_labels) == labels[..., None]).astype(np.float32) * 255.0
 
 
+def _label_ids(path, *label_maps):
+    """The sorted label ids that occur in `label_maps` (int arrays), at most MAX_LABELS.
+
+    Raises:
+      SemanticMapError: more distinct labels than MAX_LABELS.
+    """
+    ids = np.unique(np.concatenate([np.unique(labels) for labels in label_maps]))
+    if len(ids) > MAX_LABELS:
+        raise SemanticMapError(
+            f"semantic map {path} has {len(ids)} distinct label ids, more than the "
+            f"{MAX_LABELS} a map may use (each label is a channel of every patch); "
+            f"use fewer labels (ids need not be consecutive)")
+    return ids
+
+
 def load_semantic_map(path, image_hw=None, image_name="its image", kind="auto",
-                      num_labels=None):
+                      num_labels=None, label_ids=None):
     """Reads a semantic map as float32 [1, H, W, M] in 0..255.
 
     Representations (kind="auto" decides from the file):
     - an image file painted in colours: M = 3, its RGB values (the paper's maps);
     - an image file whose pixels are all grey (R = G = B): M = 1, the grey level;
     - a `.npy` [H, W] integer array of label ids (or, with kind="labels", a grey
-      image whose pixel values are label ids): one-hot, M = num_labels (default
-      max id + 1), 255 where the label is present;
+      image whose pixel values are label ids): one-hot, one channel per label that
+      occurs, in the order of the ids (M = the number of distinct ids, at most
+      MAX_LABELS), 255 where the label is present;
     - a `.npy` [H, W, M] array: M channels as given, which must lie in 0..255.
     Alpha is ignored.
 
@@ -188,7 +210,10 @@ def load_semantic_map(path, image_hw=None, image_name="its image", kind="auto",
         (doodle mode, where the map defines the output).
       image_name: how to name that image in messages.
       kind: "auto", "rgb", "grey" or "labels" (see above).
-      num_labels: for label maps, the number of one-hot channels (>= max id + 1).
+      num_labels: for label maps, channels indexed by the ids themselves: ids
+        0..num_labels-1 (>= max id + 1, <= MAX_LABELS).
+      label_ids: for label maps, the sorted ids that name the channels (a superset of
+        the map's; load_semantic_maps passes the ids of both maps).
 
     Returns:
       float32 np.ndarray [1, H, W, M], values in 0..255.
@@ -212,15 +237,29 @@ def load_semantic_map(path, image_hw=None, image_name="its image", kind="auto",
                 f"{image_name} ({image_hw[1]}x{image_hw[0]}); paint it at the image's size "
                 f"or a fraction of it")
     if is_labels:
-        count = int(pixels.max()) + 1
-        if num_labels is not None and num_labels < count:
-            raise SemanticMapError(
-                f"semantic map {path} has label id {count - 1}, more than the "
-                f"{num_labels} labels asked for")
+        if num_labels is not None:
+            count = int(pixels.max()) + 1
+            if num_labels < count:
+                raise SemanticMapError(
+                    f"semantic map {path} has label id {count - 1}, more than the "
+                    f"{num_labels} labels asked for")
+            if num_labels > MAX_LABELS:
+                raise SemanticMapError(f"semantic map {path}: {num_labels} labels asked "
+                                       f"for, more than {MAX_LABELS}")
+            label_ids = np.arange(num_labels)
+        elif label_ids is None:
+            label_ids = _label_ids(path, pixels)
+        label_ids = np.asarray(label_ids, np.int64)
+        # Ids -> channels 0..K-1 (before resizing: nearest neighbour keeps them whole,
+        # and float32 holds small ranks exactly where it would round large ids).
+        ranks = np.searchsorted(label_ids, pixels)
+        if not np.array_equal(label_ids[np.minimum(ranks, len(label_ids) - 1)], pixels):
+            raise SemanticMapError(f"semantic map {path} has label ids outside the set "
+                                   "asked for")
         if image_hw is not None and map_hw != image_hw:
-            pixels = tf.image.resize(pixels[..., None].astype(np.float32), image_hw,
-                                     method="nearest").numpy()[..., 0].astype(np.int64)
-        values = _one_hot(pixels, num_labels or count)
+            ranks = tf.image.resize(ranks[..., None].astype(np.float32), image_hw,
+                                    method="nearest").numpy()[..., 0].astype(np.int64)
+        values = _one_hot(ranks, len(label_ids))
     else:
         values = pixels
         if image_hw is not None and map_hw != image_hw:
@@ -270,17 +309,19 @@ def load_semantic_maps(style_path, style_hw, content_path, content_hw=None,
     """
     style_pixels, style_labels = _read_map_pixels(os.fspath(style_path), kind)
     content_pixels, content_labels = _read_map_pixels(os.fspath(content_path), kind)
-    num_labels = None
-    if style_labels and content_labels:
-        num_labels = int(max(style_pixels.max(), content_pixels.max())) + 1
+    label_ids = None
+    if style_labels and content_labels:  # One channel per label of either map.
+        label_ids = _label_ids(f"{os.fspath(style_path)} with {os.fspath(content_path)}",
+                               style_pixels, content_pixels)
     style_kind = content_kind = kind
     if kind == "auto" and not (style_labels or content_labels):
         channels = {style_pixels.shape[-1], content_pixels.shape[-1]}
         if channels == {1, 3}:
             style_kind = content_kind = "rgb"
-    style_map = load_semantic_map(style_path, style_hw, style_name, style_kind, num_labels)
+    style_map = load_semantic_map(style_path, style_hw, style_name, style_kind,
+                                  label_ids=label_ids)
     content_map = load_semantic_map(content_path, content_hw, content_name, content_kind,
-                                    num_labels)
+                                    label_ids=label_ids)
     check_semantic_maps(style_map, content_map, os.fspath(style_path),
                         os.fspath(content_path))
     return style_map, content_map

@@ -134,12 +134,16 @@ class OptimizeResult:
         to fine: "size", "iterations", "start", "end", ...), "stopped".
       stopped: None (ran every iteration), "interrupted" or "non-finite loss at scale
         S iteration I".
+      early_stop: None, or why the optimizer ended a scale before its iterations
+        without failing (L-BFGS-B found nothing left to lower), one line per scale
+        joined by "; "; the report's "stopped" holds it too.
     """
 
     image: np.ndarray
     history: list
     report: dict
     stopped: object = None
+    early_stop: object = None
 
 
 def qualify_layer_weights(text, architecture):
@@ -439,21 +443,43 @@ def _run_lbfgs(scale_loss, x0, iterations, on_step):
         state["iteration"] += 1
         on_step(state["iteration"], state["terms"], best)
 
-    stopped = None
+    stopped = ended = None
     n = int(np.prod(shape))
     try:
-        scipy.optimize.minimize(
+        result = scipy.optimize.minimize(
             fun, x0.astype(np.float64).ravel(), jac=True, method="L-BFGS-B",
             bounds=scipy.optimize.Bounds(np.zeros(n), np.ones(n)), callback=callback,
             # ftol = gtol = 0: run the iterations asked for instead of stopping on a
             # relative-change test calibrated for other loss scales.
             options={"maxiter": iterations, "maxfun": 20 * iterations + 20,
                      "maxcor": LBFGS_MEMORY, "ftol": 0.0, "gtol": 0.0})
+        if state["iteration"] < iterations:
+            ended = lbfgs_stop_reason(result.message, state["iteration"], iterations)
     except _NonFinite:
         stopped = f"non-finite loss at iteration {state['iteration'] + 1}"
     except KeyboardInterrupt:
         stopped = "interrupted"
-    return best, state["iteration"], stopped
+    return best, state["iteration"], stopped, ended
+
+
+# What L-BFGS-B's stop messages mean here (ftol = gtol = 0, so only these end a run
+# before its iterations).
+_LBFGS_REASONS = (
+    ("PROJECTED", "the gradient is zero within the [0, 1] pixel bounds: no pixel change "
+                  "lowers the loss"),
+    ("ABNORMAL", "the line search found no lower loss (the loss is flat at float32 "
+                 "precision around this image)"),
+    ("EVALUATIONS", "it used its budget of loss evaluations"),
+)
+
+
+def lbfgs_stop_reason(message, done, iterations):
+    """One line saying why L-BFGS-B ended after `done` of `iterations` iterations."""
+    message = str(message)
+    meaning = next((text for key, text in _LBFGS_REASONS if key in message.upper()
+                    .replace("_", " ").replace("NO. OF F,G", "EVALUATIONS")), None)
+    reason = f"{meaning} ({message})" if meaning else message
+    return f"L-BFGS-B stopped after {done} of {iterations} iterations: {reason}"
 
 
 def _run_adam(scale_loss, x0, iterations, learning_rate, on_step):
@@ -496,7 +522,7 @@ def _run_adam(scale_loss, x0, iterations, learning_rate, on_step):
         total, terms, _ = scale_loss.evaluate(image.numpy())
         if math.isfinite(total):
             best.offer(total, image.numpy(), terms)
-    return best, done, stopped
+    return best, done, stopped, None  # Adam runs every iteration unless it fails.
 
 
 def _noise(size, seed):
@@ -558,10 +584,12 @@ def optimize(cfg, content=None, styles=None, vgg_net=None, on_iteration=None,
         "output_size": [int(inputs.height), int(inputs.width)],
         "scales": scales.report,
         "trace_count": scales.trace_count,
-        "stopped": scales.stopped,
+        # Why the run ended before its iterations: a failure, an interrupt, or the
+        # optimizer's own stop (null: every iteration ran).
+        "stopped": scales.stopped or scales.early_stop,
     }
     return OptimizeResult(image=image, history=scales.history, report=report,
-                          stopped=scales.stopped)
+                          stopped=scales.stopped, early_stop=scales.early_stop)
 
 
 # --- The phases of optimize() ----------------------------------------------------------
@@ -599,13 +627,15 @@ class _LossVgg:
 @dataclasses.dataclass(frozen=True)
 class _Scales:
     """What the scales loop ends with: the last best image [h, w, 3], the per-iteration
-    history, the per-scale report entries, the loss traces made and why it stopped."""
+    history, the per-scale report entries, the loss traces made, why it stopped (a
+    failure or an interrupt) and why the optimizer ended scales early (or None)."""
 
     image: np.ndarray
     history: list
     report: list
     trace_count: int
     stopped: str
+    early_stop: str = None
 
 
 def _read_inputs(cfg, content, styles):
@@ -618,10 +648,13 @@ def _read_inputs(cfg, content, styles):
             # Before reading it: a map is decoded (or one-hot encoded) at its own size.
             raise OptimizeError(f"{what} semantic map {path} is {size[1]}x{size[0]}, above the "
                                 f"pixel cap of {cfg.max_pixels} (--max_pixels)")
+    # Inputs are resized before the optimization: a photo larger than the output cap
+    # is fine, within the loader's own decoding cap.
+    input_cap = max(cfg.max_pixels, images.DEFAULT_MAX_PIXELS)
     if content is None and cfg.content_image:
-        content = _load(cfg.content_image, "content image", cfg.max_pixels)
+        content = _load(cfg.content_image, "content image", input_cap)
     if styles is None:
-        styles = [_load(path, "style image", cfg.max_pixels) for path in cfg.style_images]
+        styles = [_load(path, "style image", input_cap) for path in cfg.style_images]
     styles = [np.asarray(s, np.float32) for s in styles]
     if cfg.style_mix and len(cfg.style_mix) != len(styles):
         raise OptimizeError(f"style mix has {len(cfg.style_mix)} weights for {len(styles)} "
@@ -709,6 +742,7 @@ def _scale_sizes(cfg, inputs, objective):
         raise OptimizeError(
             f"the first scale is {sizes[0][1]}x{sizes[0][0]} but the deepest layer needs "
             f"at least {needed} pixels a side: raise --image_size or lower --scales")
+    _check_style_sizes(cfg, objective, sizes)
     return sizes
 
 
@@ -770,6 +804,7 @@ def _run_scales(cfg, inputs, objective, vgg_net, architecture, sizes, current,
     history = []
     report = []
     stopped = None
+    early_stops = []
     for index, size in enumerate(sizes):
         if index:
             current = np.clip(_resize(current, size), 0.0, 1.0)
@@ -787,10 +822,13 @@ def _run_scales(cfg, inputs, objective, vgg_net, architecture, sizes, current,
                 on_snapshot(best.image[0], index, iteration)
 
         if cfg.optimizer == "lbfgs":
-            best, done, stopped = _run_lbfgs(scale_loss, current[None], cfg.iterations, on_step)
+            best, done, stopped, ended = _run_lbfgs(scale_loss, current[None],
+                                                    cfg.iterations, on_step)
         else:
-            best, done, stopped = _run_adam(scale_loss, current[None], cfg.iterations,
-                                            cfg.learning_rate, on_step)
+            best, done, stopped, ended = _run_adam(scale_loss, current[None], cfg.iterations,
+                                                   cfg.learning_rate, on_step)
+        if ended is not None:
+            early_stops.append(f"scale {index + 1} of {len(sizes)}: {ended}")
         if best.image is not None:
             current = best.image[0]
         entry = {"size": [int(size[0]), int(size[1])], "iterations": int(done),
@@ -808,7 +846,7 @@ def _run_scales(cfg, inputs, objective, vgg_net, architecture, sizes, current,
                 if stopped != "interrupted" else stopped
             break
     return _Scales(image=current, history=history, report=report, trace_count=counter[0],
-                   stopped=stopped)
+                   stopped=stopped, early_stop="; ".join(early_stops) or None)
 
 
 def _scale_loss(cfg, inputs, objective, vgg_net, architecture, index, sizes, counter):
@@ -857,6 +895,44 @@ def _final_image(cfg, inputs, current):
     if cfg.preserve_colors and inputs.content is not None:
         image = color.preserve_colors(_resize(inputs.content, size), image).numpy()
     return image
+
+
+def style_size(style_hw, output_hw, style_scale):
+    """(h, w) of a style image at one scale: its longer side style_scale times the
+    output's longer side, aspect kept (floats, unrounded, so that a huge or infinite
+    --style_scale is measured before anything is resized)."""
+    factor = style_scale * max(output_hw) / max(style_hw)
+    return style_hw[0] * factor, style_hw[1] * factor
+
+
+def _check_style_sizes(cfg, objective, sizes):
+    """Refuses, before any work, style images that --style_scale makes larger than the
+    pixel cap at the last scale, or too small for the style layers at the first scale
+    (an empty feature map gives a NaN Gram: the run would stop at once and write the
+    untouched photo)."""
+    if not objective.style_images:
+        return
+    names = list(cfg.style_images) or [f"style image {k + 1}"
+                                       for k in range(len(objective.style_images))]
+    # One feature cell per style layer (a patch loss's larger need, a whole patch, is
+    # checked where its loss is built: _scale_loss).
+    need = _min_side(list(objective.style_weights))
+    for name, image in zip(names, objective.style_images):
+        hw = image.shape[:2]
+        largest = style_size(hw, sizes[-1], cfg.style_scale)
+        pixels = largest[0] * largest[1]
+        if not pixels <= cfg.max_pixels:  # Also NaN and infinity.
+            raise OptimizeError(
+                f"--style_scale={cfg.style_scale:g} makes the style image {name} "
+                f"{largest[1]:.0f}x{largest[0]:.0f} ({pixels:.3g} pixels) at the output "
+                f"size, over the pixel cap of {cfg.max_pixels}: lower --style_scale")
+        smallest = output_size(hw[0], hw[1], max(1, round(cfg.style_scale * max(sizes[0]))))
+        if min(smallest) < need:
+            raise OptimizeError(
+                f"the style image {name} is {smallest[1]}x{smallest[0]} at the first scale "
+                f"(--style_scale={cfg.style_scale:g}), but its deepest style layer needs at "
+                f"least {need} pixels a side: raise --style_scale or --image_size, lower "
+                "--scales, or use a less elongated style image")
 
 
 def _load_map(path, image_hw):

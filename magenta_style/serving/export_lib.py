@@ -136,12 +136,16 @@ def export_saved_model(model, model_config, export_base, version=None, extra_met
       str, the version directory written.
 
     Raises:
-      ExportError: the version already exists, is not a positive integer,
-        export_base is not a directory, warmup_size is out of range, or the base
-        holds a different model.
+      ExportError: the model has NaN or infinite weights, the version already exists,
+        is not a positive integer, export_base is not a directory, warmup_size is out
+        of range, or the base holds a different model.
     """
     if os.path.exists(export_base) and not os.path.isdir(export_base):
         raise ExportError(f"--export_dir={export_base} exists and is not a directory")
+    bad = non_finite_weights(model)
+    if bad:  # A diverged run: the export would answer every request with NaN (black).
+        raise ExportError(f"the model has non-finite weights (NaN or infinity) in {len(bad)} "
+                          f"variable(s), e.g. {bad[0]}; export an earlier checkpoint")
     if warmup_size and not 0 < warmup_size <= warmup.MAX_WARMUP_SIZE:
         raise ExportError(f"--warmup_size={warmup_size} must be in "
                           f"[0, {warmup.MAX_WARMUP_SIZE}]")
@@ -217,6 +221,12 @@ def _write_version(model, model_config, staging, final_dir, extra_metadata, warm
     os.rename(saved_dir, final_dir)
 
 
+def non_finite_weights(model):
+    """Names (paths) of `model`'s variables that hold NaN or infinity; [] when none."""
+    return [getattr(v, "path", None) or v.name for v in model.variables
+            if not bool(tf.reduce_all(tf.math.is_finite(tf.cast(v, tf.float32))))]
+
+
 def export_checkpoint(checkpoint, export_base, version=None,
                       warmup_size=warmup.DEFAULT_WARMUP_SIZE,
                       model_name=warmup.DEFAULT_MODEL_NAME,
@@ -261,6 +271,11 @@ def export_checkpoint(checkpoint, export_base, version=None,
         raise ExportError("--style_images: --checkpoint holds an N-style model; a style bank "
                           "is made from Magenta's arbitrary-style model")
     model, model_config = checkpoints.load_model(checkpoint)
+    bad = non_finite_weights(model)
+    if bad:
+        raise ExportError(f"--checkpoint={checkpoint} has non-finite weights (NaN or "
+                          f"infinity) in {len(bad)} variable(s), e.g. {bad[0]}: every "
+                          "request would get a black image; export an earlier checkpoint")
     _, directory = checkpoints.resolve_checkpoint(checkpoint)
     saved = config_lib.read_config_json(directory) if directory else None
     extra = {k: v for k, v in (saved or {}).items() if k != "model"}

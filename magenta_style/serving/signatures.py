@@ -210,16 +210,18 @@ def _checked_encoded_pixel_count(image_bytes, max_pixels):
     # The rank first: the header loop below needs one encoded image per example.
     image_bytes = _checked_rank(image_bytes, 1, "image_bytes", "one encoded image per "
                                 "example, [B]")
-    sizes = tf.map_fn(limits.encoded_image_size, image_bytes,
-                      fn_output_signature=tf.TensorSpec([2], tf.int64))
-    known = tf.reduce_all(sizes >= 0, axis=1)
-    each = tf.where(known, tf.minimum(sizes[:, 0] * sizes[:, 1], 2**50), 0)
+    # Every frame of an animated GIF counts: the decoder decodes them all.
+    costs = tf.map_fn(limits.encoded_image_cost, image_bytes,
+                      fn_output_signature=tf.TensorSpec([3], tf.int64))
+    sizes = costs[:, :2]
+    each = tf.where(costs[:, 2] >= 0, tf.minimum(costs[:, 2], 2**50), 0)
     pixels = tf.reduce_sum(each)
     largest = tf.argmax(each)
     message = tf.strings.format(
         "image_bytes: image {} is {}x{} (width x height) by its header, and the {} "
         "image(s) of the request hold {} pixels, above the cap of this model, {} pixels "
-        "per request (set by the memory budget of the export); nothing was decoded; send "
+        "per request (set by the memory budget of the export; every frame of an animated "
+        "GIF counts); nothing was decoded; send "
         "smaller images or fewer per request",
         (largest, sizes[largest][1], sizes[largest][0], tf.size(image_bytes), pixels,
          max_pixels))

@@ -366,12 +366,23 @@ def watch(checkpoint_dir, interval_secs, evaluate_fn, timeout_secs=None):
       interval_secs: minimum seconds between evaluations.
       evaluate_fn: callable(checkpoint_prefix).
       timeout_secs: stop after this long without a new checkpoint (None: never).
+
+    Returns:
+      (evaluated, failed): the number of checkpoints evaluated, and a list of
+      (checkpoint prefix, message) for those whose evaluation failed (EvalError).
     """
+    evaluated, failed = 0, []
     for prefix in tf.train.checkpoints_iterator(checkpoint_dir, min_interval_secs=interval_secs,
                                                 timeout=timeout_secs):
         started = time.monotonic()
         try:
             evaluate_fn(prefix)
         except EvalError as e:
+            # Not fatal: the trainer may have deleted this checkpoint meanwhile
+            # (max_to_keep), and the next one may evaluate.
             logging.warning("evaluation of %s failed: %s", prefix, e)
+            failed.append((prefix, str(e)))
+            continue
+        evaluated += 1
         logging.info("evaluated %s in %.1f s", prefix, time.monotonic() - started)
+    return evaluated, failed

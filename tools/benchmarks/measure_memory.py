@@ -4,6 +4,9 @@
     python tools/benchmarks/measure_memory.py --alphas=0.25,0.5,0.75,1.0 --sides=512,1024,1536
     python tools/benchmarks/measure_memory.py --generator=boe_yuv444 --alphas=0.5,1.0
 
+    python tools/benchmarks/measure_memory.py --optimize=gram:vgg_16,gram:vgg_19,patch:vgg_16 \
+        --sides=128,256,384,512
+
 For each alpha and signature a fresh process builds the network (random weights:
 memory does not depend on them), wraps it in the export's own serving functions
 (signatures.StylizerModule, without a pixel cap), runs one small request to trace
@@ -12,6 +15,13 @@ it, then requests of increasing size, and reports its peak resident memory
 the cost of one more pixel; the intercept is the process's fixed cost (TensorFlow,
 the traced graph). Peaks, not averages, are what kills a server. CPU (oneDNN)
 figures; other devices allocate differently.
+
+--optimize measures `optimize` instead (config.OPTIMIZE_BYTES_PER_PIXEL): for each
+style loss and VGG, one fresh process per side runs 3 L-BFGS iterations of the default
+recipe (every VGG layer up to conv5_1 for Gram, conv3_1 and conv4_1 for the patch loss)
+on a square content and style image of that side, through the real VGG path (stand-in
+weights have the real shapes: memory does not depend on their values), and reports
+its peak. A fresh process per side, because each size traces its own functions.
 """
 import argparse
 import json
@@ -66,6 +76,45 @@ def child(alpha, signature, sides, generator="magenta"):
     print(json.dumps({"alpha": alpha, "signature": signature, "peaks": peaks}))
 
 
+def optimize_child(style_loss, architecture, side):
+    """Runs in its own process; prints one JSON line {side: peak bytes} of `optimize`."""
+    import numpy as np
+
+    from magenta_style import config as config_lib
+    from magenta_style.optimization import optimize_lib
+
+    rng = np.random.default_rng(0)
+    content, style = (rng.random([side, side, 3], dtype=np.float32) for _ in range(2))
+    cfg = config_lib.OptimizeConfig(
+        content_image="content", style_images=("style",), image_size=side, vgg=architecture,
+        vgg_checkpoint="standin:0", iterations=3, style_loss=style_loss, max_pixels=2**40)
+    optimize_lib.optimize(cfg, content=content, styles=[style])
+    print(json.dumps({"peaks": {side: _peak_bytes()}}))
+
+
+def measure_optimize(runs, sides):
+    """Prints a table row per style_loss:vgg of `runs` (see the module docstring)."""
+    print("| style loss | vgg | bytes per pixel | fixed (MiB) | peaks (MiB) at sides "
+          f"{', '.join(map(str, sides))} |")
+    print("|---|---|---|---|---|")
+    for run in runs:
+        style_loss, architecture = run.split(":")
+        peaks = {}
+        for side in sides:
+            out = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--child", f"--optimize={run}",
+                 f"--sides={side}"], capture_output=True, text=True, check=False)
+            if out.returncode:
+                print(out.stderr[-2000:], file=sys.stderr)
+                return 1
+            peaks.update(json.loads(out.stdout.strip().splitlines()[-1])["peaks"])
+        slope, fixed = fit(peaks)
+        shown = ", ".join(f"{p / 2**20:.0f}" for p in peaks.values())
+        print(f"| {style_loss} | {architecture} | {slope:.0f} | {fixed / 2**20:.0f} | {shown} |",
+              flush=True)
+    return 0
+
+
 def fit(peaks):
     """Least-squares (bytes per pixel, fixed bytes) through {side: peak bytes}."""
     xs = [int(side) ** 2 for side in peaks]
@@ -85,16 +134,23 @@ def main():
     parser.add_argument("--signatures", default=",".join(SIGNATURES))
     parser.add_argument("--generator", default="magenta",
                         help="magenta, boe_yuv444 or boe_yuv420")
+    parser.add_argument("--optimize", default="",
+                        help="measure optimize instead: style_loss:vgg,... (gram:vgg_19)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--alpha", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--signature", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sides = sorted(int(s) for s in args.sides.split(","))
+    if args.child and args.optimize:
+        optimize_child(*args.optimize.split(":"), sides[0])
+        return 0
     if args.child:
         child(args.alpha, args.signature, sides, args.generator)
         return 0
     if len(sides) < 2:
         parser.error("--sides needs at least two sizes")
+    if args.optimize:
+        return measure_optimize(args.optimize.split(","), sides)
     print(f"{args.generator}:")
     print("| alpha | signature | bytes per pixel | fixed (MiB) | peaks (MiB) at sides "
           f"{', '.join(map(str, sides))} |")
