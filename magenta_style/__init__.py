@@ -4,8 +4,8 @@ Code map, top to bottom; a module imports only its own layer and those below it
 (tests/test_package.py checks this):
 
 - commands, `python -m magenta_style.<command>`: train, evaluate, stylize,
-  stylize_video, export, optimize, create_style_dataset. Flags -> one frozen config ->
-  library code.
+  stylize_video, export, optimize, create_style_dataset, demo (the local web app).
+  Flags -> one frozen config -> library code.
 - cli: the commands' shared flags, one-line usage errors and progress bars.
 - training/: train_lib (the run, in phases), train_step (the Trainer: gradients,
   optimizer, the traced loop), objective (the losses, shared with evaluation),
@@ -16,13 +16,17 @@ Code map, top to bottom; a module imports only its own layer and those below it
   the signature table), warmup.
 - optimization/: optimize_lib (per-image optimization of the pixels).
 - inference/: stylizer (`load(path)` for any model, `StylizeOptions`, the one stylize
-  path), stylize_lib (files in, files out), style_spec, style_maps, tiling.
+  path), stylize_lib (files in, files out), style_spec, style_maps, style_images (the
+  arbitrary-style model's style images), live (the demo's inputs to StylizeOptions),
+  tiling.
 - data/: pipeline (content images), style_dataset (Magenta's TFRecords and Grams),
   demo_images.
 - networks/: layers, kernels (the layers' fused norm, mirror pad and convolution
   rewrites), transformer (Magenta's network), boe (BOE's generator), generators (the
   one builder), vgg (VGG-16/VGG-19 networks), vgg_weights (their layout and weight
-  sources), losses, patch_loss, checkpoints.
+  sources), losses, patch_loss, checkpoints, quality (HED's content-kept / style-taken
+  scores), arbitrary (Magenta's arbitrary-style model: inception_v3 style predictor,
+  batch_norm, the transformer with predicted norms), arbitrary_checkpoints.
 - config: frozen configs, every default and config.json (standard library only).
 - media/: images, video, fileio (atomic writes), limits (pixel caps), color.
 
