@@ -65,7 +65,8 @@ def _python(*args):
 
 def _one_line(err):
     """stderr's lines without the stand-in VGG's deliberate warning banner."""
-    lines = [line for line in err.strip().splitlines() if line and "vgg.py:" not in line]
+    lines = [line for line in err.strip().splitlines() if line and "vgg.py:" not in line
+             and "vgg_weights.py:" not in line]
     assert "Traceback" not in err, err[-3000:]
     assert len(lines) == 1, err[-3000:]
     return lines[0]

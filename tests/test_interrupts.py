@@ -24,7 +24,8 @@ ENV.pop("TF_CPP_MIN_LOG_LEVEL", None)  # The command's own default: its stderr i
 
 def _own_lines(err):
     """stderr without the stand-in VGG's deliberate warning banner."""
-    return [line for line in err.strip().splitlines() if line and "vgg.py:" not in line]
+    return [line for line in err.strip().splitlines() if line and "vgg.py:" not in line
+            and "vgg_weights.py:" not in line]
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ def demo(tmp_path_factory, write_demo_data):
     extra = str(root / "extra.tfrecord")
     extra_styles = [str(root / "extra_a.png"), str(root / "extra_b.png")]
     for i, path in enumerate(extra_styles):
-        demo_images.images_lib.save_image_atomic(path, demo_images.style_image(3 + i, 32))
+        demo_images.images.save_image_atomic(path, demo_images.style_image(3 + i, 32))
     style_dataset.write_style_dataset(extra, extra_styles, vgg_model=standin)
     return {"content": str(root / demo_images.CONTENT_DIR), "styles": dataset, "extra": extra,
             "root": root}

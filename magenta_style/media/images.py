@@ -215,6 +215,20 @@ def save_image_atomic(path, rgb, alpha=None, quality=95):
     return path
 
 
+def map_file_size(path):
+    """(height, width) of an image or .npy map file from its header, without reading its
+    pixels (.npy: the array header; images: the file header). None when it cannot be
+    told (the file's own loader then reports the problem)."""
+    try:
+        if path.lower().endswith(".npy"):
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape  # Header only.
+            return (int(shape[0]), int(shape[1])) if len(shape) >= 2 else None
+        with Image.open(path) as image:
+            return image.size[1], image.size[0]
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        return None
+
+
 def expand_inputs(spec):
     """Expands `--input_image` into the image files to process.
 

@@ -23,6 +23,7 @@ import dataclasses
 import logging as python_logging
 import math
 import os
+import shutil
 import re
 import secrets
 
@@ -80,10 +81,10 @@ def save_quietly(manager, checkpoint_number):
             return manager.save(checkpoint_number=checkpoint_number)
     except (tf.errors.OpError, OSError) as e:
         prefix = os.path.join(manager.directory, f"ckpt-{checkpoint_number}")
-        try:
-            clean_checkpoint_leftovers(manager.directory)
-        except OSError:
-            pass
+        # This save's own temporary directory (TF writes `<prefix>_temp/` and renames it
+        # into place): certainly ours, unlike other leftovers, which only the trainer that
+        # holds the directory's lock may clear (training/resume.py).
+        shutil.rmtree(prefix + "_temp", ignore_errors=True)
         raise CheckpointWriteError(f"cannot write checkpoint {prefix}: "
                                    f"{write_error_reason(e)}") from None
 

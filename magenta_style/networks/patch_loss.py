@@ -103,20 +103,6 @@ def _same_aspect(map_hw, image_hw):
     return abs(w * big_h - big_w * h) <= max(big_h, big_w)
 
 
-def semantic_map_size(path):
-    """(height, width) of a semantic map file from its header, without reading its pixels
-    (.npy: the array header; images: the file header). None when it cannot be told (the
-    loader then reports the problem)."""
-    try:
-        if path.lower().endswith(".npy"):
-            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape  # Header only.
-            return (int(shape[0]), int(shape[1])) if len(shape) >= 2 else None
-        with Image.open(path) as image:
-            return image.size[1], image.size[0]
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None
-
-
 def _read_map_pixels(path, kind):
     """Returns (float32 [h, w, M] values in 0..255 or int labels [h, w], is_labels)."""
     if path.lower().endswith(".npy"):

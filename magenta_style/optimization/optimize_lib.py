@@ -643,7 +643,7 @@ def _read_inputs(cfg, content, styles):
     content_map = None
     height = width = None
     for path, what in ((cfg.style_semantic_map, "style"), (cfg.content_semantic_map, "content")):
-        size = patch_loss.semantic_map_size(path) if path else None
+        size = images.map_file_size(path) if path else None
         if size is not None and size[0] * size[1] > cfg.max_pixels:
             # Before reading it: a map is decoded (or one-hot encoded) at its own size.
             raise OptimizeError(f"{what} semantic map {path} is {size[1]}x{size[0]}, above the "
