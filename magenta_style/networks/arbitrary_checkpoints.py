@@ -148,16 +148,4 @@ def save_model(model, model_config, directory, step=0):
 
 def save_magenta_checkpoint(model, prefix, global_step=0):
     """Writes `model` as Magenta's TF1 checkpoint (V2 `.index` + `.data`, atomically)."""
-    named = model.checkpoint_keys()
-    names = list(named) + ["global_step"]
-    tensors = [tf.convert_to_tensor(v) for v in named.values()]
-    tensors.append(tf.constant(int(global_step), tf.int64))
-    directory = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(prefix)}")
-    tf.raw_ops.SaveV2(prefix=tmp, tensor_names=names, shape_and_slices=[""] * len(names),
-                      tensors=tensors)
-    written = tf.io.gfile.glob(tmp + ".*")
-    for suffix in sorted((p[len(tmp):] for p in written), key=lambda s: s == ".index"):
-        os.replace(tmp + suffix, prefix + suffix)
-    return prefix
+    return checkpoints.write_tf1_checkpoint(model.checkpoint_keys(), prefix, global_step)

@@ -479,7 +479,13 @@ def save_magenta_checkpoint(model, prefix, global_step=0):
     if not isinstance(model, transformer.StyleTransferNetwork):
         raise CheckpointError(f"only Magenta's network has a Magenta checkpoint layout, "
                               f"not {type(model).__name__}")
-    named = weight_keys(model)
+    return write_tf1_checkpoint(weight_keys(model), prefix, global_step)
+
+
+def write_tf1_checkpoint(named, prefix, global_step=0):
+    """Writes {Magenta variable name: variable} and `global_step` as a TF1 checkpoint
+    (V2 `.index` + `.data`) at `prefix`, atomically: written under a hidden name beside it,
+    then renamed, the `.index` last (it is what readers look for)."""
     names = list(named) + ["global_step"]
     tensors = [tf.convert_to_tensor(v) for v in named.values()]
     tensors.append(tf.constant(int(global_step), tf.int64))
