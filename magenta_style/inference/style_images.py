@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from magenta_style import config
+from magenta_style.data import style_dataset
 from magenta_style.inference import style_spec
 from magenta_style.media import images
 from magenta_style.networks import arbitrary
@@ -44,16 +45,6 @@ def expand(text):
         except images.ImageError as e:
             raise StyleImagesError(f"--style_images: {e}") from None
     return files
-
-
-def style_names(paths):
-    """Unique names for the outputs: each file's stem (a repeated stem gets _2, _3 ...)."""
-    names, seen = [], {}
-    for path in paths:
-        stem = os.path.splitext(os.path.basename(path))[0]
-        seen[stem] = seen.get(stem, 0) + 1
-        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
-    return names
 
 
 def parse_mix(text, count):
@@ -124,7 +115,7 @@ def bind(network, model_config, paths, style_image_size=arbitrary.DEFAULT_STYLE_
 
     Returns:
       (arbitrary.StyleImageModel, ModelConfig with num_styles = len(paths) and the
-      style names of `style_names`).
+      file stems as style names, style_dataset.default_style_names).
 
     Raises:
       StyleImagesError: an image cannot be used.
@@ -133,5 +124,5 @@ def bind(network, model_config, paths, style_image_size=arbitrary.DEFAULT_STYLE_
     model = arbitrary.StyleImageModel(network, bottlenecks(network, prepared), style_image_size,
                                       strength_mode)
     bound_config = dataclasses.replace(model_config, num_styles=len(paths),
-                                       style_names=tuple(style_names(paths)))
+                                       style_names=tuple(style_dataset.default_style_names(paths)))
     return model, bound_config
