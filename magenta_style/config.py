@@ -1108,6 +1108,9 @@ class DemoConfig:
       max_upload_pixels: uploads with more pixels are refused before decoding.
       max_upload_mb: uploads larger than this many megabytes are refused by the server.
       grid_size: side of one cell of the style grid shown on the page (pixels).
+      style_images: Magenta's arbitrary-style model only: the style images the page
+        starts with (comma-separated files, folders or quoted globs); "" starts with
+        the project's drawn style textures. The page then takes uploads.
     """
 
     checkpoint: str = ""
@@ -1120,6 +1123,7 @@ class DemoConfig:
     max_upload_pixels: int = 64_000_000
     max_upload_mb: int = 50
     grid_size: int = 96
+    style_images: str = ""
 
     def __post_init__(self):
         self.validate()

@@ -15,6 +15,9 @@ The page (Gradio, see docs/demo.md):
 - Webcam live: every frame stylized at a chosen size; frames per second on the page.
   Frames that arrive while the model is busy are dropped, never queued.
 - Download the result (PNG); the model's style grid.
+- Magenta's arbitrary-style model: upload up to MAX_STYLE_IMAGES style images (the
+  page starts with --style_images, or the project's drawn textures); each gets a
+  slider and a brush colour. Each browser tab keeps its own style images.
 
 Everything runs through the one inference path (magenta_style.inference: stylizer.load,
 StylizeOptions, the pixel caps) via inference.live. The server listens on --host
@@ -36,10 +39,12 @@ OFFLINE_ENVIRONMENT = {
     "DO_NOT_TRACK": "1",
 }
 
+import collections  # pylint: disable=g-import-not-at-top,wrong-import-position
 import dataclasses  # pylint: disable=g-import-not-at-top,wrong-import-position
 import logging  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tempfile  # pylint: disable=g-import-not-at-top,wrong-import-position
+import threading  # pylint: disable=g-import-not-at-top,wrong-import-position
 import uuid  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -52,6 +57,10 @@ PROG = "magenta_style.demo"
 WEBCAM_SIZES = (128, 192, 256, 320, 384, 512)
 # Demo content images (data/demo_images.py) in the style grid.
 GRID_CONTENT = (0, 2)
+# The most style images (sliders, brush colours) an arbitrary-style model's page takes.
+MAX_STYLE_IMAGES = 8
+# Tabs whose uploaded style images are kept (each holds a compiled copy of the calls).
+MAX_STYLE_SESSIONS = 8
 _INSTALL_HINT = 'the demo needs Gradio: pip install -e ".[demo]"'
 
 
@@ -73,6 +82,9 @@ def _define_flags(fv):
         "max_upload_pixels": "Uploads with more pixels are refused before decoding.",
         "max_upload_mb": "Uploads larger than this (MB) are refused.",
         "grid_size": "Cell size of the style grid on the page (pixels).",
+        "style_images": "Arbitrary-style model only: the style images the page starts with "
+                        "(comma-separated files, folders or quoted globs; default: the "
+                        "project's drawn textures).",
     }, choices={"compute_dtype": transformer.COMPUTE_DTYPES})
 
 
@@ -114,25 +126,82 @@ def import_gradio():
 
 
 class DemoApp:
-    """The demo's callbacks over one LiveStylizer; each returns what the page shows.
+    """The demo's callbacks over LiveStylizers; each returns what the page shows.
+
+    An N-style model has one LiveStylizer (`live`). Magenta's arbitrary-style model
+    starts bound to some style images (`live`); a tab that uploads its own gets a
+    LiveStylizer of its own (`bind_style_images`), found again by its key.
 
     Args:
-      live: inference.live.LiveStylizer.
+      live: inference.live.LiveStylizer, the page's model at start.
       demo_config: config.DemoConfig.
       output_dir: where downloadable results are written.
+      rebind: for an arbitrary-style model, a function (style image paths, their
+        names) -> LiveStylizer of the same network bound to them
+        (style_images.StyleImagesError for an unusable image); None for other models.
     """
 
-    def __init__(self, live, demo_config, output_dir):
+    def __init__(self, live, demo_config, output_dir, rebind=None):
         from magenta_style.inference import live as live_lib  # pylint: disable=import-outside-toplevel
         self.live = live
         self.config = demo_config
         self.output_dir = output_dir
         self.names = live.style_names()
-        self.colors = live_lib.palette(live.num_styles)
+        self._rebind = rebind
+        # Sliders and brush colours: one per style, or room for uploaded style images.
+        self.slots = MAX_STYLE_IMAGES if rebind is not None else live.num_styles
+        self.colors = live_lib.palette(self.slots)
+        self._sessions = collections.OrderedDict()  # key -> LiveStylizer, oldest first
+        self._sessions_lock = threading.Lock()
+
+    @property
+    def takes_style_images(self):
+        """True for an arbitrary-style model: the page takes style image uploads."""
+        return self._rebind is not None
 
     def default_weights(self):
         """The sliders at start: the first style at 1, the others at 0."""
-        return [1.0] + [0.0] * (self.live.num_styles - 1)
+        return [1.0] + [0.0] * (self.slots - 1)
+
+    def live_for(self, key):
+        """The LiveStylizer of a tab's uploaded style images (`key`), or the page's."""
+        with self._sessions_lock:
+            return self._sessions.get(key, self.live)
+
+    def bind_style_images(self, paths, names=None):
+        """Uploaded style images -> (key of their LiveStylizer, its style names).
+
+        Args:
+          paths: 1..MAX_STYLE_IMAGES image files (the server's temporary copies).
+          names: the user's file names, to name them in messages and sliders.
+
+        Raises:
+          LiveError: not an arbitrary-style model, too many files, or a file that
+            cannot be used (one line, naming the user's file).
+        """
+        from magenta_style.inference import live as live_lib  # pylint: disable=import-outside-toplevel
+        from magenta_style.inference import style_images  # pylint: disable=import-outside-toplevel
+        if not self.takes_style_images:
+            raise live_lib.LiveError("this model's styles are fixed: it takes no style images")
+        paths = list(paths)
+        names = list(names or [os.path.basename(p) for p in paths])
+        if not 1 <= len(paths) <= MAX_STYLE_IMAGES:
+            raise live_lib.LiveError(f"give 1 to {MAX_STYLE_IMAGES} style images, got "
+                                     f"{len(paths)}")
+        try:
+            live = self._rebind(paths, names)
+        except style_images.StyleImagesError as e:
+            # The message names the server's temporary copy; name the user's file instead.
+            message = str(e).replace("--style_images: ", "style image ")
+            for path, name in zip(paths, names):
+                message = message.replace(str(path), name)
+            raise live_lib.LiveError(message) from None
+        key = uuid.uuid4().hex
+        with self._sessions_lock:
+            self._sessions[key] = live
+            while len(self._sessions) > MAX_STYLE_SESSIONS:
+                self._sessions.popitem(last=False)
+        return key, live.style_names()
 
     def load_photo(self, path, name=None):
         """An uploaded file -> (float32 [h, w, 3] photo, status line). LiveError if bad."""
@@ -142,22 +211,26 @@ class DemoApp:
         height, width = photo.shape[:2]
         return photo, f"photo {name or os.path.basename(path)}: stylized at {width}x{height}"
 
-    def options(self, weights, strength, preserve_colors, layer=None, blur=0.0):
-        """The controls as StylizeOptions (a painted `layer` gives a style map)."""
+    def options(self, weights, strength, preserve_colors, layer=None, blur=0.0, live=None):
+        """The controls as StylizeOptions (a painted `layer` gives a style map); `live`'s
+        styles take the first sliders and brush colours (default: the page's model)."""
         from magenta_style.inference import live as live_lib  # pylint: disable=import-outside-toplevel
         from magenta_style.inference import stylizer  # pylint: disable=import-outside-toplevel
+        count = (live or self.live).num_styles
+        weights = list(weights)[:count]
         style_map = None
         if layer is not None:
-            style_map = live_lib.painted_style_map(layer, weights, self.colors, blur)
+            style_map = live_lib.painted_style_map(layer, weights, self.colors[:count], blur)
         styles = None if style_map is not None else live_lib.mix_spec(weights)
         return stylizer.StylizeOptions(styles=styles, strength=float(strength),
                                        preserve_colors=bool(preserve_colors),
                                        style_map=style_map)
 
-    def stylize_photo(self, photo, options):
-        """(uint8 result, path of its PNG, status line)."""
+    def stylize_photo(self, photo, options, live=None):
+        """(uint8 result, path of its PNG, status line); `live` as in `options`."""
         from magenta_style.media import images  # pylint: disable=import-outside-toplevel
-        result = self.live(photo, options)
+        live = live or self.live
+        result = live(photo, options)
         out = images.to_uint8(result.image)
         # A new name each time: a file replaced while the server sends it would no longer
         # match the Content-Length it declared (two tabs, or a slider moved meanwhile).
@@ -165,18 +238,18 @@ class DemoApp:
         images.save_image_atomic(path, result.image)
         height, width = out.shape[:2]
         what = "painted style map" if options.style_map is not None else _describe_mix(
-            options.styles, self.names)
+            options.styles, live.style_names())
         return out, path, (f"{width}x{height}, {what}, strength {options.strength:g}"
                            f"{', colours kept' if options.preserve_colors else ''}: model "
                            f"{result.seconds * 1000:.0f} ms")
 
-    def stylize_frame(self, meter, frame, size, options):
+    def stylize_frame(self, meter, frame, size, options, live=None):
         """One webcam frame -> (uint8 result, fps line), or None when the model was busy
         (the frame is dropped and counted in `meter`, the session's live.FpsMeter)."""
         from magenta_style.inference import live as live_lib  # pylint: disable=import-outside-toplevel
         from magenta_style.media import images  # pylint: disable=import-outside-toplevel
         rgb = live_lib.fit_image(frame, int(size))
-        result = self.live(rgb, options, block=False)
+        result = (live or self.live)(rgb, options, block=False)
         if result is None:
             meter.dropped += 1
             return None
@@ -198,12 +271,12 @@ class DemoApp:
         stylized = np.stack([batch(image) for image in content], axis=1)
         return evaluate_lib.style_grid(stylized, content)
 
-    def legend_markdown(self):
-        """The brush colour of each style, as Markdown."""
+    def legend_markdown(self, names=None):
+        """The brush colour of each style (default: the page's styles), as Markdown."""
         return " ".join(
             f'<span style="display:inline-block;padding:2px 8px;margin:2px;border-radius:4px;'
             f'background:{color};color:#fff;text-shadow:0 0 2px #000">{_html(name)}</span>'
-            for color, name in zip(self.colors, self.names))
+            for color, name in zip(self.colors, names or self.names))
 
 
 def _describe_mix(spec, names):
@@ -270,7 +343,7 @@ def build_page(gr, app, model_label, grid):
                     with gr.Tab("Paint styles", id="paint-tab", render_children=True):
                         gr.Markdown("Paint where each style goes, one brush colour per "
                                     "style; unpainted parts take the sliders' mix.")
-                        gr.HTML(app.legend_markdown(), elem_id="legend")
+                        legend = gr.HTML(app.legend_markdown(), elem_id="legend")
                         editor = gr.ImageEditor(
                             label="Style map", type="numpy", image_mode="RGBA",
                             sources=[], transforms=[], layers=False,
@@ -303,13 +376,19 @@ def build_page(gr, app, model_label, grid):
                                             elem_id="live", format="jpeg")
                         fps = gr.Markdown("", elem_id="fps")
             with gr.Column(scale=1):
-                # The style controls. A model kind with arbitrary styles adds its own
-                # panel here ("upload style images"); the callbacks read the weights
-                # from `sliders` whatever panel sets them.
+                # The style controls: a slider per style. An arbitrary-style model has
+                # MAX_STYLE_IMAGES sliders, those past its style images hidden.
+                styles_key = gr.State(None)  # This tab's uploaded style images, if any.
+                if app.takes_style_images:
+                    style_upload = gr.File(
+                        label=f"Style images: upload 1 to {MAX_STYLE_IMAGES} (any painting "
+                              "or texture)", file_count="multiple", file_types=["image"],
+                        type="filepath", elem_id="style-upload")
                 with gr.Group(elem_id="styles"):
-                    sliders = [gr.Slider(0, 1, value=w, step=0.05, label=name,
-                                         elem_id=f"style-{i}")
-                               for i, (name, w) in enumerate(zip(names, app.default_weights()))]
+                    sliders = [gr.Slider(0, 1, value=w, step=0.05,
+                                         label=names[i] if i < len(names) else f"style {i}",
+                                         visible=i < len(names), elem_id=f"style-{i}")
+                               for i, w in enumerate(app.default_weights())]
                 strength = gr.Slider(0, 1, value=1, step=0.05,
                                      label="Strength (0: the photo, 1: the full style)",
                                      interactive=app.live.has_strength, elem_id="strength")
@@ -360,16 +439,19 @@ def build_page(gr, app, model_label, grid):
                 return None, _error_line(f"style map: {e}")
 
         def stylize(photo_value, editor_value, uploaded_map, blur_value, strength_value,
-                    preserve_value, *weights):
+                    preserve_value, key, *weights):
             if photo_value is None:
                 return gr.skip(), gr.skip(), "Upload a photo to start."
             layer = uploaded_map
             if layer is None and editor_value and editor_value.get("layers"):
                 layer = _merge_layers(editor_value["layers"])
-            options = app.options(weights, strength_value, preserve_value, layer, blur_value)
-            return app.stylize_photo(photo_value, options)
+            live = app.live_for(key)
+            options = app.options(weights, strength_value, preserve_value, layer, blur_value,
+                                  live=live)
+            return app.stylize_photo(photo_value, options, live=live)
 
-        controls = [photo_state, editor, map_layer, blur, strength, preserve] + sliders
+        controls = [photo_state, editor, map_layer, blur, strength, preserve,
+                    styles_key] + sliders
         run = safe(stylize, 3)
         map_upload.change(map_upload_safe, map_upload, [map_layer, status]).then(
             run, controls, [result, download, status], concurrency_limit=2)
@@ -384,23 +466,52 @@ def build_page(gr, app, model_label, grid):
         editor.change(run, controls, [result, download, status], concurrency_limit=2,
                       show_progress="hidden", trigger_mode="always_last")
 
+        # -- Style images (arbitrary-style model) -------------------------------------
+        if app.takes_style_images:
+            def on_style_upload(files, photo_value, editor_value, uploaded_map, blur_value,
+                                strength_value, preserve_value):
+                if not files:  # Removed: back to the page's style images.
+                    key, style_names, line = None, names, "style images: the page's own"
+                else:  # Gradio's copies keep the user's file names.
+                    paths = [f if isinstance(f, str) else f.name for f in files]
+                    key, style_names = app.bind_style_images(
+                        paths, [os.path.basename(p) for p in paths])
+                    line = f"style images: {', '.join(style_names)}"
+                weights = app.default_weights()
+                updates = [gr.update(label=style_names[i], visible=True, value=w)
+                           if i < len(style_names) else gr.update(visible=False, value=0)
+                           for i, w in enumerate(weights)]
+                shown = [gr.skip(), gr.skip(), line]
+                if photo_value is not None:  # Stylized here: an error line stays shown.
+                    image, path, what = stylize(photo_value, editor_value, uploaded_map,
+                                                blur_value, strength_value, preserve_value,
+                                                key, *weights)
+                    shown = [image, path, f"{line} · {what}"]
+                return [key, app.legend_markdown(style_names)] + updates + shown
+
+            style_upload.change(
+                safe(on_style_upload, len(sliders) + 5), [style_upload] + controls[:6],
+                [styles_key, legend] + sliders + [result, download, status],
+                concurrency_limit=2)
+
         # -- Webcam -------------------------------------------------------------------
         meter = gr.State(live_lib.FpsMeter)  # Called per session: one meter per tab.
 
-        def on_frame(frame, size_value, meter_value, strength_value, preserve_value,
+        def on_frame(frame, size_value, meter_value, strength_value, preserve_value, key,
                      *weights):
             if frame is None:
                 return gr.skip(), gr.skip()
             try:
-                options = app.options(weights, strength_value, preserve_value)
-                shown = app.stylize_frame(meter_value, frame, size_value, options)
+                live = app.live_for(key)
+                options = app.options(weights, strength_value, preserve_value, live=live)
+                shown = app.stylize_frame(meter_value, frame, size_value, options, live=live)
             except user_errors as e:
                 return gr.skip(), _error_line(e)
             if shown is None:  # The model was busy: the frame is dropped.
                 return gr.skip(), gr.skip()
             return shown
 
-        camera.stream(on_frame, [camera, size, meter, strength, preserve] + sliders,
+        camera.stream(on_frame, [camera, size, meter, strength, preserve, styles_key] + sliders,
                       [live_out, fps], stream_every=1.0 / config.webcam_fps,
                       concurrency_limit=None, show_progress="hidden")
         size.change(lambda meter_value: meter_value.reset(), meter, None)
@@ -427,28 +538,81 @@ def _merge_layers(layers):
 # The command.
 
 
+def load_model(demo_config, output_dir):
+    """The page's model: (model, model_config, rebind).
+
+    An N-style model comes as stylizer.load gives it, and rebind is None. Magenta's
+    arbitrary-style model comes bound to --style_images (default: the project's drawn
+    style textures, written to `output_dir`), and rebind(paths, names) gives a
+    live.LiveStylizer of it bound to other style images. Both compute in
+    --compute_dtype.
+
+    Raises:
+      cli.UsageError: the model or a style image cannot be used (one line).
+    """
+    from magenta_style.data import demo_images  # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import live as live_lib  # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import style_images  # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import stylizer  # pylint: disable=import-outside-toplevel
+    from magenta_style.media import images  # pylint: disable=import-outside-toplevel
+    from magenta_style.networks import arbitrary  # pylint: disable=import-outside-toplevel
+    from magenta_style.networks import checkpoints  # pylint: disable=import-outside-toplevel
+    try:
+        model, model_config = stylizer.load(demo_config.checkpoint)
+        if not style_images.is_arbitrary(model_config):
+            if demo_config.style_images:
+                raise cli.UsageError(
+                    f"--style_images: --checkpoint holds an N-style model with "
+                    f"{model_config.num_styles} style(s); its sliders choose them")
+            return (transformer.with_compute_dtype(model, demo_config.compute_dtype),
+                    model_config, None)
+        if not isinstance(model, arbitrary.ArbitraryStyleNetwork):
+            raise cli.UsageError("--checkpoint is an export of Magenta's arbitrary-style "
+                                 "model; the demo takes its checkpoint")
+        if demo_config.style_images:
+            paths = style_images.expand(demo_config.style_images)
+            if len(paths) > MAX_STYLE_IMAGES:
+                raise cli.UsageError(f"--style_images: {len(paths)} images; the page takes "
+                                     f"at most {MAX_STYLE_IMAGES}")
+        else:
+            paths = []
+            for i, name in enumerate(demo_images.STYLE_NAMES):
+                paths.append(os.path.join(output_dir, "styles", f"{name}.png"))
+                os.makedirs(os.path.dirname(paths[-1]), exist_ok=True)
+                images.save_image_atomic(paths[-1], demo_images.style_image(
+                    i, size=arbitrary.DEFAULT_STYLE_IMAGE_SIZE))
+        model, model_config = style_images.bind(model, model_config, paths,
+                                                max_pixels=demo_config.max_upload_pixels)
+        model = transformer.with_compute_dtype(model, demo_config.compute_dtype)
+    except (checkpoints.CheckpointError, style_images.StyleImagesError, ValueError) as e:
+        raise cli.UsageError(str(e)) from None
+
+    def rebind(paths, names):
+        return live_lib.LiveStylizer(*style_images.rebind(
+            model, model_config, paths, demo_config.max_upload_pixels, names))
+
+    return model, model_config, rebind
+
+
 def run(demo_config, launch=True):
     """Loads the model, builds the page and serves it (blocks until Ctrl-C)."""
     gr = import_gradio()
     # Gradio checks its own server with httpx; those lines are noise on the console.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     from magenta_style.inference import live as live_lib  # pylint: disable=import-outside-toplevel
-    from magenta_style.inference import stylizer  # pylint: disable=import-outside-toplevel
-    from magenta_style.networks import checkpoints  # pylint: disable=import-outside-toplevel
-    try:
-        model, model_config = stylizer.load(demo_config.checkpoint)
-        model = transformer.with_compute_dtype(model, demo_config.compute_dtype)
-    except (checkpoints.CheckpointError, ValueError) as e:
-        raise cli.UsageError(str(e)) from None
+    output_dir = tempfile.mkdtemp(prefix="magenta_style_demo_")
+    model, model_config, rebind = load_model(demo_config, output_dir)
     live = live_lib.LiveStylizer(model, model_config)
-    print(f"{PROG}: {model_config.num_styles} styles, alpha {model_config.alpha:g}, "
+    kind = "style images" if rebind else "styles"
+    print(f"{PROG}: {model_config.num_styles} {kind}, alpha {model_config.alpha:g}, "
           f"{demo_config.compute_dtype}; compiling and drawing the style grid", flush=True)
     live.warm_up()
-    output_dir = tempfile.mkdtemp(prefix="magenta_style_demo_")
-    app = DemoApp(live, demo_config, output_dir)
+    app = DemoApp(live, demo_config, output_dir, rebind)
     grid = app.style_grid()
-    label = (f"Model `{demo_config.checkpoint}`: {model_config.num_styles} styles, "
-             f"alpha {model_config.alpha:g}, {demo_config.compute_dtype}")
+    label = (f"Model `{demo_config.checkpoint}`: "
+             + ("Magenta's arbitrary-style model (upload style images), " if rebind else
+                f"{model_config.num_styles} styles, ")
+             + f"alpha {model_config.alpha:g}, {demo_config.compute_dtype}")
     page = build_page(gr, app, label, grid)
     if not launch:
         return page

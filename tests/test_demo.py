@@ -107,12 +107,11 @@ def reference(model_dir):
     return stylize
 
 
-@pytest.fixture(scope="module")
-def server(model_dir, tmp_path_factory):
-    """The demo command, serving on a free local port: its URL."""
+def _serve(checkpoint, tmp_path_factory):
+    """Runs the demo command on `checkpoint` on a free local port; yields its URL."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("demo_server") / "server.log"
-    command = [sys.executable, "-m", "magenta_style.demo", f"--checkpoint={model_dir}",
+    command = [sys.executable, "-m", "magenta_style.demo", f"--checkpoint={checkpoint}",
                f"--port={port}", "--grid_size=32"]
     command.append(f"--photo_size={PHOTO_SIZE}")
     with open(log_path, "w") as log:
@@ -138,6 +137,12 @@ def server(model_dir, tmp_path_factory):
         process.wait()
     text = log_path.read_text()
     assert "Traceback" not in text, text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def server(model_dir, tmp_path_factory):
+    """The demo command, serving on a free local port: its URL."""
+    yield from _serve(model_dir, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -405,3 +410,71 @@ def test_two_tabs_at_once(pages, tmp_path):
         page.wait_for_function("() => document.querySelector('#status').innerText"
                                ".includes('model')", timeout=WAIT_MS)
     assert _diff(_image(first, "#result"), _image(second, "#result")) > 0.02
+
+
+def _arbitrary_checkpoint(fixtures_dir):
+    return str(fixtures_dir / "magenta" / "arbitrary_s5" / "model.ckpt")
+
+
+@pytest.fixture(scope="module")
+def arbitrary_server(fixtures_dir, tmp_path_factory):
+    """The demo on the fixture's Magenta arbitrary-style checkpoint: its URL."""
+    yield from _serve(_arbitrary_checkpoint(fixtures_dir), tmp_path_factory)
+
+
+def _write_style(path, index):
+    from magenta_style.data import demo_images
+
+    image = demo_images.style_image(index, size=48)
+    Image.fromarray((image * 255).round().astype(np.uint8)).save(path)
+    return str(path)
+
+
+def test_arbitrary_model_takes_style_images_per_tab(browser, arbitrary_server, tmp_path,
+                                                    fixtures_dir):
+    from magenta_style.inference import style_images
+    from magenta_style.inference import stylizer
+
+    pages = Pages(browser, arbitrary_server)
+    try:
+        page, other = pages.open(), pages.open()
+        # The page starts with the project's drawn textures, one slider each.
+        assert page.inner_text("#style-0 label") == "stripes"
+        photo = _write_photo(tmp_path / "photo.png")
+        _upload_photo(page, tmp_path / "photo.png")
+        styles = [_write_style(tmp_path / "b_wave.png", 1), _write_style(tmp_path / "a_ink.png", 3)]
+        src = page.get_attribute("#result img", "src")
+        page.set_input_files("#style-upload input[type=file]", styles)
+        _wait_for_new_result(page, src)
+        _wait_for_status(page, "mix b_wave 1")
+        assert [page.inner_text(f"#style-{i} label") for i in range(2)] == ["b_wave", "a_ink"]
+        assert not page.locator("#style-2").is_visible()
+        network, model_config = stylizer.load(_arbitrary_checkpoint(fixtures_dir))
+        model, bound_config = style_images.bind(network, model_config, styles)
+
+        def reference(spec):
+            options = stylizer.StylizeOptions(styles=spec)
+            return stylizer.Stylizer(model, bound_config, options)(photo)[0]
+
+        first = _image(page, "#result")
+        assert _diff(first, reference("0")) < 0.01
+        src = page.get_attribute("#result img", "src")
+        _move_slider(page, "style-0", 0)
+        _move_slider(page, "style-1", 1)
+        _wait_for_new_result(page, src)
+        page.wait_for_function("() => document.querySelector('#status').innerText"
+                               ".includes('a_ink 1') && !document.querySelector('#status')"
+                               ".innerText.includes('b_wave')", timeout=WAIT_MS)
+        assert _diff(_image(page, "#result"), reference("1")) < 0.01
+        # The other tab keeps the page's own style images.
+        assert other.inner_text("#style-0 label") == "stripes"
+        # An unusable style image: one line naming it; the page keeps its styles.
+        notes = tmp_path / "notes.png"
+        notes.write_text("not an image at all")
+        page.set_input_files("#style-upload input[type=file]", [str(notes)])
+        status = _wait_for_status(page, "⚠️")
+        assert "notes.png" in status and "not an image" in status, status
+        assert page.inner_text("#style-1 label") == "a_ink"
+    finally:
+        pages.close()
+    assert not pages.outside, f"requests to other hosts: {pages.outside}"

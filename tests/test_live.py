@@ -135,3 +135,25 @@ def test_live_stylizer_drops_frames_while_busy_and_caps_pixels(tiny):
         runner(_photo(), options)
     with pytest.raises(live.LiveError, match="style 5 does not exist"):
         live.LiveStylizer(model, model_config)(_photo(), stylizer.StylizeOptions(styles="5"))
+
+
+@pytest.mark.slow  # Reads the fixture's full-size arbitrary-style checkpoint.
+def test_demo_style_images_flag_needs_an_arbitrary_model_and_at_most_the_sliders(
+        tmp_path, fixtures_dir, randomize_norms):
+    from magenta_style import cli
+    from magenta_style import demo
+    from magenta_style.networks import checkpoints
+
+    model_config = config_lib.ModelConfig(num_styles=2, alpha=0.25)
+    model = transformer.build_transformer(model_config)
+    checkpoints.save_model(model, model_config, str(tmp_path / "nstyle"))
+    for i in range(demo.MAX_STYLE_IMAGES + 1):
+        Image.fromarray(np.full([8, 8, 3], 20 * i, np.uint8)).save(tmp_path / f"s{i}.png")
+    settings = dict(photo_size=64, style_images=str(tmp_path / "s*.png"))
+    with pytest.raises(cli.UsageError, match=r"^--style_images: --checkpoint holds an N-style"):
+        demo.load_model(config_lib.DemoConfig(checkpoint=str(tmp_path / "nstyle"), **settings),
+                        str(tmp_path))
+    arbitrary = str(fixtures_dir / "magenta" / "arbitrary_s5" / "model.ckpt")
+    with pytest.raises(cli.UsageError, match=rf"9 images; the page takes at most "
+                                             rf"{demo.MAX_STYLE_IMAGES}$"):
+        demo.load_model(config_lib.DemoConfig(checkpoint=arbitrary, **settings), str(tmp_path))

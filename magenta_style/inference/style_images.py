@@ -123,6 +123,28 @@ def bind(network, model_config, paths, style_image_size=arbitrary.DEFAULT_STYLE_
     prepared = load(paths, style_image_size, max_pixels)
     model = arbitrary.StyleImageModel(network, bottlenecks(network, prepared), style_image_size,
                                       strength_mode)
-    bound_config = dataclasses.replace(model_config, num_styles=len(paths),
-                                       style_names=tuple(style_dataset.default_style_names(paths)))
-    return model, bound_config
+    return model, _bound_config(model_config, paths)
+
+
+def rebind(model, model_config, paths, max_pixels=None, names=None):
+    """A bound model (`bind`) bound to other style image files instead.
+
+    Its transformer is shared, so a bfloat16 copy (transformer.with_compute_dtype)
+    stays bfloat16; the style image size and strength mode are kept. `names` (file
+    names, e.g. of uploads whose server copies have other names) give the style names
+    instead of `paths`.
+
+    Returns:
+      (arbitrary.StyleImageModel, ModelConfig), as `bind`.
+
+    Raises:
+      StyleImagesError: an image cannot be used.
+    """
+    prepared = load(paths, model.style_image_size, max_pixels)
+    return (model.with_bottlenecks(bottlenecks(model.network, prepared)),
+            _bound_config(model_config, names or paths))
+
+
+def _bound_config(model_config, paths):
+    return dataclasses.replace(model_config, num_styles=len(paths),
+                               style_names=tuple(style_dataset.default_style_names(paths)))

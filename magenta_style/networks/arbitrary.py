@@ -475,6 +475,12 @@ class StyleImageModel(tf.Module):
         return StyleImageModel(self.network, self.bottlenecks.numpy(), self.style_image_size,
                                self.strength_mode, content, self.transformer)
 
+    def with_bottlenecks(self, bottlenecks):
+        """This model bound to other style images: float32 [S', bottleneck] (the
+        transformer, its compute dtype, style image size and strength mode kept)."""
+        return StyleImageModel(self.network, bottlenecks, self.style_image_size,
+                               self.strength_mode, None, self.transformer)
+
     def with_compute_dtype(self, compute_dtype):
         """This model with the transformer computing in `compute_dtype` (the predictor
         stays float32)."""
