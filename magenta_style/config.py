@@ -34,10 +34,11 @@ BOE_NORMS = ("plain", "conditional")
 BOE_POOLINGS = ("max", "avg", "demuxout")
 BOE_COMPOSITES = ("mux", "shuffle", "bilinear")
 _BOE_OPTIONS = ("boe_norm", "boe_pooling", "boe_composite")
-# Magenta's arbitrary-style model (networks/arbitrary.py): loaded and served, not trained
-# here, so it is a model kind of ModelConfig and not one of the GENERATORS that train
-# builds. Its num_styles is 1 (styles are images given at run time).
+# Magenta's arbitrary-style model (networks/arbitrary.py): a model kind of ModelConfig
+# besides the GENERATORS, with its own checks (no BOE options). Its num_styles is 1
+# (styles are images given at run time). train builds every TRAINABLE_GENERATORS kind.
 ARBITRARY = "arbitrary"
+TRAINABLE_GENERATORS = GENERATORS + (ARBITRARY,)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -67,15 +68,15 @@ class GeneratorOptions:
     def check_generator_options(self, num_styles, alpha):
         """Raises ConfigError when the options do not fit together, or with these
         num_styles (None: not known yet) and alpha (one line)."""
-        if self.generator not in GENERATORS:
-            raise ConfigError(f"generator must be one of {', '.join(GENERATORS)}, got "
-                              f"{self.generator!r}")
+        if self.generator not in TRAINABLE_GENERATORS:
+            raise ConfigError(f"generator must be one of {', '.join(TRAINABLE_GENERATORS)}, "
+                              f"got {self.generator!r}")
         for name, choices in (("boe_norm", BOE_NORMS), ("boe_pooling", BOE_POOLINGS),
                               ("boe_composite", BOE_COMPOSITES)):
             value = getattr(self, name)
             if value not in choices:
                 raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-        if self.generator == "magenta":
+        if self.generator in ("magenta", ARBITRARY):
             return
         if self.boe_norm == "plain" and num_styles is not None and num_styles != 1:
             raise ConfigError(
@@ -264,6 +265,14 @@ STRATEGIES = ("auto", "tpu", "mirrored", "multi_worker", "one_device")
 # Magenta's loss weights (image_stylization_train's DEFAULT_CONTENT/STYLE_WEIGHTS).
 MAGENTA_CONTENT_WEIGHTS = (("vgg_16/conv3", 1.0),)
 MAGENTA_STYLE_WEIGHTS = tuple((f"vgg_16/conv{i}", 1e-4) for i in range(1, 5))
+# Magenta's arbitrary_image_stylization_train.py, where its defaults differ from the
+# N-style trainer's (content conv3: 1.0 and 256 px are the same):
+# experiment_from_flags applies them to the flags not given with --generator=arbitrary.
+ARBITRARY_STYLE_WEIGHTS = tuple((f"vgg_16/conv{i}", 0.5e-3) for i in range(1, 5))
+ARBITRARY_DEFAULTS = {"style_weights": ARBITRARY_STYLE_WEIGHTS,
+                      "total_variation_weight": 1e4, "learning_rate": 1e-5, "batch_size": 8}
+# --inception_v3_checkpoint=random:SEED: a seeded random InceptionV3 (said explicitly).
+RANDOM_INIT_PREFIX = "random:"
 WEIGHT_BIAS_RATIO_MODES = ("elementwise", "kernel_sum")
 # Optimizers of TrainConfig.optimizer: Magenta's Adam, or the BOE patent's plain SGD.
 OPTIMIZERS = ("adam", "sgd")
@@ -502,9 +511,20 @@ class DataConfig:
       image_size: side of the square training crops, pixels (>= 32: VGG's pool5).
       random_crop: random crop of the resized image instead of Magenta's central crop.
       random_flip: random horizontal flips.
+      style_images: instead of style_dataset_file: style images, a comma-separated list
+        of files, folders and globs (parsed as stylize's --style_images). The arbitrary
+        generator reads them (or style_dataset_file's `image_raw`) as raw images, one
+        random image per example, augmented as below.
+      augment_style_images, random_style_image_size, min_style_image_size,
+        max_style_image_size: the arbitrary generator's style augmentation (Magenta's
+        image_utils.arbitrary_style_image_inputs, see data/style_pipeline.py): random
+        brightness, saturation, hue, flips and a random crop of a random-size resize;
+        then each batch resized to a random side in [min, max) pixels (>= 43:
+        InceptionV3's smallest input).
     """
 
     style_dataset_file: str = ""
+    style_images: str = ""
     content_images: str = ""
     imagenet_data_dir: str = ""
     tfds_name: str = ""
@@ -513,6 +533,10 @@ class DataConfig:
     image_size: int = 256
     random_crop: bool = False
     random_flip: bool = False
+    augment_style_images: bool = True
+    random_style_image_size: bool = True
+    min_style_image_size: int = 128
+    max_style_image_size: int = 300
 
     def __post_init__(self):
         self.validate()
@@ -521,6 +545,14 @@ class DataConfig:
         sources = [s for s in (self.content_images, self.imagenet_data_dir, self.tfds_name) if s]
         _check(len(sources) <= 1, "give only one of --content_images, --imagenet_data_dir and "
                "--tfds_name")
+        _check(not (self.style_dataset_file and self.style_images),
+               "give only one of --style_dataset_file and --style_images")
+        _check(isinstance(self.min_style_image_size, int) and self.min_style_image_size >= 43
+               and isinstance(self.max_style_image_size, int)
+               and self.max_style_image_size > self.min_style_image_size,
+               f"need 43 <= min_style_image_size < max_style_image_size (InceptionV3's "
+               f"smallest input is 43 px), got {self.min_style_image_size!r} and "
+               f"{self.max_style_image_size!r}")
         _check(isinstance(self.image_size, int)
                and MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
                f"image_size must be an integer in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], got "
@@ -629,6 +661,14 @@ class TrainConfig:
       add_styles: with finetune_from, append the style dataset's styles to the
         checkpoint's instead of replacing them; old rows stay bit-identical.
       image_summary_count: images per image summary.
+      inception_v3_checkpoint: the arbitrary generator's InceptionV3 start: a TF-slim
+        inception_v3.ckpt (Magenta's flag), a Keras InceptionV3 weights file, or
+        "random:SEED" (networks/inception_weights.py); required unless init_checkpoint.
+      init_checkpoint: the arbitrary generator starts every variable from this
+        checkpoint (Magenta's layout or ours) and trains all of them.
+      sync_batch_norm: the arbitrary generator's batch norms (InceptionV3, contract
+        layers) normalise with the statistics of the global batch, all-reduced over the
+        replicas; off (Magenta's way), each replica uses its own batch's.
     """
 
     train_dir: str = ""
@@ -653,6 +693,9 @@ class TrainConfig:
     finetune_from: str = ""
     add_styles: bool = False
     image_summary_count: int = 3
+    inception_v3_checkpoint: str = ""
+    init_checkpoint: str = ""
+    sync_batch_norm: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -711,15 +754,45 @@ class ExperimentConfig(GeneratorOptions):
                f"num_styles must be an integer >= 1, got {self.num_styles!r}")
         _check(isinstance(self.alpha, (int, float)) and 0 < self.alpha <= 8
                and int(self.alpha * 32) >= 1, f"alpha must be in (0, 8], got {self.alpha!r}")
-        _check(bool(self.data.style_dataset_file), "style_dataset_file is required")
+        _check(bool(self.data.style_dataset_file or self.data.style_images),
+               "style_dataset_file or style_images is required")
         _check(bool(self.loss.vgg_checkpoint),
                "vgg_checkpoint is required (TF-slim vgg_16.ckpt, 'imagenet', a Keras .h5 "
                "file, 'hed', or 'standin:SEED' for random test weights)")
         self.check_generator_options(self.num_styles, self.alpha)
-        _check(self.loss.weight_bias_ratio_weight == 0 or self.generator != "magenta",
+        self._check_arbitrary()
+        _check(self.loss.weight_bias_ratio_weight == 0
+               or self.generator not in ("magenta", ARBITRARY),
                "--weight_bias_ratio_weight needs a generator with conv biases "
                "(--generator=boe_yuv444 or boe_yuv420): the Magenta generator's convolutions "
                "have none (each is followed by instance norm)")
+
+    def _check_arbitrary(self):
+        """The fields that belong to one kind of generator (one-line ConfigErrors)."""
+        cfg = self.train
+        if self.generator != ARBITRARY:
+            for name in ("inception_v3_checkpoint", "init_checkpoint"):
+                _check(not getattr(cfg, name), f"--{name} needs --generator=arbitrary")
+            return
+        _check(not cfg.finetune_from, "--finetune_from trains an N-style network's norm "
+               "tables; the arbitrary generator starts from --init_checkpoint")
+        _check(not self.loss.style_coefficients,
+               "--style_coefficients weights an N-style dataset's styles; the arbitrary "
+               "generator has none")
+        _check(self.num_styles in (None, 1), "--num_styles does not apply to the arbitrary "
+               "generator (its styles are images)")
+        _check(bool(cfg.inception_v3_checkpoint or cfg.init_checkpoint),
+               "--generator=arbitrary needs --inception_v3_checkpoint: a TF-slim "
+               "inception_v3.ckpt, a Keras InceptionV3 weights file, or random:SEED "
+               "(random weights, said explicitly); or --init_checkpoint")
+        _check(self.data.random_style_image_size or self.data.image_size >= 43,
+               f"--image_size={self.data.image_size} makes style images too small for "
+               "InceptionV3 (43 px); use --random_style_image_size or --image_size >= 43")
+        source = cfg.inception_v3_checkpoint
+        if source.startswith(RANDOM_INIT_PREFIX):
+            seed = source[len(RANDOM_INIT_PREFIX):]
+            _check(seed.isdigit(), f"--inception_v3_checkpoint={shorten(source)}: expected "
+                   "random:SEED with SEED an integer >= 0")
 
     def to_dict(self):
         """JSON-ready dict (the "train" section of config.json)."""
@@ -825,6 +898,13 @@ def experiment_from_flags(values, given=()):
                    if f.name in values}, **parsed}
 
     vgg = values.get("vgg", LossConfig.vgg)
+    if values.get("generator") == ARBITRARY:
+        # Magenta's arbitrary trainer's defaults for the flags not given.
+        values = dict(values)
+        for name, value in ARBITRARY_DEFAULTS.items():
+            if name not in given:
+                values[name] = (format_layer_weights(dict(value)) if name == "style_weights"
+                                else value)
 
     def weights(name):
         text = values[name] if name in given else values[name].replace("vgg_16/", f"{vgg}/")

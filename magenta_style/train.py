@@ -27,14 +27,18 @@ def _define_flags(fv):
     cli.define_field_flags(fv, config_lib.ExperimentConfig, {
         "alpha": "Width multiplier of the network.",
         # The generator (docs/boe.md) and the BOE patent's options.
-        "generator": "Generator network: Magenta's, or the BOE patent's YUV-split one "
-                     "(Fig. 11A 4:4:4 / 11B 4:2:0).",
+        "generator": "Generator network: Magenta's, the BOE patent's YUV-split one "
+                     "(Fig. 11A 4:4:4 / 11B 4:2:0), or Magenta's arbitrary-style model "
+                     "(style images in, InceptionV3 style predictor; flags not given take "
+                     "its trainer's defaults: style weights 0.5e-3, TV 1e4, lr 1e-5, "
+                     "batch 8).",
         "boe_norm": "BOE instance norm: plain (the patent's, one style) or conditional "
                     "(N styles and mixing).",
         "boe_pooling": "BOE down-sampling layer.",
         "boe_composite": "BOE up-sampling (composite) layer: mux (Fig. 6B), shuffle "
                          "(Fig. 6A pixel shuffle) or bilinear.",
-    }, choices={"generator": config_lib.GENERATORS, "boe_norm": config_lib.BOE_NORMS,
+    }, choices={"generator": config_lib.TRAINABLE_GENERATORS,
+                "boe_norm": config_lib.BOE_NORMS,
                 "boe_pooling": config_lib.BOE_POOLINGS,
                 "boe_composite": config_lib.BOE_COMPOSITES})
     cli.define_field_flags(fv, config_lib.DataConfig, {
@@ -48,6 +52,14 @@ def _define_flags(fv):
         "tfds_data_dir": "TFDS data directory.",
         "random_crop": "Random crops instead of Magenta's central crop.",
         "random_flip": "Random horizontal flips.",
+        "style_images": "Instead of --style_dataset_file: style images, comma-separated "
+                        "files, folders or globs (--generator=arbitrary: raw style images).",
+        "augment_style_images": "Arbitrary generator: Magenta's style augmentation "
+                                "(colour, flips, random-size crop); off: central crops.",
+        "random_style_image_size": "Arbitrary generator: resize each batch's style images "
+                                   "to a random side in [min, max) pixels.",
+        "min_style_image_size": "Arbitrary generator: smallest random style side (px).",
+        "max_style_image_size": "Arbitrary generator: random style sides stay below this.",
     })
     cli.define_field_flags(fv, config_lib.LossConfig, {
         "total_variation_weight": "Total variation weight (Magenta's trainer: 0).",
@@ -91,6 +103,16 @@ def _define_flags(fv):
         "add_styles": "With --finetune_from: append the dataset's styles to the "
                       "checkpoint's (old styles stay bit-identical).",
         "image_summary_count": "Images per TensorBoard image summary.",
+        "inception_v3_checkpoint": "Arbitrary generator: InceptionV3 start, a TF-slim "
+                                   "inception_v3.ckpt, a Keras InceptionV3 weights .h5 "
+                                   "file, or random:SEED (required unless "
+                                   "--init_checkpoint).",
+        "init_checkpoint": "Arbitrary generator: start every variable from this checkpoint "
+                           "(Magenta's arbitrary_style_transfer or one of ours) and train "
+                           "all of them.",
+        "sync_batch_norm": "Arbitrary generator: batch norms use the global batch's "
+                           "statistics across replicas (default: each replica's own, as "
+                           "Magenta).",
     }, choices={"strategy": config_lib.STRATEGIES, "optimizer": config_lib.OPTIMIZERS})
     # Config fields whose flags are text (or None: "from the dataset").
     loss = config_lib.LossConfig
@@ -190,7 +212,8 @@ def run(args):
     # With demo data the suggested commands run as printed, on the demo photos.
     photos = experiment.data.content_images if args.demo_data_dir else "<photo.jpg or folder>"
     print(what_next(result.train_dir, photos, experiment.loss.vgg_checkpoint,
-                    num_styles=result.model_config.num_styles))
+                    num_styles=result.model_config.num_styles,
+                    arbitrary=experiment.generator == config_lib.ARBITRARY))
     return 0
 
 
@@ -201,7 +224,7 @@ def main(argv):
                                        "already in the train_dir are kept)")
 
 
-def what_next(train_dir, photos, vgg_checkpoint, num_styles=2):
+def what_next(train_dir, photos, vgg_checkpoint, num_styles=2, arbitrary=False):
     """The commands printed after training, with paths derived from the run.
 
     Outputs go inside `train_dir` (as evaluate's `eval/` does), so a second model's
@@ -213,6 +236,8 @@ def what_next(train_dir, photos, vgg_checkpoint, num_styles=2):
       photos: str, what to pass as --input_image / --content_images.
       vgg_checkpoint: str, the run's --vgg_checkpoint (stand-in and HED runs get a note).
       num_styles: int, the model's style count (the stylize line asks for two if it can).
+      arbitrary: the arbitrary-style model: stylize takes --style_images, and evaluate
+        is not offered (it evaluates N-style networks).
 
     Returns:
       str, several lines.
@@ -224,16 +249,18 @@ def what_next(train_dir, photos, vgg_checkpoint, num_styles=2):
     else:
         tensorboard = ('not installed; pip install -e ".[tensorboard]", then '
                        f"tensorboard --logdir={train_dir}")
+    styles = ("--style_images=<painting.jpg or folder>" if arbitrary else
+              f"--which_styles={'0,1' if num_styles > 1 else '0'}")
     lines = [
         "\nWhat next:",
         f"  stylize:     python -m magenta_style.stylize --checkpoint={train_dir} "
-        f"--input_image={photos} --output_dir={stylized_dir} --which_styles="
-        f"{'0,1' if num_styles > 1 else '0'}",
+        f"--input_image={photos} --output_dir={stylized_dir} {styles}",
         f"  export:      python -m magenta_style.export --checkpoint={train_dir} "
-        f"--export_dir={export_dir}",
-        f"  evaluate:    python -m magenta_style.evaluate --checkpoint={train_dir} "
-        f"--content_images={photos} --style_grid",
-        f"  TensorBoard: {tensorboard}"]
+        f"--export_dir={export_dir}"]
+    if not arbitrary:
+        lines.append(f"  evaluate:    python -m magenta_style.evaluate --checkpoint={train_dir} "
+                     f"--content_images={photos} --style_grid")
+    lines.append(f"  TensorBoard: {tensorboard}")
     if "standin:" in vgg_checkpoint:
         lines.append("  Real styles need real VGG-16 weights: --vgg_checkpoint=/path/to/vgg_16.ckpt "
                      "(TF-slim's vgg_16_2016_08_28.tar.gz) and a style dataset built with it.")

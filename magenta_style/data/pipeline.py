@@ -63,7 +63,8 @@ MAX_CONSECUTIVE_RECORD_FAILURES = 1000
 # Undecodable items named on stderr per pipeline (the rest are only counted).
 MAX_NAMED_FAILURES = 5
 # The marker of the give-up error, found again by `content_failure_message`.
-_FAILURE_MARKER = "content images in a row could not be decoded"
+# (style_pipeline.py's style images fail with the same marker.)
+FAILURE_MARKER = "images in a row could not be decoded"
 
 
 class DataError(ValueError):
@@ -196,7 +197,7 @@ def content_failure_message(error):
       `error` is something else.
     """
     text = " ".join(str(getattr(error, "message", error)).split())
-    match = re.search(r"assertion failed: \[([^\[\]]*" + _FAILURE_MARKER
+    match = re.search(r"assertion failed: \[([^\[\]]*" + FAILURE_MARKER
                       + r"[^\[\]]*)\](?: \[([^\[\]]*)\])?", text)
     if match is None:
         return None
@@ -352,7 +353,7 @@ def _tfds_stream(source, seed, input_context):
 
 
 def make_dataset_fn(source, data_config, global_batch_size, num_styles, seed=0,
-                    start_index=0, label_offset=0, stability_stddev=0.0):
+                    start_index=0, label_offset=0, stability_stddev=0.0, styles=None):
     """Returns `dataset_fn(input_context)` for strategy.distribute_datasets_from_function.
 
     Each input pipeline yields per-replica batches (static shapes, drop_remainder) of
@@ -361,7 +362,9 @@ def make_dataset_fn(source, data_config, global_batch_size, num_styles, seed=0,
       label: int32 [b], style of each example (label_offset .. + num_styles - 1);
       index: int64 [b], global example index;
       skipped: int64 [b], undecodable items dropped just before each example;
-      noise: float32 [b, S, S, 3], only when stability_stddev > 0.
+      noise: float32 [b, S, S, 3], only when stability_stddev > 0;
+      style: float32 [b, s, s, 3] in [0, 1], only with `styles`: each example's style
+        image (the arbitrary generator's), s the same within a global batch.
     Pipeline i of n gets, for every step, the i-th of n equal slices of the global batch,
     which the strategy hands to its local replicas in order.
 
@@ -374,6 +377,8 @@ def make_dataset_fn(source, data_config, global_batch_size, num_styles, seed=0,
       start_index: global index of the first example (step * global_batch_size).
       label_offset: added to every label (add_styles: the base model's style count).
       stability_stddev: > 0 adds per-example Gaussian `noise`.
+      styles: None, or a style_pipeline.StyleImages: adds `style` (and its undecodable
+        style images to `skipped`).
 
     Returns:
       callable(tf.distribute.InputContext or None) -> tf.data.Dataset.
@@ -459,7 +464,7 @@ def make_dataset_fn(source, data_config, global_batch_size, num_styles, seed=0,
             named = tf.cond(name_it, report, lambda: named)
             gap = tf.where(ok, failures, failures + 1)
             with tf.control_dependencies([tf.debugging.Assert(
-                    gap < limit, [f"{description}: {limit} {_FAILURE_MARKER}; check the "
+                    gap < limit, [f"{description}: {limit} content {FAILURE_MARKER}; check the "
                                   "content source", name])]):
                 gap = tf.identity(gap)
             return (tf.where(ok, tf.constant(0, tf.int64), gap), named), (ok, index, image, gap)
@@ -468,18 +473,26 @@ def make_dataset_fn(source, data_config, global_batch_size, num_styles, seed=0,
                                  count_failures)
         examples = examples.filter(lambda ok, index, image, gap: ok)
 
-        def to_example(ok, index, image, skipped):
+        def to_example(ok, index, image, skipped, *style):
             del ok
             example = {"image": image,
                        "label": style_label(seed, index, num_styles, label_offset),
                        "index": index, "skipped": skipped}
             if stability_stddev > 0:
                 example["noise"] = stability_noise(seed, index, image_size, stability_stddev)
+            if style:
+                example["style"] = style[0]
+                example["skipped"] = skipped + style[1]
             return example
 
+        if styles is not None:
+            examples = styles.attach(examples, pipeline_id, num_pipelines, chunk)
         examples = examples.map(to_example, num_parallel_calls=tf.data.AUTOTUNE,
                                 deterministic=True)
-        return examples.batch(per_replica, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        batches = examples.batch(per_replica, drop_remainder=True)
+        if styles is not None:
+            batches = batches.map(styles.resize_batch)
+        return batches.prefetch(tf.data.AUTOTUNE)
 
     return dataset_fn
 

@@ -37,6 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from magenta_style import config
 from magenta_style.networks import batch_norm
 from magenta_style.networks import inception_v3
 from magenta_style.networks import kernels
@@ -62,10 +63,10 @@ STYLE_NORM_LAYERS = tuple(
     + ["expand/conv1/conv", "expand/conv2/conv", "expand/conv3/conv"])
 
 
-# The loss weights of Magenta's arbitrary_image_stylization_train.py.
-DEFAULT_CONTENT_WEIGHTS = {"vgg_16/conv3": 1.0}
-DEFAULT_STYLE_WEIGHTS = {f"vgg_16/conv{i}": 0.5e-3 for i in range(1, 5)}
-DEFAULT_TOTAL_VARIATION_WEIGHT = 1e4
+# The loss weights of Magenta's arbitrary_image_stylization_train.py (config.py's).
+DEFAULT_CONTENT_WEIGHTS = dict(config.MAGENTA_CONTENT_WEIGHTS)
+DEFAULT_STYLE_WEIGHTS = dict(config.ARBITRARY_STYLE_WEIGHTS)
+DEFAULT_TOTAL_VARIATION_WEIGHT = config.ARBITRARY_DEFAULTS["total_variation_weight"]
 
 
 class StyleImageError(ValueError):

@@ -14,6 +14,7 @@ model has `style_params/...` heads, an N-style one `.../InstanceNorm/gamma` tabl
 """
 import dataclasses
 import os
+import re
 
 from absl import logging
 import tensorflow as tf
@@ -60,14 +61,28 @@ def infer_config(prefix):
     return config.ModelConfig(num_styles=1, alpha=alpha, generator=GENERATOR)
 
 
+# What a native training checkpoint (train_lib) holds besides the model: never mapped.
+_IGNORED_NATIVE_KEYS = re.compile(r"^(optimizer/|step$|next_index$|skipped_images$|"
+                                  r"_CHECKPOINTABLE_OBJECT_GRAPH$|save_counter$)")
+_NATIVE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+
+
 def load_magenta_weights(model, prefix):
-    """Copies a Magenta TF1 checkpoint into the built `model`; returns checkpoints.LoadReport.
+    """Copies a Magenta TF1 checkpoint, or a native one (ours, a training run's
+    included), into the built `model`; returns checkpoints.LoadReport: every model
+    weight loaded; `ignored` the keys deliberately skipped (global_step, optimizer
+    slots, vgg_16, a training run's counters), `unmapped` any other key.
 
     Raises:
       checkpoints.CheckpointError: a weight is missing, a shape differs, or the file is
         truncated or corrupt.
     """
-    reader, shapes = checkpoints._read_all(prefix)  # pylint: disable=protected-access
+    reader, raw_shapes = checkpoints._read_all(prefix)  # pylint: disable=protected-access
+    native = PROBE_KEY not in raw_shapes
+    # {Magenta key: stored key}: a native checkpoint's keys carry a suffix.
+    stored = {(k[:-len(_NATIVE_SUFFIX)] if native and k.endswith(_NATIVE_SUFFIX) else k): k
+              for k in raw_shapes}
+    shapes = {k: raw_shapes[v] for k, v in stored.items()}
     wanted = model.checkpoint_keys()
     missing = sorted(k for k in wanted if k not in shapes)
     if missing:
@@ -81,12 +96,13 @@ def load_magenta_weights(model, prefix):
                 f"{tuple(variable.shape)}")
     try:
         for key, variable in wanted.items():
-            variable.assign(reader.get_tensor(key))
+            variable.assign(reader.get_tensor(stored[key]))
     except checkpoints._CORRUPT_ERRORS as e:  # pylint: disable=protected-access
         raise checkpoints.CheckpointError(
             f"cannot read checkpoint {prefix!r} (truncated or corrupt?): "
             f"{checkpoints._reason(e)}") from None  # pylint: disable=protected-access
-    ignored_re = checkpoints._IGNORED_MAGENTA_KEYS  # pylint: disable=protected-access
+    ignored_re = (_IGNORED_NATIVE_KEYS if native
+                  else checkpoints._IGNORED_MAGENTA_KEYS)  # pylint: disable=protected-access
     others = sorted(k for k in shapes if k not in wanted)
     return checkpoints.LoadReport(loaded=sorted(wanted),
                                   ignored=[k for k in others if ignored_re.match(k)],

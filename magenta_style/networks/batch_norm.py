@@ -27,6 +27,9 @@ class BatchNorm(keras.layers.Layer):
       activation: optional elementwise callable applied last.
       training: True normalises with the batch's statistics over (B, H, W) and
         updates the moving averages by `decay`; False/None uses the moving statistics.
+        With the attribute `sync` set (train's --sync_batch_norm), the statistics are
+        those of the global batch, all-reduced over the replicas of a tf.distribute
+        strategy (E[x^2] - E[x]^2 from summed moments).
 
     Returns float32 [B, H, W, C].
 
@@ -38,6 +41,7 @@ class BatchNorm(keras.layers.Layer):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
         self.decay = float(decay)
+        self.sync = False  # Set by the trainer; not a saved option of the layer.
 
     def build(self, inputs_shape, *args, **kwargs):
         channels = int(inputs_shape[-1])
@@ -55,13 +59,24 @@ class BatchNorm(keras.layers.Layer):
              training=None):
         x = tf.cast(inputs, tf.float32)
         if training:
-            mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
+            mean, variance = self._batch_moments(x)
             for var, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
                 var.assign(self.decay * var + (1.0 - self.decay) * tf.stop_gradient(value))
         else:
             mean, variance = self.moving_mean, self.moving_variance
         y = tf.nn.batch_normalization(x, mean, variance, self.beta, None, self.epsilon)
         return y if activation is None else activation(y)
+
+    def _batch_moments(self, x):
+        context = tf.distribute.get_replica_context()
+        if not (self.sync and context is not None and context.num_replicas_in_sync > 1):
+            return tf.nn.moments(x, axes=[0, 1, 2])
+        count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
+        total, squares = tf.reduce_sum(x, [0, 1, 2]), tf.reduce_sum(tf.square(x), [0, 1, 2])
+        count, total, squares = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                                   [count, total, squares])
+        mean = total / count
+        return mean, tf.maximum(squares / count - tf.square(mean), 0.0)
 
     def compute_output_shape(self, inputs_shape, *args, **kwargs):
         return inputs_shape

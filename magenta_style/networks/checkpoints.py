@@ -31,6 +31,7 @@ from absl import logging
 import tensorflow as tf
 
 from magenta_style import config as config_lib
+from magenta_style.networks import arbitrary
 from magenta_style.networks import generators
 from magenta_style.networks import transformer
 
@@ -340,9 +341,12 @@ def load_model(path, num_styles=None, alpha=None, magenta_compatible=False):
 def weight_keys(model):
     """{checkpoint key: variable} of a generator's weights, in `model.weights` order.
 
-    Magenta's network is keyed by Magenta's TF1 names (`magenta_name`); any other
-    generator by its Keras weight path under the same `transformer/` scope.
+    Magenta's networks are keyed by Magenta's TF1 names (`magenta_name`; the arbitrary
+    one's `checkpoint_keys`); any other generator by its Keras weight path under the
+    same `transformer/` scope.
     """
+    if isinstance(model, arbitrary.ArbitraryStyleNetwork):
+        return model.checkpoint_keys()  # Magenta's names, as its own checkpoints have.
     magenta = isinstance(model, transformer.StyleTransferNetwork)
     keys = {}
     for variable in model.weights:

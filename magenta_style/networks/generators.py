@@ -2,7 +2,8 @@
 
 `build(model_config)` dispatches on `model_config.generator`: "magenta" is
 transformer.StyleTransferNetwork, "boe_yuv444" / "boe_yuv420" are boe.BoeGenerator
-(Fig. 11A / 11B). Every consumer (checkpoints, training, tools) calls it, so a
+(Fig. 11A / 11B), "arbitrary" is arbitrary.ArbitraryStyleNetwork (called
+`model(content, style_images)` instead; see arbitrary.py). Every consumer (checkpoints, training, tools) calls it, so a
 config.json decides the network and nobody passes the generator by flag again.
 Every generator has the same call, `model(images, style, strength=None)`, images
 float32 [B, H, W, 3] in [0, 1] -> same shape, and the attributes `num_styles`,
@@ -10,6 +11,8 @@ float32 [B, H, W, 3] in [0, 1] -> same shape, and the attributes `num_styles`,
 """
 import tensorflow as tf
 
+from magenta_style import config
+from magenta_style.networks import arbitrary
 from magenta_style.networks import boe
 from magenta_style.networks import transformer
 
@@ -27,6 +30,9 @@ def build(model_config, magenta_compatible=False):
     """
     if model_config.generator == "magenta":
         return transformer.build_transformer(model_config, magenta_compatible)
+    if model_config.generator == config.ARBITRARY:
+        return arbitrary.build_arbitrary(model_config.alpha,
+                                         magenta_compatible=magenta_compatible)
     if magenta_compatible:
         raise ValueError(f"magenta_compatible applies to the Magenta generator only; this "
                          f"model is {model_config.generator} (its output size always equals "

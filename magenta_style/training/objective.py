@@ -10,6 +10,11 @@ Numerics are Magenta's: content + style loss from VGG-16 features, each example
 against its own style's Gram matrices, style weights scaled per example by
 `style_coefficients`, plus total variation; then the optional terms: stability (the
 output's change under input noise) and BOE's weight-bias ratio.
+
+The arbitrary generator (networks/arbitrary.py; `style_grams` None) is Magenta's
+`arbitrary_image_stylization_losses.total_loss`: each example's Gram targets come from
+its own style image, through VGG in the graph, and the network runs in training mode
+(batch statistics in InceptionV3 and the contract layers, moving averages updated).
 """
 import numpy as np
 import tensorflow as tf
@@ -55,7 +60,8 @@ class Objective:
       model: a generator (generators.build; num_styles S).
       vgg_net: vgg.VGG16Features or VGG19Features, frozen.
       style_grams: dict {end point: float32 [K, C, C]}, the style dataset's Grams
-        (K dataset styles).
+        (K dataset styles); None for the arbitrary generator (Grams of the batch's
+        style images).
       loss_config: config.LossConfig (weights, coefficients, total variation,
         stability and weight-bias settings).
       label_offset: model style id of the dataset's style 0 (add_styles).
@@ -73,40 +79,68 @@ class Objective:
         self.label_offset = int(label_offset)
         self.content_weights = dict(loss_config.content_weights)
         self.style_weights = dict(loss_config.style_weights)
-        num_dataset_styles = int(next(iter(style_grams.values())).shape[0])
-        # Frozen, replicated, never checkpointed: the targets of the style loss.
-        self.style_grams = {
-            name: tf.Variable(np.asarray(style_grams[name], np.float32), trainable=False,
-                              name=f"grams_{name.replace('/', '_')}")
-            for name in self.style_weights}
-        coefficients = loss_config.style_coefficients or (1.0,) * num_dataset_styles
-        self.style_coefficients = tf.constant(coefficients, tf.float32)
+        self.arbitrary = style_grams is None
+        if self.arbitrary:
+            self.style_grams = self.style_coefficients = None
+        else:
+            num_dataset_styles = int(next(iter(style_grams.values())).shape[0])
+            # Frozen, replicated, never checkpointed: the targets of the style loss.
+            self.style_grams = {
+                name: tf.Variable(np.asarray(style_grams[name], np.float32), trainable=False,
+                                  name=f"grams_{name.replace('/', '_')}")
+                for name in self.style_weights}
+            coefficients = loss_config.style_coefficients or (1.0,) * num_dataset_styles
+            self.style_coefficients = tf.constant(coefficients, tf.float32)
         # W, B and L_L1 are logged for every generator with conv biases, also at chi = 0.
         self.with_weight_bias = hasattr(model, "kernels_and_biases")
         self.term_names = loss_term_names(loss_config, with_weight_bias=self.with_weight_bias)
 
-    def per_example_losses(self, images, labels, noise=None):
+    def per_example_losses(self, images, labels, noise=None, style_images=None,
+                           training=True):
         """Magenta's losses for a batch, per example.
 
         Args:
           images: float32 [B, H, W, 3] in [0, 1], content images.
-          labels: int32 [B], model style ids (dataset style + label_offset).
+          labels: int32 [B], model style ids (dataset style + label_offset); ignored by
+            the arbitrary generator.
           noise: float32 [B, H, W, 3] input noise for the stability term, or None.
+          style_images: the arbitrary generator's: float32 [B, Hs, Ws, 3] in [0, 1],
+            example b's style image (Hs, Ws >= 43).
+          training: the arbitrary generator's batch norms: batch statistics (and
+            moving-average updates) when True, the moving statistics when False.
 
         Returns:
           (total float32 [B], terms {name: float32 [B]}) with Magenta's names,
           plus `stability_loss` / `weighted_stability_loss` when the weight is > 0.
         """
-        stylized = self.model(images, labels)
+        if self.arbitrary:
+            if style_images is None:
+                raise ValueError("the arbitrary generator's losses need the style images")
+            bottlenecks = self.model.predict_style(style_images, training=training)
+
+            def stylize(content):
+                return self.model.transfer(content, bottlenecks, training=training)
+
+            # No gradient reaches the targets: nothing trainable feeds them.
+            style_features = self.vgg(style_images)
+            grams = {name: losses.gram_matrix(style_features[name])
+                     for name in self.style_weights}
+            coefficients = None
+        else:
+            def stylize(content):
+                return self.model(content, labels)
+
+            dataset_labels = labels - self.label_offset
+            grams = losses.gather_style_grams(self.style_grams, dataset_labels)
+            coefficients = losses.gather_style_coefficients(self.style_coefficients,
+                                                            dataset_labels)
+        stylized = stylize(images)
         # Two VGG calls, as Magenta makes them, rather than one on the concatenated batch:
         # nothing trainable feeds the content branch, so the tape records none of it and
         # the backward pass runs through VGG for the stylized half only (one concatenated
         # call would backpropagate through both halves: ~25% more work per step).
         content_features = self.vgg(images)
         stylized_features = self.vgg(stylized)
-        dataset_labels = labels - self.label_offset
-        grams = losses.gather_style_grams(self.style_grams, dataset_labels)
-        coefficients = losses.gather_style_coefficients(self.style_coefficients, dataset_labels)
         total, terms = losses.total_loss(
             content_features, stylized_features, grams, self.content_weights,
             self.style_weights, coefficients, stylized_images=stylized,
@@ -115,7 +149,7 @@ class Objective:
             if noise is None:
                 raise ValueError("stability_weight > 0 needs the batch's noise")
             noisy = tf.clip_by_value(images + noise, 0.0, 1.0)
-            change = tf.reduce_mean(tf.square(self.model(noisy, labels) - stylized),
+            change = tf.reduce_mean(tf.square(stylize(noisy) - stylized),
                                     axis=[1, 2, 3])
             weighted = self.loss_config.stability_weight * change
             terms["stability_loss"] = change

@@ -41,9 +41,13 @@ import tensorflow as tf
 from magenta_style import config as config_lib
 from magenta_style.data import pipeline
 from magenta_style.data import style_dataset
+from magenta_style.data import style_pipeline
 from magenta_style.media import fileio
+from magenta_style.networks import arbitrary_checkpoints
+from magenta_style.networks import batch_norm
 from magenta_style.networks import checkpoints
 from magenta_style.networks import generators
+from magenta_style.networks import inception_weights
 from magenta_style.networks import transformer
 from magenta_style.networks import vgg
 from magenta_style.networks import vgg_weights
@@ -300,6 +304,10 @@ class _Inputs:
       base_config: its config.ModelConfig, or None.
       label_offset: model style id of the dataset's style 0 (add_styles: the base's
         style count; else 0).
+      styles: the arbitrary generator's style_pipeline.StyleSource (info is None then).
+      inception: the arbitrary generator's InceptionV3 start, {slim key: array}, or None
+        (with init_checkpoint).
+      init_prefix: the arbitrary generator's --init_checkpoint prefix, or "".
     """
 
     info: object
@@ -307,6 +315,9 @@ class _Inputs:
     base: object = None
     base_config: object = None
     label_offset: int = 0
+    styles: object = None
+    inception: object = None
+    init_prefix: str = ""
 
 
 def _strategy(cfg, strategy):
@@ -324,8 +335,40 @@ def _strategy(cfg, strategy):
     return strategy
 
 
+def _read_arbitrary_inputs(experiment):
+    """The arbitrary generator's inputs: style images, content images, and the start
+    (InceptionV3 weights, or --init_checkpoint's prefix), read before anything is built
+    or written so that a wrong one is a one-line error."""
+    cfg = experiment.train
+    try:
+        styles = style_pipeline.resolve_style_source(experiment.data)
+        source = pipeline.resolve_content_source(experiment.data)
+    except pipeline.DataError as e:
+        raise TrainError(str(e)) from None
+    inception, init_prefix = None, ""
+    if cfg.init_checkpoint:
+        try:
+            init_prefix, _ = checkpoints.resolve_checkpoint(cfg.init_checkpoint)
+            init_config = arbitrary_checkpoints.infer_config(init_prefix)
+        except checkpoints.CheckpointError as e:
+            raise TrainError(f"--init_checkpoint: {e}") from None
+        if transformer.layer_widths(init_config.alpha) != transformer.layer_widths(
+                experiment.alpha):
+            raise TrainError(f"--alpha={experiment.alpha} disagrees with --init_checkpoint "
+                             f"(alpha={init_config.alpha})")
+    else:
+        try:
+            inception = inception_weights.read_inception_weights(
+                cfg.inception_v3_checkpoint, inception_weights.wanted_shapes())
+        except inception_weights.InceptionWeightsError as e:
+            raise TrainError(str(e)) from None
+    return _Inputs(None, source, styles=styles, inception=inception, init_prefix=init_prefix)
+
+
 def _read_inputs(experiment):
     """Style dataset, content images and finetuning base (fail fast, before any model)."""
+    if experiment.generator == config_lib.ARBITRARY:
+        return _read_arbitrary_inputs(experiment)
     cfg = experiment.train
     info = _read_style_dataset(experiment.data.style_dataset_file)
     if experiment.loss.style_coefficients and (
@@ -350,6 +393,9 @@ def _read_inputs(experiment):
 
 def _model_config(experiment, inputs):
     """The config.ModelConfig this run trains: styles from the dataset (and the base)."""
+    if experiment.generator == config_lib.ARBITRARY:
+        return config_lib.ModelConfig(num_styles=1, alpha=experiment.alpha,
+                                      generator=config_lib.ARBITRARY)
     info, base_config, label_offset = inputs.info, inputs.base_config, inputs.label_offset
     if experiment.train.add_styles:
         names = tuple(base_config.style_names or
@@ -400,6 +446,10 @@ def _build_trainer(experiment, strategy, model_config, inputs, loss_hook):
     try:
         with strategy.scope():
             model = generators.build(model_config)
+            if cfg.sync_batch_norm:
+                for layer in model._flatten_layers():  # pylint: disable=protected-access
+                    if isinstance(layer, batch_norm.BatchNorm):
+                        layer.sync = True
             conv_end_points = objective.needs_conv_end_points(experiment.loss)
             try:
                 vgg_net = vgg.build_vgg(experiment.loss.vgg_checkpoint,
@@ -407,11 +457,13 @@ def _build_trainer(experiment, strategy, model_config, inputs, loss_hook):
                                         conv_end_points=conv_end_points)
             except vgg_weights.VGGWeightsError as e:
                 raise TrainError(str(e)) from None
-            try:
-                style_grams = style_dataset.dataset_grams(
-                    vgg_net, inputs.info, dict(experiment.loss.style_weights))
-            except style_dataset.StyleDatasetError as e:
-                raise TrainError(str(e)) from None
+            style_grams = None  # The arbitrary generator's come from its style batch.
+            if inputs.info is not None:
+                try:
+                    style_grams = style_dataset.dataset_grams(
+                        vgg_net, inputs.info, dict(experiment.loss.style_weights))
+                except style_dataset.StyleDatasetError as e:
+                    raise TrainError(str(e)) from None
             return train_step.Trainer(
                 model, vgg_net, style_grams, experiment.loss, cfg.batch_size, cfg.learning_rate,
                 label_offset=inputs.label_offset,
@@ -461,6 +513,22 @@ def _restore(trainer, experiment, strategy, inputs, progress):
         # twice about "unrestored values" when the status is garbage-collected.
         status.expect_partial()
         progress(f"resuming from {latest} at step {int(trainer.step.numpy())}")
+    elif inputs.init_prefix:
+        try:
+            report = arbitrary_checkpoints.load_magenta_weights(trainer.model,
+                                                               inputs.init_prefix)
+        except checkpoints.CheckpointError as e:
+            raise TrainError(f"--init_checkpoint: {e}") from None
+        progress(f"starting every variable from {inputs.init_prefix}: loaded "
+                 f"{len(report.loaded)}; skipped {len(report.ignored + report.unmapped)}"
+                 + (f": {', '.join(report.ignored + report.unmapped)}"
+                    if report.ignored or report.unmapped else ""))
+    elif inputs.inception is not None:
+        keys = trainer.model.predictor.inception.checkpoint_keys()
+        for key, variable in keys.items():
+            variable.assign(inputs.inception[key])
+        progress(f"training from scratch (seed {cfg.seed}), InceptionV3 from "
+                 f"{cfg.inception_v3_checkpoint}")
     elif inputs.base is not None:
         _init_from_base(trainer.model, inputs.base, cfg.add_styles)
         what = (f"adding {inputs.info.num_styles} style(s) to the {inputs.label_offset} of"
@@ -488,20 +556,28 @@ def _save_run_config(experiment, model_config, label_offset):
 
 def _input_iterator(experiment, strategy, inputs, trainer):
     """The distributed input pipeline, starting at the restored data position."""
+    cfg = experiment.train
+    start = int(trainer.next_index.numpy())
+    styles = None
+    if inputs.styles is not None:
+        styles = style_pipeline.StyleImages(inputs.styles, experiment.data, cfg.batch_size,
+                                            seed=cfg.seed, start_index=start)
     dataset_fn = pipeline.make_dataset_fn(
-        inputs.source, experiment.data, experiment.train.batch_size, inputs.info.num_styles,
-        seed=experiment.train.seed, start_index=int(trainer.next_index.numpy()),
-        label_offset=inputs.label_offset,
+        inputs.source, experiment.data, cfg.batch_size,
+        inputs.info.num_styles if inputs.info is not None else 1,
+        seed=cfg.seed, start_index=start, label_offset=inputs.label_offset,
         stability_stddev=(experiment.loss.stability_noise_stddev
-                          if experiment.loss.stability_weight > 0 else 0.0))
+                          if experiment.loss.stability_weight > 0 else 0.0), styles=styles)
     return iter(strategy.distribute_datasets_from_function(dataset_fn))
 
 
 def _describe_run(experiment, strategy, model_config, inputs):
     """The progress line that says what trains, on what, where."""
     cfg = experiment.train
+    styles = (f"styles: {inputs.styles.description}" if inputs.styles is not None
+              else f"{model_config.num_styles} styles")
     return (f"{model_config.generator} generator, "
-            f"{model_config.num_styles} styles, alpha {model_config.alpha}, content: "
+            f"{styles}, alpha {model_config.alpha}, content: "
             f"{inputs.source.description}; {strategy.num_replicas_in_sync} replica(s) "
             f"({type(strategy).__name__}, {devices.device_kind(strategy)}), "
             f"global batch {cfg.batch_size}, {experiment.data.image_size}px, "
@@ -585,8 +661,7 @@ class _Loop:
             raise TrainError(f"cannot write TensorBoard events in {cfg.train_dir}: "
                              f"{checkpoints.write_error_reason(e)}") from None
         try:
-            preview = _preview(inputs.source, self.experiment, inputs.info,
-                               inputs.label_offset, cfg.image_summary_count,
+            preview = _preview(inputs, self.experiment, cfg.image_summary_count,
                                self.trainer.model)
         except tf.errors.InvalidArgumentError as e:
             _raise_content_failure(e)
@@ -748,14 +823,25 @@ def _raise_content_failure(error):
     raise TrainError(message) from None
 
 
-def _preview(source, experiment, info, label_offset, count, model):
+def _preview(inputs, experiment, count, model):
     """The summaries.Preview of `count` content images (None when count is 0)."""
     if not count:
         return None
-    fn = pipeline.make_dataset_fn(source, experiment.data, count, info.num_styles,
+    info, label_offset = inputs.info, inputs.label_offset
+    fn = pipeline.make_dataset_fn(inputs.source, experiment.data, count,
+                                  info.num_styles if info is not None else 1,
                                   seed=experiment.train.seed, label_offset=label_offset)
     batch = next(iter(fn(None)))
-    dataset_labels = batch["label"].numpy() - label_offset
     size = experiment.data.image_size
+    if inputs.styles is not None:
+        # The arbitrary model is called model(content, style images): the "labels".
+        # At least InceptionV3's smallest input, and the smallest training style side.
+        side = max(size, experiment.data.min_style_image_size
+                   if experiment.data.random_style_image_size else 0)
+        styles = style_pipeline.preview_styles(inputs.styles, side, count)
+        if styles is None:
+            return None
+        return summaries.Preview(batch["image"][:styles.shape[0]], styles, styles, model)
+    dataset_labels = batch["label"].numpy() - label_offset
     styles = tf.stack([tf.image.resize(info.images[i], [size, size]) for i in dataset_labels])
     return summaries.Preview(batch["image"], batch["label"], styles, model)

@@ -53,7 +53,8 @@ class Trainer:
     Args:
       model: a generator (generators.build; num_styles S).
       vgg_net: vgg.VGG16Features or VGG19Features, frozen.
-      style_grams: dict {end point: float32 [K, C, C]}, the style dataset's Grams.
+      style_grams: dict {end point: float32 [K, C, C]}, the style dataset's Grams; None
+        for the arbitrary generator (the batch's style images give them).
       loss_config: config.LossConfig.
       global_batch_size: int.
       learning_rate: float.
@@ -109,19 +110,21 @@ class Trainer:
         return make(self.model, self.optimizer, step=self.step, next_index=self.next_index,
                     skipped_images=self.skipped_images)
 
-    def per_example_losses(self, images, labels, noise=None):
+    def per_example_losses(self, images, labels, noise=None, style_images=None):
         """The objective's per-example losses (objective.Objective.per_example_losses)."""
-        return self.objective.per_example_losses(images, labels, noise)
+        return self.objective.per_example_losses(images, labels, noise, style_images)
 
-    def compute_gradients(self, images, labels, noise=None, step=None):
+    def compute_gradients(self, images, labels, noise=None, step=None, style_images=None):
         """This replica's share of d(global mean loss)/d(train_vars).
+
+        style_images: the arbitrary generator's, float32 [b, Hs, Ws, 3] in [0, 1].
 
         Returns:
           (gradients list aligned with train_vars, terms {name: float32 [b]},
            per-example total [b]). With a LossScaleOptimizer the gradients are scaled.
         """
         with tf.GradientTape() as tape:
-            total, terms = self.per_example_losses(images, labels, noise)
+            total, terms = self.per_example_losses(images, labels, noise, style_images)
             if self.loss_hook is not None:
                 total = self.loss_hook(total, step)
                 terms["total_loss"] = total
@@ -158,7 +161,8 @@ class Trainer:
     def replica_step(self, batch):
         """One optimizer step on this replica's batch; returns reported values."""
         gradients, terms, _ = self._gradients(batch["image"], batch["label"],
-                                              batch.get("noise"), self.step)
+                                              batch.get("noise"), self.step,
+                                              batch.get("style"))
         gradients = self._postprocess(gradients)
         self.optimizer.apply_gradients(zip(gradients, self.train_vars))
         # Summed over replicas by the caller: contributions to global-batch means.
