@@ -10,10 +10,12 @@ the train_dir stays untouched. Sources:
   (`InceptionV3/Mixed_5b/Branch_1/Conv2d_0b_5x5/BatchNorm/moving_mean`); what lies past
   Mixed_6e (Mixed_7*, Logits, AuxLogits) and global_step are skipped.
 - a Keras InceptionV3 weights file (keras.applications.InceptionV3, with or without the
-  top; the legacy `.h5` layout or Keras 3's `.weights.h5`): the same network (no conv
-  bias, batch norm without scale, epsilon 1e-3), so Keras' n-th Conv2D and n-th
-  BatchNormalization, in creation order (their names' numeric suffixes), are slim's
-  n-th convolution in InceptionV3Base order. Every shape is checked.
+  top; the legacy `.h5` layout or Keras 3's `.weights.h5`), loaded by Keras into its own
+  InceptionV3. It is the same network (no conv bias, batch norm without scale, epsilon
+  1e-3), created in slim's order, so Keras' n-th Conv2D and n-th BatchNormalization in
+  creation order are slim's n-th convolution in InceptionV3Base order. (Not the file's
+  order: a `.weights.h5` names layers by their place in the model's topological order.)
+  Every shape is checked.
 - `random:SEED`: InceptionV3Base's own initialisation (truncated normal, stddev 0.1;
   batch norm beta 0, moving mean 0, variance 1), drawn from SEED.
 
@@ -21,7 +23,6 @@ Both files expect inputs in [-1, 1]; Magenta feeds [0, 1] to its slim checkpoint
 so does this project (inception_v3.py).
 """
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
@@ -29,9 +30,6 @@ import tensorflow as tf
 from magenta_style import config
 from magenta_style.networks import inception_v3
 
-# What a Keras weights file's layer groups are called (keras.applications.InceptionV3).
-_KERAS_CONV = re.compile(r"^conv2d(?:_(\d+))?$")
-_KERAS_NORM = re.compile(r"^batch_normalization(?:_(\d+))?$")
 _NORM_PARTS = ("beta", "moving_mean", "moving_variance")
 
 
@@ -113,63 +111,48 @@ def _slim(source, wanted, flag):
         raise InceptionWeightsError(f"{flag}: unreadable (truncated?): {reason}") from None
 
 
-def _keras_layers(handle):
-    """{layer name: [arrays in the layer's weight order]} of a Keras weights file."""
-    layers = {}
-    if "layer_names" in handle.attrs:  # The legacy layout (keras.applications' files).
-        group = handle["model_weights"] if "model_weights" in handle else handle
-        for name in group.attrs["layer_names"]:
-            name = name.decode() if isinstance(name, bytes) else name
-            names = [n.decode() if isinstance(n, bytes) else n
-                     for n in group[name].attrs.get("weight_names", [])]
-            arrays = [np.asarray(group[name][n]) for n in names]
-            if names and name.startswith("batch_normalization"):
-                # By name: a legacy BatchNormalization lists gamma only when it scales.
-                parts = {p: a for n, a in zip(names, arrays) for p in _NORM_PARTS
-                         if n.rsplit("/", 1)[-1].startswith(p)}
-                arrays = [parts.get(p) for p in _NORM_PARTS]
-            layers[name] = arrays
-    elif "layers" in handle:  # Keras 3's .weights.h5: layers/<name>/vars/<i>.
-        for name, group in handle["layers"].items():
-            if "vars" in group:
-                found = group["vars"]
-                layers[name] = [np.asarray(found[str(i)]) for i in range(len(found))]
-    return layers
+def _creation_order(layers, kind):
+    """The layers of class `kind` in creation order: Keras numbers auto-named layers
+    (conv2d, conv2d_1, ...) as it creates them."""
+    def number(layer):
+        head, _, tail = layer.name.rpartition("_")
+        return int(tail) if head and tail.isdigit() else 0
+
+    return sorted((layer for layer in layers if type(layer).__name__ == kind), key=number)
 
 
 def _keras(path, wanted, flag):
-    import h5py  # pylint: disable=import-outside-toplevel  (only for this kind of file)
+    """Loads the file into keras.applications.InceptionV3 (Keras reads both layouts),
+    then maps the n-th Conv2D / BatchNormalization created to slim's n-th convolution."""
+    import h5py  # pylint: disable=import-outside-toplevel
+    import keras  # pylint: disable=import-outside-toplevel
 
-    try:
-        with h5py.File(path, "r") as handle:
-            layers = _keras_layers(handle)
-    except (OSError, KeyError, ValueError) as e:
-        raise InceptionWeightsError(f"{flag}: not a readable Keras weights file "
-                                    f"({' '.join(str(e).split())[:160]})") from None
-
-    def ordered(pattern):
-        found = [(int(m.group(1) or 0), name) for name in layers
-                 if (m := pattern.match(name)) and layers[name]]
-        return [layers[name] for _, name in sorted(found)]
-
-    convs, norms = ordered(_KERAS_CONV), ordered(_KERAS_NORM)
+    if not h5py.is_hdf5(path):  # Before building a model for it.
+        raise InceptionWeightsError(f"{flag}: not a readable Keras InceptionV3 weights file "
+                                    "(not HDF5)")
+    errors = []
+    for include_top in (False, True):
+        model = keras.applications.InceptionV3(weights=None, include_top=include_top)
+        try:
+            model.load_weights(path)
+            break
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            errors.append(" ".join(str(e).split())[:160])
+    else:
+        raise InceptionWeightsError(f"{flag}: not a readable Keras InceptionV3 weights file "
+                                    f"({errors[0]})")
+    convs = _creation_order(model.layers, "Conv2D")
+    norms = _creation_order(model.layers, "BatchNormalization")
     scopes = [key[:-len("/weights")] for key in wanted if key.endswith("/weights")]
-    if len(convs) < len(scopes) or len(norms) < len(scopes):
-        raise InceptionWeightsError(
-            f"{flag}: not a Keras InceptionV3 weights file: {len(convs)} Conv2D and "
-            f"{len(norms)} BatchNormalization layers, InceptionV3 to Mixed_6e has "
-            f"{len(scopes)} of each")
     weights = {}
     for scope, conv, norm in zip(scopes, convs, norms):
-        arrays = {f"{scope}/weights": conv[0]}
-        if len(norm) != 3 or any(a is None for a in norm):
-            raise InceptionWeightsError(f"{flag}: its batch norm for {scope} is not "
-                                        "beta/moving_mean/moving_variance (scale=False)")
-        arrays.update({f"{scope}/BatchNorm/{p}": a for p, a in zip(_NORM_PARTS, norm)})
+        arrays = {f"{scope}/weights": conv.kernel}
+        arrays.update({f"{scope}/BatchNorm/{p}": getattr(norm, p) for p in _NORM_PARTS})
         for key, array in arrays.items():
+            array = np.asarray(array.numpy(), np.float32)
             if tuple(array.shape) != tuple(wanted[key]):
                 raise InceptionWeightsError(
-                    f"{flag}: not InceptionV3's layout: the layer for {key} has shape "
-                    f"{tuple(array.shape)}, slim's has {tuple(wanted[key])}")
-            weights[key] = np.asarray(array, np.float32)
+                    f"{flag}: the Keras layer for {key} has shape {tuple(array.shape)}, "
+                    f"slim's has {tuple(wanted[key])}")
+            weights[key] = array
     return weights
