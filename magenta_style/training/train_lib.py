@@ -369,6 +369,10 @@ def _read_inputs(experiment):
     """Style dataset, content images and finetuning base (fail fast, before any model)."""
     if experiment.generator == config_lib.ARBITRARY:
         return _read_arbitrary_inputs(experiment)
+    if not experiment.data.style_dataset_file:
+        raise TrainError(f"--style_images trains --generator={config_lib.ARBITRARY}; the "
+                         f"{experiment.generator} generator needs --style_dataset_file "
+                         "(python -m magenta_style.create_style_dataset)")
     cfg = experiment.train
     info = _read_style_dataset(experiment.data.style_dataset_file)
     if experiment.loss.style_coefficients and (
