@@ -46,10 +46,15 @@ class BatchNorm(keras.layers.Layer):
     def build(self, inputs_shape, *args, **kwargs):
         channels = int(inputs_shape[-1])
         self.beta = self.add_weight(name="beta", shape=(channels,), initializer="zeros")
+        # "mean": under a tf.distribute strategy each replica updates the average in
+        # replica context, and the replicas' new values are averaged (a MirroredVariable
+        # without an aggregation refuses updates there).
         self.moving_mean = self.add_weight(name="moving_mean", shape=(channels,),
-                                           initializer="zeros", trainable=False)
+                                           initializer="zeros", trainable=False,
+                                           aggregation="mean")
         self.moving_variance = self.add_weight(name="moving_variance", shape=(channels,),
-                                               initializer="ones", trainable=False)
+                                               initializer="ones", trainable=False,
+                                               aggregation="mean")
 
     def norm_layers(self):
         """No instance norms: the statistics do not depend on the image (tiling skips it)."""
