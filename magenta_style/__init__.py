@@ -20,13 +20,14 @@ Code map, top to bottom; a module imports only its own layer and those below it
   arbitrary-style model's style images), live (the demo's inputs to StylizeOptions),
   tiling.
 - data/: pipeline (content images), style_dataset (Magenta's TFRecords and Grams),
-  demo_images.
+  style_pipeline (the arbitrary trainer's style images and augmentation), demo_images.
 - networks/: layers, kernels (the layers' fused norm, mirror pad and convolution
   rewrites), transformer (Magenta's network), boe (BOE's generator), generators (the
   one builder), vgg (VGG-16/VGG-19 networks), vgg_weights (their layout and weight
   sources), losses, patch_loss, checkpoints, quality (HED's content-kept / style-taken
   scores), arbitrary (Magenta's arbitrary-style model: inception_v3 style predictor,
-  batch_norm, the transformer with predicted norms), arbitrary_checkpoints.
+  batch_norm, the transformer with predicted norms), arbitrary_checkpoints,
+  inception_weights (InceptionV3's starting weights for training).
 - config: frozen configs, every default and config.json (standard library only).
 - media/: images, video, fileio (atomic writes), limits (pixel caps), color.
 
