@@ -11,7 +11,8 @@ Code map, top to bottom; a module imports only its own layer and those below it
   optimizer, the traced loop), objective (the losses, shared with evaluation),
   devices (logical CPUs, strategies, mixed precision), resume (the checkpoint to
   resume from, clean-up of killed saves), summaries, evaluate_lib, dirlock (one
-  trainer per train_dir).
+  trainer per train_dir), style_cache (`train --style_images`: their style dataset,
+  built once in the train_dir).
 - serving/: export_lib (numbered SavedModel versions), signatures (StylizerModule,
   the signature table), warmup.
 - optimization/: optimize_lib (per-image optimization of the pixels).

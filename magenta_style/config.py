@@ -514,7 +514,13 @@ class DataConfig:
       style_images: instead of style_dataset_file: style images, a comma-separated list
         of files, folders and globs (parsed as stylize's --style_images). The arbitrary
         generator reads them (or style_dataset_file's `image_raw`) as raw images, one
-        random image per example, augmented as below.
+        random image per example, augmented as below. For the N-style generators the
+        trainer builds their style dataset in the train_dir, and reuses it while the
+        images, the VGG source and style_image_size stay the same
+        (training/style_cache.py); the run then records that file as style_dataset_file.
+      style_image_size: N-style generators with style_images: resize each style image
+        so that its shorter side has this many pixels first (create_style_dataset's
+        --style_size; it sets the scale of the learned strokes); 0 keeps each file's size.
       augment_style_images, random_style_image_size, min_style_image_size,
         max_style_image_size: the arbitrary generator's style augmentation (Magenta's
         image_utils.arbitrary_style_image_inputs, see data/style_pipeline.py): random
@@ -525,6 +531,7 @@ class DataConfig:
 
     style_dataset_file: str = ""
     style_images: str = ""
+    style_image_size: int = 0
     content_images: str = ""
     imagenet_data_dir: str = ""
     tfds_name: str = ""
@@ -553,6 +560,11 @@ class DataConfig:
                f"need 43 <= min_style_image_size < max_style_image_size (InceptionV3's "
                f"smallest input is 43 px), got {self.min_style_image_size!r} and "
                f"{self.max_style_image_size!r}")
+        _check(isinstance(self.style_image_size, int) and self.style_image_size >= 0,
+               f"style_image_size must be an integer >= 0, got {self.style_image_size!r}")
+        _check(not self.style_image_size or bool(self.style_images),
+               "--style_image_size applies to --style_images only (a style dataset's "
+               "images were sized when it was built)")
         _check(isinstance(self.image_size, int)
                and MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
                f"image_size must be an integer in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], got "
@@ -774,6 +786,9 @@ class ExperimentConfig(GeneratorOptions):
             for name in ("inception_v3_checkpoint", "init_checkpoint"):
                 _check(not getattr(cfg, name), f"--{name} needs --generator=arbitrary")
             return
+        _check(not self.data.style_image_size, "--style_image_size sizes the style dataset "
+               "built for an N-style generator; the arbitrary generator's style images take "
+               "--min_style_image_size / --max_style_image_size")
         _check(not cfg.finetune_from, "--finetune_from trains an N-style network's norm "
                "tables; the arbitrary generator starts from --init_checkpoint")
         _check(not self.loss.style_coefficients,
