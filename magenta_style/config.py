@@ -1234,3 +1234,102 @@ class DemoConfig:
         _check(self.max_upload_pixels >= 1,
                f"max_upload_pixels must be >= 1, got {self.max_upload_pixels}")
         _check(self.max_upload_mb >= 1, f"max_upload_mb must be >= 1, got {self.max_upload_mb}")
+
+
+# --------------------------------------------------------------------------------------
+# Serving and Magenta checkpoints (export_tflite, serving_client,
+# convert_magenta_checkpoint, export_magenta_checkpoint).
+# --------------------------------------------------------------------------------------
+
+# The model name TF Serving serves an export under (its warmup requests and the client).
+SERVED_MODEL_NAME = "magenta_style"
+
+# The SavedModel signatures export_tflite converts: an N-style export's, then the two
+# halves of an arbitrary-style export (serving/arbitrary_signatures.py).
+TFLITE_SIGNATURES = ("serving_default", "stylize_advanced", "stylize_map")
+TFLITE_ARBITRARY_SIGNATURES = ("predict_style", "transfer")
+TFLITE_QUANTIZE = ("float32", "float16", "int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class TFLiteConfig:
+    """What export_tflite converts (its flags are these fields; serving/tflite.py).
+
+    Attributes:
+      saved_model: an export version directory, or the export base (its largest version).
+      output: the .tflite file to write (atomically).
+      quantize: one of TFLITE_QUANTIZE: the weights' precision (int8: dynamic range).
+      input_size: "HxW" for a fixed-size model; None keeps batch, height and width dynamic.
+      batch_size: a fixed batch (>= 1); None: 1 with input_size, else dynamic.
+      signature: one of TFLITE_SIGNATURES + TFLITE_ARBITRARY_SIGNATURES.
+    """
+
+    saved_model: str = None
+    output: str = None
+    quantize: str = TFLITE_QUANTIZE[0]
+    input_size: str = None
+    batch_size: int = None
+    signature: str = TFLITE_SIGNATURES[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingClientConfig:
+    """One request of serving_client to TF Serving (its flags are these fields;
+    serving/predict_client.py's functions take their defaults from here).
+
+    Attributes:
+      image: the image file to stylize.
+      style_weights: comma-separated weight per style of the model.
+      output: where the stylized PNG goes (atomically).
+      strength: style strength in [0, 1]; None: full (and the plain signature).
+      preserve_colors: keep the image's colours.
+      protocol: "rest" (JSON) or "grpc".
+      server: REST base URL or gRPC host:port; None: the protocol's local default.
+      model: the served model's name.
+      model_version: a specific version (>= 1); None: the latest.
+      timeout: seconds to wait for the answer.
+      max_message_mb: the largest answer read, MiB.
+    """
+
+    image: str = None
+    style_weights: str = None
+    output: str = None
+    strength: float = None
+    preserve_colors: bool = False
+    protocol: str = "rest"
+    server: str = None
+    model: str = SERVED_MODEL_NAME
+    model_version: int = None
+    timeout: float = 60.0
+    max_message_mb: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertMagentaConfig:
+    """What convert_magenta_checkpoint converts (its flags are these fields).
+
+    Attributes:
+      magenta_checkpoint: a Magenta TF1 stylization checkpoint prefix (V1 or V2).
+      output_dir: the directory of the native checkpoint and its config.json.
+      style_names: optional name per style, in order (they must differ).
+      num_styles, alpha: optional checks of what the checkpoint's shapes say.
+    """
+
+    magenta_checkpoint: str = None
+    output_dir: str = None
+    style_names: tuple = ()
+    num_styles: int = None
+    alpha: float = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportMagentaConfig:
+    """What export_magenta_checkpoint writes (its flags are these fields).
+
+    Attributes:
+      checkpoint: a training directory or native checkpoint prefix.
+      output: the prefix of the Magenta TF1 checkpoint to write.
+    """
+
+    checkpoint: str = None
+    output: str = None
