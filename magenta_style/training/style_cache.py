@@ -29,6 +29,8 @@ import json
 import os
 import re
 
+import tensorflow as tf
+
 from magenta_style import config as config_lib
 from magenta_style.data import style_dataset
 from magenta_style.inference import style_images
@@ -149,8 +151,6 @@ def ensure_style_dataset(train_dir, text, vgg_checkpoint, style_image_size=0, pr
     def image_done(done, total, image_path):
         progress(f"  style image {done}/{total}: {image_path}")
 
-    # Imported here: TensorFlow's errors (the module's other imports load it anyway).
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     try:
         style_dataset.build_style_dataset(
             path, files, vgg_checkpoint, style_size=style_image_size or None,
