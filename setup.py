@@ -61,6 +61,12 @@ setuptools.setup(
             "magenta-style-optimize=magenta_style.optimize:run_main",
             "magenta-style-create-style-dataset=magenta_style.create_style_dataset:run_main",
             "magenta-style-demo=magenta_style.demo:run_main",
+            "magenta-style-export-tflite=magenta_style.export_tflite:run_main",
+            "magenta-style-serving-client=magenta_style.serving_client:run_main",
+            "magenta-style-convert-magenta-checkpoint="
+            "magenta_style.convert_magenta_checkpoint:run_main",
+            "magenta-style-export-magenta-checkpoint="
+            "magenta_style.export_magenta_checkpoint:run_main",
         ],
     },
 )

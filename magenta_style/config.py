@@ -514,7 +514,13 @@ class DataConfig:
       style_images: instead of style_dataset_file: style images, a comma-separated list
         of files, folders and globs (parsed as stylize's --style_images). The arbitrary
         generator reads them (or style_dataset_file's `image_raw`) as raw images, one
-        random image per example, augmented as below.
+        random image per example, augmented as below. For the N-style generators the
+        trainer builds their style dataset in the train_dir, and reuses it while the
+        images, the VGG source and style_image_size stay the same
+        (training/style_cache.py); the run then records that file as style_dataset_file.
+      style_image_size: N-style generators with style_images: resize each style image
+        so that its shorter side has this many pixels first (create_style_dataset's
+        --style_size; it sets the scale of the learned strokes); 0 keeps each file's size.
       augment_style_images, random_style_image_size, min_style_image_size,
         max_style_image_size: the arbitrary generator's style augmentation (Magenta's
         image_utils.arbitrary_style_image_inputs, see data/style_pipeline.py): random
@@ -525,6 +531,7 @@ class DataConfig:
 
     style_dataset_file: str = ""
     style_images: str = ""
+    style_image_size: int = 0
     content_images: str = ""
     imagenet_data_dir: str = ""
     tfds_name: str = ""
@@ -553,6 +560,11 @@ class DataConfig:
                f"need 43 <= min_style_image_size < max_style_image_size (InceptionV3's "
                f"smallest input is 43 px), got {self.min_style_image_size!r} and "
                f"{self.max_style_image_size!r}")
+        _check(isinstance(self.style_image_size, int) and self.style_image_size >= 0,
+               f"style_image_size must be an integer >= 0, got {self.style_image_size!r}")
+        _check(not self.style_image_size or bool(self.style_images),
+               "--style_image_size applies to --style_images only (a style dataset's "
+               "images were sized when it was built)")
         _check(isinstance(self.image_size, int)
                and MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE,
                f"image_size must be an integer in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], got "
@@ -774,6 +786,9 @@ class ExperimentConfig(GeneratorOptions):
             for name in ("inception_v3_checkpoint", "init_checkpoint"):
                 _check(not getattr(cfg, name), f"--{name} needs --generator=arbitrary")
             return
+        _check(not self.data.style_image_size, "--style_image_size sizes the style dataset "
+               "built for an N-style generator; the arbitrary generator's style images take "
+               "--min_style_image_size / --max_style_image_size")
         _check(not cfg.finetune_from, "--finetune_from trains an N-style network's norm "
                "tables; the arbitrary generator starts from --init_checkpoint")
         _check(not self.loss.style_coefficients,
@@ -1219,3 +1234,102 @@ class DemoConfig:
         _check(self.max_upload_pixels >= 1,
                f"max_upload_pixels must be >= 1, got {self.max_upload_pixels}")
         _check(self.max_upload_mb >= 1, f"max_upload_mb must be >= 1, got {self.max_upload_mb}")
+
+
+# --------------------------------------------------------------------------------------
+# Serving and Magenta checkpoints (export_tflite, serving_client,
+# convert_magenta_checkpoint, export_magenta_checkpoint).
+# --------------------------------------------------------------------------------------
+
+# The model name TF Serving serves an export under (its warmup requests and the client).
+SERVED_MODEL_NAME = "magenta_style"
+
+# The SavedModel signatures export_tflite converts: an N-style export's, then the two
+# halves of an arbitrary-style export (serving/arbitrary_signatures.py).
+TFLITE_SIGNATURES = ("serving_default", "stylize_advanced", "stylize_map")
+TFLITE_ARBITRARY_SIGNATURES = ("predict_style", "transfer")
+TFLITE_QUANTIZE = ("float32", "float16", "int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class TFLiteConfig:
+    """What export_tflite converts (its flags are these fields; serving/tflite.py).
+
+    Attributes:
+      saved_model: an export version directory, or the export base (its largest version).
+      output: the .tflite file to write (atomically).
+      quantize: one of TFLITE_QUANTIZE: the weights' precision (int8: dynamic range).
+      input_size: "HxW" for a fixed-size model; None keeps batch, height and width dynamic.
+      batch_size: a fixed batch (>= 1); None: 1 with input_size, else dynamic.
+      signature: one of TFLITE_SIGNATURES + TFLITE_ARBITRARY_SIGNATURES.
+    """
+
+    saved_model: str = None
+    output: str = None
+    quantize: str = TFLITE_QUANTIZE[0]
+    input_size: str = None
+    batch_size: int = None
+    signature: str = TFLITE_SIGNATURES[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingClientConfig:
+    """One request of serving_client to TF Serving (its flags are these fields;
+    serving/predict_client.py's functions take their defaults from here).
+
+    Attributes:
+      image: the image file to stylize.
+      style_weights: comma-separated weight per style of the model.
+      output: where the stylized PNG goes (atomically).
+      strength: style strength in [0, 1]; None: full (and the plain signature).
+      preserve_colors: keep the image's colours.
+      protocol: "rest" (JSON) or "grpc".
+      server: REST base URL or gRPC host:port; None: the protocol's local default.
+      model: the served model's name.
+      model_version: a specific version (>= 1); None: the latest.
+      timeout: seconds to wait for the answer.
+      max_message_mb: the largest answer read, MiB.
+    """
+
+    image: str = None
+    style_weights: str = None
+    output: str = None
+    strength: float = None
+    preserve_colors: bool = False
+    protocol: str = "rest"
+    server: str = None
+    model: str = SERVED_MODEL_NAME
+    model_version: int = None
+    timeout: float = 60.0
+    max_message_mb: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertMagentaConfig:
+    """What convert_magenta_checkpoint converts (its flags are these fields).
+
+    Attributes:
+      magenta_checkpoint: a Magenta TF1 stylization checkpoint prefix (V1 or V2).
+      output_dir: the directory of the native checkpoint and its config.json.
+      style_names: optional name per style, in order (they must differ).
+      num_styles, alpha: optional checks of what the checkpoint's shapes say.
+    """
+
+    magenta_checkpoint: str = None
+    output_dir: str = None
+    style_names: tuple = ()
+    num_styles: int = None
+    alpha: float = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportMagentaConfig:
+    """What export_magenta_checkpoint writes (its flags are these fields).
+
+    Attributes:
+      checkpoint: a training directory or native checkpoint prefix.
+      output: the prefix of the Magenta TF1 checkpoint to write.
+    """
+
+    checkpoint: str = None
+    output: str = None

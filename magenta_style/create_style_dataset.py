@@ -93,7 +93,6 @@ def run(cfg):
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from magenta_style.data import style_dataset  # pylint: disable=import-outside-toplevel
     from magenta_style.media import fileio  # pylint: disable=import-outside-toplevel
-    from magenta_style.networks import vgg  # pylint: disable=import-outside-toplevel
     from magenta_style.networks import vgg_weights  # pylint: disable=import-outside-toplevel
 
     output = cfg.output_file
@@ -106,12 +105,10 @@ def run(cfg):
     except OSError as e:
         raise cli.UsageError(f"cannot write {output}: {e.strerror or e}") from None
     try:
-        # Every image is checked before the (slow) VGG is built.
-        images = style_dataset.load_style_images(files, cfg.style_size)
-        vgg_model = vgg.build_vgg(cfg.vgg_checkpoint) if cfg.compute_gram_matrices else None
-        names = style_dataset.write_style_dataset(
-            output, files, vgg_model=vgg_model, style_size=cfg.style_size,
-            names=list(cfg.style_names) or None, progress=_progress, images=images)
+        names = style_dataset.build_style_dataset(
+            output, files, cfg.vgg_checkpoint, style_size=cfg.style_size,
+            names=list(cfg.style_names) or None,
+            compute_gram_matrices=cfg.compute_gram_matrices, progress=_progress)
     except (style_dataset.StyleDatasetError, vgg_weights.VGGWeightsError) as e:
         raise cli.UsageError(str(e)) from None
     except OSError as e:

@@ -2,6 +2,11 @@
     python -m magenta_style.train --flagfile=configs/quickstart.cfg
     python -m magenta_style.train --flagfile=configs/magenta_monet_10.cfg \\
         --train_dir=/tmp/monet --style_dataset_file=... --content_images=...
+    python -m magenta_style.train --style_images='my_styles/*.jpg' \\
+        --content_images=... --vgg_checkpoint=hed --train_dir=/tmp/mine
+--style_images builds the style dataset of those images in the train_dir (as
+create_style_dataset does) and reuses it while the images, the VGG source and
+--style_image_size stay the same.
 Run from the repository root: nested --flagfile paths resolve against the working
 directory. Flags after --flagfile override it. See configs/ and README.md.
 """
@@ -43,6 +48,14 @@ def _define_flags(fv):
                 "boe_composite": config_lib.BOE_COMPOSITES})
     cli.define_field_flags(fv, config_lib.DataConfig, {
         "style_dataset_file": "Style TFRecord (python -m magenta_style.create_style_dataset).",
+        "style_images": "Instead of --style_dataset_file: style images, comma-separated "
+                        "files, folders or quoted globs. N-style generators: their style "
+                        "dataset is built in --train_dir and reused while the images, VGG "
+                        "source and --style_image_size are unchanged; "
+                        "--generator=arbitrary: raw style images.",
+        "style_image_size": "N-style generators with --style_images: resize each style "
+                            "image's shorter side to this many pixels first (sets the scale "
+                            "of the learned strokes); 0 keeps each file's size.",
         "image_size": "Training crop size, pixels.",
         "content_images": "Glob, folder or comma-list of JPEG/PNG files or of TFRecord "
                           "files with image/encoded.",
@@ -52,8 +65,6 @@ def _define_flags(fv):
         "tfds_data_dir": "TFDS data directory.",
         "random_crop": "Random crops instead of Magenta's central crop.",
         "random_flip": "Random horizontal flips.",
-        "style_images": "Instead of --style_dataset_file: style images, comma-separated "
-                        "files, folders or globs (--generator=arbitrary: raw style images).",
         "augment_style_images": "Arbitrary generator: Magenta's style augmentation "
                                 "(colour, flips, random-size crop); off: central crops.",
         "random_style_image_size": "Arbitrary generator: resize each batch's style images "
@@ -160,6 +171,9 @@ def parse_args(argv):
     fv = cli.parse_flag_values(cli.new_flag_values(_define_flags), argv)
     values = fv.flag_values_dict()
     if fv.demo_data_dir:
+        if fv.style_images:
+            raise cli.UsageError("--demo_data_dir draws its own style images; give it or "
+                                 "--style_images, not both")
         if not fv.vgg_checkpoint:
             raise cli.UsageError("--demo_data_dir needs --vgg_checkpoint (the quickstart "
                                  "uses hed)")
@@ -192,7 +206,7 @@ def run(args):
         if args.style_grid:
             from magenta_style.training import evaluate_lib  # pylint: disable=import-outside-toplevel
             print("writing the style grid (every content image in every style)", flush=True)
-            grid = evaluate_lib.style_grid_from_training(experiment, result.train_dir)
+            grid = evaluate_lib.style_grid_from_training(result.experiment, result.train_dir)
     except train_lib.NonFiniteLossError as e:
         cli.print_error(PROGRAM, str(e))
         return 1

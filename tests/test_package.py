@@ -12,7 +12,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "magenta_style"
 # Modules with a command-line main, and their shared plumbing (cli.py): only these may
 # touch absl flags.
 ENTRY_POINTS = {"train.py", "export.py", "stylize.py", "evaluate.py", "stylize_video.py",
-                "optimize.py", "create_style_dataset.py", "demo.py", "cli.py"}
+                "optimize.py", "create_style_dataset.py", "demo.py", "cli.py",
+                "export_tflite.py", "serving_client.py", "convert_magenta_checkpoint.py",
+                "export_magenta_checkpoint.py"}
 
 
 def test_keras_3_is_the_keras_in_use():

@@ -1,4 +1,4 @@
-"""The quality metric (networks/quality.py) and tools/benchmark_quality.py, with HED's real
+"""The quality metric (networks/quality.py) and tools/benchmarks/benchmark_quality.py, with HED's real
 weights on tiny images (issue 27 item 1)."""
 import json
 import os
@@ -94,7 +94,7 @@ def _save(path, array):
 
 
 def test_benchmark_tool_writes_table_json_and_sheet(scorer, tmp_path, load_script):
-    tool = load_script(os.path.join(ROOT, "tools", "benchmark_quality.py"))
+    tool = load_script(os.path.join(ROOT, "tools", "benchmarks", "benchmark_quality.py"))
     content, styles, results = (tmp_path / d for d in ("content", "styles", "results"))
     for d in (content, styles, results):
         d.mkdir()
@@ -126,7 +126,7 @@ def test_benchmark_tool_writes_table_json_and_sheet(scorer, tmp_path, load_scrip
 
 def test_benchmark_tool_finds_the_anchor_pairs_and_fails_in_one_line(tmp_path, capsys,
                                                                       load_script):
-    tool = load_script(os.path.join(ROOT, "tools", "benchmark_quality.py"))
+    tool = load_script(os.path.join(ROOT, "tools", "benchmarks", "benchmark_quality.py"))
     if not os.path.isdir(tool.ANCHOR_DIR):
         pytest.skip(f"no shared data at {tool.ANCHOR_DIR}")
     pairs = tool.anchor_pairs()

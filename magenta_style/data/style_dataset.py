@@ -34,6 +34,7 @@ import tensorflow as tf
 from magenta_style import config
 from magenta_style.media import fileio
 from magenta_style.networks import losses
+from magenta_style.networks import vgg
 
 # Gram matrix channels per end point (VGG-16): the layout's fixed feature lengths.
 GRAM_CHANNELS = {
@@ -214,6 +215,39 @@ def write_style_dataset(output_file, style_files, vgg_model=None, style_size=Non
                 if progress is not None:
                     progress(label + 1, len(style_files), path)
     return names
+
+
+def build_style_dataset(output_file, style_files, vgg_checkpoint, style_size=None,
+                        names=None, compute_gram_matrices=True, progress=None):
+    """Builds a style dataset from image files: what create_style_dataset and the
+    trainer's --style_images (training/style_cache.py) both run.
+
+    Every image is read and checked before the (slow) VGG is built; the file is then
+    written atomically by write_style_dataset.
+
+    Args:
+      output_file: path of the TFRecord file to write.
+      style_files: list of image paths; label i is style_files[i].
+      vgg_checkpoint: VGG-16 weights for the Gram matrices (vgg.build_vgg's sources:
+        TF-slim checkpoint, "imagenet", Keras .h5, "hed", "standin:SEED").
+      style_size: optional int: resize each image's shorter side to this first.
+      names: optional list of style names (default: file stems).
+      compute_gram_matrices: False writes labels, images and names only.
+      progress: optional callable(done, total, path) called after each image.
+
+    Returns:
+      list of the style names written, by label.
+
+    Raises:
+      StyleDatasetError: see write_style_dataset.
+      vgg_weights.VGGWeightsError: the VGG source cannot be read.
+      OSError, tf.errors.OpError: the output cannot be written.
+    """
+    images = load_style_images(style_files, style_size)
+    vgg_model = vgg.build_vgg(vgg_checkpoint) if compute_gram_matrices else None
+    return write_style_dataset(output_file, style_files, vgg_model=vgg_model,
+                               style_size=style_size, names=names, progress=progress,
+                               images=images)
 
 
 def feature_spec(with_grams=True, with_name=False):

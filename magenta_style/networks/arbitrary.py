@@ -144,7 +144,7 @@ class PredictedInstanceNorm(layers.ConditionalInstanceNorm):
     def _style_params(self, style, feature_shape):
         mix, bottlenecks = style
         bottlenecks = tf.cast(bottlenecks, tf.float32)
-        kind = layers._style_kind(mix)  # pylint: disable=protected-access
+        kind = layers.style_kind(mix)
         count = bottlenecks.shape[-2]
         if kind == "ids":
             mix = tf.one_hot(tf.cast(mix, tf.int32), count if count is not None
@@ -154,7 +154,7 @@ class PredictedInstanceNorm(layers.ConditionalInstanceNorm):
             # [B, K, 1] * [(B,) K, D] summed over K: the mixed bottleneck, then the heads.
             mixed = tf.reduce_sum(mix[:, :, None] * bottlenecks, axis=-2)
             gamma, beta = self.heads(mixed)
-            return layers._per_example(gamma), layers._per_example(beta)  # pylint: disable=protected-access
+            return layers.per_example(gamma), layers.per_example(beta)
         gammas, betas = self.heads(bottlenecks)  # [(B,) K, C]
         channels = gammas.shape[-1]
         weights = tf.image.resize(mix, feature_shape[1:3], method="bilinear")

@@ -452,7 +452,7 @@ class BoeGenerator(keras.Model):
 
     def call(self, images, style, strength=None):
         style = tf.convert_to_tensor(style)
-        layers._style_kind(style)  # pylint: disable=protected-access
+        layers.style_kind(style)
         rgb = tf.cast(images, tf.float32)
         x, style, height, width = transformer.pad_inputs(rgb, style, SIZE_MULTIPLE)
         out = self.forward(x, style, strength)[:, :height, :width, :]

@@ -31,8 +31,15 @@ from magenta_style.networks import kernels
 KERNEL_INIT_STDDEV = 0.01
 
 
-def _style_kind(style):
-    """Classifies a style argument as "ids", "weights" or "maps" from its rank."""
+def style_kind(style):
+    """Classifies a style argument as "ids", "weights" or "maps" from its rank.
+
+    Public: every conditional norm (this module's, networks/arbitrary.py's predicted
+    one) and every generator's call take the same three kinds of style.
+
+    Raises:
+      ValueError: a rank other than 1, 2 or 4.
+    """
     rank = style.shape.rank
     if rank == 1:
         return "ids"
@@ -101,7 +108,7 @@ def resolve_moments(moments, norm, x):
     return moments
 
 
-def _per_example(rows):
+def per_example(rows):
     """[B, C] -> [B, 1, 1, C] in one reshape. (Not [:, None, None, :]: in eager mode each
     slice is several ops, and tiling runs every layer eagerly on many windows.)"""
     return tf.reshape(rows, [-1, 1, 1, rows.shape[-1]])
@@ -192,7 +199,7 @@ class ConditionalInstanceNorm(keras.layers.Layer):
     def _style_params(self, style, feature_shape):
         gamma = tf.convert_to_tensor(self.gamma, tf.float32)
         beta = tf.convert_to_tensor(self.beta, tf.float32)
-        kind = _style_kind(style)
+        kind = style_kind(style)
         if kind == "ids":
             ids = tf.cast(style, tf.int32)
             with tf.control_dependencies([
@@ -201,7 +208,7 @@ class ConditionalInstanceNorm(keras.layers.Layer):
                         ids, self.num_styles,
                         message=f"style id must be < num_styles ({self.num_styles})")]):
                 ids = tf.identity(ids)
-            return _per_example(tf.gather(gamma, ids)), _per_example(tf.gather(beta, ids))
+            return per_example(tf.gather(gamma, ids)), per_example(tf.gather(beta, ids))
         if style.shape[-1] is not None and style.shape[-1] != self.num_styles:
             raise ValueError(
                 f"style weights have {style.shape[-1]} entries in the last axis but the model "
@@ -210,7 +217,7 @@ class ConditionalInstanceNorm(keras.layers.Layer):
         if kind == "weights":
             # [B, S, 1] * [S, C] summed over S: exact for one-hot rows.
             column = tf.expand_dims(weights, -1)
-            mix = lambda table: _per_example(tf.reduce_sum(column * table, axis=1))
+            mix = lambda table: per_example(tf.reduce_sum(column * table, axis=1))
             return mix(gamma), mix(beta)
         weights = tf.image.resize(weights, feature_shape[1:3], method="bilinear")
         # Accumulate style by style: bounded memory ([B, H, W, C], not [B, H, W, S, C]) and

@@ -76,7 +76,7 @@ RECIPES = {
         normalization="magenta", tv_weight=0.0),
     # HED's VGG (--vgg_checkpoint=hed; the default there): relative terms, so each
     # weight says how much a layer counts whatever its scale; Johnson's style layers;
-    # the weights come from the quality sweep in docs/optimize.md (tools/sweep_recipe.py).
+    # the weights come from the quality sweep in docs/optimize.md (tools/benchmarks/sweep_recipe.py).
     "hed": dict(
         content_weights=HED_CONTENT_WEIGHTS, style_weights=HED_STYLE_WEIGHTS,
         normalization="relative", tv_weight=0.0),

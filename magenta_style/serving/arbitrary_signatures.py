@@ -104,7 +104,7 @@ class ArbitraryModule(tf.__internal__.tracking.AutoTrackable):
             ones = tf.ones_like(bottlenecks[:, :1])
             return tf.cast(net(image, (ones, bottlenecks[:, None, :])), tf.float32)
 
-        image_in = tf.TensorSpec([None, None, None, 3], tf.float32)
+        image_in = signatures.IMAGE_BATCH
         bottleneck_in = tf.TensorSpec([None, width], tf.float32)
 
         # The two halves, traced once each; every signature calls these.
@@ -137,19 +137,14 @@ class ArbitraryModule(tf.__internal__.tracking.AutoTrackable):
                 bottleneck = tf.identity(bottleneck)
             return _per_example(tf.ensure_shape(bottleneck, [None, width]), batch)
 
-        image_spec = tf.TensorSpec(None, tf.float32, name="image")
-        style_spec = tf.TensorSpec(None, tf.float32, name="style_image")
-        bytes_spec = tf.TensorSpec(None, tf.string, name="image_bytes")
-        style_bytes_spec = tf.TensorSpec(None, tf.string, name="style_image_bytes")
-        strength_spec = tf.TensorSpec(None, tf.float32, name="strength")
-        bottleneck_spec = tf.TensorSpec(None, tf.float32, name="style_bottleneck")
         graph_function = signatures.graph_function
 
-        @graph_function(input_signature=[image_spec, style_spec])
+        @graph_function(input_signature=[signatures.IMAGE, signatures.STYLE_IMAGE])
         def serving_default(image, style_image):
             return {"stylized_image": stylized(image, style_image)}
 
-        @graph_function(input_signature=[image_spec, style_spec, strength_spec])
+        @graph_function(input_signature=[signatures.IMAGE, signatures.STYLE_IMAGE,
+                                         signatures.STRENGTH])
         def stylize_strength(image, style_image, strength):
             image, style_image, batch = checked_pair(image, style_image)
             strength = signatures._checked_strength(strength, batch)  # pylint: disable=protected-access
@@ -158,7 +153,7 @@ class ArbitraryModule(tf.__internal__.tracking.AutoTrackable):
             return {"stylized_image": transfer_fn(
                 image, arbitrary.mix_with_content(style, content, strength))}
 
-        @graph_function(input_signature=[bytes_spec, style_bytes_spec])
+        @graph_function(input_signature=[signatures.IMAGE_BYTES, signatures.STYLE_IMAGE_BYTES])
         def serving_bytes(image_bytes, style_image_bytes):
             image_bytes = signatures._checked_encoded_pixel_count(image_bytes, max_pixels)  # pylint: disable=protected-access
             style_image_bytes = signatures._checked_encoded_pixel_count(  # pylint: disable=protected-access
@@ -167,13 +162,13 @@ class ArbitraryModule(tf.__internal__.tracking.AutoTrackable):
                            signatures.decode_images(style_image_bytes))
             return {"stylized_image_bytes": signatures.encode_png(out)}
 
-        @graph_function(input_signature=[style_spec])
+        @graph_function(input_signature=[signatures.STYLE_IMAGE])
         def predict_style(style_image):
             style_image = _checked_style_image(
                 style_image, tf.shape(style_image)[0], max_pixels)
             return {"style_bottleneck": predict_fn(style_image)}
 
-        @graph_function(input_signature=[image_spec, bottleneck_spec])
+        @graph_function(input_signature=[signatures.IMAGE, signatures.STYLE_BOTTLENECK])
         def transfer_signature(image, style_bottleneck):
             image = cap(check_image(image), max_pixels)
             batch = signatures._batch_size(image)  # pylint: disable=protected-access
@@ -185,7 +180,7 @@ class ArbitraryModule(tf.__internal__.tracking.AutoTrackable):
             # TF Hub's model returns a list holding the stylized batch: `outputs[0]`.
             return [stylized(content, style)]
 
-        call.get_concrete_function(image_spec, style_spec)
+        call.get_concrete_function(signatures.IMAGE, signatures.STYLE_IMAGE)
 
         @graph_function(input_signature=[])
         def metadata():

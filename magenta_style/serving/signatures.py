@@ -307,13 +307,19 @@ def encode_png(images):
 graph_function = functools.partial(tf.function, autograph=False)
 
 
-# The signatures' inputs: unknown ranks, checked in the graph (see _checked_rank).
-_IMAGE = tf.TensorSpec(None, tf.float32, name="image")
-_IMAGE_BYTES = tf.TensorSpec(None, tf.string, name="image_bytes")
-_STYLE_WEIGHTS = tf.TensorSpec(None, tf.float32, name="style_weights")
-_STRENGTH = tf.TensorSpec(None, tf.float32, name="strength")
-_PRESERVE_COLORS = tf.TensorSpec(None, tf.bool, name="preserve_colors")
-_STYLE_MAP = tf.TensorSpec(None, tf.float32, name="style_map")
+# The signatures' inputs, of this export and the arbitrary-style one
+# (arbitrary_signatures.py): unknown ranks, checked in the graph (see _checked_rank).
+IMAGE = tf.TensorSpec(None, tf.float32, name="image")
+IMAGE_BYTES = tf.TensorSpec(None, tf.string, name="image_bytes")
+STYLE_WEIGHTS = tf.TensorSpec(None, tf.float32, name="style_weights")
+STRENGTH = tf.TensorSpec(None, tf.float32, name="strength")
+PRESERVE_COLORS = tf.TensorSpec(None, tf.bool, name="preserve_colors")
+STYLE_MAP = tf.TensorSpec(None, tf.float32, name="style_map")
+STYLE_IMAGE = tf.TensorSpec(None, tf.float32, name="style_image")
+STYLE_IMAGE_BYTES = tf.TensorSpec(None, tf.string, name="style_image_bytes")
+STYLE_BOTTLENECK = tf.TensorSpec(None, tf.float32, name="style_bottleneck")
+# What the traced network calls take once those are checked: a batch of RGB images.
+IMAGE_BATCH = tf.TensorSpec([None, None, None, 3], tf.float32)
 
 
 class _Network:
@@ -331,7 +337,7 @@ class _Network:
     def trace(self, serve, num_styles):
         """Traces `serve` for weights, weights with strength and preserve_colors, and
         per-pixel maps (concrete functions)."""
-        image = tf.TensorSpec([None, None, None, 3], tf.float32)
+        image = IMAGE_BATCH
         weights = tf.TensorSpec([None, num_styles], tf.float32)
         per_image = tf.TensorSpec([None], tf.float32)
         style_map = tf.TensorSpec([None, None, None, num_styles], tf.float32)
@@ -390,8 +396,8 @@ class StylizerModule(tf.__internal__.tracking.AutoTrackable):
         self._network.trace(self.serve, self._num_styles)
         # Two traces: Hub-style `obj(image, weights)` and Keras-layer-style `obj((image,
         # weights))`; the restored function dispatches on the call's structure.
-        self.__call__.get_concrete_function((_IMAGE, _STYLE_WEIGHTS))
-        self.__call__.get_concrete_function(_IMAGE, _STYLE_WEIGHTS)
+        self.__call__.get_concrete_function((IMAGE, STYLE_WEIGHTS))
+        self.__call__.get_concrete_function(IMAGE, STYLE_WEIGHTS)
 
     def serve(self, image, style, strength=None, preserve_colors=False):
         """The network call every signature makes, on checked inputs: the pixel cap, then
@@ -428,29 +434,29 @@ class StylizerModule(tf.__internal__.tracking.AutoTrackable):
 
     # --- The saved functions: one per signature, plus __call__ and metadata ------------
 
-    @graph_function(input_signature=[_IMAGE, _STYLE_WEIGHTS])
+    @graph_function(input_signature=[IMAGE, STYLE_WEIGHTS])
     def stylize(self, image, style_weights):
         return {"stylized_image": self._network.weights(
             *self._checked_weights(image, style_weights))}
 
-    @graph_function(input_signature=[_IMAGE_BYTES, _STYLE_WEIGHTS])
+    @graph_function(input_signature=[IMAGE_BYTES, STYLE_WEIGHTS])
     def stylize_bytes(self, image_bytes, style_weights):
         image, style_weights = self._checked_weights(self._decoded(image_bytes), style_weights)
         return {"stylized_image_bytes": encode_png(self._network.weights(image, style_weights))}
 
-    @graph_function(input_signature=[_IMAGE, _STYLE_WEIGHTS, _STRENGTH, _PRESERVE_COLORS])
+    @graph_function(input_signature=[IMAGE, STYLE_WEIGHTS, STRENGTH, PRESERVE_COLORS])
     def stylize_advanced(self, image, style_weights, strength, preserve_colors):
         return {"stylized_image": self._network.advanced(
             *self._checked_advanced(image, style_weights, strength, preserve_colors))}
 
-    @graph_function(input_signature=[_IMAGE_BYTES, _STYLE_WEIGHTS, _STRENGTH,
-                                     _PRESERVE_COLORS])
+    @graph_function(input_signature=[IMAGE_BYTES, STYLE_WEIGHTS, STRENGTH,
+                                     PRESERVE_COLORS])
     def stylize_bytes_advanced(self, image_bytes, style_weights, strength, preserve_colors):
         inputs = self._checked_advanced(self._decoded(image_bytes), style_weights, strength,
                                         preserve_colors)
         return {"stylized_image_bytes": encode_png(self._network.advanced(*inputs))}
 
-    @graph_function(input_signature=[_IMAGE, _STYLE_MAP, _STRENGTH])
+    @graph_function(input_signature=[IMAGE, STYLE_MAP, STRENGTH])
     def stylize_map(self, image, style_map, strength):
         image = _checked_image(image)
         batch = _batch_size(image)

@@ -8,8 +8,10 @@ the tests parse the records with the official protos.
 import numpy as np
 import tensorflow as tf
 
+from magenta_style import config
+
 WARMUP_FILENAME = "tf_serving_warmup_requests"
-DEFAULT_MODEL_NAME = "magenta_style"
+DEFAULT_MODEL_NAME = config.SERVED_MODEL_NAME
 # Side of the square warmup image: big enough to initialise every kernel, small enough
 # to keep the export light (one float record is 3 * 4 * side^2 bytes).
 DEFAULT_WARMUP_SIZE = 64

@@ -2,7 +2,9 @@
 
 `run(experiment_config)` reads top to bottom, in four phases:
 
-  set-up      `_strategy` (--num_cpu_devices, --strategy: devices.py), `_read_inputs`
+  set-up      `_strategy` (--num_cpu_devices, --strategy: devices.py),
+              `_style_images` (N-style generators' --style_images: their style
+              dataset, built or reused in train_dir by style_cache.py), `_read_inputs`
               (style dataset, content images, --finetune_from base: fail fast, before
               any model is built), `_model_config`, `_prepare_train_dir` (lock,
               clean-up), `_build_trainer` (model, VGG, optimizer inside
@@ -55,6 +57,7 @@ from magenta_style.training import devices
 from magenta_style.training import dirlock
 from magenta_style.training import objective
 from magenta_style.training import resume
+from magenta_style.training import style_cache
 from magenta_style.training import summaries
 from magenta_style.training import train_step
 
@@ -114,6 +117,8 @@ class RunResult:
       resumed_from_step: the step restored from train_dir (0 when none).
       wall_seconds: time spent in run().
       total_losses: {step: batch-mean total_loss} of every step run here.
+      experiment: the config.ExperimentConfig trained; with style_images, its
+        style_dataset_file is their cached style dataset.
     """
 
     train_dir: str
@@ -125,6 +130,7 @@ class RunResult:
     resumed_from_step: int = 0
     wall_seconds: float = 0.0
     total_losses: dict = dataclasses.field(default_factory=dict)
+    experiment: object = None
 
 
 # ----------------------------------------------------------------------------------
@@ -266,6 +272,7 @@ def _run(experiment, progress, loss_hook, strategy, held):
     progress = progress or logging.info
     # Set-up: strategy, inputs, the model's config, train_dir, then the Trainer.
     strategy = _strategy(experiment.train, strategy)
+    experiment = _style_images(experiment, progress)
     inputs = _read_inputs(experiment)
     model_config = _model_config(experiment, inputs)
     is_chief = devices.is_chief(strategy)
@@ -288,7 +295,8 @@ def _run(experiment, progress, loss_hook, strategy, held):
     finally:
         if not is_chief:
             shutil.rmtree(manager.directory, ignore_errors=True)
-    return loop.result(model_config, time.monotonic() - started)
+    return dataclasses.replace(loop.result(model_config, time.monotonic() - started),
+                               experiment=experiment)
 
 
 # --- Set-up --------------------------------------------------------------------------
@@ -335,6 +343,25 @@ def _strategy(cfg, strategy):
     return strategy
 
 
+def _style_images(experiment, progress):
+    """--style_images: the experiment reading their style dataset, which is built in
+    train_dir, or reused when the images, VGG source and size are unchanged."""
+    data = experiment.data
+    # The arbitrary generator reads the images themselves (style_pipeline.py).
+    if not data.style_images or experiment.generator == config_lib.ARBITRARY:
+        return experiment
+    try:
+        path, _ = style_cache.ensure_style_dataset(
+            experiment.train.train_dir, data.style_images, experiment.loss.vgg_checkpoint,
+            data.style_image_size, progress=progress)
+    except style_cache.StyleCacheError as e:
+        raise TrainError(str(e)) from None
+    # config.json then records the file read, which evaluate and optimize's
+    # --init=network: find there as for any run.
+    return dataclasses.replace(experiment, data=dataclasses.replace(
+        data, style_dataset_file=path, style_images="", style_image_size=0))
+
+
 def _read_arbitrary_inputs(experiment):
     """The arbitrary generator's inputs: style images, content images, and the start
     (InceptionV3 weights, or --init_checkpoint's prefix), read before anything is built
@@ -369,10 +396,6 @@ def _read_inputs(experiment):
     """Style dataset, content images and finetuning base (fail fast, before any model)."""
     if experiment.generator == config_lib.ARBITRARY:
         return _read_arbitrary_inputs(experiment)
-    if not experiment.data.style_dataset_file:
-        raise TrainError(f"--style_images trains --generator={config_lib.ARBITRARY}; the "
-                         f"{experiment.generator} generator needs --style_dataset_file "
-                         "(python -m magenta_style.create_style_dataset)")
     cfg = experiment.train
     info = _read_style_dataset(experiment.data.style_dataset_file)
     if experiment.loss.style_coefficients and (

@@ -1,7 +1,7 @@
 """Writes and checks the top-level Bazel BUILD file from the source tree.
 
     python tools/build/build_file.py          # rewrite BUILD to match the tree
-    python tools/build/build_file.py --check  # print what is out of date; exit 1 if so
+    python tools/build/build_file.py --check  # regenerate and diff; exit 1 if out of date
 
 (`python tools/build_file.py` is an alias.)
 
@@ -12,11 +12,15 @@ script's old tools/ path is in that binary's srcs), one `py_test` per tests/test
 by tests/bazel_pytest_main.py, with the tools it runs and the configs/ and
 notebooks/ files it reads as data). A py_test's `size` and `timeout` are kept from
 the current BUILD, since they record how long the test was measured to run.
-tests/test_build_file.py fails when BUILD falls behind the tree, printing the
-stanza this script would write. Standard library only.
+
+Checking is regenerating: `--check` and tests/test_build_file.py compare BUILD with the
+text this script would write. The rules are compared one by one (`differences`), so a
+failure names the rule, what it lacks or has too much of, and the stanza to paste;
+`--check` adds the unified diff of the whole text. Standard library only.
 """
 import ast
 import dataclasses
+import difflib
 import functools
 import pathlib
 import re
@@ -80,9 +84,9 @@ def _evaluate(node, root):
                          f"{ast.unparse(node)!r}; use literals, lists, + and glob() only")
 
 
-def parse_build(root):
-    """Returns the rule calls of root/BUILD as a list of Target."""
-    tree = ast.parse((root / "BUILD").read_text(), filename="BUILD")
+def parse_build(root, text=None):
+    """Returns the rule calls of root/BUILD (or of BUILD text `text`) as a list of Target."""
+    tree = ast.parse((root / "BUILD").read_text() if text is None else text, filename="BUILD")
     targets = []
     for statement in tree.body:
         call = statement.value if isinstance(statement, ast.Expr) else None
@@ -379,93 +383,70 @@ def _local_labels(target, attr):
     return {label for label in target.strings(attr) if label.startswith(":")}
 
 
-def check_libraries(root, targets):
+GENERATED_RULES = ("py_library", "py_binary", "py_test")
+
+
+def _subject(target):
+    """What a generated rule is for, as the problems name it."""
+    if target.kind == "py_library":
+        return target.strings("srcs")[0]
+    if target.kind == "py_binary":
+        main = target.attrs.get("main", "")
+        return f"{'CLI' if main.startswith(PACKAGE + '/') else 'tool'} {main}"
+    return target.strings("args")[0]
+
+
+def _attr_difference(attr, want, have):
+    if isinstance(want, list) and isinstance(have, list):
+        missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+        if missing or extra:
+            return f"{attr}: missing {missing}, extra {extra}"
+        return f"{attr}: not in the generated order"
+    return f"{attr} is {have!r}, should be {want!r}"
+
+
+def differences(root, targets, kinds=GENERATED_RULES):
+    """BUILD regenerated from the tree and compared with `targets` (BUILD as parsed),
+    rule by rule, for the rules of `kinds`: one problem per rule that is missing, differs
+    (saying which attributes, then the stanza to paste) or is no longer needed."""
+    expected = {}
+    for text in expected_stanzas(root):
+        (target,) = parse_build(root, text)
+        expected[(target.kind, target.name)] = (target, text)
+    have = {(t.kind, t.name): t for t in targets if t.kind in kinds}
     problems = []
-    for relpath in package_modules(root):
-        libraries = [t for t in targets if t.kind == "py_library" and relpath in t.strings("srcs")]
-        if len(libraries) != 1 or libraries[0].strings("srcs") != [relpath]:
-            problems.append(f"{relpath} needs exactly one py_library with srcs = [\"{relpath}\"] "
-                            f"(found {[t.name for t in libraries]}). Add to BUILD:\n"
-                            + expected_library(root, relpath))
+    for key, (want, text) in expected.items():
+        if want.kind not in kinds:
             continue
-        library = libraries[0]
-        want, have = library_deps(root, relpath), _local_labels(library, "deps")
-        if want != have:
-            problems.append(
-                f"py_library {library.name} (BUILD line {library.line}) deps disagree with the "
-                f"imports of {relpath}: missing {sorted(want - have)}, extra {sorted(have - want)}."
-                f" It should read:\n" + expected_library(root, relpath))
+        target = have.get(key)
+        if target is None:
+            problems.append(f"{_subject(want)} has no {want.kind}. Add to BUILD:\n{text}")
+            continue
+        changed = [_attr_difference(attr, want.attrs.get(attr), target.attrs.get(attr))
+                   for attr in sorted(set(want.attrs) | set(target.attrs))
+                   if want.attrs.get(attr) != target.attrs.get(attr)]
+        if changed:
+            problems.append(f"{target.kind} {target.name} (BUILD line {target.line}) differs "
+                            f"from what the tree needs: {'; '.join(changed)}. It should "
+                            f"read:\n{text}")
+    for key, target in have.items():
+        if key not in expected:
+            problems.append(f"{target.kind} {target.name} (BUILD line {target.line}) is not "
+                            "needed by the tree (its file is gone, or it no longer has a "
+                            "__main__ block): remove it.")
     return problems
 
 
-def _binary_for(targets, relpath):
-    return [t for t in targets if t.kind == "py_binary" and t.attrs.get("main") == relpath]
+def check_libraries(root, targets):
+    return differences(root, targets, ("py_library",))
 
 
 def check_binaries(root, targets):
-    problems = []
-    for relpath in package_modules(root):
-        if not has_main_block(root, relpath):
-            continue
-        binaries = _binary_for(targets, relpath)
-        if not binaries:
-            problems.append(f"CLI {relpath} has no py_binary. Add to BUILD:\n"
-                            + expected_cli_binary(relpath))
-        for binary in binaries:
-            if f":{library_name(relpath)}" not in binary.strings("deps"):
-                problems.append(f"py_binary {binary.name} (BUILD line {binary.line}) must depend "
-                                f"on :{library_name(relpath)}:\n" + expected_cli_binary(relpath))
-    for relpath in tool_scripts(root) + tool_aliases(root):
-        if not has_main_block(root, relpath):
-            if not any(relpath in t.strings("srcs") for t in targets):
-                problems.append(f"{relpath} (no __main__ block) is in no target's srcs; add it "
-                                f"to the py_library or py_binary that uses it.")
-            continue
-        binaries = _binary_for(targets, relpath)
-        if not binaries:
-            problems.append(f"tool {relpath} has no py_binary. Add to BUILD:\n"
-                            + expected_tool_binary(root, relpath))
-        for binary in binaries:
-            want = library_deps(root, relpath)
-            have = {d for d in _local_labels(binary, "deps")
-                    if d[1:] in {library_name(p) for p in package_modules(root)}}
-            if want != have:
-                problems.append(
-                    f"py_binary {binary.name} (BUILD line {binary.line}) deps disagree with the "
-                    f"imports of {relpath}: missing {sorted(want - have)}, extra "
-                    f"{sorted(have - want)}. It should read:\n"
-                    + expected_tool_binary(root, relpath))
-    return problems
+    return differences(root, targets, ("py_binary",))
 
 
 def check_tests(root, targets):
-    problems = []
-    for relpath in find_test_files(root):
-        tests = [t for t in targets if t.kind == "py_test" and t.strings("args")[:1] == [relpath]]
-        expected = expected_test(root, relpath)
-        if len(tests) != 1:
-            problems.append(f"{relpath} needs exactly one py_test with args = [\"{relpath}\"] "
-                            f"(found {[t.name for t in tests]}). Add to BUILD:\n{expected}")
-            continue
-        test = tests[0]
-        where = f"py_test {test.name} (BUILD line {test.line})"
-        helpers = local_test_helpers(root, relpath)
-        if (test.attrs.get("main") != RUNNER
-                or not {RUNNER, relpath, *helpers} <= set(test.strings("srcs"))):
-            problems.append(f"{where} must have main = \"{RUNNER}\" and srcs "
-                            f"{sorted({RUNNER, relpath, *helpers})}:\n{expected}")
-        if test.attrs.get("size") not in TEST_SIZES:
-            problems.append(f"{where} needs size = one of {TEST_SIZES} (how long it runs).")
-        if test.attrs.get("timeout", "short") not in TEST_TIMEOUTS:
-            problems.append(f"{where} has timeout {test.attrs['timeout']!r}; "
-                            f"use one of {TEST_TIMEOUTS}.")
-        have_deps = _local_labels(test, "deps")
-        missing = py_test_deps(root, relpath) - have_deps
-        missing_data = py_test_data(root, relpath) - (set(test.strings("data")) | have_deps)
-        if missing or missing_data:
-            problems.append(f"{where} lacks deps {sorted(missing)} and data "
-                            f"{sorted(missing_data)} that {relpath} imports or runs:\n{expected}")
-    return problems
+    return differences(root, targets, ("py_test",))
 
 
 def check_references(root, targets):
@@ -495,8 +476,7 @@ def check_references(root, targets):
 
 def all_problems(root):
     targets = parse_build(root)
-    return (check_references(root, targets) + check_libraries(root, targets)
-            + check_binaries(root, targets) + check_tests(root, targets))
+    return check_references(root, targets) + differences(root, targets)
 
 
 
@@ -543,43 +523,70 @@ filegroup(
 
 
 def _kept_test_attrs(root):
-    """{test relpath: {"size": ..., "timeout": ...}} from the current BUILD, if it parses."""
+    """{test relpath: {"size": ..., "timeout": ...}} from the current BUILD, if it parses
+    (values Bazel does not know are dropped, so the regenerated text shows them)."""
     try:
         targets = parse_build(root)
     except (OSError, SyntaxError, BuildFileError):
         return {}
+    allowed = {"size": TEST_SIZES, "timeout": TEST_TIMEOUTS}
     kept = {}
     for target in targets:
         if target.kind == "py_test" and target.strings("args"):
-            kept[target.strings("args")[0]] = {k: target.attrs[k] for k in ("size", "timeout")
-                                               if k in target.attrs}
+            kept[target.strings("args")[0]] = {k: target.attrs[k] for k in allowed
+                                               if target.attrs.get(k) in allowed[k]}
     return kept
+
+
+def _sections(root):
+    """(libraries, binaries, tests): the generated rules' stanzas, in BUILD order."""
+    kept = _kept_test_attrs(root)
+    libraries = [expected_library(root, p) for p in package_modules(root)]
+    binaries = [expected_cli_binary(p) for p in package_modules(root) if has_main_block(root, p)]
+    binaries += [expected_tool_binary(root, p) for p in tool_scripts(root)
+                 if has_main_block(root, p)]
+    tests = [expected_test(root, p, **kept.get(p, {})) for p in find_test_files(root)]
+    return libraries, binaries, tests
+
+
+def expected_stanzas(root):
+    """Every generated rule's stanza (py_library, py_binary, py_test), in BUILD order."""
+    return [text for section in _sections(root) for text in section]
 
 
 def generate(root):
     """The text of BUILD for the tree at `root`."""
-    kept = _kept_test_attrs(root)
+    libraries, binaries, tests = _sections(root)
     sections = [_HEADER.rstrip("\n")]
     sections.append("# Libraries: one per module of the magenta_style package; deps follow its "
-                    "magenta_style imports.\n"
-                    + "\n\n".join(expected_library(root, p) for p in package_modules(root)))
-    binaries = [expected_cli_binary(p) for p in package_modules(root) if has_main_block(root, p)]
-    binaries += [expected_tool_binary(root, p) for p in tool_scripts(root)
-                 if has_main_block(root, p)]
+                    "magenta_style imports.\n" + "\n\n".join(libraries))
     sections.append("# Command-line programs: `bazel run //:<name> -- --flag=value`.\n"
                     + "\n\n".join(binaries))
-    tests = [expected_test(root, p, **kept.get(p, {})) for p in find_test_files(root)]
     sections.append("# Tests: one py_test per tests/test_*.py, each run by pytest through "
                     "tests/bazel_pytest_main.py.\n" + "\n\n".join(tests))
     return "\n\n".join(sections) + "\n"
 
 
+def check(root):
+    """--check: BUILD regenerated and diffed with the file. Returns (problems, diff text):
+    the rules that differ, explained (all_problems), and the unified diff of the text."""
+    problems = all_problems(root)
+    current = (root / "BUILD").read_text()
+    diff = "".join(difflib.unified_diff(current.splitlines(True), generate(root).splitlines(True),
+                                        "BUILD", "BUILD (generated)"))
+    return problems, diff
+
+
 def main(argv):
     root = REPO_ROOT
     if argv[1:] == ["--check"]:
-        problems = all_problems(root)
-        print("\n\n".join(problems) if problems else "BUILD is up to date")
-        return 1 if problems else 0
+        problems, diff = check(root)
+        if not (problems or diff):
+            print("BUILD is up to date")
+            return 0
+        print("\n\n".join(problems + [diff]).strip()
+              + "\n\nBUILD is out of date: run python tools/build/build_file.py")
+        return 1
     if argv[1:]:
         print("usage: python tools/build/build_file.py [--check]", file=sys.stderr)
         return 2
