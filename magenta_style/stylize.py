@@ -9,8 +9,8 @@
     python -m magenta_style.stylize --checkpoint=ARBITRARY_CKPT --input_image=photo.jpg \\
         --output_dir=out --style_images=starry.jpg,wave.jpg [--style_mix=0.7,0.3]
 
-Magenta's arbitrary-style model (arbitrary_style_transfer; docs/arbitrary.md) takes its
-styles from images: `--style_images` is a comma-separated list of files, folders and
+Magenta's arbitrary-style model (arbitrary_style_transfer, or its export; docs/arbitrary.md)
+takes its styles from images: `--style_images` is a comma-separated list of files, folders and
 quoted globs, expanded in order (a folder's or glob's files sorted by name); that order
 indexes `--style_mix` and `--style_map_colors`. Outputs are `{basename}_{style stem}.png`,
 or one `{basename}_{stem}_700_{stem}_300.png` with `--style_mix` (weights normalized).
