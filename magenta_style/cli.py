@@ -22,6 +22,8 @@ from absl import flags
 from absl import logging
 from PIL import Image
 
+from magenta_style import config
+
 
 class UsageError(ValueError):
     """A mistake in the command line or its inputs: one line on stderr, exit status 2."""
@@ -413,6 +415,108 @@ def parse_style_map_flags(flag_values):
     if not math.isfinite(blur) or blur < 0:
         raise UsageError(f"--style_map_blur={blur}: must be a finite number >= 0 (pixels)")
     return fv.style_map, mapping, float(blur)
+
+
+@dataclasses.dataclass(frozen=True)
+class StyleImageFlags:
+    """The arbitrary-style model's flags of stylize and stylize_video, with their defaults.
+
+    `given` names the flags given explicitly (refused for an N-style model).
+    """
+
+    style_images: str = None
+    style_mix: str = None
+    style_image_size: int = config.DEFAULT_STYLE_IMAGE_SIZE
+    given: tuple = ()
+
+
+def define_style_image_flags(flag_values, outputs):
+    """Defines --style_images, --style_mix and --style_image_size in `flag_values`.
+
+    `outputs`: how the command names or combines its outputs (a sentence for the help).
+    """
+    define_field_flags(flag_values, StyleImageFlags, {
+        "style_images": "Arbitrary-style model (checkpoint or export) only: style images, a "
+                        "comma-separated list of files, folders and quoted globs (folders "
+                        f"and globs sorted by name). {outputs}",
+        "style_mix": "Arbitrary-style model only: one output mixing the --style_images with "
+                     "these weights (e.g. 0.7,0.3; normalized to sum to 1).",
+        "style_image_size": "Arbitrary-style model only: each style image's shorter side "
+                            "before prediction (256: Magenta's and TF Hub's); 0: as given.",
+    }, bounds={"style_image_size": (0, None)})
+
+
+def parse_style_image_flags(flag_values):
+    """StyleImageFlags from the flags of `define_style_image_flags` (checked on binding,
+    when the model kind is known: `bind_style_images`)."""
+    fv = flag_values
+    return StyleImageFlags(
+        style_images=fv.style_images, style_mix=fv.style_mix,
+        style_image_size=fv.style_image_size,
+        given=tuple(f"--{name}" for name in ("style_images", "style_mix", "style_image_size")
+                    if fv[name].present))
+
+
+def bind_style_images(choice, model, model_config, which_styles=None, style_map=None,
+                      max_pixels=None, one_style=False):
+    """Binds the --style_images of `choice` to an arbitrary-style model, and refuses each
+    model kind's flags on the other.
+
+    The style images' bottlenecks are predicted here, once (style_images.bind); the
+    result is used as an N-style model with one style per image.
+
+    Args:
+      choice: StyleImageFlags.
+      model, model_config: what stylizer.load returned.
+      which_styles: the parsed --which_styles, or None when not given.
+      style_map: the --style_map path, or None.
+      max_pixels: cap on each style image file's pixels (None: the default).
+      one_style: True for a command that takes one style or one mix (stylize_video).
+
+    Returns:
+      (model, model_config, spec): unchanged with spec None for an N-style model;
+      for the arbitrary one, an arbitrary.StyleImageModel, its config (num_styles = the
+      number of style images, their stems as style_names) and the --style_mix
+      style_spec.StyleSpec or None.
+
+    Raises:
+      UsageError: the flags do not fit the model kind, or a style image cannot be used.
+    """
+    # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import style_images
+    from magenta_style.inference import stylizer
+    if not style_images.is_arbitrary(model_config):
+        if choice.given:
+            raise UsageError(f"{choice.given[0]}: --checkpoint holds an N-style model with "
+                             f"{model_config.num_styles} style(s); choose them with "
+                             "--which_styles")
+        return model, model_config, None
+    if which_styles is not None:
+        raise UsageError("--which_styles: --checkpoint holds Magenta's arbitrary-style "
+                         "model, whose styles are images; give --style_images")
+    if not choice.style_images:
+        raise UsageError("--checkpoint holds Magenta's arbitrary-style model: give "
+                         "--style_images (files, folders or quoted globs)")
+    if choice.style_mix and style_map:
+        raise UsageError("--style_mix and --style_map cannot be combined: the map's "
+                         "--style_map_colors choose the styles")
+    if style_map and isinstance(model, stylizer.ExportedArbitraryNetwork):
+        raise UsageError("--style_map: per-pixel style maps need the arbitrary-style "
+                         "checkpoint; the export's transfer signature takes one style per "
+                         "image")
+    try:
+        paths = style_images.expand(choice.style_images)
+        spec = (style_images.parse_mix(choice.style_mix, len(paths)) if choice.style_mix
+                else None)
+        if one_style and spec is None and not style_map and len(paths) != 1:
+            raise UsageError(f"--style_images={choice.style_images!r} holds {len(paths)} "
+                             "images; a video takes one, or several mixed by --style_mix")
+        model, model_config = style_images.bind(model, model_config, paths,
+                                                choice.style_image_size,
+                                                max_pixels=max_pixels)
+    except style_images.StyleImagesError as e:
+        raise UsageError(str(e)) from None
+    return model, model_config, spec
 
 
 def parse_strength(value):

@@ -39,6 +39,10 @@ _BOE_OPTIONS = ("boe_norm", "boe_pooling", "boe_composite")
 # (styles are images given at run time). train builds every TRAINABLE_GENERATORS kind.
 ARBITRARY = "arbitrary"
 TRAINABLE_GENERATORS = GENERATORS + (ARBITRARY,)
+# The arbitrary model's style image size (shorter side, px): Magenta's and TF Hub's, the
+# default of every --style_image_size (here so that flags are defined before TensorFlow
+# loads).
+DEFAULT_STYLE_IMAGE_SIZE = 256
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

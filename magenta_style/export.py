@@ -19,6 +19,7 @@ import sys
 
 from absl import flags
 
+from magenta_style import config
 from magenta_style.media import limits
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
@@ -44,7 +45,7 @@ class ExportArgs:
     allow_different_model: bool = False
     compute_dtype: str = "float32"
     style_images: str = None
-    style_image_size: int = 256
+    style_image_size: int = config.DEFAULT_STYLE_IMAGE_SIZE
     memory_budget_bytes: int
 
 

@@ -9,8 +9,8 @@
     python -m magenta_style.stylize --checkpoint=ARBITRARY_CKPT --input_image=photo.jpg \\
         --output_dir=out --style_images=starry.jpg,wave.jpg [--style_mix=0.7,0.3]
 
-Magenta's arbitrary-style model (arbitrary_style_transfer; docs/arbitrary.md) takes its
-styles from images: `--style_images` is a comma-separated list of files, folders and
+Magenta's arbitrary-style model (arbitrary_style_transfer, or its export; docs/arbitrary.md)
+takes its styles from images: `--style_images` is a comma-separated list of files, folders and
 quoted globs, expanded in order (a folder's or glob's files sorted by name); that order
 indexes `--style_mix` and `--style_map_colors`. Outputs are `{basename}_{style stem}.png`,
 or one `{basename}_{stem}_700_{stem}_300.png` with `--style_mix` (weights normalized).
@@ -50,7 +50,6 @@ from magenta_style.inference import stylize_lib
 from magenta_style.inference import stylizer
 from magenta_style.inference import tiling
 from magenta_style.media import images
-from magenta_style.networks import arbitrary
 from magenta_style.networks import checkpoints
 from magenta_style.networks import generators
 from magenta_style.networks import transformer
@@ -81,15 +80,12 @@ class StylizeArgs:
     output_format: str = "png"
     max_pixels: int = None  # None: `stylizer.default_max_pixels` for the model.
     compute_dtype: str = None
-    style_images: str = None
-    style_mix: str = None
-    style_image_size: int = arbitrary.DEFAULT_STYLE_IMAGE_SIZE
     style_map: str
     style_map_colors: style_maps.StyleMapping
     style_map_blur: float
     options: stylizer.StylizeOptions
     tiling_flags: tuple
-    style_image_flags: tuple  # The arbitrary-model flags given explicitly.
+    style_image_choice: cli.StyleImageFlags  # --style_images, --style_mix, --style_image_size.
 
 
 def _define_flags(fv):
@@ -114,17 +110,10 @@ def _define_flags(fv):
                          "bfloat16 is about 2x faster on CPUs with AVX512_BF16/AMX and on "
                          "GPUs, mean error ~1 grey level (docs/speed.md). An export computes "
                          "in what it was exported with; tiled images compute in float32.",
-        "style_images": "Arbitrary-style model only: style images, a comma-separated list "
-                        "of files, folders and quoted globs (folders and globs sorted by "
-                        "name). One output per image, named {basename}_{style stem}.",
-        "style_mix": "Arbitrary-style model only: one output mixing the --style_images with "
-                     "these weights (e.g. 0.7,0.3; normalized to sum to 1).",
-        "style_image_size": "Arbitrary-style model only: each style image's shorter side "
-                            "before prediction (256: Magenta's and TF Hub's); 0: as given.",
     }, choices={"output_format": stylize_lib.OUTPUT_FORMATS,
                 "compute_dtype": transformer.COMPUTE_DTYPES},
-        bounds={"num_styles": (1, None), "alpha": (0.0, None), "max_pixels": (1, None),
-                "style_image_size": (0, None)})
+        bounds={"num_styles": (1, None), "alpha": (0.0, None), "max_pixels": (1, None)})
+    cli.define_style_image_flags(fv, "One output per image, named {basename}_{style stem}.")
     # No absl bounds on --strength: they let NaN through; `cli.parse_strength` validates.
     cli.define_field_flags(fv, stylizer.StylizeOptions, {
         "batch_size": "Styles of one image computed per model call (memory vs speed).",
@@ -193,11 +182,7 @@ def parse_args(argv):
         style_map_blur=blur, options=options,
         tiling_flags=tuple(f"--{name}" for name in ("max_tile_pixels", "tile_statistics")
                            if fv[name].present),
-        style_images=fv.style_images, style_mix=fv.style_mix,
-        style_image_size=fv.style_image_size,
-        style_image_flags=tuple(f"--{name}" for name in ("style_images", "style_mix",
-                                                          "style_image_size")
-                                if fv[name].present))
+        style_image_choice=cli.parse_style_image_flags(fv))
 
 
 def run(args, stderr=None):
@@ -223,7 +208,11 @@ def run(args, stderr=None):
         model, model_config = stylizer.load(args.checkpoint, args.num_styles, args.alpha)
     except checkpoints.CheckpointError as e:
         raise cli.UsageError(f"--checkpoint: {e}") from None
-    model, model_config, bound_spec, names = _bind_style_images(args, model, model_config)
+    model, model_config, bound_spec = cli.bind_style_images(
+        args.style_image_choice, model, model_config, which_styles=args.which_styles,
+        style_map=args.style_map, max_pixels=args.max_pixels)
+    # The arbitrary model's outputs are named by style image stems, not indices.
+    names = model_config.style_names if style_images.is_arbitrary(model_config) else None
     if generators.is_boe(model) and args.options.max_tile_pixels and args.tiling_flags:
         raise cli.UsageError(f"{' and '.join(args.tiling_flags)}: tiling supports the Magenta "
                              "generator only; this BOE model stylizes each image whole")
@@ -276,39 +265,6 @@ def run(args, stderr=None):
         return 1
     stderr.write(f"{PROGRAM}: {status}\n")
     return 0
-
-
-def _bind_style_images(args, model, model_config):
-    """(model, model_config, spec or None, output style names or None) after binding
-    --style_images to an arbitrary-style model; refuses each kind's flags on the other."""
-    if not style_images.is_arbitrary(model_config):
-        if args.style_image_flags:
-            raise cli.UsageError(
-                f"{args.style_image_flags[0]}: --checkpoint holds an N-style model with "
-                f"{model_config.num_styles} style(s); choose them with --which_styles")
-        return model, model_config, None, None
-    if not isinstance(model, arbitrary.ArbitraryStyleNetwork):
-        raise cli.UsageError("--checkpoint is an export of Magenta's arbitrary-style model; "
-                             "stylize takes its checkpoint (or serve the export)")
-    if args.style_mix and args.style_map:
-        raise cli.UsageError("--style_mix and --style_map cannot be combined: the map's "
-                             "--style_map_colors choose the styles")
-    if args.which_styles is not None:
-        raise cli.UsageError("--which_styles: --checkpoint holds Magenta's arbitrary-style "
-                             "model, whose styles are images; give --style_images")
-    if not args.style_images:
-        raise cli.UsageError("--checkpoint holds Magenta's arbitrary-style model: give "
-                             "--style_images (files, folders or quoted globs)")
-    try:
-        paths = style_images.expand(args.style_images)
-        spec = (style_images.parse_mix(args.style_mix, len(paths)) if args.style_mix
-                else None)
-        model, model_config = style_images.bind(model, model_config, paths,
-                                                args.style_image_size,
-                                                max_pixels=args.max_pixels)
-    except style_images.StyleImagesError as e:
-        raise cli.UsageError(str(e)) from None
-    return model, model_config, spec, model_config.style_names
 
 
 def main(argv):

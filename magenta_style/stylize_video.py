@@ -2,6 +2,16 @@ r"""Stylizes a video: every frame in one style (or mix), audio copied unchanged.
 
     python -m magenta_style.stylize_video --checkpoint=model_dir --input=clip.mp4 \
         --which_styles=3 --output=clip_styled.mp4 [--strength=0.7] [--preserve_colors]
+    python -m magenta_style.stylize_video --checkpoint=ARBITRARY --input=clip.mp4 \
+        --style_images=starry.jpg,wave.jpg --style_mix=0.7,0.3 --output=clip_styled.mp4
+
+Magenta's arbitrary-style model (a checkpoint or its export; docs/arbitrary.md) takes
+its style from `--style_images`: one image, or several mixed by `--style_mix`
+(`--style_image_size` as in stylize). The style is predicted once per video, not per
+frame: the style images' bottlenecks before the first frame, and with `--strength` below
+1 (Magenta's: the bottleneck content*(1-w) + style*w) the content bottleneck from the
+first frame, so every frame gets the same gamma/beta (a per-frame content style would
+flicker, and cost a style prediction per frame).
 
 Frames are decoded and encoded with PyAV (FFmpeg bundled in its wheel), stylized in
 batches of --batch_size, and written with the source's timestamps (same frame rate).
@@ -31,7 +41,7 @@ class VideoJob:
     checkpoint: str = None
     input: str = None
     output: str = None
-    which_styles: object = None  # style_spec.StyleSpec; the flag's None means style 0.
+    which_styles: object = None  # style_spec.StyleSpec; None: style 0 (N-style models).
     strength: float = 1.0
     preserve_colors: bool = False
     batch_size: int = 4
@@ -40,6 +50,7 @@ class VideoJob:
     style_map: str
     style_map_colors: object  # style_maps.StyleMapping or None
     style_map_blur: float
+    style_image_choice: cli.StyleImageFlags = cli.StyleImageFlags()
 
 
 def _define_flags(fv):
@@ -50,13 +61,16 @@ def _define_flags(fv):
         "output": "Output video: .mp4, .m4v, .mov, .mkv or .webm.",
         "which_styles": "Default 0. One style index (e.g. 3, or [3]) or a mix "
                         "{0:0.3,2:0.7} (weights not normalized).",
-        "strength": "Style strength in [0, 1].",
+        "strength": "Style strength in [0, 1] (0: the photo). Arbitrary-style model: "
+                    "Magenta's, the bottleneck content*(1-w) + style*w with the first "
+                    "frame fed as its own style (0 is that stylization, not the photo).",
         "preserve_colors": "Keep each frame's colours; take only the stylized luminance.",
         "batch_size": "Frames stylized per step.",
         "crf": "Encoder quality, lower is better (H.264: 0-51, VP9: 0-63).",
         "max_frames": "Stop after this many frames.",
     }, bounds={"crf": (0, 63)})
     cli.define_style_map_flags(fv)
+    cli.define_style_image_flags(fv, "One image, or several mixed by --style_mix.")
 
 
 def usage_text():
@@ -79,41 +93,52 @@ def parse_args(argv):
     if fv.max_frames is not None and fv.max_frames < 1:
         raise cli.UsageError(f"--max_frames={fv.max_frames}: must be >= 1")
     style_map, mapping, blur = cli.parse_style_map_flags(fv)
-    which_styles = "0" if fv.which_styles is None else fv.which_styles
-    try:
-        spec = style_spec.parse(which_styles)
-    except style_spec.StyleSpecError as e:
-        raise cli.UsageError(str(e)) from None
-    if spec.kind == "list" and len(spec.styles) != 1:
-        raise cli.UsageError(f"--which_styles={which_styles}: a video takes one style or one "
-                             "mix like {0:0.5,1:0.5}, not a list")
+    spec = None
+    if fv.which_styles is not None:
+        try:
+            spec = style_spec.parse(fv.which_styles)
+        except style_spec.StyleSpecError as e:
+            raise cli.UsageError(str(e)) from None
+        if spec.kind == "list" and len(spec.styles) != 1:
+            raise cli.UsageError(f"--which_styles={fv.which_styles}: a video takes one style or "
+                                 "one mix like {0:0.5,1:0.5}, not a list")
     return VideoJob(checkpoint=fv.checkpoint, input=fv.input, output=fv.output,
                     which_styles=spec, strength=strength, preserve_colors=fv.preserve_colors,
                     style_map=style_map, style_map_colors=mapping, style_map_blur=blur,
-                    batch_size=fv.batch_size, crf=fv.crf, max_frames=fv.max_frames)
+                    batch_size=fv.batch_size, crf=fv.crf, max_frames=fv.max_frames,
+                    style_image_choice=cli.parse_style_image_flags(fv))
 
 
 def run(job):
     """Stylizes `job.input` into `job.output`; returns the number of frames written.
 
     Raises:
-      video.VideoError, checkpoints.CheckpointError, style_maps.StyleMapError: bad
-        inputs (`main` turns them into one-line usage errors).
+      video.VideoError, checkpoints.CheckpointError, style_maps.StyleMapError,
+        style_spec.StyleSpecError: bad inputs (`main` turns them into one-line usage
+        errors).
+      cli.UsageError: the style flags do not fit the model.
     """
     # pylint: disable=import-outside-toplevel
     from magenta_style.inference import style_maps
     from magenta_style.inference import stylizer
     from magenta_style.media import video
 
+    from magenta_style.inference import style_spec
+
     info = video.probe(job.input)
     model, model_config = stylizer.load(job.checkpoint)
+    # Binds an arbitrary model's style images (their style predicted once, here).
+    model, model_config, mix = cli.bind_style_images(
+        job.style_image_choice, model, model_config, which_styles=job.which_styles,
+        style_map=job.style_map or None, one_style=True)
     num_styles = model_config.num_styles
     if job.style_map:
         style = style_maps.read_style_map(job.style_map, job.style_map_colors, num_styles,
                                           job.style_map_blur).weights(
                                               num_styles, (info.height, info.width))
     else:
-        style = job.which_styles.weight_rows(num_styles)[0]
+        spec = mix or job.which_styles or style_spec.parse("0")
+        style = spec.weight_rows(num_styles)[0]
     batch_size = _frames_per_call(job, info, model, model_config)
     stylize_frames = stylizer.make_frame_stylizer(model, style, strength=job.strength,
                                                   preserve_colors=job.preserve_colors)
@@ -167,12 +192,14 @@ def _run_job(job):
     """`run`, with bad inputs as usage errors and a closing line; returns 0."""
     # pylint: disable=import-outside-toplevel
     from magenta_style.inference import style_maps
+    from magenta_style.inference import style_spec
     from magenta_style.media import video
     from magenta_style.networks import checkpoints
 
     try:
         frames = run(job)
-    except (style_maps.StyleMapError, video.VideoError, checkpoints.CheckpointError) as e:
+    except (style_maps.StyleMapError, style_spec.StyleSpecError, video.VideoError,
+            checkpoints.CheckpointError) as e:
         raise cli.UsageError(str(e)) from None
     print(f"wrote {job.output} ({frames} frames)", file=sys.stderr)
     return 0

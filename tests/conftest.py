@@ -234,3 +234,48 @@ def unwritable_dir(tmp_path):
             yield path
             return
     pytest.skip("no unwritable directory for root here")
+
+
+# ---------------------------------------------------------------------------------------
+# Magenta's arbitrary-style model, tiny: one network, checkpoint and export for the session.
+
+
+def _tiny_arbitrary_network(seed=3):
+    """A random-weight alpha-0.25 arbitrary-style network whose styles differ."""
+    import numpy as np
+
+    from magenta_style.networks import arbitrary
+
+    model = arbitrary.build_arbitrary(alpha=0.25)
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        if v.trainable:
+            scale = 0.3 if "StyleNorm" in v.path else 0.1
+            v.assign(scale * rng.standard_normal(v.shape).astype(np.float32))
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_arbitrary(tmp_path_factory):
+    """{"network": a tiny arbitrary.ArbitraryStyleNetwork (random weights, alpha 0.25),
+    "checkpoint": its native checkpoint prefix, "config": its ModelConfig}."""
+    from magenta_style import config
+    from magenta_style.networks import arbitrary_checkpoints
+
+    root = tmp_path_factory.mktemp("tiny_arbitrary")
+    network = _tiny_arbitrary_network()
+    model_config = config.ModelConfig(num_styles=1, alpha=0.25, generator="arbitrary")
+    arbitrary_checkpoints.save_model(network, model_config, str(root / "model"))
+    return {"network": network, "checkpoint": str(root / "model"), "config": model_config}
+
+
+@pytest.fixture(scope="session")
+def tiny_arbitrary_export(tiny_arbitrary, tmp_path_factory):
+    """The version directory of `tiny_arbitrary`'s export (python -m magenta_style.export's
+    code, --style_image_size=48). Only for tests marked slow (an export)."""
+    from magenta_style.serving import export_lib
+
+    root = tmp_path_factory.mktemp("tiny_arbitrary_export")
+    version_dir, _ = export_lib.export_checkpoint(tiny_arbitrary["checkpoint"],
+                                                  str(root / "export"), style_image_size=48)
+    return version_dir

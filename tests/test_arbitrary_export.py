@@ -7,42 +7,28 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from magenta_style import config
 from magenta_style import export
+from magenta_style import stylize
 from magenta_style.inference import style_images
 from magenta_style.inference import stylizer
 from magenta_style.networks import arbitrary
-from magenta_style.networks import arbitrary_checkpoints
-from magenta_style.serving import export_lib
 
 pytestmark = pytest.mark.slow
 
 
-def _tiny_network(seed=3):
-    model = arbitrary.build_arbitrary(alpha=0.25)
-    rng = np.random.default_rng(seed)
-    for v in model.weights:
-        if v.trainable:
-            scale = 0.3 if "StyleNorm" in v.path else 0.1
-            v.assign(scale * rng.standard_normal(v.shape).astype(np.float32))
-    return model
-
-
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, tiny_arbitrary, tiny_arbitrary_export):
+    """The session's tiny arbitrary network, its checkpoint and its export
+    (--style_image_size=48), with two paintings."""
     root = tmp_path_factory.mktemp("arbitrary_export")
-    network = _tiny_network()
-    cfg = config.ModelConfig(num_styles=1, alpha=0.25, generator="arbitrary")
-    arbitrary_checkpoints.save_model(network, cfg, str(root / "model"))
     styles = root / "paintings"
     styles.mkdir()
     rng = np.random.default_rng(1)
     for name, shape in (("monet.jpg", (60, 64, 3)), ("klimt.jpg", (64, 50, 3))):
         Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(styles / name)
-    version_dir, _ = export_lib.export_checkpoint(str(root / "model"), str(root / "export"),
-                                                  style_image_size=48)
-    return {"root": root, "network": network, "version_dir": version_dir,
-            "styles": str(styles), "checkpoint": str(root / "model")}
+    return {"root": root, "network": tiny_arbitrary["network"],
+            "version_dir": tiny_arbitrary_export, "styles": str(styles),
+            "checkpoint": tiny_arbitrary["checkpoint"]}
 
 
 def test_tf_hub_colab_calls(exported):
@@ -109,6 +95,47 @@ def test_signatures_agree_and_check_their_inputs(exported):
     side = int(np.sqrt(cap)) + 8
     with pytest.raises(tf.errors.InvalidArgumentError, match="exceeds the cap"):
         sigs["predict_style"](style_image=tf.zeros([1, side, side, 3]))
+
+
+def test_stylize_takes_the_export_as_it_takes_the_checkpoint(exported, tmp_path, capsys):
+    """stylize --checkpoint=EXPORT: the same --style_images, --style_mix, --style_image_size
+    and Magenta --strength as from the checkpoint, through the export's predict_style and
+    transfer signatures; per-pixel maps and tiling need the checkpoint (one line)."""
+    rng = np.random.default_rng(7)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 256, (36, 44, 3), dtype=np.uint8)).save(photo)
+    out = tmp_path / "out"
+    code = stylize.main(["stylize", f"--checkpoint={exported['version_dir']}",
+                         f"--input_image={photo}", f"--output_dir={out}",
+                         f"--style_images={exported['styles']}", "--style_mix=1,3",
+                         "--style_image_size=48", "--strength=0.6"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert os.listdir(out) == ["photo_klimt_250_monet_750_s600.png"]
+    network = exported["network"]
+    paths = style_images.expand(exported["styles"])
+    bottlenecks = style_images.bottlenecks(network, style_images.load(paths, 48))
+    content = np.asarray(Image.open(photo), np.float32)[None] / 255.0
+    content_bn = network.predict_style(arbitrary.prepare_style_image(content, 48))
+    mixed = arbitrary.mix_with_content((0.25 * bottlenecks[0] + 0.75 * bottlenecks[1])[None],
+                                       content_bn, 0.6)
+    expected = network.transfer(content, mixed).numpy()[0]
+    got = np.asarray(Image.open(out / "photo_klimt_250_monet_750_s600.png"), np.float32) / 255
+    assert np.abs(got - expected).max() <= 1 / 255 + 1e-5
+    mask = tmp_path / "mask.png"
+    Image.new("L", (8, 8), 255).save(mask)
+    for flags, message in (
+            ([f"--style_map={mask}", "--style_map_colors=0:0,255:1"],
+             "per-pixel style maps need the arbitrary-style checkpoint"),
+            (["--max_tile_pixels=5000"], "need a checkpoint"),
+            (["--compute_dtype=bfloat16"], "exported to compute in float32")):
+        code = stylize.main(["stylize", f"--checkpoint={exported['version_dir']}",
+                             f"--input_image={photo}", f"--output_dir={tmp_path / 'no'}",
+                             f"--style_images={exported['styles']}", "--style_image_size=48"]
+                            + flags)
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not os.path.exists(tmp_path / "no")
 
 
 def test_style_bank_is_an_nstyle_export(exported, tmp_path, capsys):

@@ -13,21 +13,10 @@ from magenta_style.inference import style_images
 from magenta_style.inference import style_maps
 from magenta_style.inference import stylizer
 from magenta_style.networks import arbitrary
-from magenta_style.networks import arbitrary_checkpoints
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
 
 SIZE = 48  # --style_image_size in these tests (the predictor needs >= 43).
-
-
-def _tiny_network(seed=3):
-    model = arbitrary.build_arbitrary(alpha=0.25)
-    rng = np.random.default_rng(seed)
-    for v in model.weights:
-        if v.trainable:
-            scale = 0.3 if "StyleNorm" in v.path else 0.1
-            v.assign(scale * rng.standard_normal(v.shape).astype(np.float32))
-    return model
 
 
 def _save_png(path, seed, shape=(40, 52, 3)):
@@ -37,17 +26,15 @@ def _save_png(path, seed, shape=(40, 52, 3)):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny(tmp_path_factory, tiny_arbitrary):
     root = tmp_path_factory.mktemp("arbitrary")
-    network = _tiny_network()
-    cfg = config.ModelConfig(num_styles=1, alpha=0.25, generator="arbitrary")
-    arbitrary_checkpoints.save_model(network, cfg, str(root / "model"))
+    network = tiny_arbitrary["network"]  # The session's tiny network and checkpoint.
     styles = root / "styles"
     styles.mkdir()
     _save_png(styles / "b_wave.png", 1, (50, 60, 3))
     _save_png(styles / "a_starry.png", 2, (64, 48, 3))
     photo = _save_png(root / "photo.png", 3)
-    return {"root": root, "network": network, "checkpoint": str(root / "model"),
+    return {"root": root, "network": network, "checkpoint": tiny_arbitrary["checkpoint"],
             "styles": str(styles), "photo": photo}
 
 

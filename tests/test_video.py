@@ -256,3 +256,65 @@ def test_batches_fit_the_exports_pixel_cap_and_oversized_frames_are_refused_up_f
                        match=r"frames of 64x64 are over this export's cap of 2500 pixels"):
         stylize_video.run(_video_job(export, large, refused, batch_size=1))
     assert not refused.exists() and not list(tmp_path.glob("*refused*"))
+
+
+def test_arbitrary_model_style_is_predicted_once_per_video(clip, tmp_path, tiny_arbitrary,
+                                                           tiny_arbitrary_export, capfd):
+    """--style_images, --style_mix, --style_image_size and Magenta --strength for a video
+    (the frame stylizer on the checkpoint's network, the command on its export): one style
+    for every frame, from the style images' bottlenecks and the first frame's content
+    bottleneck, each predicted once."""
+    from PIL import Image
+
+    from magenta_style import stylize_video
+    from magenta_style.inference import style_images
+    from magenta_style.networks import arbitrary
+
+    rng = np.random.default_rng(8)
+    for name in ("starry", "wave"):
+        Image.fromarray(rng.integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(
+            tmp_path / f"{name}.png")
+    starry, wave = str(tmp_path / "starry.png"), str(tmp_path / "wave.png")
+    network = tiny_arbitrary["network"]
+    model, model_config = style_images.bind(network, tiny_arbitrary["config"], [starry, wave],
+                                            48)
+    frames = np.stack([f.astype(np.float32) / 255.0 for f in _frames(clip)])
+    stylize_frames = stylizer.make_frame_stylizer(model, [0.25, 0.75], strength=0.5)
+    got = np.concatenate([stylize_frames(frames[:3]), stylize_frames(frames[3:])])
+    style_bn = 0.25 * model.bottlenecks[:1] + 0.75 * model.bottlenecks[1:]
+    first_bn = network.predict_style(arbitrary.prepare_style_image(frames[:1], 48))
+    expected = network.transfer(frames, tf.repeat(
+        arbitrary.mix_with_content(style_bn, first_bn, 0.5), len(frames), axis=0)).numpy()
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+    # Frame 7 fed as its own style would give another picture: the first frame's is kept.
+    own_bn = network.predict_style(arbitrary.prepare_style_image(frames[7:], 48))
+    own = network.transfer(frames[7:], arbitrary.mix_with_content(style_bn, own_bn, 0.5))
+    assert np.abs(own.numpy()[0] - got[7]).max() > 1e-3
+
+    # The expected frames through the same encoder: what the command must write.
+    reference = tmp_path / "reference.mp4"
+    pending = list(expected)
+    video.stylize_video(clip, reference, lambda f: np.stack([pending.pop(0) for _ in f]),
+                        batch_size=3, crf=0)
+    reference_frames = np.stack(_frames(reference)).astype(np.float32)
+    argv = [f"--input={clip}", f"--style_images={starry},{wave}", "--style_mix=1,3",
+            "--style_image_size=48", "--strength=0.5", "--batch_size=3", "--crf=0"]
+    # The command, on the export (the checkpoint's network is the one checked above; the
+    # command's code is the same for both, stylizer.load and cli.bind_style_images).
+    out = tmp_path / "styled.mp4"
+    assert stylize_video.main(["stylize_video", f"--checkpoint={tiny_arbitrary_export}",
+                               f"--output={out}"] + argv) == 0, capfd.readouterr().err
+    written = np.stack(_frames(out)).astype(np.float32)
+    assert written.shape == reference_frames.shape == (8, 32, 32, 3)
+    diff = np.abs(written - reference_frames)  # Grey levels.
+    assert diff.mean() < 0.05 and diff.max() <= 2, (diff.mean(), diff.max())
+    assert _audio_packets(out) == _audio_packets(clip)
+    capfd.readouterr()
+    for flags, message in (([f"--style_images={starry},{wave}"],
+                            "holds 2 images; a video takes one, or several mixed by"),
+                           (["--which_styles=1"], "whose styles are images")):
+        code = stylize_video.main(["stylize_video", f"--checkpoint={tiny_arbitrary_export}",
+                                   f"--input={clip}", f"--output={tmp_path / 'no.mp4'}"] + flags)
+        err = capfd.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (tmp_path / "no.mp4").exists()

@@ -172,6 +172,78 @@ class ExportedModel:
                                        tf.zeros([batch], tf.bool))["stylized_image"]
 
 
+class ExportedArbitraryNetwork:
+    """An export of Magenta's arbitrary-style model, read as arbitrary.ArbitraryStyleNetwork.
+
+    Offers what inference reads from the Keras network: `predict_style` (the export's
+    `predict_style` signature), `transfer` and `transformer` (its `transfer` signature),
+    `alpha` and `bottleneck`, so `style_images.bind` turns it into the same
+    arbitrary.StyleImageModel as a checkpoint, and stylize, stylize_video and Magenta
+    strength run through the one inference path. What the export cannot do: per-pixel
+    style maps (its `transfer` takes one bottleneck per image, the maps mix gamma/beta
+    per pixel) and tiling (as every export); N-style strength (the style bank) is an
+    N-style export of its own.
+
+    Attributes:
+      saved_model: the restored object.
+      transformer: `ExportedTransfer`, the transformer's call over (mix, bottlenecks).
+      max_pixels, compute_dtype: as ExportedModel's.
+      alpha: float, the transformer's width.
+      bottleneck: int, the style bottleneck's width (100).
+    """
+
+    def __init__(self, saved_model, model_config, metadata):
+        self.saved_model = saved_model
+        self.max_pixels = (metadata.get("limits") or {}).get("max_pixels_per_request")
+        self.compute_dtype = metadata.get("compute_dtype", "float32")
+        self.alpha = model_config.alpha
+        self.bottleneck = int((metadata.get("arbitrary") or {}).get("bottleneck",
+                                                                   arbitrary.BOTTLENECK))
+        self.transformer = ExportedTransfer(self)
+
+    def predict_style(self, style_images, training=None):
+        """float32 [B, Hs, Ws, 3] in [0, 1] (Hs, Ws >= 43) -> float32 [B, bottleneck]."""
+        del training  # An export runs inference only.
+        return self.saved_model.predict_style(tf.convert_to_tensor(style_images, tf.float32))[
+            "style_bottleneck"]
+
+    def transfer(self, images, bottlenecks, training=None):
+        """images float32 [B, H, W, 3] in [0, 1], bottlenecks [B or 1, bottleneck] ->
+        float32 [B, H, W, 3] in [0, 1]."""
+        del training
+        return self.saved_model.transfer(tf.convert_to_tensor(images, tf.float32),
+                                         tf.convert_to_tensor(bottlenecks, tf.float32))[
+                                             "stylized_image"]
+
+
+class ExportedTransfer:
+    """An arbitrary export's `transfer` signature called as the arbitrary transformer is:
+    `transformer(images, (mix, bottlenecks))` with mix float32 [B, K] and bottlenecks
+    [K, D] or [B, K, D] (what arbitrary.StyleImageModel passes). The mixed bottleneck
+    is the weighted sum, Magenta's arithmetic (the heads are affine)."""
+
+    magenta_compatible = False
+    variables = ()
+    trainable_variables = ()
+
+    def __init__(self, network):
+        self.network = network
+        self.max_pixels = network.max_pixels
+        self.compute_dtype = network.compute_dtype
+
+    def __call__(self, images, style, strength=None):
+        mix, bottlenecks = style
+        if strength is not None:
+            raise ValueError("an arbitrary-style export takes Magenta's strength only; the "
+                             "N-style strength needs the checkpoint or a style bank export")
+        mix = tf.convert_to_tensor(mix, tf.float32)
+        if mix.shape.rank != 2:
+            raise ValueError("per-pixel style maps need the arbitrary-style checkpoint: the "
+                             "export's transfer signature takes one style bottleneck per image")
+        mixed = tf.reduce_sum(mix[:, :, None] * tf.cast(bottlenecks, tf.float32), axis=-2)
+        return self.network.transfer(images, mixed)
+
+
 def load_export(path, num_styles=None, alpha=None):
     """Loads an export (written by `magenta_style.export`) as an `ExportedModel`.
 
@@ -180,7 +252,9 @@ def load_export(path, num_styles=None, alpha=None):
       num_styles, alpha: optional; when given they must agree with the export.
 
     Returns:
-      (ExportedModel, config.ModelConfig).
+      (ExportedModel, config.ModelConfig); for an export of Magenta's arbitrary-style
+      model (ExportedArbitraryNetwork, its ModelConfig): bind style images to it first
+      (style_images.bind), as to the checkpoint.
 
     Raises:
       checkpoints.CheckpointError: not an export of this package, or num_styles /
@@ -193,6 +267,10 @@ def load_export(path, num_styles=None, alpha=None):
     except (KeyError, TypeError, config_lib.ConfigError) as e:
         raise checkpoints.CheckpointError(
             f"{saved_dir!r}: unreadable model metadata: {e}") from None
+    if model_config.generator == config_lib.ARBITRARY:
+        checkpoints.check_agrees(model_config, None, alpha, saved_dir)
+        return (ExportedArbitraryNetwork(load_saved_model(saved_dir), model_config, metadata),
+                model_config)
     checkpoints.check_agrees(model_config, num_styles, alpha, saved_dir)
     loaded = load_saved_model(saved_dir)
     return ExportedModel(loaded, model_config.num_styles, metadata), model_config
@@ -221,9 +299,9 @@ def load(path, num_styles=None, alpha=None):
       [0, 1] to float32 [B, H, W, 3] in [0, 1]. For checkpoints it is the Keras
       generator (a transformer.StyleTransferNetwork can also be tiled); for an export
       an `ExportedModel`. A checkpoint of Magenta's arbitrary-style model (what it holds
-      says so: style_params heads) gives an arbitrary.ArbitraryStyleNetwork and a config
-      with generator "arbitrary": bind style images to it first
-      (style_images.bind), which gives a model called as above.
+      says so: style_params heads) gives an arbitrary.ArbitraryStyleNetwork, its export
+      an `ExportedArbitraryNetwork`, and a config with generator "arbitrary": bind style
+      images to either first (style_images.bind), which gives a model called as above.
 
     Raises:
       checkpoints.CheckpointError: the path cannot be read as a model, or
@@ -244,6 +322,8 @@ def load(path, num_styles=None, alpha=None):
 
 def can_tile(model):
     """True when `model` can be stylized tile by tile (a Keras network, not a SavedModel)."""
+    if isinstance(getattr(model, "transformer", None), ExportedTransfer):
+        return False  # Style images bound to an arbitrary export.
     return (isinstance(model, tiling.TILED_GENERATORS)
             and not getattr(model, "magenta_compatible", False))
 
@@ -406,23 +486,37 @@ def make_interactive_fn(model, num_styles, style_map=False, with_strength=True):
 def make_frame_stylizer(model, style, strength=None, preserve_colors=False):
     """A function that stylizes batches of frames (a video) with a fixed style.
 
+    For an arbitrary.StyleImageModel the style is fixed for the whole video too: its
+    style images' bottlenecks were predicted when it was bound, and Magenta strength's
+    content bottleneck is the first frame's (`for_image`), computed once on the first
+    call; a per-frame one would change gamma/beta from frame to frame (flicker) and
+    run the style predictor on every frame.
+
     Args:
       model: callable `model(images, style[, strength])` (see `load`).
       style: float32 weights [num_styles] (one style: one-hot) or a per-pixel map
         [H, W, num_styles] (e.g. `style_maps.StyleMap.weights`), applied to every frame.
-      strength: optional float in [0, 1].
+      strength: optional float in [0, 1]; None or 1 is the model's plain call.
       preserve_colors: keep each frame's colours, take the stylized luminance.
 
     Returns:
       callable(frames float32 [B, H, W, 3] in [0, 1]) -> float32 numpy [B, H, W, 3].
     """
     style = np.asarray(style, np.float32)
-    fn = make_stylize_fn(model, style.shape[-1], style_map=style.ndim == 3,
-                         strength=strength, preserve_colors=preserve_colors)
+    if strength is not None and float(strength) == 1.0:
+        strength = None  # Full style: the plain call, as Stylizer makes it.
+    compiled = []  # The tf.function, made on the first call (it may need the first frame).
 
     def stylize_frames(frames):
         frames = np.asarray(frames, np.float32)
-        return fn(tf.constant(frames), tf.constant(
+        if not compiled:
+            bound = model
+            if strength is not None and hasattr(model, "for_image"):
+                bound = model.for_image(frames[0])
+            compiled.append(make_stylize_fn(bound, style.shape[-1], style_map=style.ndim == 3,
+                                            strength=strength,
+                                            preserve_colors=preserve_colors))
+        return compiled[0](tf.constant(frames), tf.constant(
             np.broadcast_to(style, (len(frames),) + style.shape))).numpy()
 
     return stylize_frames

@@ -49,7 +49,7 @@ from magenta_style.networks import transformer
 BOTTLENECK = 100
 # Magenta's and TF Hub's style image size (shorter side), and the default of
 # --style_image_size.
-DEFAULT_STYLE_IMAGE_SIZE = 256
+DEFAULT_STYLE_IMAGE_SIZE = config.DEFAULT_STYLE_IMAGE_SIZE
 STYLE_PARAMS_SCOPE = "style_params"
 # The norm specs (layers.make_norm) of the arbitrary transformer.
 CONTRACT_NORM = {"class_name": "magenta_style>BatchNorm",
@@ -377,6 +377,9 @@ class StyleImageModel(tf.Module):
     [B] in [0, 1] -> float32 [B, H, W, 3] in [0, 1]. It has the attributes, `structure()`
     and `forward()` that inference (batching, style maps, tiling, caps) reads from
     transformer.StyleTransferNetwork, so one inference path serves both kinds.
+    `network` may also be an export (stylizer.ExportedArbitraryNetwork: the same
+    predict_style, transformer call on (mix, bottlenecks) and attributes, no tiling or
+    per-pixel maps).
 
     Attributes:
       network: the ArbitraryStyleNetwork.
@@ -411,10 +414,19 @@ class StyleImageModel(tf.Module):
         return self.transformer.compute_dtype
 
     @property
+    def max_pixels(self):
+        """The pixel cap of an export's calls (stylizer.ExportedArbitraryNetwork), else
+        None (a Keras network: limits.max_pixels applies)."""
+        return getattr(self.transformer, "max_pixels", None)
+
+    @property
     def variables(self):
         """The Keras variables the calls read: the transformer's, plus the predictor's
-        when Magenta strength needs the content's own bottleneck."""
-        extra = list(self.network.predictor.variables) if self.strength_mode == "magenta" else []
+        when Magenta strength needs the content's own bottleneck (none for an export,
+        whose weights are in its SavedModel)."""
+        predictor = getattr(self.network, "predictor", None)
+        extra = (list(predictor.variables)
+                 if predictor is not None and self.strength_mode == "magenta" else [])
         return extra + list(self.transformer.variables)
 
     @property

@@ -14,7 +14,11 @@ Targets (`--targets`, comma-separated):
   tf.function with unknown H and W (no retracing per size) and XLA-compiled (once per
   shape);
 - `magenta_tf1`: Magenta's own graph in a tf.compat.v1 Session
-  (tools/benchmarks/benchmark_magenta_tf1.py, verified against Magenta's outputs with `--verify`).
+  (tools/benchmarks/benchmark_magenta_tf1.py, verified against Magenta's outputs with `--verify`);
+- `tflite_float32`, `tflite_float16`, `tflite_int8`: the float32 export converted by
+  tools/export_tflite.py (`--quantize`), at a fixed input size (converted on the first call
+  of each size, which the first-call column shows), run with LiteRT's interpreter
+  (`ai_edge_litert`, XNNPACK, `--tflite_threads`).
 
 The targets are timed interleaved (A, B, C, A, B, C, ...) in one process, so machine
 load hits them alike; each cell is the median over its runs after one warm-up call
@@ -26,15 +30,28 @@ Without --checkpoint the network is alpha 1.0 with 4 styles and randomised gamma
 (Magenta's checkpoints have 10 or 32; the style count does not change the cost).
 
 `--generators=arbitrary`: Magenta's arbitrary-style model (random weights, or an
-arbitrary `--checkpoint`), its transfer network bound to `--num_styles` style
-bottlenecks (the style bank's export, so the serving targets time exactly the transfer),
-plus one row for the style predictor (InceptionV3 to Mixed_6e) at `--predictor_size`.
+arbitrary `--checkpoint`). Its rows time the two halves that apps call, as TensorFlow
+Lite's style-transfer example does: the transfer network at `--sizes` (a style bottleneck
+per image, the weights mixing `--num_styles` random bottlenecks), and the style predictor
+(InceptionV3 to Mixed_6e, style image -> bottleneck) at `--predictor_size`. The serving
+targets export the model as `python -m magenta_style.export` does and call its `transfer`
+and `predict_style` signatures; the TFLite targets convert those two signatures;
+the Keras targets call the network's `transfer` (through arbitrary.StyleImageModel) and
+`predict_style`. bfloat16 applies to the transfer network only (the predictor stays
+float32 in every bfloat16 path, so its serving_bfloat16 row runs float32 too).
+
+    python tools/benchmarks/benchmark_inference.py --generators=transformer,arbitrary \
+        --sizes=512,1024 --targets=serving_float32,serving_bfloat16
+    python tools/benchmarks/benchmark_inference.py --generators=arbitrary --sizes=384,512 \
+        --targets=tflite_float32,tflite_float16,tflite_int8
 
 Rows are per (generator, target). `GENERATORS` maps a generator name to a function
-building (model, model_config) and `TARGET_BUILDERS` says which targets apply to it;
+building (model, model_config) and `TARGET_BUILDERS` maps a target to a function building
+its `Target` (the transfer call, and the predictor call for the arbitrary model);
 `--generators` picks generators, so other networks can be added without touching
 the timing loop.
 """
+import collections
 import os
 import statistics
 import subprocess
@@ -44,6 +61,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))  # export_tflite
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app  # noqa: E402
@@ -63,11 +81,14 @@ _BATCH = flags.DEFINE_integer("batch_size", 1, "Images per call.")
 _TARGETS = flags.DEFINE_list(
     "targets", ["serving_float32", "serving_bfloat16", "magenta_tf1"], "What to time.")
 _GENERATORS = flags.DEFINE_list("generators", ["transformer"], "Networks to time: "
-                                "transformer (Magenta's), boe_yuv444, boe_yuv420.")
+                                "transformer (Magenta's), arbitrary (Magenta's "
+                                "arbitrary-style model), boe_yuv444, boe_yuv420.")
 _REPEATS = flags.DEFINE_integer("repeats", 10, "Timed runs per cell at 512 px.")
 _NUM_STYLES = flags.DEFINE_integer("num_styles", 4, "Styles of the random-weight network.")
 _PREDICTOR_SIZE = flags.DEFINE_integer("predictor_size", 256, "Style image side for the "
-                                       "arbitrary model's predictor row.")
+                                       "arbitrary model's predictor rows.")
+_TFLITE_THREADS = flags.DEFINE_integer("tflite_threads", os.cpu_count(), "Threads of the "
+                                       "TFLite interpreter.")
 
 
 def _transformer_generator():
@@ -134,28 +155,109 @@ def describe(model, model_config, size=64):
     return text
 
 
+# What a target times: `transfer(images [B,S,S,3], weights [B,N])` and, for the arbitrary
+# model, `predict(style_images [1,P,P,3])` (None otherwise).
+Target = collections.namedtuple("Target", ["transfer", "predict"])
+
+
+def _is_arbitrary(model):
+    from magenta_style.networks import arbitrary  # noqa: E402
+    return isinstance(model, arbitrary.StyleImageModel)
+
+
+def _export(model, model_config, workdir, compute_dtype):
+    """The version directory of `model` exported in `compute_dtype` (once per workdir)."""
+    base = os.path.join(workdir, f"export_{compute_dtype}")
+    if os.path.isdir(os.path.join(base, "1")):
+        return os.path.join(base, "1")
+    if _is_arbitrary(model):  # As `python -m magenta_style.export` exports a checkpoint.
+        from magenta_style.networks import arbitrary_checkpoints  # noqa: E402
+        checkpoint = os.path.join(workdir, "checkpoint", "model")
+        if not os.path.exists(checkpoint + ".index"):
+            arbitrary_checkpoints.save_model(model.network, config_lib.ModelConfig(
+                num_styles=1, alpha=model_config.alpha, generator="arbitrary"), checkpoint)
+        version_dir, _ = export_lib.export_checkpoint(checkpoint, base, warmup_size=0,
+                                                      compute_dtype=compute_dtype)
+        return version_dir
+    converted = (model.with_compute_dtype(compute_dtype)
+                 if hasattr(model, "with_compute_dtype")
+                 else transformer.with_compute_dtype(model, compute_dtype))
+    return export_lib.export_saved_model(converted, model_config, base, warmup_size=0)
+
+
+def _mixed_bottlenecks(model, weights):
+    """The arbitrary model's per-image bottleneck [B, 100] for weights [B, N]."""
+    return tf.matmul(weights, model.bottlenecks)
+
+
 def _serving(compute_dtype):
     def build(model, model_config, workdir):
-        converted = (model.with_compute_dtype(compute_dtype)
-                     if hasattr(model, "with_compute_dtype")
-                     else transformer.with_compute_dtype(model, compute_dtype))
-        version_dir = export_lib.export_saved_model(
-            converted, model_config,
-            os.path.join(workdir, f"export_{compute_dtype}"), warmup_size=0)
-        signature = tf.saved_model.load(version_dir).signatures["serving_default"]
-        return lambda x, w: signature(image=x, style_weights=w)["stylized_image"]
+        signatures = tf.saved_model.load(
+            _export(model, model_config, workdir, compute_dtype)).signatures
+        if _is_arbitrary(model):
+            transfer, predict = signatures["transfer"], signatures["predict_style"]
+            return Target(
+                lambda x, w: transfer(image=x, style_bottleneck=_mixed_bottlenecks(model, w))[
+                    "stylized_image"],
+                lambda s: predict(style_image=s)["style_bottleneck"])
+        signature = signatures["serving_default"]
+        return Target(lambda x, w: signature(image=x, style_weights=w)["stylized_image"], None)
     return build
 
 
 def _keras(mode):
     def build(model, model_config, workdir):
         del workdir
+        predict = None
+        if _is_arbitrary(model):
+            predict = model.network.predict_style
         if mode == "eager":
-            return lambda x, w: model(x, w)
+            return Target(lambda x, w: model(x, w), predict)
         signature = [tf.TensorSpec([None, None, None, 3], tf.float32),
                      tf.TensorSpec([None, model_config.num_styles], tf.float32)]
-        return tf.function(lambda x, w: model(x, w), input_signature=signature,
-                           jit_compile=mode == "xla")
+        transfer = tf.function(lambda x, w: model(x, w), input_signature=signature,
+                               jit_compile=mode == "xla")
+        if predict is not None:
+            predict = tf.function(predict, input_signature=signature[:1],
+                                  jit_compile=mode == "xla")
+        return Target(transfer, predict)
+    return build
+
+
+def _tflite(quantize):
+    def build(model, model_config, workdir):
+        import export_tflite  # noqa: E402  (tools/export_tflite.py)
+        from ai_edge_litert.interpreter import Interpreter  # noqa: E402
+        version_dir = _export(model, model_config, workdir, "float32")
+        loaded = tf.saved_model.load(version_dir)
+        runners = {}
+
+        def runner(signature, size):
+            """The signature converted at a fixed size, the first time it is asked for."""
+            key = (signature, size)
+            if key not in runners:
+                interpreter = Interpreter(
+                    model_content=export_tflite.convert(version_dir, signature, quantize,
+                                                        size, loaded=loaded),
+                    num_threads=_TFLITE_THREADS.value)
+                runners[key] = interpreter.get_signature_runner()
+            return runners[key]
+
+        def size(x):
+            return tuple(int(d) for d in x.shape[1:3])
+
+        if _is_arbitrary(model):
+            def transfer(x, w):
+                return runner("transfer", size(x))(
+                    image=x.numpy(), style_bottleneck=_mixed_bottlenecks(model, w).numpy())[
+                        "stylized_image"]
+
+            def predict(s):
+                return runner("predict_style", size(s))(style_image=s.numpy())[
+                    "style_bottleneck"]
+            return Target(transfer, predict)
+        return Target(lambda x, w: runner("serving_default", size(x))(
+            image=x.numpy(), style_weights=w.numpy())["stylized_image"], None)
     return build
 
 
@@ -163,16 +265,19 @@ def _magenta_tf1(model, model_config, workdir):
     del workdir
     import benchmark_magenta_tf1
     graph = benchmark_magenta_tf1.InferenceGraph(model_config.num_styles, model_config.alpha)
-    return lambda x, w: graph.run(x.numpy(), w.numpy())
+    return Target(lambda x, w: graph.run(x.numpy(), w.numpy()), None)
 
 
-# target -> builder(model, model_config, workdir) -> fn(images, weights) -> result.
+# target -> builder(model, model_config, workdir) -> Target.
 TARGET_BUILDERS = {
     "serving_float32": _serving("float32"),
     "serving_bfloat16": _serving("bfloat16"),
     "keras_eager": _keras("eager"),
     "keras_function": _keras("function"),
     "keras_xla": _keras("xla"),
+    "tflite_float32": _tflite("float32"),
+    "tflite_float16": _tflite("float16"),
+    "tflite_int8": _tflite("int8"),
     "magenta_tf1": _magenta_tf1,
 }
 # Targets that only exist for the transformer (Magenta's graph is that network).
@@ -219,8 +324,12 @@ def main(argv):
     for generator in _GENERATORS.value:
         model, model_config = GENERATORS[generator]()
         print(f"{generator}: {describe(model, model_config)}", flush=True)
-        fns = {t: TARGET_BUILDERS[t](model, model_config, workdir) for t in _TARGETS.value
-               if generator == "transformer" or t not in TRANSFORMER_ONLY}
+        generator_dir = os.path.join(workdir, generator)  # Its exports and conversions.
+        os.makedirs(generator_dir, exist_ok=True)
+        targets = {t: TARGET_BUILDERS[t](model, model_config, generator_dir)
+                   for t in _TARGETS.value
+                   if generator == "transformer" or t not in TRANSFORMER_ONLY}
+        fns = {name: target.transfer for name, target in targets.items()}
         for size in [int(s) for s in _SIZES.value]:
             repeats = max(2, round(_REPEATS.value * min(1.0, (512 / size) ** 2)))
             rng = np.random.default_rng(0)
@@ -235,15 +344,17 @@ def main(argv):
                       f"{1000 * median / _BATCH.value:.1f} | {_BATCH.value / median:.2f} | "
                       f"{ratio} |", flush=True)
             print(f"load after {size} px ({repeats} runs each): {_load()}", flush=True)
-        if generator == "arbitrary":
+        predictors = {f"predictor ({name})": target.predict
+                      for name, target in targets.items() if target.predict is not None}
+        if predictors:  # The arbitrary model's style predictor, one style image per call.
             size = _PREDICTOR_SIZE.value
-            predict = tf.function(model.network.predict_style, input_signature=[
-                tf.TensorSpec([None, None, None, 3], tf.float32)])
             style = tf.constant(np.random.default_rng(0).random((1, size, size, 3), np.float32))
-            first, median = time_interleaved({"predictor_float32": predict}, (style,),
-                                             _REPEATS.value)["predictor_float32"]
-            print(f"| arbitrary | predictor_float32 | {size} | {first:.2f} | "
-                  f"{1000 * median:.1f} | {1 / median:.2f} | |", flush=True)
+            results = time_interleaved(predictors, (style,), _REPEATS.value)
+            for name, (first, median) in results.items():
+                print(f"| {generator} | {name} | {size} | {first:.2f} | {1000 * median:.1f} | "
+                      f"{1 / median:.2f} | |", flush=True)
+            print(f"load after the predictor ({_REPEATS.value} runs each): {_load()}",
+                  flush=True)
 
 
 if __name__ == "__main__":
