@@ -568,7 +568,8 @@ def load_model(demo_config, output_dir):
                     model_config, None)
         if not isinstance(model, arbitrary.ArbitraryStyleNetwork):
             raise cli.UsageError("--checkpoint is an export of Magenta's arbitrary-style "
-                                 "model; the demo takes its checkpoint")
+                                 "model; the demo takes its checkpoint (the painted style "
+                                 "maps need it)")
         if demo_config.style_images:
             paths = style_images.expand(demo_config.style_images)
             if len(paths) > MAX_STYLE_IMAGES:
