@@ -13,6 +13,7 @@ from magenta_style import train
 from magenta_style.data import demo_images
 from magenta_style.data import style_dataset
 from magenta_style.training import style_cache
+from magenta_style.training import train_lib
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -127,6 +128,18 @@ def test_the_flag_is_a_data_config_field_and_excludes_a_style_dataset_file():
         train.parse_args(_REQUIRED)
     with pytest.raises(cli.UsageError, match="--style_image_size applies to --style_images"):
         train.parse_args([*_REQUIRED, "--style_dataset_file=s", "--style_image_size=64"])
+
+
+def test_the_arbitrary_generator_reads_the_images_themselves(tmp_path):
+    arbitrary = [*_REQUIRED[:1], f"--train_dir={tmp_path / 'train'}", *_REQUIRED[2:],
+                 "--generator=arbitrary", "--inception_v3_checkpoint=random:0",
+                 f"--style_images={tmp_path / '*.png'}"]
+    experiment = train.parse_args(arbitrary).experiment
+    # No style dataset is built for it: its style pipeline reads the images.
+    assert train_lib._style_images(experiment, print) is experiment  # pylint: disable=protected-access
+    assert not (tmp_path / "train").exists()
+    with pytest.raises(cli.UsageError, match="--style_image_size sizes the style dataset"):
+        train.parse_args([*arbitrary, "--style_image_size=64"])
 
 
 @pytest.mark.slow

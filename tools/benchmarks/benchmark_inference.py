@@ -16,7 +16,7 @@ Targets (`--targets`, comma-separated):
 - `magenta_tf1`: Magenta's own graph in a tf.compat.v1 Session
   (tools/benchmarks/benchmark_magenta_tf1.py, verified against Magenta's outputs with `--verify`);
 - `tflite_float32`, `tflite_float16`, `tflite_int8`: the float32 export converted by
-  tools/export_tflite.py (`--quantize`), at a fixed input size (converted on the first call
+  magenta_style.export_tflite (`--quantize`), at a fixed input size (converted on the first call
   of each size, which the first-call column shows), run with LiteRT's interpreter
   (`ai_edge_litert`, XNNPACK, `--tflite_threads`).
 
@@ -61,7 +61,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
-sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..")))  # export_tflite
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from absl import app  # noqa: E402
@@ -226,7 +225,7 @@ def _keras(mode):
 
 def _tflite(quantize):
     def build(model, model_config, workdir):
-        import export_tflite  # noqa: E402  (tools/export_tflite.py)
+        from magenta_style.serving import tflite  # noqa: E402  (export_tflite's converter)
         from ai_edge_litert.interpreter import Interpreter  # noqa: E402
         version_dir = _export(model, model_config, workdir, "float32")
         loaded = tf.saved_model.load(version_dir)
@@ -237,8 +236,8 @@ def _tflite(quantize):
             key = (signature, size)
             if key not in runners:
                 interpreter = Interpreter(
-                    model_content=export_tflite.convert(version_dir, signature, quantize,
-                                                        size, loaded=loaded),
+                    model_content=tflite.convert(version_dir, signature, quantize, size,
+                                                 loaded=loaded),
                     num_threads=_TFLITE_THREADS.value)
                 runners[key] = interpreter.get_signature_runner()
             return runners[key]
