@@ -1283,10 +1283,19 @@ class ServingClientConfig:
 
     Attributes:
       image: the image file to stylize.
-      style_weights: comma-separated weight per style of the model.
+      style_weights: comma-separated weight per style of the model (an N-style export).
       output: where the stylized PNG goes (atomically).
-      strength: style strength in [0, 1]; None: full (and the plain signature).
-      preserve_colors: keep the image's colours.
+      strength: style strength in [0, 1]; None: full (and the plain signature). For an
+        arbitrary-style export Magenta's (stylize_strength).
+      preserve_colors: keep the image's colours (N-style exports).
+      style_image: an arbitrary-style export's style image file.
+      style_image_size: the style image's shorter side before it is sent (0: as it is).
+      style_bottleneck: instead of style_image, a JSON file that save_bottleneck wrote
+        (the transfer signature).
+      save_bottleneck: with style_image: ask predict_style for its bottleneck and write
+        it to this JSON file.
+      send_floats: send float32 pixels (serving_default, stylize_advanced) instead of PNG
+        bytes.
       protocol: "rest" (JSON) or "grpc".
       server: REST base URL or gRPC host:port; None: the protocol's local default.
       model: the served model's name.
@@ -1300,6 +1309,11 @@ class ServingClientConfig:
     output: str = None
     strength: float = None
     preserve_colors: bool = False
+    style_image: str = None
+    style_image_size: int = DEFAULT_STYLE_IMAGE_SIZE
+    style_bottleneck: str = None
+    save_bottleneck: str = None
+    send_floats: bool = False
     protocol: str = "rest"
     server: str = None
     model: str = SERVED_MODEL_NAME

@@ -210,14 +210,14 @@ def test_command_line(rest_server, photo, tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_grpc_round_trip(client, loaded, photo, tmp_path):
+def _start_grpc_server(loaded, seen):
+    """A gRPC PredictionService stand-in computing with `loaded`; appends each request to
+    `seen`. Returns (server, port)."""
     from concurrent import futures
 
     import grpc
     from tensorflow_serving.apis import predict_pb2
     from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-    seen = []
 
     class Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         def Predict(self, request, context):  # pylint: disable=invalid-name
@@ -237,6 +237,12 @@ def test_grpc_round_trip(client, loaded, photo, tmp_path):
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Servicer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
+    return server, port
+
+
+def test_grpc_round_trip(client, loaded, photo, tmp_path):
+    seen = []
+    server, port = _start_grpc_server(loaded, seen)
     try:
         output = tmp_path / "grpc.png"
         client.stylize_remote(photo, [0.0, 1.0], str(output), protocol="grpc",
@@ -263,3 +269,152 @@ def test_help_exits_zero():
     result = subprocess.run([sys.executable, TOOL, "--no_such_flag"], capture_output=True,
                             text=True, timeout=TIMEOUT_S, check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# Float pixels (send_floats), and an export of Magenta's arbitrary-style model.
+
+
+def test_rest_float_pixels_give_the_bytes_forms_image(client, rest_server, photo, tmp_path):
+    url, handler = rest_server
+    by_bytes, by_floats = tmp_path / "bytes.png", tmp_path / "floats.png"
+    for output, send_floats in ((by_bytes, False), (by_floats, True)):
+        client.stylize_remote(photo, [0.3, 0.7], str(output), server=url, strength=0.5,
+                              preserve_colors=True, send_floats=send_floats,
+                              timeout=TIMEOUT_S)
+    _, body = handler.requests[-1]
+    assert body["signature_name"] == "stylize_advanced"
+    assert np.asarray(body["inputs"]["image"]).shape == (1, 18, 22, 3)
+    # The server rounds to 8 bits in one, the client in the other.
+    assert np.abs(_read_png(str(by_floats)).astype(int)
+                  - _read_png(str(by_bytes)).astype(int)).max() <= 1
+
+
+@pytest.fixture(scope="module")
+def arbitrary_loaded(tiny_arbitrary_export):
+    return tf.saved_model.load(tiny_arbitrary_export)
+
+
+@pytest.fixture(scope="module")
+def arbitrary_server(arbitrary_loaded):
+    handler = type("Handler", (_RestHandler,), {"loaded": arbitrary_loaded, "requests": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def style_photo(tmp_path_factory):
+    rng = np.random.default_rng(1)
+    path = tmp_path_factory.mktemp("style") / "starry.png"
+    Image.fromarray((rng.random((60, 72, 3)) * 255).astype(np.uint8)).save(path)
+    return str(path)
+
+
+def _served(loaded, signature, **inputs):
+    return loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+
+
+def test_rest_arbitrary_export_every_form(client, arbitrary_loaded, arbitrary_server, photo,
+                                         style_photo, tmp_path, capsys):
+    """serving_bytes, serving_default (--send_floats), stylize_strength (--strength) and
+    predict_style + transfer (--save_bottleneck, --style_bottleneck) against the stand-in."""
+    from magenta_style import serving_client
+
+    url, handler = arbitrary_server
+    rgb = client.read_image_rgb(photo)
+    style = client.read_style_image(style_photo, 48)
+    assert style.shape == (48, 58, 3)  # Shorter side 48, the aspect ratio kept.
+    pixels = rgb[None].astype(np.float32) / 255
+    style_pixels = style[None].astype(np.float32) / 255
+    reference = _served(arbitrary_loaded, "serving_default", image=pixels,
+                        style_image=style_pixels)["stylized_image"].numpy()[0]
+
+    out = tmp_path / "bytes.png"
+    assert client.stylize_remote_arbitrary(photo, str(out), style_image=style_photo,
+                                           server=url, style_image_size=48,
+                                           timeout=TIMEOUT_S) == (22, 18)
+    _, body = handler.requests[-1]
+    assert body["signature_name"] == "serving_bytes"
+    assert set(body["inputs"]) == {"image_bytes", "style_image_bytes"}
+    expected = _served(arbitrary_loaded, "serving_bytes",
+                       image_bytes=[client.encode_png(rgb)],
+                       style_image_bytes=[client.encode_png(style)])
+    np.testing.assert_array_equal(
+        _read_png(str(out)), _read_png(expected["stylized_image_bytes"].numpy()[0]))
+    assert np.abs(_read_png(str(out)) / 255 - reference).max() <= 1 / 255 + 1e-6
+
+    out = tmp_path / "floats.png"
+    client.stylize_remote_arbitrary(photo, str(out), style_image=style_photo, server=url,
+                                    style_image_size=48, send_floats=True, timeout=TIMEOUT_S)
+    assert handler.requests[-1][1]["signature_name"] == "serving_default"
+    assert np.abs(_read_png(str(out)) / 255 - reference).max() <= 1 / 255 + 1e-6
+
+    out = tmp_path / "strength.png"
+    client.stylize_remote_arbitrary(photo, str(out), style_image=style_photo, server=url,
+                                    style_image_size=48, strength=0.3, timeout=TIMEOUT_S)
+    _, body = handler.requests[-1]
+    assert body["signature_name"] == "stylize_strength" and body["inputs"]["strength"] == [0.3]
+    weak = _served(arbitrary_loaded, "stylize_strength", image=pixels, style_image=style_pixels,
+                   strength=[0.3])["stylized_image"].numpy()[0]
+    assert np.abs(_read_png(str(out)) / 255 - weak).max() <= 1 / 255 + 1e-6
+    assert np.abs(weak - reference).mean() > 0.01  # Strength 0.3 is another picture.
+
+    # The style computed once, through the command: predict_style, then transfer.
+    saved, out = tmp_path / "starry.json", tmp_path / "transfer.png"
+    common = [f"--server={url}", f"--timeout={TIMEOUT_S}"]
+    assert serving_client.main(["serving_client", f"--style_image={style_photo}",
+                                "--style_image_size=48", f"--save_bottleneck={saved}"]
+                               + common) == 0, capsys.readouterr().err
+    assert handler.requests[-1][1]["signature_name"] == "predict_style"
+    bottleneck = client.read_bottleneck(str(saved))
+    np.testing.assert_allclose(bottleneck, _served(
+        arbitrary_loaded, "predict_style", style_image=style_pixels)["style_bottleneck"].numpy()[0],
+        atol=1e-5)
+    assert serving_client.main(["serving_client", f"--image={photo}", f"--output={out}",
+                                f"--style_bottleneck={saved}"] + common) == 0
+    assert handler.requests[-1][1]["signature_name"] == "transfer"
+    assert np.abs(_read_png(str(out)) / 255 - reference).max() <= 1 / 255 + 1e-4
+    capsys.readouterr()
+
+    # Mistakes: one line each, nothing written.
+    never = tmp_path / "never.png"
+    for argv, message in (
+            ([f"--image={photo}", f"--output={never}", f"--style_image={style_photo}",
+              "--preserve_colors"], "no colour option"),
+            ([f"--image={photo}", f"--output={never}", f"--style_image={style_photo}",
+              "--style_weights=1,0"], "give one of --style_weights"),
+            ([f"--image={photo}", f"--output={never}", f"--style_image={style_photo}",
+              "--style_image_size=30"], "at least 43x43"),
+            ([f"--image={photo}", f"--output={never}", f"--style_bottleneck={photo}"],
+             "not a bottleneck file")):
+        assert serving_client.main(["serving_client"] + argv + common) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not never.exists()
+
+
+def test_grpc_arbitrary_export_float_outputs(client, arbitrary_loaded, photo, style_photo,
+                                             tmp_path):
+    seen = []
+    server, port = _start_grpc_server(arbitrary_loaded, seen)
+    try:
+        common = dict(protocol="grpc", server=f"127.0.0.1:{port}", style_image_size=48,
+                      timeout=TIMEOUT_S)
+        bottleneck = client.predict_style_remote(style_photo, **common)
+        assert seen[-1].model_spec.signature_name == "predict_style" and len(bottleneck) == 100
+        by_bytes, by_transfer = tmp_path / "bytes.png", tmp_path / "transfer.png"
+        client.stylize_remote_arbitrary(photo, str(by_bytes), style_image=style_photo,
+                                        **common)
+        assert seen[-1].model_spec.signature_name == "serving_bytes"
+        client.stylize_remote_arbitrary(photo, str(by_transfer), bottleneck=bottleneck,
+                                        **common)
+        assert seen[-1].model_spec.signature_name == "transfer"
+        assert np.abs(_read_png(str(by_transfer)).astype(int)
+                      - _read_png(str(by_bytes)).astype(int)).max() <= 1
+    finally:
+        server.stop(grace=None).wait(TIMEOUT_S)
