@@ -1,5 +1,7 @@
 """Tests for magenta_style.networks.vgg: end points, the three weight sources, parity with Magenta."""
+import gc
 import logging
+import weakref
 
 import h5py
 import keras
@@ -349,6 +351,20 @@ def test_traced_calls_read_the_weights_as_constants_with_the_same_values(seed7_v
                and len(op.outputs[0].shape) == 4 and op.outputs[0].shape[0] == 3]
     assert len(kernels) == (13 if vgg._cpu_only() else 0)
     assert keras.saving.get_registered_object("magenta_style>VGG16Features") is vgg.VGG16Features
+
+
+def test_a_traced_functions_weight_constants_are_freed_with_it(seed7_vgg):
+    # Each traced call holds ~60 MB of VGG-16 constants (and the runtime more copies); a
+    # process that traces many functions (tests, a notebook) must get them back.
+    traced_fn = tf.function(lambda x: seed7_vgg(x)["vgg_16/conv1"])
+    graph = traced_fn.get_concrete_function(tf.TensorSpec([1, 32, 32, 3])).graph
+    if vgg._cpu_only():
+        assert any(op.type == "Const" and len(op.outputs[0].shape) == 4
+                   for op in graph.get_operations())
+    graph_ref = weakref.ref(graph)
+    del traced_fn, graph
+    gc.collect()
+    assert graph_ref() is None, "the traced graph (and its VGG constants) outlived its function"
 
 
 @pytest.mark.slow

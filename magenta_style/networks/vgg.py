@@ -28,7 +28,6 @@ for a cached instance) and reuse it for content, style and stylized images. When
 `tf.distribute` strategy scope is active during `build_vgg`, the variables are
 created under it.
 """
-import weakref
 
 import keras
 import numpy as np
@@ -64,8 +63,11 @@ def _cpu_only():
     return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
-# {graph: {Conv2D: (kernel, bias) constants}}, dropped with the graph.
-_GRAPH_CONSTANTS = weakref.WeakKeyDictionary()
+# Each graph's {Conv2D: (kernel, bias) constants} live in an attribute of that graph, so
+# they are freed with it. (A WeakKeyDictionary keyed by the graph would never drop them:
+# the constants refer to their graph, so its values would keep its keys alive, ~60 MB
+# of VGG-16 weights and their runtime copies leaked for every traced function.)
+_CONSTANTS_ATTR = "_magenta_style_vgg_constants"
 
 
 def _constant_conv(conv, net):
@@ -81,7 +83,11 @@ def _constant_conv(conv, net):
     """
     # One pair of constants per graph and layer, shared by the content and the stylized
     # images' calls: the runtime holds several copies of each constant.
-    cache = _GRAPH_CONSTANTS.setdefault(tf.compat.v1.get_default_graph(), {})
+    graph = tf.compat.v1.get_default_graph()
+    cache = getattr(graph, _CONSTANTS_ATTR, None)
+    if cache is None:
+        cache = {}
+        setattr(graph, _CONSTANTS_ATTR, cache)
     if conv not in cache:
         with tf.init_scope():  # Eager, even while tracing: read the variables' values.
             kernel, bias = conv.kernel.numpy(), conv.bias.numpy()
