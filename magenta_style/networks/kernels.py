@@ -11,14 +11,50 @@ on the CPU and for TFLite and XLA; docs/speed.md has the measurements.
 - `upsample_by_2_conv`, `interleave_phases`: nearest x2 upsampling + reflect pad +
   3x3 conv computed at the input's resolution, one phase per output parity, with a
   hand-written gradient for the phase crops.
+- `autodiff_gradients`: a block in which those two trace with TensorFlow's own
+  gradients instead (what an export saves).
 
 All take and return float tensors [B, H, W, C] (NHWC) unless said otherwise.
 """
+import contextlib
+import threading
+
 import numpy as np
 import tensorflow as tf
 
 # Magenta's variance epsilon for instance norm; kept for numerical parity.
 INSTANCE_NORM_EPSILON = 1e-5
+
+
+_TRACING = threading.local()
+
+
+@contextlib.contextmanager
+def autodiff_gradients():
+    """Within this block (in this thread), mirror_pad and interleave_phases trace with
+    TensorFlow's own gradients of their ops instead of their hand-written ones; the
+    values are the same.
+
+    For exports: a SavedModel stores each tf.custom_gradient as a gradient function, and
+    tf.saved_model.load registers those in TensorFlow's process-wide gradient registry,
+    which then keeps the whole loaded model alive. Every load of an export made with
+    them leaked ~165 MB (a tiny model: its ~160 restored functions). Gradients through
+    an export (hub.KerasLayer(trainable=True)) still work, at autodiff's speed.
+    """
+    previous = getattr(_TRACING, "autodiff", False)
+    _TRACING.autodiff = True
+    try:
+        yield
+    finally:
+        _TRACING.autodiff = previous
+
+
+def _with_gradient(forward_and_gradient, x):
+    """forward_and_gradient(x) -> (y, gradient function), as for tf.custom_gradient;
+    returns y, differentiated by that gradient function unless autodiff_gradients is on."""
+    if getattr(_TRACING, "autodiff", False):
+        return forward_and_gradient(x)[0]
+    return tf.custom_gradient(forward_and_gradient)(x)
 
 
 def instance_norm(x, gamma, beta, epsilon=INSTANCE_NORM_EPSILON, moments=None, activation=None):
@@ -158,7 +194,6 @@ def mirror_pad(x, rows, cols, mode="REFLECT"):
              + _mirror_indices(width, left, right, mode)[None, :])
     paddings = tf.stack([[0, 0], [top, bottom], [left, right], [0, 0]])
 
-    @tf.custom_gradient
     def pad(x):
         y = tf.gather(tf.reshape(x, [batch, height * width, channels]),
                       tf.reshape(index, [-1]), axis=1)
@@ -167,7 +202,7 @@ def mirror_pad(x, rows, cols, mode="REFLECT"):
             return tf.raw_ops.MirrorPadGrad(input=dy, paddings=paddings, mode=mode)
         return tf.reshape(y, [batch, height + top + bottom, width + left + right,
                               channels]), grad
-    return pad(x)
+    return _with_gradient(pad, x)
 
 
 def space_to_depth_conv(padded, kernel):
@@ -213,7 +248,6 @@ def interleave_phases(joint, filters):
     them (the layer's forward + backward was 1.2-1.4x slower than four per-phase convs);
     this one zero-pads each phase's quarter once (1.1x faster than per-phase convs).
     """
-    @tf.custom_gradient
     def interleave(joint):
         crops = {0: slice(None, -1), 1: slice(1, None)}
         phases = [joint[:, crops[a], crops[b], (2 * a + b) * filters:(2 * a + b + 1) * filters]
@@ -228,7 +262,7 @@ def interleave_phases(joint, filters):
 
         return tf.nn.depth_to_space(tf.concat(phases, axis=-1), 2), grad
 
-    return interleave(joint)
+    return _with_gradient(interleave, joint)
 
 
 # Nearest x2 then a 3-tap conv with reflect pad 1, per output phase a in {0, 1}: the two

@@ -25,6 +25,7 @@ from magenta_style.media import limits
 from magenta_style.networks import arbitrary
 from magenta_style.networks import arbitrary_checkpoints
 from magenta_style.networks import checkpoints
+from magenta_style.networks import kernels
 from magenta_style.networks import transformer
 from magenta_style.serving import arbitrary_signatures
 from magenta_style.serving import signatures
@@ -198,16 +199,19 @@ def _write_version(model, model_config, staging, final_dir, extra_metadata, warm
         f.write(metadata_json + "\n")
     saved_dir = os.path.join(staging, "saved_model")
     max_pixels = metadata["limits"]["max_pixels_per_request"]
-    if module_factory is not None:
-        module = module_factory(metadata_json, metadata_path, max_pixels)
-    else:
-        module = signatures.StylizerModule(
-            model, model_config, metadata_json, metadata_path, max_pixels=max_pixels)
     # TF logs one "input name(s) resource with unsupported characters which will be
     # renamed" line per signature: those are the captured weights' internal handles,
     # not the signature inputs (image, style_weights, ...), whose names are valid.
-    with checkpoints.without_log_lines("which will be renamed to"), \
+    # No hand-written gradients in the export: loading those leaks the model
+    # (kernels.autodiff_gradients).
+    with kernels.autodiff_gradients(), \
+            checkpoints.without_log_lines("which will be renamed to"), \
             checkpoints.without_log_lines("Sharding callback duration"):
+        if module_factory is not None:
+            module = module_factory(metadata_json, metadata_path, max_pixels)
+        else:
+            module = signatures.StylizerModule(
+                model, model_config, metadata_json, metadata_path, max_pixels=max_pixels)
         tf.saved_model.save(module, saved_dir, signatures=module.serving_signatures())
     extra_dir = os.path.join(saved_dir, "assets.extra")
     os.makedirs(extra_dir, exist_ok=True)
