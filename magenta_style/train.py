@@ -145,6 +145,10 @@ def _define_flags(fv):
                         "train on them.", flag_values=fv)
     flags.DEFINE_boolean("style_grid_after_training", False,
                          "Write <train_dir>/style_grid.png at the end.", flag_values=fv)
+    flags.DEFINE_string("grid_photos", "", "Your own photos (a folder, glob or comma-list; "
+                        "the first 8) as extra rows of <train_dir>/style_grid.png, which "
+                        "this flag writes even without --style_grid_after_training.",
+                        flag_values=fv)
 
 
 def usage_text():
@@ -159,11 +163,14 @@ class TrainArgs:
       experiment: config.ExperimentConfig (with --demo_data_dir: on the demo data).
       demo_data_dir: "" or the folder run() draws the demo data into first.
       style_grid: write <train_dir>/style_grid.png after training.
+      grid_photos: "" or the user's photos (folder, glob or comma-list) that the grid
+        adds as rows.
     """
 
     experiment: config_lib.ExperimentConfig
     demo_data_dir: str = ""
     style_grid: bool = False
+    grid_photos: str = ""
 
 
 def parse_args(argv):
@@ -187,7 +194,8 @@ def parse_args(argv):
     except (config_lib.ConfigError, config_lib.LossWeightsError) as e:
         raise cli.UsageError(str(e)) from None
     return TrainArgs(experiment=experiment, demo_data_dir=fv.demo_data_dir or "",
-                     style_grid=fv.style_grid_after_training)
+                     style_grid=fv.style_grid_after_training or bool(fv.grid_photos),
+                     grid_photos=fv.grid_photos)
 
 
 def run(args):
@@ -196,17 +204,29 @@ def run(args):
     # Imported late: TensorFlow starts in 2-4 s and flag errors should not wait for it.
     from magenta_style.training import devices  # pylint: disable=import-outside-toplevel
     from magenta_style.training import train_lib  # pylint: disable=import-outside-toplevel
+    from magenta_style.data import demo_images  # pylint: disable=import-outside-toplevel
+    from magenta_style.data import pipeline  # pylint: disable=import-outside-toplevel
+    # The grid shows the demo's named scenes, not its hundreds of training photos.
+    grid_content = (os.path.join(args.demo_data_dir, demo_images.CONTENT_DIR)
+                    if args.demo_data_dir else None)
     try:
+        if args.grid_photos:  # Checked now, not after minutes of training.
+            try:
+                pipeline.load_eval_images(args.grid_photos, 32, limit=8)
+            except pipeline.DataError as e:
+                raise cli.UsageError(f"--grid_photos={args.grid_photos}: {e}") from None
         devices.split_cpu(experiment.train.num_cpu_devices)
         if args.demo_data_dir:
-            from magenta_style.data import demo_images  # pylint: disable=import-outside-toplevel
-            demo_images.prepare_demo_data(args.demo_data_dir, experiment.loss.vgg_checkpoint)
+            demo_images.prepare_demo_data(args.demo_data_dir, experiment.loss.vgg_checkpoint,
+                                          image_size=experiment.data.image_size)
         result = train_lib.run(experiment, progress=lambda line: print(line, flush=True))
         grid = None
         if args.style_grid:
             from magenta_style.training import evaluate_lib  # pylint: disable=import-outside-toplevel
             print("writing the style grid (every content image in every style)", flush=True)
-            grid = evaluate_lib.style_grid_from_training(result.experiment, result.train_dir)
+            grid = evaluate_lib.style_grid_from_training(
+                result.experiment, result.train_dir, content_images=grid_content,
+                grid_photos=args.grid_photos)
     except train_lib.NonFiniteLossError as e:
         cli.print_error(PROGRAM, str(e))
         return 1
@@ -224,7 +244,7 @@ def run(args):
     if grid:
         print(f"Style grid: {grid}")
     # With demo data the suggested commands run as printed, on the demo photos.
-    photos = experiment.data.content_images if args.demo_data_dir else "<photo.jpg or folder>"
+    photos = grid_content or "<photo.jpg or folder>"
     print(what_next(result.train_dir, photos, experiment.loss.vgg_checkpoint,
                     num_styles=result.model_config.num_styles,
                     arbitrary=experiment.generator == config_lib.ARBITRARY))

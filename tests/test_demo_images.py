@@ -63,3 +63,46 @@ def test_prepare_demo_data_reports_progress_and_rebuilds_for_other_weights(tmp_p
     demo_images.prepare_demo_data(tmp_path, "standin:1", num_styles=2, log=lines.append)
     assert not any("reusing" in line for line in lines)
     assert os.path.getmtime(dataset) > built - 10
+
+
+def test_photo_like_images_are_deterministic_in_range_and_varied():
+    a = demo_images.photo_like_image(3, 40, seed=1)
+    assert a.shape == (40, 40, 3) and a.dtype == np.float32
+    assert 0.0 <= a.min() and a.max() <= 1.0
+    np.testing.assert_array_equal(a, demo_images.photo_like_image(3, 40, seed=1))
+    assert not np.array_equal(a, demo_images.photo_like_image(3, 40, seed=2))
+    scenes = [demo_images.photo_like_image(i, 40) for i in range(8)]
+    for i in range(len(scenes)):
+        for j in range(i + 1, len(scenes)):
+            assert np.abs(scenes[i] - scenes[j]).mean() > 0.05, (i, j)
+    for scene in scenes:  # Structure, not a flat field or noise only: edges stand out.
+        steps = np.abs(np.diff(scene.mean(-1), axis=1))
+        assert np.percentile(steps, 99) > 4 * np.median(steps), steps.max()
+
+
+def test_write_training_images(tmp_path):
+    paths = demo_images.write_training_images(tmp_path, count=3, size=24, seed=2)
+    assert [os.path.basename(p) for p in paths] == [
+        "photo_0000.png", "photo_0001.png", "photo_0002.png"]
+    with Image.open(paths[1]) as image:
+        pixels = np.asarray(image, np.float32) / 255.0
+    np.testing.assert_allclose(pixels, demo_images.photo_like_image(1, 24, seed=2),
+                               atol=0.5 / 255 + 1e-6)
+
+
+def test_prepare_demo_data_draws_training_photos_for_the_training_size(tmp_path):
+    training, _ = demo_images.prepare_demo_data(tmp_path, "standin:0", num_styles=1,
+                                                log=lambda _: 0, image_size=32, num_training=3)
+    assert training == str(tmp_path / demo_images.TRAINING_DIR)
+    assert sorted(os.listdir(training)) == ["photo_0000.png", "photo_0001.png",
+                                            "photo_0002.png"]
+    with Image.open(os.path.join(training, "photo_0000.png")) as image:
+        assert image.size == (34, 34)  # The crop size plus Magenta's resize margin.
+    # The grid's six named scenes stay in content/.
+    assert len(os.listdir(tmp_path / demo_images.CONTENT_DIR)) == 6
+    # Another size and count: redrawn, and no photo of the old set stays behind.
+    demo_images.prepare_demo_data(tmp_path, "standin:0", num_styles=1, log=lambda _: 0,
+                                  image_size=40, num_training=2)
+    assert sorted(os.listdir(training)) == ["photo_0000.png", "photo_0001.png"]
+    with Image.open(os.path.join(training, "photo_0001.png")) as image:
+        assert image.size == (42, 42)

@@ -10,6 +10,8 @@ import pytest
 
 from magenta_style import config as config_lib
 from magenta_style.data import demo_images
+from magenta_style.data import pipeline
+from magenta_style.media import images
 from magenta_style.networks import checkpoints
 from magenta_style.networks import transformer
 from magenta_style.training import evaluate_lib
@@ -106,6 +108,33 @@ def test_training_grid_shows_every_quickstart_content_image(trained, tmp_path):
     p = evaluate_lib.GRID_PADDING
     with Image.open(path) as grid:  # 128 px cells: the training size, at least 128.
         assert grid.size == (3 * (128 + p) + p, 7 * (128 + p) + p)
+
+
+def test_training_grid_adds_the_users_photos_as_rows(trained, tmp_path):
+    root, train_dir, dataset = trained
+    photos = tmp_path / "mine"
+    photos.mkdir()
+    for i, shape in enumerate(((30, 50), (50, 30))):  # Not square: centre-cropped.
+        images.save_image_atomic(str(photos / f"p{i}.png"),
+                                 demo_images.photo_like_image(i, 50)[:shape[0], :shape[1]])
+    experiment = config_lib.ExperimentConfig(
+        train=config_lib.TrainConfig(train_dir=str(train_dir)),
+        data=config_lib.DataConfig(style_dataset_file=dataset, content_images="unused",
+                                   image_size=32),
+        loss=config_lib.LossConfig(vgg_checkpoint="standin:0"))
+    path = evaluate_lib.style_grid_from_training(
+        experiment, str(train_dir), content_images=str(root / demo_images.CONTENT_DIR),
+        grid_photos=str(photos))
+    p = evaluate_lib.GRID_PADDING
+    with Image.open(path) as grid:  # Header, 3 demo scenes, 2 photos; photo + 2 styles.
+        assert grid.size == (3 * (128 + p) + p, 6 * (128 + p) + p)
+        last_row = np.asarray(grid)[5 * (128 + p) + p:6 * (128 + p), p:128 + p]
+    photo = np.asarray(Image.open(photos / "p1.png"))
+    assert abs(last_row.mean() - photo.mean()) < 0.1 * 255  # The photo itself, first.
+    with pytest.raises(pipeline.DataError):
+        evaluate_lib.style_grid_from_training(experiment, str(train_dir),
+                                              content_images=str(root / "content"),
+                                              grid_photos=str(tmp_path / "none"))
 
 
 def test_evaluating_a_step_again_keeps_the_earlier_results(trained, tmp_path):

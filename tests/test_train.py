@@ -215,6 +215,8 @@ def _cli(*args, timeout=120):
     (["--bogus_flag=1"], "Unknown command line flag 'bogus_flag'"),
     (["--style_weights=vgg_16/conv9:1"], "unknown VGG end point 'vgg_16/conv9'"),
     (["--strategy=gpu"], "value should be one of"),
+    # Checked before training, not after it.
+    (["--grid_photos=/nonexistent/photos"], "--grid_photos=/nonexistent/photos: "),
 ])
 def test_bad_flags_are_one_line_errors(tmp_path, args, message):
     proc = _cli("--flagfile=configs/tiny.cfg", f"--train_dir={tmp_path}",

@@ -335,22 +335,32 @@ def _checkpoint_step(prefix):
     return int(tail) if tail.isdigit() else 0
 
 
-def style_grid_from_training(experiment, train_dir, max_images=8, size=None):
+def style_grid_from_training(experiment, train_dir, max_images=8, size=None,
+                             content_images=None, grid_photos=""):
     """The quickstart's final picture: train_dir/style_grid.png from the latest checkpoint.
 
-    Uses the first `max_images` content images of the run (8: all 6 of the quickstart's,
-    but not a whole photo folder) at `size` (default: the training size, at least 128:
-    the network keeps its trained texture scale in pixels, so a 64 px run's strokes
-    show better in 128 px cells), and the style dataset's images as the header row.
+    Uses the first `max_images` images of `content_images` (default: the run's content
+    images; 8: all 6 of the quickstart's scenes, but not a whole photo folder), then the
+    first `max_images` of `grid_photos` (the user's own photos, if given), each centre-
+    cropped to `size` (default: the training size, at least 128: the network keeps its
+    trained texture scale in pixels, so a 64 px run's strokes show better in 128 px
+    cells), and the style dataset's images as the header row.
 
     Returns:
       The path written.
+
+    Raises:
+      pipeline.DataError: `grid_photos` holds no decodable image.
     """
     model, model_config = checkpoints.load_model(train_dir)
     info = style_dataset.read_style_dataset(experiment.data.style_dataset_file,
                                             with_images=True)
     size = size or max(experiment.data.image_size, 128)
-    content, _ = pipeline.load_eval_images(experiment.data.content_images, size, max_images)
+    content, _ = pipeline.load_eval_images(content_images or experiment.data.content_images,
+                                           size, max_images)
+    if grid_photos:
+        photos, _ = pipeline.load_eval_images(grid_photos, size, max_images)
+        content = tf.concat([content, photos], axis=0)
     stylized = stylize_all(model, content, model_config.num_styles)
     headers = list(info.images) if model_config.num_styles == info.num_styles else None
     path = os.path.join(train_dir, "style_grid.png")
