@@ -10,8 +10,9 @@
   tests carry `@pytest.mark.slow`, and a test that asks for `run_command` (the one way tests
   start a subprocess outside slow files) is marked here automatically.
   tests/test_tiers.py scans the tests and fails on a heavy test without the mark.
-- Memory: after each test file, Keras' global state is cleared and garbage collected, so one
-  pytest worker running many files stays small. MAGENTA_STYLE_RSS_LOG=path appends each
+- Memory: after each test file, the custom gradients it traced are unregistered and Keras'
+  global state is cleared and garbage collected, so one pytest worker running many files
+  stays small. MAGENTA_STYLE_RSS_LOG=path appends each
   file's peak and current resident memory of the worker to that file.
 """
 import ctypes
@@ -89,8 +90,13 @@ def _return_freed_memory_to_the_system():
 @pytest.fixture(scope="module", autouse=True)
 def _release_memory_after_each_file(request):
     """Clears Keras' global state and collects garbage after a test file, so that models the
-    file built are freed before the worker's next file (module fixtures end before this)."""
-    yield
+    file built are freed before the worker's next file (module fixtures end before this).
+    The custom gradients the file traced are unregistered too: TensorFlow's registry
+    would keep every graph that holds one (kernels.custom_gradients_released)."""
+    from magenta_style.networks import kernels
+
+    with kernels.custom_gradients_released():
+        yield
     import tensorflow as tf
 
     tf.keras.backend.clear_session(free_memory=True)

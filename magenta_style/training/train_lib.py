@@ -50,6 +50,7 @@ from magenta_style.networks import batch_norm
 from magenta_style.networks import checkpoints
 from magenta_style.networks import generators
 from magenta_style.networks import inception_weights
+from magenta_style.networks import kernels
 from magenta_style.networks import transformer
 from magenta_style.networks import vgg
 from magenta_style.networks import vgg_weights
@@ -261,8 +262,9 @@ def run(experiment, progress=None, loss_hook=None, strategy=None):
         a train_dir that cannot be written or that another trainer holds).
       NonFiniteLossError: the loss became NaN/inf; the last good checkpoint is kept.
     """
-    # The train_dir lock (chief only) is held until run() returns or raises.
-    with contextlib.ExitStack() as held:
+    # The train_dir lock (chief only) is held until run() returns or raises. The run's
+    # traced steps are dropped when it ends, and so are their custom gradients.
+    with contextlib.ExitStack() as held, kernels.custom_gradients_released():
         return _run(experiment, progress, loss_hook, strategy, held)
 
 
