@@ -227,7 +227,13 @@ class DemoApp:
                                        style_map=style_map)
 
     def stylize_photo(self, photo, options, live=None):
-        """(uint8 result, path of its PNG, status line); `live` as in `options`."""
+        """(path of the result's PNG for the image and for the download, status line);
+        `live` as in `options`.
+
+        The image is shown from that uniquely named file, not handed to Gradio as an
+        array: Gradio caches an array under a hash of its bytes and rewrites that file on
+        every hit, so two tabs making the same picture truncated a file the server was
+        sending ("Too much data for declared Content-Length")."""
         from magenta_style.media import images  # pylint: disable=import-outside-toplevel
         live = live or self.live
         result = live(photo, options)
@@ -239,7 +245,7 @@ class DemoApp:
         height, width = out.shape[:2]
         what = "painted style map" if options.style_map is not None else _describe_mix(
             options.styles, live.style_names())
-        return out, path, (f"{width}x{height}, {what}, strength {options.strength:g}"
+        return path, path, (f"{width}x{height}, {what}, strength {options.strength:g}"
                            f"{', colours kept' if options.preserve_colors else ''}: model "
                            f"{result.seconds * 1000:.0f} ms")
 
