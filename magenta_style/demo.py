@@ -237,12 +237,11 @@ class DemoApp:
         from magenta_style.media import images  # pylint: disable=import-outside-toplevel
         live = live or self.live
         result = live(photo, options)
-        out = images.to_uint8(result.image)
         # A new name each time: a file replaced while the server sends it would no longer
         # match the Content-Length it declared (two tabs, or a slider moved meanwhile).
         path = os.path.join(self.output_dir, f"stylized_{uuid.uuid4().hex[:12]}.png")
         images.save_image_atomic(path, result.image)
-        height, width = out.shape[:2]
+        height, width = result.image.shape[:2]
         what = "painted style map" if options.style_map is not None else _describe_mix(
             options.styles, live.style_names())
         return path, path, (f"{width}x{height}, {what}, strength {options.strength:g}"
