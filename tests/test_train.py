@@ -274,7 +274,7 @@ def _free_ports(count):
             s.close()
 
 
-def test_multi_worker_two_processes_match_one_device(demo, tmp_path):
+def test_multi_worker_two_processes_match_one_device(demo, uninterrupted, tmp_path):
     """MultiWorkerMirroredStrategy over two local processes, 2 steps, vs one device."""
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -305,11 +305,10 @@ def test_multi_worker_two_processes_match_one_device(demo, tmp_path):
         assert proc.returncode == 0, out[-3000:]
     assert int(tf.train.latest_checkpoint(str(train_dir)).rsplit("-", 1)[1]) == 2
     assert not [p for p in os.listdir(train_dir) if p.startswith(".worker_tmp")]
-    reference = train_lib.run(_experiment(demo, tmp_path / "one", train_steps=2,
-                                          steps_per_loop=1, save_interval_steps=2),
-                              strategy=_one_device())
+    # One device's weights after the same 2 steps (the uninterrupted run's ckpt-2).
+    reference_dir, _ = uninterrupted
     multi, _ = checkpoints.load_model(str(train_dir))
-    single, _ = checkpoints.load_model(reference.train_dir)
+    single, _ = checkpoints.load_model(str(reference_dir / "ckpt-2"))
     for a, b in zip(multi.weights, single.weights):
         if re.search(r"residual\d/conv2/InstanceNorm/beta", a.path):
             # True gradient zero (the next norm removes it): Adam turns rounding noise
@@ -319,7 +318,7 @@ def test_multi_worker_two_processes_match_one_device(demo, tmp_path):
         assert diff < 1e-3, (a.path, diff)
 
 
-def test_a_finished_run_leaves_no_traced_graph_alive(demo, tmp_path):
+def test_a_finished_run_leaves_no_traced_graph_alive(demo, uninterrupted, tmp_path):
     # TensorFlow registers every traced custom gradient process-wide, and the entry holds
     # the run's step graph: 11 graphs and ~300 MB kept per run before
     # kernels.custom_gradients_released. Last in the file: it clears Keras' session.
@@ -330,10 +329,9 @@ def test_a_finished_run_leaves_no_traced_graph_alive(demo, tmp_path):
         gc.collect()
         return sum(isinstance(o, tf.Graph) for o in gc.get_objects())
 
-    # The first run fills lasting caches (functions traced once per process); the second
-    # must leave nothing more.
-    counts = []
-    for name in ("first", "second"):
-        train_lib.run(_experiment(demo, tmp_path / name, train_steps=2), strategy=_one_device())
-        counts.append(graphs_alive())
+    # The module's earlier runs (`uninterrupted` first) filled the lasting caches
+    # (functions traced once per process); one more run must leave nothing more.
+    counts = [graphs_alive()]
+    train_lib.run(_experiment(demo, tmp_path / "second", train_steps=2), strategy=_one_device())
+    counts.append(graphs_alive())
     assert counts[1] - counts[0] < 3, f"a training run left {counts[1] - counts[0]} graphs"
