@@ -214,17 +214,8 @@ def test_prepare_style_image_resizes_the_shorter_side():
     assert arbitrary.prepared_size(61, 90, 256) == (256, 378)
 
 
-def _tiny(seed=3):
-    model = arbitrary.build_arbitrary(alpha=0.25)
-    rng = np.random.default_rng(seed)
-    for v in model.weights:
-        if v.trainable:
-            v.assign(0.1 * rng.standard_normal(v.shape).astype(np.float32))
-    return model
-
-
-def test_mixing_weights_equals_mixing_bottlenecks_and_norm_params():
-    model = _tiny()
+def test_mixing_weights_equals_mixing_bottlenecks_and_norm_params(tiny_arbitrary):
+    model = tiny_arbitrary["network"]  # The session's tiny random network.
     rng = np.random.default_rng(0)
     images = tf.constant(rng.uniform(size=(1, 24, 28, 3)).astype(np.float32))
     bottlenecks = tf.constant(rng.normal(size=(2, 100)).astype(np.float32))
@@ -243,8 +234,8 @@ def test_mixing_weights_equals_mixing_bottlenecks_and_norm_params():
     assert not np.allclose(one.numpy(), via_weights.numpy(), atol=1e-3)
 
 
-def test_native_checkpoint_round_trip_uses_magenta_names(tmp_path):
-    model = _tiny()
+def test_native_checkpoint_round_trip_uses_magenta_names(tiny_arbitrary, tmp_path):
+    model = tiny_arbitrary["network"]  # The session's tiny random network.
     cfg = config.ModelConfig(num_styles=1, alpha=0.25, generator="arbitrary")
     prefix = arbitrary_checkpoints.save_model(model, cfg, str(tmp_path / "native"))
     names = {n for n, _ in tf.train.list_variables(prefix)}

@@ -48,19 +48,21 @@ def test_write_demo_images(tmp_path):
 
 def test_prepare_demo_data_reports_progress_and_rebuilds_for_other_weights(tmp_path):
     lines = []
+    small = dict(image_size=32, num_training=2)  # What is drawn does not matter here.
     content, dataset = demo_images.prepare_demo_data(tmp_path, "standin:0", num_styles=2,
-                                                     log=lines.append)
+                                                     log=lines.append, **small)
     styles = [line for line in lines if line.startswith("demo data: style ")]
     assert len(styles) == 2 and "1/2 (stripes)" in styles[0]  # No silent Gram phase.
     built = os.path.getmtime(dataset)
     lines.clear()
     assert demo_images.prepare_demo_data(tmp_path, "standin:0", num_styles=2,
-                                         log=lines.append) == (content, dataset)
+                                         log=lines.append, **small) == (content, dataset)
     assert lines == [f"demo data: reusing {tmp_path}"]
     # Data made with other VGG weights must not be reused silently: its Grams differ.
     lines.clear()
     os.utime(dataset, (built - 10, built - 10))
-    demo_images.prepare_demo_data(tmp_path, "standin:1", num_styles=2, log=lines.append)
+    demo_images.prepare_demo_data(tmp_path, "standin:1", num_styles=2, log=lines.append,
+                                  **small)
     assert not any("reusing" in line for line in lines)
     assert os.path.getmtime(dataset) > built - 10
 
