@@ -23,6 +23,34 @@ from magenta_style.serving import export_lib
 from magenta_style import stylize
 
 
+@pytest.mark.parametrize("mode", ["REFLECT", "SYMMETRIC"])
+def test_mirror_pad_static_and_dynamic_sizes_equal_tf_pad(mode):
+    """A static size takes the constant-index path (no index arithmetic in the graph),
+    a dynamic one computes the indices; both are tf.pad's values and gradients."""
+    x = tf.random.stateless_normal([2, 5, 7, 3], seed=[1, 2])
+    rows, cols = (2, 1), (3, 4)
+    paddings = [[0, 0], list(rows), list(cols), [0, 0]]
+    expected = tf.pad(x, paddings, mode=mode)
+    static = tf.function(lambda v: kernels.mirror_pad(v, rows, cols, mode))
+    dynamic = tf.function(lambda v: kernels.mirror_pad(v, rows, cols, mode),
+                          input_signature=[tf.TensorSpec([None, None, None, 3])])
+    for fn in (static, dynamic):
+        np.testing.assert_array_equal(fn(x).numpy(), expected.numpy())
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            got = tf.reduce_sum(fn(x) * expected)
+        with tf.GradientTape() as tape_ref:
+            tape_ref.watch(x)
+            want = tf.reduce_sum(tf.pad(x, paddings, mode=mode) * expected)
+        np.testing.assert_allclose(tape.gradient(got, x).numpy(),
+                                   tape_ref.gradient(want, x).numpy(), rtol=1e-6)
+    ops = lambda fn, *args: len(fn.get_concrete_function(*args).graph.get_operations())  # noqa: E731
+    assert ops(static, x) < ops(dynamic) // 2
+    # Too small for REFLECT: the static path defers to the dynamic check.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more pixels than the pad"):
+        tf.function(lambda v: kernels.mirror_pad(v, (2, 2), (1, 1)))(tf.zeros([1, 2, 4, 1]))
+
+
 @pytest.mark.parametrize("height,width", [(1, 1), (2, 3), (5, 8)])
 def test_upsample_by_2_conv_equals_upsample_reflect_pad_conv(height, width):
     block = layers.UpsampleConvInstanceNorm(6, 3, num_styles=2, factor=2)

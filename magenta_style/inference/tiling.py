@@ -137,7 +137,7 @@ def default_halo(model):
 def _pad_indices(size, minimum):
     """Source indices of the network's bottom/right reflect padding of one axis: int numpy."""
     padded = transformer.padded_size(size, minimum)
-    return kernels.reflect_indices(size, 0, padded - size).numpy()
+    return np.asarray(kernels.reflect_indices(size, 0, padded - size))
 
 
 def _bilinear_axis(in_size, out_size, start, stop):

@@ -179,25 +179,49 @@ def reflect_indices(size, before, after):
     """Indices that reflect-pad an axis of length `size` by any amount (int32 [before+size+after]).
 
     Unlike tf.pad(mode="REFLECT"), the pad may exceed size - 1 (the pattern repeats),
-    so 1-pixel images work too.
+    so 1-pixel images work too. Python ints give a numpy array (a static shape costs no
+    graph ops), tensors an int32 tensor.
     """
+    if _all_ints(size, before, after):
+        i = np.arange(-before, size + after)
+        period = max(2 * (size - 1), 1)
+        j = np.mod(i, period)
+        return (np.minimum(j, period - j) * int(size > 1)).astype(np.int32)
     i = tf.range(-before, size + after)
     period = tf.maximum(2 * (size - 1), 1)
     j = tf.math.floormod(i, period)
     return tf.minimum(j, period - j) * tf.cast(size > 1, tf.int32)
 
 
+def _all_ints(*values):
+    return all(isinstance(v, int) for v in values)
+
+
 def _mirror_indices(size, before, after, mode):
-    """int32 [before + size + after]: the rows (or columns) tf.pad(mode=mode) reads."""
+    """int32 [before + size + after]: the rows (or columns) tf.pad(mode=mode) reads; numpy
+    for Python ints that pad validly, else a tensor."""
     if mode == "REFLECT":
+        if _all_ints(size, before, after) and size > max(before, after):
+            return reflect_indices(size, before, after)
         # tf.pad's limit, which its gradient (MirrorPadGrad) needs too.
         with tf.control_dependencies([tf.debugging.assert_greater(
                 size, tf.maximum(before, after),
                 message="reflect padding needs more pixels than the pad")]):
             size = tf.identity(size)
         return reflect_indices(size, before, after)
+    if _all_ints(size, before, after):
+        return np.concatenate([np.arange(before - 1, -1, -1), np.arange(size),
+                               np.arange(size - 1, size - 1 - after, -1)]).astype(np.int32)
     return tf.concat([tf.range(before - 1, -1, -1), tf.range(size),
                       tf.range(size - 1, size - 1 - after, -1)], axis=0)
+
+
+def static_or_dynamic_shape(x):
+    """[B, H, W, C] of x: each a Python int where the static shape knows it, else an
+    int32 scalar tensor. Static sizes keep index arithmetic out of the graph (training's
+    fixed crops trace about half the ops of a dynamic-size graph)."""
+    dynamic = tf.shape(x)
+    return [d if d is not None else dynamic[i] for i, d in enumerate(x.shape.as_list())]
 
 
 def mirror_pad(x, rows, cols, mode="REFLECT"):
@@ -208,7 +232,8 @@ def mirror_pad(x, rows, cols, mode="REFLECT"):
     faster for the pad on this CPU (512x512x32 pad 1: 47 vs 83 ms; 256x256x64: 16 vs
     39 ms; 128x128x128: 10 vs 21 ms, under load), and MirrorPad was ~12 % of an
     inference call. The gradient is MirrorPad's own (MirrorPadGrad): a gather's
-    (a scatter-add) would be slower.
+    (a scatter-add) would be slower. With a static H, W and pads the indices are one
+    constant.
 
     Args:
       x: [B, H, W, C] (C static), any dtype; H, W > the pad for REFLECT.
@@ -219,17 +244,20 @@ def mirror_pad(x, rows, cols, mode="REFLECT"):
       [B, H + sum(rows), W + sum(cols), C], x's dtype.
     """
     (top, bottom), (left, right) = rows, cols
-    if all(isinstance(v, int) and v == 0 for v in (top, bottom, left, right)):
+    if _all_ints(top, bottom, left, right) and top == bottom == left == right == 0:
         return x
-    shape = tf.shape(x)
-    batch, height, width, channels = shape[0], shape[1], shape[2], x.shape[-1]
-    index = (_mirror_indices(height, top, bottom, mode)[:, None] * width
-             + _mirror_indices(width, left, right, mode)[None, :])
+    batch, height, width, channels = static_or_dynamic_shape(x)
+    row_index = _mirror_indices(height, top, bottom, mode)
+    col_index = _mirror_indices(width, left, right, mode)
+    if isinstance(row_index, np.ndarray) and isinstance(col_index, np.ndarray):
+        index = np.reshape(row_index[:, None] * width + col_index[None, :], [-1])
+    else:
+        index = tf.reshape(tf.convert_to_tensor(row_index)[:, None] * width
+                           + tf.convert_to_tensor(col_index)[None, :], [-1])
     paddings = tf.stack([[0, 0], [top, bottom], [left, right], [0, 0]])
 
     def pad(x):
-        y = tf.gather(tf.reshape(x, [batch, height * width, channels]),
-                      tf.reshape(index, [-1]), axis=1)
+        y = tf.gather(tf.reshape(x, [batch, height * width, channels]), index, axis=1)
 
         def grad(dy):
             return tf.raw_ops.MirrorPadGrad(input=dy, paddings=paddings, mode=mode)

@@ -325,7 +325,7 @@ class ConvInstanceNorm(keras.layers.Layer):
                 # size is padded by one more reflected row/column (read only by the
                 # outputs cropped here), never by a tf.pad of dynamic size, which stops
                 # TFLite converting dynamic-size models.
-                shape = tf.shape(inputs)
+                shape = kernels.static_or_dynamic_shape(inputs)
                 padded = kernels.mirror_pad(inputs, (p, p + shape[1] % 2), (p, p + shape[2] % 2))
                 h = kernels.space_to_depth_conv(padded, kernel)[:, :shape[1], :shape[2], :]
             else:

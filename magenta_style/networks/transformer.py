@@ -56,10 +56,13 @@ def pad_inputs(images, style, minimum=MIN_PADDED_SIZE):
       minimum: the smallest padded side (see `padded_size`).
 
     Returns:
-      (padded images, style, H, W): H and W the input's (int32 scalars), to crop back to.
+      (padded images, style, H, W): H and W the input's, to crop back to (Python ints
+      where the static shape has them, else int32 scalars).
     """
-    shape = tf.shape(images)
-    height, width = shape[1], shape[2]
+    _, height, width, _ = kernels.static_or_dynamic_shape(images)
+    if isinstance(height, int) and isinstance(width, int) and (
+            (height, width) == (padded_size(height, minimum), padded_size(width, minimum))):
+        return images, style, height, width  # A static size that needs no padding.
     rows = kernels.reflect_indices(height, 0, padded_size(height, minimum) - height)
     cols = kernels.reflect_indices(width, 0, padded_size(width, minimum) - width)
     images = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)

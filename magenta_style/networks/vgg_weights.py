@@ -28,6 +28,7 @@ Sources, chosen by the `weights` string given to `read_weights` (or vgg.build_vg
    kernel is flipped the same way. Trained features, but not the ImageNet ones:
    logged once, plainly.
 """
+import functools
 import importlib.util
 import math
 import os
@@ -344,8 +345,14 @@ def standin_arrays(seed, architecture="vgg_16"):
       architecture: "vgg_16" (the fixtures' numbers) or "vgg_19" (same recipe).
 
     Returns:
-      dict {TF-slim name: float32 np.ndarray}.
+      dict {TF-slim name: float32 np.ndarray}, the arrays read-only: they are drawn once
+      per process and seed (a third of a second each; tests and dry runs ask many times).
     """
+    return dict(_standin_arrays(seed, architecture))
+
+
+@functools.lru_cache(maxsize=2)
+def _standin_arrays(seed, architecture):
     rng = np.random.RandomState(seed)
     arrays = {}
     for name, shape in slim_variable_shapes(architecture).items():  # Insertion order: kernel, bias, ...
@@ -354,6 +361,7 @@ def standin_arrays(seed, architecture="vgg_16"):
             arrays[name] = (rng.standard_normal(shape) * std).astype(np.float32)
         else:
             arrays[name] = (rng.standard_normal(shape) * 0.01).astype(np.float32)
+        arrays[name].setflags(write=False)
     return arrays
 
 
