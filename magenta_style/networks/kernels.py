@@ -6,7 +6,8 @@ on the CPU and for TFLite and XLA; docs/speed.md has the measurements.
 - `instance_norm`: instance normalisation as one FusedBatchNormV3 (training mode),
   with per-example scale, offset and activation folded in.
 - `mirror_pad`, `reflect_indices`: reflect/symmetric padding as one gather, with
-  MirrorPad's own gradient; reflect indices for any pad size.
+  MirrorPad's own gradient; reflect indices for any pad size (a constant for static
+  sizes, see `static_or_dynamic_shape`).
 - `space_to_depth_conv`: a large kernel with few outputs computed on 2x2 blocks.
 - `upsample_by_2_conv`, `interleave_phases`: nearest x2 upsampling + reflect pad +
   3x3 conv computed at the input's resolution, one phase per output parity, with a
