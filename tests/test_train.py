@@ -332,6 +332,6 @@ def test_a_finished_run_leaves_no_traced_graph_alive(demo, uninterrupted, tmp_pa
     # The module's earlier runs (`uninterrupted` first) filled the lasting caches
     # (functions traced once per process); one more run must leave nothing more.
     counts = [graphs_alive()]
-    train_lib.run(_experiment(demo, tmp_path / "second", train_steps=2), strategy=_one_device())
+    train_lib.run(_experiment(demo, tmp_path / "run", train_steps=2), strategy=_one_device())
     counts.append(graphs_alive())
     assert counts[1] - counts[0] < 3, f"a training run left {counts[1] - counts[0]} graphs"

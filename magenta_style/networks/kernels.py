@@ -221,8 +221,11 @@ def static_or_dynamic_shape(x):
     """[B, H, W, C] of x: each a Python int where the static shape knows it, else an
     int32 scalar tensor. Static sizes keep index arithmetic out of the graph (training's
     fixed crops trace about half the ops of a dynamic-size graph)."""
+    static = x.shape.as_list()
+    if None not in static:
+        return static
     dynamic = tf.shape(x)
-    return [d if d is not None else dynamic[i] for i, d in enumerate(x.shape.as_list())]
+    return [d if d is not None else dynamic[i] for i, d in enumerate(static)]
 
 
 def mirror_pad(x, rows, cols, mode="REFLECT"):

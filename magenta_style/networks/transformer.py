@@ -60,11 +60,12 @@ def pad_inputs(images, style, minimum=MIN_PADDED_SIZE):
       where the static shape has them, else int32 scalars).
     """
     _, height, width, _ = kernels.static_or_dynamic_shape(images)
+    padded_height, padded_width = padded_size(height, minimum), padded_size(width, minimum)
     if isinstance(height, int) and isinstance(width, int) and (
-            (height, width) == (padded_size(height, minimum), padded_size(width, minimum))):
+            (height, width) == (padded_height, padded_width)):
         return images, style, height, width  # A static size that needs no padding.
-    rows = kernels.reflect_indices(height, 0, padded_size(height, minimum) - height)
-    cols = kernels.reflect_indices(width, 0, padded_size(width, minimum) - width)
+    rows = kernels.reflect_indices(height, 0, padded_height - height)
+    cols = kernels.reflect_indices(width, 0, padded_width - width)
     images = tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
     # A style made of several tensors (the arbitrary model's (mix, bottlenecks)): its maps
     # are padded, everything else passes.

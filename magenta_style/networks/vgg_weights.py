@@ -345,8 +345,9 @@ def standin_arrays(seed, architecture="vgg_16"):
       architecture: "vgg_16" (the fixtures' numbers) or "vgg_19" (same recipe).
 
     Returns:
-      dict {TF-slim name: float32 np.ndarray}, the arrays read-only: they are drawn once
-      per process and seed (a third of a second each; tests and dry runs ask many times).
+      dict {TF-slim name: float32 np.ndarray}, the arrays read-only: the last two seeds'
+      arrays are kept and handed out again (drawing takes a third of a second; tests and
+      dry runs ask many times).
     """
     return dict(_standin_arrays(seed, architecture))
 
