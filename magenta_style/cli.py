@@ -457,10 +457,69 @@ def parse_style_image_flags(flag_values):
                     if fv[name].present))
 
 
+def check_style_image_flags(choice, arbitrary, exported=False, which_styles=None,
+                            style_map=None, one_style=False, num_styles=None):
+    """Refuses each model kind's flags on the other; needs the model's kind only, so a
+    command calls it before loading the model (stylizer.holds_arbitrary_model) and fails
+    in a moment rather than after the load.
+
+    Args:
+      choice: StyleImageFlags.
+      arbitrary: whether the model is Magenta's arbitrary-style model; None (the kind
+        is unknown: the path is unreadable, and loading it will say so) checks nothing.
+      exported: the model is an export (SavedModel), not a checkpoint.
+      which_styles: the parsed --which_styles, or None when not given.
+      style_map: the --style_map path, or None.
+      one_style: True for a command that takes one style or one mix (stylize_video).
+      num_styles: an N-style model's styles, for the message, when known.
+
+    Returns:
+      For the arbitrary model (style image paths, the --style_mix style_spec.StyleSpec or
+      None); None otherwise.
+
+    Raises:
+      UsageError: the flags do not fit the model kind, or --style_images names no image.
+    """
+    # pylint: disable=import-outside-toplevel
+    from magenta_style.inference import style_images
+    if arbitrary is None:
+        return None
+    if not arbitrary:
+        if choice.given:
+            styles = f" with {num_styles} style(s)" if num_styles else ""
+            raise UsageError(f"{choice.given[0]}: --checkpoint holds an N-style model{styles}; "
+                             "choose its styles with --which_styles")
+        return None
+    if which_styles is not None:
+        raise UsageError("--which_styles: --checkpoint holds Magenta's arbitrary-style "
+                         "model, whose styles are images; give --style_images")
+    if not choice.style_images:
+        raise UsageError("--checkpoint holds Magenta's arbitrary-style model: give "
+                         "--style_images (files, folders or quoted globs)")
+    if choice.style_mix and style_map:
+        raise UsageError("--style_mix and --style_map cannot be combined: the map's "
+                         "--style_map_colors choose the styles")
+    if style_map and exported:
+        raise UsageError("--style_map: per-pixel style maps need the arbitrary-style "
+                         "checkpoint; the export's transfer signature takes one style per "
+                         "image")
+    try:
+        style_images.check_size(choice.style_image_size)
+        paths = style_images.expand(choice.style_images)
+        spec = (style_images.parse_mix(choice.style_mix, len(paths)) if choice.style_mix
+                else None)
+    except style_images.StyleImagesError as e:
+        raise UsageError(str(e)) from None
+    if one_style and spec is None and not style_map and len(paths) != 1:
+        raise UsageError(f"--style_images={choice.style_images!r} holds {len(paths)} "
+                         "images; a video takes one, or several mixed by --style_mix")
+    return paths, spec
+
+
 def bind_style_images(choice, model, model_config, which_styles=None, style_map=None,
                       max_pixels=None, one_style=False):
-    """Binds the --style_images of `choice` to an arbitrary-style model, and refuses each
-    model kind's flags on the other.
+    """Binds the --style_images of `choice` to an arbitrary-style model, after refusing
+    each model kind's flags on the other (`check_style_image_flags`).
 
     The style images' bottlenecks are predicted here, once (style_images.bind); the
     result is used as an N-style model with one style per image.
@@ -468,10 +527,8 @@ def bind_style_images(choice, model, model_config, which_styles=None, style_map=
     Args:
       choice: StyleImageFlags.
       model, model_config: what stylizer.load returned.
-      which_styles: the parsed --which_styles, or None when not given.
-      style_map: the --style_map path, or None.
+      which_styles, style_map, one_style: as `check_style_image_flags`.
       max_pixels: cap on each style image file's pixels (None: the default).
-      one_style: True for a command that takes one style or one mix (stylize_video).
 
     Returns:
       (model, model_config, spec): unchanged with spec None for an N-style model;
@@ -485,32 +542,15 @@ def bind_style_images(choice, model, model_config, which_styles=None, style_map=
     # pylint: disable=import-outside-toplevel
     from magenta_style.inference import style_images
     from magenta_style.inference import stylizer
-    if not style_images.is_arbitrary(model_config):
-        if choice.given:
-            raise UsageError(f"{choice.given[0]}: --checkpoint holds an N-style model with "
-                             f"{model_config.num_styles} style(s); choose them with "
-                             "--which_styles")
+    checked = check_style_image_flags(
+        choice, style_images.is_arbitrary(model_config),
+        exported=isinstance(model, stylizer.ExportedArbitraryNetwork),
+        which_styles=which_styles, style_map=style_map, one_style=one_style,
+        num_styles=model_config.num_styles)
+    if checked is None:
         return model, model_config, None
-    if which_styles is not None:
-        raise UsageError("--which_styles: --checkpoint holds Magenta's arbitrary-style "
-                         "model, whose styles are images; give --style_images")
-    if not choice.style_images:
-        raise UsageError("--checkpoint holds Magenta's arbitrary-style model: give "
-                         "--style_images (files, folders or quoted globs)")
-    if choice.style_mix and style_map:
-        raise UsageError("--style_mix and --style_map cannot be combined: the map's "
-                         "--style_map_colors choose the styles")
-    if style_map and isinstance(model, stylizer.ExportedArbitraryNetwork):
-        raise UsageError("--style_map: per-pixel style maps need the arbitrary-style "
-                         "checkpoint; the export's transfer signature takes one style per "
-                         "image")
+    paths, spec = checked
     try:
-        paths = style_images.expand(choice.style_images)
-        spec = (style_images.parse_mix(choice.style_mix, len(paths)) if choice.style_mix
-                else None)
-        if one_style and spec is None and not style_map and len(paths) != 1:
-            raise UsageError(f"--style_images={choice.style_images!r} holds {len(paths)} "
-                             "images; a video takes one, or several mixed by --style_mix")
         model, model_config = style_images.bind(model, model_config, paths,
                                                 choice.style_image_size,
                                                 max_pixels=max_pixels)

@@ -182,3 +182,27 @@ def test_wrong_kind_flags_fail_with_one_line_naming_the_kind(tiny, fixtures_dir,
                       "--style_mix=1"], capsys)
     assert code == 2 and "1 weight(s) for 2 style image(s)" in err
     assert not os.path.exists(tmp_path / "x") and not os.path.exists(tmp_path / "w")
+
+
+def test_kind_flags_are_refused_before_the_model_loads(tiny, fixtures_dir, tmp_path, capsys,
+                                                      monkeypatch):
+    """What the model kind decides is checked from the checkpoint's names, not its load."""
+    def no_load(*args, **kwargs):
+        raise AssertionError("stylizer.load was called")
+    monkeypatch.setattr(stylizer, "load", no_load)
+    nstyle = str(fixtures_dir / "magenta" / "nstyle_a05_s3" / "model.ckpt")
+    common = [f"--input_image={tiny['photo']}", f"--output_dir={tmp_path / 'out'}"]
+    for argv, message in (
+            ([f"--checkpoint={tiny['checkpoint']}", "--which_styles=[0]"], "--which_styles"),
+            ([f"--checkpoint={tiny['checkpoint']}"], "give --style_images"),
+            ([f"--checkpoint={nstyle}", f"--style_images={tiny['styles']}"], "N-style"),
+            ([f"--checkpoint={tiny['checkpoint']}", f"--style_images={tiny['styles']}",
+              "--style_image_size=30"], "at least 43"),
+            ([f"--checkpoint={tiny['checkpoint']}", f"--style_images={tiny['styles']}",
+              "--style_mix=1"], "1 weight(s) for 2 style image(s)")):
+        code, err = _run(argv + common, capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert stylizer.holds_arbitrary_model(tiny["checkpoint"]) is True
+    assert stylizer.holds_arbitrary_model(nstyle) is False
+    assert stylizer.holds_arbitrary_model(str(tmp_path / "missing")) is None
+    assert not os.path.exists(tmp_path / "out")

@@ -17,6 +17,7 @@ from magenta_style.data import style_dataset
 from magenta_style.inference import style_spec
 from magenta_style.media import images
 from magenta_style.networks import arbitrary
+from magenta_style.networks import inception_v3
 
 
 class StyleImagesError(ValueError):
@@ -26,6 +27,19 @@ class StyleImagesError(ValueError):
 def is_arbitrary(model_config):
     """True when `model_config` describes Magenta's arbitrary-style model."""
     return model_config.generator == config.ARBITRARY
+
+
+def check_size(style_image_size):
+    """Refuses a --style_image_size the style predictor cannot take (0, as given, passes:
+    each image is then checked as it is read).
+
+    Raises:
+      StyleImagesError: 0 < style_image_size < inception_v3.MIN_INPUT_SIZE.
+    """
+    if 0 < style_image_size < inception_v3.MIN_INPUT_SIZE:
+        raise StyleImagesError(
+            f"--style_image_size={style_image_size}: the style predictor needs at least "
+            f"{inception_v3.MIN_INPUT_SIZE} px on each side (0 keeps each style image's size)")
 
 
 def expand(text):

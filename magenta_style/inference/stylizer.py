@@ -316,6 +316,23 @@ def load(path, num_styles=None, alpha=None):
     return checkpoints.load_model(path, num_styles=num_styles, alpha=alpha)
 
 
+def holds_arbitrary_model(path):
+    """Whether `path` holds Magenta's arbitrary-style model, told from an export's metadata
+    or a checkpoint's variable names without building the model (as `load` tells them).
+
+    Commands check their flags against the model kind with it before paying for `load`.
+
+    Returns:
+      True or False; None when `path` cannot be read (`load` then says why).
+    """
+    try:
+        if is_saved_model(path):
+            return read_metadata(path)["model"]["generator"] == config_lib.ARBITRARY
+        return arbitrary_checkpoints.holds_arbitrary_model(path)
+    except (checkpoints.CheckpointError, KeyError, TypeError):
+        return None
+
+
 # ---------------------------------------------------------------------------------------
 # Pixel caps and tiling.
 

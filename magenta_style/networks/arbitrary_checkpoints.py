@@ -37,11 +37,22 @@ def _keys(prefix):
     return {k[:-len(suffix)] if k.endswith(suffix) else k: v for k, v in shapes.items()}
 
 
+def holds_arbitrary_model(path):
+    """True when the checkpoint at `path` (a prefix or a directory) holds an arbitrary-style
+    model, False when it holds another.
+
+    Raises:
+      checkpoints.CheckpointError: no readable checkpoint there.
+    """
+    prefix, _ = checkpoints.resolve_checkpoint(path)
+    return PROBE_KEY in _keys(prefix)
+
+
 def is_arbitrary_checkpoint(path):
-    """True when `path` (a prefix or a directory) holds an arbitrary-style model."""
+    """True when `path` (a prefix or a directory) holds an arbitrary-style model; False
+    for anything else, an unreadable path included."""
     try:
-        prefix, _ = checkpoints.resolve_checkpoint(path)
-        return PROBE_KEY in _keys(prefix)
+        return holds_arbitrary_model(path)
     except checkpoints.CheckpointError:
         return False
 
