@@ -1,7 +1,9 @@
 """Tests for magenta_style.stylize: the library function and the command line end to end."""
+import gc
 import io
 import os
 import sys
+import weakref
 
 import numpy as np
 from PIL import Image
@@ -316,6 +318,24 @@ def test_no_retracing_for_new_sizes(loaded):
         out = fn(tf.zeros([batch, height, width, 3]), tf.ones([batch, NUM_STYLES]) / 3)
         assert out.shape == (batch, height, width, 3)
     assert fn.experimental_get_tracing_count() == 1
+
+
+def test_stylizers_on_one_model_share_a_trace_that_goes_with_the_model():
+    model = transformer.build_transformer(config.ModelConfig(num_styles=2, alpha=0.25))
+    config_ = config.ModelConfig(num_styles=2, alpha=0.25)
+    photo = np.zeros([12, 10, 3], np.float32)
+    first = stylizer.Stylizer(model, config_, stylizer.StylizeOptions(styles="[0]"))
+    first(photo)
+    again = stylizer.Stylizer(model, config_, stylizer.StylizeOptions(styles="[1]"))
+    again(photo)
+    assert again._fn is first._fn and first._fn.experimental_get_tracing_count() == 1
+    other = stylizer.Stylizer(model, config_, stylizer.StylizeOptions(styles="[1]",
+                                                                      strength=0.5))
+    assert other._fn is not first._fn
+    gone = weakref.ref(model)
+    del model, first, again, other
+    gc.collect()
+    assert gone() is None
 
 
 def test_output_basenames():

@@ -9,8 +9,8 @@ Every command that stylizes (stylize, stylize_video, evaluate's grids, optimize'
   The model is a Keras network for checkpoints and an `ExportedModel` for exports;
   both are called `model(images, style, strength=None)`.
 - `call_model` is the one place that adds strength and colour preservation to a model
-  call; `make_stylize_fn`, `make_frame_stylizer` and `make_interactive_fn` (the demo's
-  live controls) compile it, and the export's
+  call; `make_stylize_fn` (shared per model: `shared_stylize_fn`), `make_frame_stylizer`
+  and `make_interactive_fn` (the demo's live controls) compile it, and the export's
   signatures (serving/signatures.py, StylizerModule) trace it.
 - `StylizeOptions` is what a user chooses (styles or a style map, strength,
   colours, tiling, batch size); `Stylizer` applies one such choice to images, batched
@@ -24,6 +24,8 @@ import dataclasses
 import json
 import os
 import re
+import threading
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -454,6 +456,11 @@ def make_stylize_fn(model, num_styles, style_map=False, strength=None, preserve_
       any B, H, W; returns float32 [B, H, W, 3]. The input signature leaves B, H and W
       unknown, so a new size does not retrace.
     """
+    return _compile_stylize_fn(lambda: model, num_styles, style_map, strength,
+                               preserve_colors)
+
+
+def _compile_stylize_fn(get_model, num_styles, style_map, strength, preserve_colors):
     style_shape = [None, None, None, num_styles] if style_map else [None, num_styles]
 
     @tf.function(autograph=False, input_signature=[
@@ -461,9 +468,36 @@ def make_stylize_fn(model, num_styles, style_map=False, strength=None, preserve_
         tf.TensorSpec(style_shape, tf.float32, name="style"),
     ])
     def stylize_fn(images_batch, style):
-        return call_model(model, images_batch, style, strength, preserve_colors)
+        return call_model(get_model(), images_batch, style, strength, preserve_colors)
 
     return stylize_fn
+
+
+# The compiled functions of each model, so that a new Stylizer on a model already used (a
+# notebook trying other styles, tests) reuses the trace, which takes seconds, instead of
+# tracing again. The keys are weak and the functions reach their model through a weak
+# reference, so an entry neither keeps its model alive nor outlives it.
+_STYLIZE_FNS = weakref.WeakKeyDictionary()
+_STYLIZE_FNS_LOCK = threading.Lock()
+
+
+def shared_stylize_fn(model, num_styles, style_map=False, strength=None,
+                      preserve_colors=False):
+    """`make_stylize_fn`'s function, made once per model and choice of its arguments.
+
+    The caller holds `model` while it uses the function (Stylizer does); a model that
+    cannot be weakly referenced gets a function of its own each time.
+    """
+    key = (int(num_styles), bool(style_map), strength, bool(preserve_colors))
+    try:
+        model_ref = weakref.ref(model)
+    except TypeError:
+        return make_stylize_fn(model, num_styles, style_map, strength, preserve_colors)
+    with _STYLIZE_FNS_LOCK:
+        functions = _STYLIZE_FNS.setdefault(model, {})
+        if key not in functions:
+            functions[key] = _compile_stylize_fn(model_ref, *key)
+        return functions[key]
 
 
 def make_interactive_fn(model, num_styles, style_map=False, with_strength=True):
@@ -543,7 +577,8 @@ class Stylizer:
     """Applies one `StylizeOptions` to images with one model: batched for normal sizes,
     tile by tile above `max_tile_pixels` (Keras Magenta networks only).
 
-    Compiles once (`make_stylize_fn`), so build one per run, not per image.
+    Compiles once per model and choice of styles kind, strength and colours
+    (`shared_stylize_fn`): a second Stylizer on the same model reuses the trace.
 
     Args:
       model: callable `model(images, style[, strength])` (see `load`).
@@ -595,9 +630,10 @@ class Stylizer:
         self._strength = None if strength == 1.0 else strength
         # Untiled calls take as many styles at once as keep them under this cap.
         self._request_pixels = untiled_pixel_cap(model, model_config)
-        self._fn = make_stylize_fn(model, num_styles, style_map=options.style_map is not None,
-                                   strength=self._strength,
-                                   preserve_colors=options.preserve_colors)
+        self._fn = shared_stylize_fn(model, num_styles,
+                                     style_map=options.style_map is not None,
+                                     strength=self._strength,
+                                     preserve_colors=options.preserve_colors)
 
     def tiled(self, height, width):
         """True when an input of height x width is stylized tile by tile."""
