@@ -21,7 +21,9 @@ import importlib.util
 import os
 import pathlib
 import resource
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -64,6 +66,32 @@ def run_command():
     """Runs a subprocess (subprocess.run; `.popen` for subprocess.Popen). A test that uses it,
     directly or through its fixtures, is marked `slow` by pytest_collection_modifyitems."""
     return _CommandRunner()
+
+
+def _kill_9_at_checkpoint(proc, train_dir, step, timeout):
+    """Kills the training subprocess `proc` with SIGKILL (mid-run, perhaps mid-save) once
+    it has written ckpt-`step` or later in `train_dir`; fails the test when it exits or
+    `timeout` seconds pass first. The process is reaped either way."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            latest = tf.train.latest_checkpoint(str(train_dir))
+            if latest and int(latest.rsplit("-", 1)[1]) >= step:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the training subprocess wrote no checkpoint in time")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def kill_9_at_checkpoint():
+    """`kill_9_at_checkpoint(proc, train_dir, step, timeout)`: see _kill_9_at_checkpoint."""
+    return _kill_9_at_checkpoint
 
 
 def _resident_mb():

@@ -7,10 +7,8 @@ the training batch's losses and gradients.
 import json
 import os
 import pathlib
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 from PIL import Image
@@ -175,25 +173,13 @@ def test_init_from_magenta_layout_restores_every_variable(demo, reference):
     assert all(np.isfinite(v) for v in result.total_losses.values())
 
 
-def test_kill_9_then_resume_is_bit_exact(demo, reference, tmp_path):
+def test_kill_9_then_resume_is_bit_exact(demo, reference, tmp_path, kill_9_at_checkpoint):
     reference_dir, _, _ = reference
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     argv = _argv(demo, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "magenta_style.train", *argv], cwd=REPO,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            latest = tf.train.latest_checkpoint(str(tmp_path))
-            if latest and int(latest.rsplit("-", 1)[1]) >= 1:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the training subprocess wrote no checkpoint in time")
-        proc.send_signal(signal.SIGKILL)  # Mid-run, perhaps mid-save.
-    finally:
-        proc.kill()
-        proc.wait()
+    kill_9_at_checkpoint(proc, tmp_path, step=1, timeout=300)
     result = train_lib.run(train.parse_args(["train", *argv]).experiment, strategy=_one_device())
     assert 1 <= result.resumed_from_step < STEPS and result.step == STEPS
     expected = _state(str(reference_dir / f"ckpt-{STEPS}"))

@@ -89,8 +89,9 @@ class _RestHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def rest_server(loaded):
+def _serve(loaded):
+    """A TF-Serving-like REST server of `loaded` on a free port, in a thread: yields
+    (its URL, its handler class, whose `requests` lists what it was sent)."""
     handler = type("Handler", (_RestHandler,), {"loaded": loaded, "requests": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -99,6 +100,11 @@ def rest_server(loaded):
     server.shutdown()
     server.server_close()
     thread.join(timeout=TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def rest_server(loaded):
+    yield from _serve(loaded)
 
 
 @pytest.fixture(autouse=True)
@@ -297,14 +303,7 @@ def arbitrary_loaded(tiny_arbitrary_export):
 
 @pytest.fixture(scope="module")
 def arbitrary_server(arbitrary_loaded):
-    handler = type("Handler", (_RestHandler,), {"loaded": arbitrary_loaded, "requests": []})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=TIMEOUT_S)
+    yield from _serve(arbitrary_loaded)
 
 
 @pytest.fixture(scope="module")

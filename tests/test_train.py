@@ -9,10 +9,8 @@ import json
 import os
 import pathlib
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -231,7 +229,7 @@ def test_bad_flags_are_one_line_errors(tmp_path, args, message):
     assert message in lines[0]
 
 
-def test_kill_9_mid_run_then_resume(demo, tmp_path):
+def test_kill_9_mid_run_then_resume(demo, tmp_path, kill_9_at_checkpoint):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.Popen(
         [sys.executable, "-m", "magenta_style.train", "--flagfile=configs/tiny.cfg",
@@ -240,19 +238,7 @@ def test_kill_9_mid_run_then_resume(demo, tmp_path):
          "--steps_per_loop=1", "--save_interval_steps=1", "--summary_interval_steps=0",
          "--max_to_keep=2"], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline:
-            latest = tf.train.latest_checkpoint(str(tmp_path))
-            if latest and int(latest.rsplit("-", 1)[1]) >= 3:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the training subprocess wrote no checkpoint in time")
-        proc.send_signal(signal.SIGKILL)  # Mid-run, probably mid-save.
-    finally:
-        proc.kill()
-        proc.wait()
+    kill_9_at_checkpoint(proc, tmp_path, step=3, timeout=150)
     killed_at = int(tf.train.latest_checkpoint(str(tmp_path)).rsplit("-", 1)[1])
     experiment = _experiment(demo, tmp_path, train_steps=killed_at + 2, steps_per_loop=1,
                              save_interval_steps=1, max_to_keep=2)
