@@ -22,6 +22,7 @@ from magenta_style.networks import arbitrary
 from magenta_style.networks import arbitrary_checkpoints
 from magenta_style.networks import checkpoints
 from magenta_style.networks import inception_weights
+from magenta_style.training import devices
 from magenta_style.training import train_lib
 from magenta_style.training import train_step
 
@@ -188,6 +189,33 @@ def test_kill_9_then_resume_is_bit_exact(demo, reference, tmp_path, kill_9_at_ch
     assert any(key.startswith("optimizer/") for key in got)
     for key, value in expected.items():
         np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def test_two_replicas_with_synchronised_batch_norm_agree_with_one(demo, reference, tmp_path):
+    """--sync_batch_norm: two replicas of batch 1 normalise with the global batch's
+    statistics, so their run is the reference's one-replica run of batch 2."""
+    reference_dir, expected_run, _ = reference
+    cpus = tf.config.list_logical_devices("CPU")
+    assert len(cpus) >= 2, "tests/conftest.py should split the CPU into 2 logical devices"
+    experiment = train.parse_args(["train", *_argv(demo, tmp_path, train_steps=2,
+                                                   sync_batch_norm=True)]).experiment
+    result = train_lib.run(experiment, strategy=devices.mirrored_strategy(
+        [d.name for d in cpus[:2]]))
+    assert result.step == 2
+    # Step 1 is a forward pass; step 2 follows one Adam update of the summed gradients.
+    assert result.total_losses[1] == pytest.approx(expected_run.total_losses[1], rel=1e-5)
+    assert result.total_losses[2] == pytest.approx(expected_run.total_losses[2], rel=1e-4)
+    expected = _state(str(reference_dir / "ckpt-2"))
+    got = _state(str(tmp_path / "ckpt-2"))
+    compared = 0
+    for key, value in expected.items():
+        if key.startswith("optimizer/") or value.ndim == 0 or not np.any(value):
+            continue
+        rel = np.linalg.norm(got[key] - value) / np.linalg.norm(value)
+        assert rel < 1e-3, f"{key}: {rel:.2e}"
+        compared += 1
+    assert compared > 100  # The transformer, the style heads and InceptionV3, moving
+    # averages included.
 
 
 def _main_errors(argv, capfd):
