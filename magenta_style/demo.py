@@ -600,11 +600,28 @@ def load_model(demo_config, output_dir):
     return model, model_config, rebind
 
 
+class _ClientGoneFilter(logging.Filter):
+    """One line, not a traceback, when a browser goes away mid-request.
+
+    A tab closed (or a page left) during an upload makes Starlette raise ClientDisconnect
+    inside Gradio's upload route, and uvicorn logs any exception of a request with its
+    traceback. Nothing failed on the server's side.
+    """
+
+    def filter(self, record):
+        error = record.exc_info[1] if record.exc_info else None
+        if type(error).__name__ == "ClientDisconnect":
+            record.msg, record.args = f"{PROG}: a browser closed its connection mid-request", ()
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def run(demo_config, launch=True):
     """Loads the model, builds the page and serves it (blocks until Ctrl-C)."""
     gr = import_gradio()
     # Gradio checks its own server with httpx; those lines are noise on the console.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").addFilter(_ClientGoneFilter())
     from magenta_style.inference import live as live_lib  # pylint: disable=import-outside-toplevel
     output_dir = tempfile.mkdtemp(prefix="magenta_style_demo_")
     model, model_config, rebind = load_model(demo_config, output_dir)

@@ -15,6 +15,7 @@ random one, and with MAGENTA_STYLE_DEMO_SCREENSHOTS=dir they save screenshots th
 README's, taken with the quickstart model).
 """
 import io
+import logging
 import os
 import pathlib
 import re
@@ -244,6 +245,27 @@ def _screenshot(page, name):
 
 def _diff(a, b):
     return float(np.mean(np.abs(a - b)))
+
+
+def test_a_browser_gone_mid_upload_is_one_log_line():
+    """uvicorn logs a request's exception with its traceback; a closed tab is not one."""
+    requests = pytest.importorskip("starlette.requests")
+    from magenta_style import demo  # pylint: disable=import-outside-toplevel
+    try:
+        raise requests.ClientDisconnect()
+    except requests.ClientDisconnect:
+        record = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1,
+                                   "Exception in ASGI application\n", (), sys.exc_info())
+    assert demo._ClientGoneFilter().filter(record)
+    text = logging.Formatter().format(record)
+    assert "Traceback" not in text and "closed its connection" in text
+    try:
+        raise ValueError("a real bug")
+    except ValueError:
+        other = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1,
+                                  "Exception in ASGI application\n", (), sys.exc_info())
+    demo._ClientGoneFilter().filter(other)
+    assert "Traceback" in logging.Formatter().format(other)
 
 
 def test_page_loads_offline_with_the_model_styles(pages):
