@@ -516,6 +516,16 @@ def check_style_image_flags(choice, arbitrary, exported=False, which_styles=None
     return paths, spec
 
 
+def check_style_image_flags_before_load(choice, checkpoint, **kwargs):
+    """`check_style_image_flags` for the model at `checkpoint`, its kind read from the
+    checkpoint's names or the export's metadata (stylizer.holds_arbitrary_model): a
+    command calls it before the load, which takes seconds. kwargs: which_styles,
+    style_map, one_style."""
+    from magenta_style.inference import stylizer  # pylint: disable=import-outside-toplevel
+    return check_style_image_flags(choice, stylizer.holds_arbitrary_model(checkpoint),
+                                   exported=stylizer.is_saved_model(checkpoint), **kwargs)
+
+
 def bind_style_images(choice, model, model_config, which_styles=None, style_map=None,
                       max_pixels=None, one_style=False):
     """Binds the --style_images of `choice` to an arbitrary-style model, after refusing

@@ -204,11 +204,9 @@ def run(args, stderr=None):
         inputs = images.expand_inputs(args.input_image)
     except images.ImageError as e:
         raise cli.UsageError(f"--input_image: {e}") from None
-    # The model kind's flags are checked before the load, which takes seconds.
-    cli.check_style_image_flags(
-        args.style_image_choice, stylizer.holds_arbitrary_model(args.checkpoint),
-        exported=stylizer.is_saved_model(args.checkpoint), which_styles=args.which_styles,
-        style_map=args.style_map)
+    cli.check_style_image_flags_before_load(args.style_image_choice, args.checkpoint,
+                                            which_styles=args.which_styles,
+                                            style_map=args.style_map)
     try:
         model, model_config = stylizer.load(args.checkpoint, args.num_styles, args.alpha)
     except checkpoints.CheckpointError as e:

@@ -126,11 +126,9 @@ def run(job):
     from magenta_style.inference import style_spec
 
     info = video.probe(job.input)
-    # The model kind's flags are checked before the load, which takes seconds.
-    cli.check_style_image_flags(
-        job.style_image_choice, stylizer.holds_arbitrary_model(job.checkpoint),
-        exported=stylizer.is_saved_model(job.checkpoint), which_styles=job.which_styles,
-        style_map=job.style_map or None, one_style=True)
+    cli.check_style_image_flags_before_load(job.style_image_choice, job.checkpoint,
+                                            which_styles=job.which_styles,
+                                            style_map=job.style_map or None, one_style=True)
     model, model_config = stylizer.load(job.checkpoint)
     # Binds an arbitrary model's style images (their style predicted once, here).
     model, model_config, mix = cli.bind_style_images(
