@@ -32,13 +32,42 @@ def train_variables(model, train_scope):
     return list(model.trainable_variables)
 
 
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' Adam whose per-variable update is TensorFlow's fused ResourceApplyAdam.
+
+    The kernel TF1's tf.train.AdamOptimizer (Magenta's) runs, with Keras' formula:
+    m += (g - m)(1 - b1); v += (g^2 - v)(1 - b2); w -= lr sqrt(1 - b2^t) / (1 - b1^t)
+    m / (sqrt(v) + eps). Same variables and checkpoint keys as keras.optimizers.Adam;
+    one op per variable instead of about thirty, which is a third of the training step's
+    graph for the transformer (about 1 s less tracing per run on the CPU, and fewer
+    kernel launches per step on a GPU). Sparse gradients and amsgrad take Keras' path.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
+            return super().update_step(gradient, variable, learning_rate)
+        var = variable.value if isinstance(variable, keras.Variable) else variable
+        index = self._get_variable_index(variable)
+        m, v = (slot.value for slot in (self._momentums[index], self._velocities[index]))
+        dtype = var.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        constant = lambda value: tf.cast(value, dtype)
+        return tf.raw_ops.ResourceApplyAdam(
+            var=var.handle, m=m.handle, v=v.handle,
+            beta1_power=tf.pow(constant(self.beta_1), step),
+            beta2_power=tf.pow(constant(self.beta_2), step),
+            lr=constant(learning_rate), beta1=constant(self.beta_1),
+            beta2=constant(self.beta_2), epsilon=constant(self.epsilon),
+            grad=tf.cast(gradient, dtype))
+
+
 def make_optimizer(kind, learning_rate, loss_scale=False):
     """Magenta's Adam ("adam") or plain SGD ("sgd"), in a LossScaleOptimizer if asked."""
     if kind == "sgd":
         optimizer = keras.optimizers.SGD(learning_rate)
     else:
-        optimizer = keras.optimizers.Adam(learning_rate, beta_1=ADAM_BETA_1,
-                                          beta_2=ADAM_BETA_2, epsilon=ADAM_EPSILON)
+        optimizer = FusedAdam(learning_rate, beta_1=ADAM_BETA_1, beta_2=ADAM_BETA_2,
+                              epsilon=ADAM_EPSILON)
     if loss_scale:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
