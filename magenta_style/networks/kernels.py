@@ -129,9 +129,7 @@ def instance_norm(x, gamma, beta, epsilon=INSTANCE_NORM_EPSILON, moments=None, a
         # formula tiling has always used; it differs from the fused path by rounding only).
         mean, variance = moments
         return activation(tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon))
-    shape = tf.shape(x)
-    batch, height, width = shape[0], shape[1], shape[2]
-    channels = x.shape[-1]
+    batch, height, width, channels = static_or_dynamic_shape(x)
     per_example = all(t.shape.rank == 4 and t.shape[1] == 1 and t.shape[2] == 1
                       for t in (gamma, beta))
     if per_example:
@@ -204,12 +202,14 @@ def _mirror_indices(size, before, after, mode):
     if mode == "REFLECT":
         if _all_ints(size, before, after) and size > max(before, after):
             return reflect_indices(size, before, after)
-        # tf.pad's limit, which its gradient (MirrorPadGrad) needs too.
-        with tf.control_dependencies([tf.debugging.assert_greater(
-                size, tf.maximum(before, after),
-                message="reflect padding needs more pixels than the pad")]):
-            size = tf.identity(size)
-        return reflect_indices(size, before, after)
+        # tf.pad's limit, which its gradient (MirrorPadGrad) needs too. Within it one
+        # reflection suffices: a few ops, where reflect_indices' periodic form (any pad)
+        # takes a dozen, in every dynamic-size graph (exports, stylize) once per pad.
+        limit = max(before, after) if _all_ints(before, after) else tf.maximum(before, after)
+        with tf.control_dependencies([tf.debugging.Assert(
+                size > limit, ["reflect padding needs more pixels than the pad"])]):
+            last = tf.identity(size) - 1
+        return last - tf.abs(last - tf.abs(tf.range(-before, size + after)))
     if _all_ints(size, before, after):
         return np.concatenate([np.arange(before - 1, -1, -1), np.arange(size),
                                np.arange(size - 1, size - 1 - after, -1)]).astype(np.int32)
@@ -224,7 +224,7 @@ def static_or_dynamic_shape(x):
     static = x.shape.as_list()
     if None not in static:
         return static
-    dynamic = tf.shape(x)
+    dynamic = tf.unstack(tf.shape(x), num=len(static))  # One op, not a slice per axis.
     return [d if d is not None else dynamic[i] for i, d in enumerate(static)]
 
 
@@ -258,12 +258,12 @@ def mirror_pad(x, rows, cols, mode="REFLECT"):
     else:
         index = tf.reshape(tf.convert_to_tensor(row_index)[:, None] * width
                            + tf.convert_to_tensor(col_index)[None, :], [-1])
-    paddings = tf.stack([[0, 0], [top, bottom], [left, right], [0, 0]])
 
     def pad(x):
         y = tf.gather(tf.reshape(x, [batch, height * width, channels]), index, axis=1)
 
         def grad(dy):
+            paddings = tf.stack([[0, 0], [top, bottom], [left, right], [0, 0]])
             return tf.raw_ops.MirrorPadGrad(input=dy, paddings=paddings, mode=mode)
         return tf.reshape(y, [batch, height + top + bottom, width + left + right,
                               channels]), grad

@@ -202,11 +202,12 @@ class ConditionalInstanceNorm(keras.layers.Layer):
         kind = style_kind(style)
         if kind == "ids":
             ids = tf.cast(style, tf.int32)
-            with tf.control_dependencies([
-                    tf.debugging.assert_non_negative(ids, message="style id must be >= 0"),
-                    tf.debugging.assert_less(
-                        ids, self.num_styles,
-                        message=f"style id must be < num_styles ({self.num_styles})")]):
+            # One Assert, not tf.debugging's two assert_* (a dozen ops each): this runs in
+            # every layer of every traced graph.
+            valid = tf.reduce_all(tf.logical_and(ids >= 0, ids < self.num_styles))
+            with tf.control_dependencies([tf.debugging.Assert(
+                    valid, [f"style id must be >= 0 and < num_styles ({self.num_styles})",
+                            ids])]):
                 ids = tf.identity(ids)
             return per_example(tf.gather(gamma, ids)), per_example(tf.gather(beta, ids))
         if style.shape[-1] is not None and style.shape[-1] != self.num_styles:
@@ -215,19 +216,13 @@ class ConditionalInstanceNorm(keras.layers.Layer):
                 f"has num_styles={self.num_styles}")
         weights = tf.cast(style, tf.float32)
         if kind == "weights":
-            # [B, S, 1] * [S, C] summed over S: exact for one-hot rows.
-            column = tf.expand_dims(weights, -1)
-            mix = lambda table: per_example(tf.reduce_sum(column * table, axis=1))
-            return mix(gamma), mix(beta)
+            # [B, S] x [S, C]: exact for one-hot rows (the other terms are exact zeros).
+            return per_example(tf.matmul(weights, gamma)), per_example(tf.matmul(weights, beta))
         weights = tf.image.resize(weights, feature_shape[1:3], method="bilinear")
-        # Accumulate style by style: bounded memory ([B, H, W, C], not [B, H, W, S, C]) and
-        # exact for one-hot pixels.
-        gamma_map = beta_map = 0.0
-        for s in range(self.num_styles):
-            w = weights[..., s:s + 1]
-            gamma_map += w * gamma[s]
-            beta_map += w * beta[s]
-        return gamma_map, beta_map
+        # [B, H, W, S] x [S, C] as one matrix product: [B, H, W, C] of memory (never
+        # [B, H, W, S, C]), and exact for one-hot pixels.
+        mix = lambda table: tf.einsum("bhws,sc->bhwc", weights, table)
+        return mix(gamma), mix(beta)
 
     def norm_layers(self):
         return (self,)

@@ -43,22 +43,39 @@ class FusedAdam(keras.optimizers.Adam):
     kernel launches per step on a GPU). Sparse gradients and amsgrad take Keras' path.
     """
 
+    _scalars = None  # {(device, dtype): the kernel's scalar inputs}, during one apply.
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        # The scalar inputs depend on the step only: made once per device and dtype for
+        # all variables (about 15 ops each otherwise, half the optimizer's graph).
+        self._scalars = {}
+        try:
+            super()._backend_update_step(grads, trainable_variables, learning_rate)
+        finally:
+            self._scalars = None
+
+    def _scalar_inputs(self, var, learning_rate):
+        key = (var.device, var.dtype)
+        if self._scalars is not None and key in self._scalars:
+            return self._scalars[key]
+        step = tf.cast(self.iterations + 1, var.dtype)
+        beta_1, beta_2, epsilon, lr = (tf.cast(value, var.dtype) for value in (
+            self.beta_1, self.beta_2, self.epsilon, learning_rate))
+        inputs = dict(beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+                      lr=lr, beta1=beta_1, beta2=beta_2, epsilon=epsilon)
+        if self._scalars is not None:
+            self._scalars[key] = inputs
+        return inputs
+
     def update_step(self, gradient, variable, learning_rate):
         if self.amsgrad or isinstance(gradient, tf.IndexedSlices):
             return super().update_step(gradient, variable, learning_rate)
         var = variable.value if isinstance(variable, keras.Variable) else variable
         index = self._get_variable_index(variable)
         m, v = (slot.value for slot in (self._momentums[index], self._velocities[index]))
-        dtype = var.dtype
-        step = tf.cast(self.iterations + 1, dtype)
-        constant = lambda value: tf.cast(value, dtype)
         return tf.raw_ops.ResourceApplyAdam(
-            var=var.handle, m=m.handle, v=v.handle,
-            beta1_power=tf.pow(constant(self.beta_1), step),
-            beta2_power=tf.pow(constant(self.beta_2), step),
-            lr=constant(learning_rate), beta1=constant(self.beta_1),
-            beta2=constant(self.beta_2), epsilon=constant(self.epsilon),
-            grad=tf.cast(gradient, dtype))
+            var=var.handle, m=m.handle, v=v.handle, grad=tf.cast(gradient, var.dtype),
+            **self._scalar_inputs(var, learning_rate))
 
 
 def make_optimizer(kind, learning_rate, loss_scale=False):
