@@ -186,6 +186,9 @@ class StylePredictor(keras.layers.Layer):
         self.inception = inception_v3.InceptionV3Base("Mixed_6e", name="InceptionV3")
         self.conv = PointwiseConv(self.bottleneck, name="Conv")
 
+    def build(self, style_images_shape):
+        pass  # The sublayers build on their first call (see InceptionV3Base.build).
+
     def call(self, style_images, training=None):
         features = self.inception(style_images, training=training)
         return self.conv(tf.reduce_mean(features, axis=[1, 2]))
