@@ -12,7 +12,9 @@
   tests/test_tiers.py scans the tests and fails on a heavy test without the mark.
 - Memory: after each test file, the custom gradients it traced are unregistered and Keras'
   global state is cleared and garbage collected, so one pytest worker running many files
-  stays small. MAGENTA_STYLE_RSS_LOG=path appends each
+  stays small. The objects alive after collection (the imported modules) are frozen out of
+  the garbage collector's scans (gc.freeze), which made every full collection in a
+  worker about 0.2 s slower. MAGENTA_STYLE_RSS_LOG=path appends each
   file's peak and current resident memory of the worker to that file.
 """
 import ctypes
@@ -50,6 +52,14 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "run_command" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_collection_finish(session):
+    # TensorFlow's, Keras' and the tests' modules live as long as the worker: a full
+    # collection need not walk them again (the per-file ones below, and the automatic
+    # ones during tracing).
+    gc.collect()
+    gc.freeze()
 
 
 class _CommandRunner:
@@ -127,8 +137,7 @@ def _release_memory_after_each_file(request):
         yield
     import tensorflow as tf
 
-    tf.keras.backend.clear_session(free_memory=True)
-    gc.collect()
+    tf.keras.backend.clear_session(free_memory=True)  # It runs gc.collect() itself.
     _return_freed_memory_to_the_system()
     log = os.environ.get("MAGENTA_STYLE_RSS_LOG")
     if log:
