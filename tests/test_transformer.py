@@ -83,6 +83,19 @@ def test_styles_change_the_output():
     assert np.abs(a - b).max() > 1e-3
 
 
+def test_style_ids_out_of_range_are_refused_eagerly_and_traced():
+    model = _model(2)
+    images = tf.zeros([1, 16, 16, 3])
+    traced = tf.function(lambda x, ids: model(x, ids), input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([None], tf.int32)])
+    for call in (model, traced):
+        assert call(images, tf.constant([1])).shape == (1, 16, 16, 3)
+        for bad in (2, -1):
+            with pytest.raises(tf.errors.InvalidArgumentError,
+                               match=r"style id must be >= 0 and < num_styles \(2\)"):
+                call(images, tf.constant([bad]))
+
+
 def test_tf_function_with_unknown_size_does_not_retrace():
     model = _model()
     fn = tf.function(lambda x, w: model(x, w), input_signature=[

@@ -45,6 +45,10 @@ class FusedAdam(keras.optimizers.Adam):
 
     _scalars = None  # {(device, dtype): the kernel's scalar inputs}, during one apply.
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("name", "adam")  # Keras' Adam's: its variables' names.
+        super().__init__(*args, **kwargs)
+
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         # The scalar inputs depend on the step only: made once per device and dtype for
         # all variables (about 15 ops each otherwise, half the optimizer's graph).
