@@ -333,8 +333,21 @@ def build_page(gr, app, model_label, grid):
                     f"could not stylize this ({type(e).__name__}: {e})")]
         return wrapped
 
+    def in_order(fn, outputs, always=0):
+        """`fn` with this tab's live.ResultOrder as its first input: a result that a newer
+        call has overtaken is dropped, except its first `always` outputs (the state an
+        upload sets)."""
+        def wrapped(order_value, *args):
+            ticket = order_value.start()
+            result = fn(*args)
+            if order_value.may_show(ticket):
+                return result
+            return list(result[:always]) + [gr.skip()] * (outputs - always)
+        return wrapped
+
     with gr.Blocks(title="magenta_style demo", analytics_enabled=False) as page:
         photo_state = gr.State(None)
+        order = gr.State(live_lib.ResultOrder)  # Called per session: one per tab.
         gr.Markdown(f"## magenta_style demo\n{_html(model_label)}")
         with gr.Row():
             with gr.Column(scale=1):
@@ -457,18 +470,20 @@ def build_page(gr, app, model_label, grid):
 
         controls = [photo_state, editor, map_layer, blur, strength, preserve,
                     styles_key] + sliders
-        run = safe(stylize, 3)
+        run = in_order(safe(stylize, 3), 3)
+        ordered_controls = [order] + controls
         map_upload.change(map_upload_safe, map_upload, [map_layer, status]).then(
-            run, controls, [result, download, status], concurrency_limit=2)
+            run, ordered_controls, [result, download, status], concurrency_limit=2)
         clear_map.click(lambda image: (None, None if image is None else {
             "background": images.to_uint8(image), "layers": [],
             "composite": images.to_uint8(image)}), photo_state, [map_layer, editor])
-        photo_state.change(run, controls, [result, download, status], concurrency_limit=2,
-                           show_progress="minimal")
+        photo_state.change(run, ordered_controls, [result, download, status],
+                           concurrency_limit=2, show_progress="minimal")
         for control in sliders + [strength, preserve, blur]:
-            control.change(run, controls, [result, download, status], concurrency_limit=2,
-                           show_progress="hidden", trigger_mode="always_last")
-        editor.change(run, controls, [result, download, status], concurrency_limit=2,
+            control.change(run, ordered_controls, [result, download, status],
+                           concurrency_limit=2, show_progress="hidden",
+                           trigger_mode="always_last")
+        editor.change(run, ordered_controls, [result, download, status], concurrency_limit=2,
                       show_progress="hidden", trigger_mode="always_last")
 
         # -- Style images (arbitrary-style model) -------------------------------------
@@ -494,8 +509,10 @@ def build_page(gr, app, model_label, grid):
                     shown = [image, path, f"{line} · {what}"]
                 return [key, app.legend_markdown(style_names)] + updates + shown
 
+            outputs = len(sliders) + 5
             style_upload.change(
-                safe(on_style_upload, len(sliders) + 5), [style_upload] + controls[:6],
+                in_order(safe(on_style_upload, outputs), outputs, always=len(sliders) + 2),
+                [order, style_upload] + controls[:6],
                 [styles_key, legend] + sliders + [result, download, status],
                 concurrency_limit=2)
 

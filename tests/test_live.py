@@ -99,6 +99,18 @@ def test_fps_meter_counts_frames_in_its_window():
     assert meter.dropped == 0
 
 
+def test_result_order_drops_a_result_that_a_newer_call_overtook():
+    order = live.ResultOrder()
+    older, newer = order.start(), order.start()
+    assert order.may_show(newer)  # The newer call finished first...
+    assert not order.may_show(older)  # ...so the older one's picture is dropped.
+    latest = order.start()
+    assert order.may_show(latest)
+    # In order, every result shows.
+    first, second = order.start(), order.start()
+    assert order.may_show(first) and order.may_show(second)
+
+
 def test_live_stylizer_matches_the_batch_path(tiny):
     model, model_config = tiny
     runner = live.LiveStylizer(model, model_config)

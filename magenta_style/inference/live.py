@@ -16,7 +16,9 @@ inputs and calls the model through the one inference path (stylizer.py):
 
 One model call runs at a time (a lock): a webcam frame that arrives while the model is
 busy is dropped (`block=False`), so the delay never grows beyond about one frame's
-processing time; a photo waits its turn.
+processing time; a photo waits its turn. Calls from one tab may still run at once (two
+sliders moved in quick succession); `ResultOrder` keeps an older call's result from
+replacing a newer one.
 """
 import colorsys
 import collections
@@ -214,6 +216,35 @@ class FpsMeter:
             return 0.0
         span = self._times[-1] - self._times[0]
         return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+class ResultOrder:
+    """Keeps one tab's pictures in the order their requests were made.
+
+    Two controls moved in quick succession start two stylizations that run at once and
+    may finish in either order; the older one must not overwrite the newer picture or
+    status line. Each call takes a ticket when it starts (`start`) and shows its result
+    only if no call that started later has shown one already (`may_show`). Thread-safe.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._started = 0
+        self._shown = 0
+
+    def start(self):
+        """int: this call's ticket."""
+        with self._lock:
+            self._started += 1
+            return self._started
+
+    def may_show(self, ticket):
+        """bool: whether the call with `ticket` shows its result (it is then the newest)."""
+        with self._lock:
+            if ticket < self._shown:
+                return False
+            self._shown = ticket
+            return True
 
 
 @dataclasses.dataclass(frozen=True)
