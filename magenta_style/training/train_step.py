@@ -59,6 +59,8 @@ class FusedAdam(keras.optimizers.Adam):
             self._scalars = None
 
     def _scalar_inputs(self, var, learning_rate):
+        # Outside _backend_update_step (a Keras whose apply no longer calls it) the inputs
+        # are made per variable: more ops, the same numbers.
         key = (var.device, var.dtype)
         if self._scalars is not None and key in self._scalars:
             return self._scalars[key]
